@@ -1,0 +1,65 @@
+import type { PaymentRail as PaymentRailKind } from "../../gen/handshake/v1/deal_pb.js";
+
+/** Who pays whom, as the rail needs it. Accounts come from the parties' profiles. */
+export interface RailParties {
+  payerUserId: string;
+  payeeUserId: string;
+  /** Stripe customer and saved payment method of the payer (unused by the ledger). */
+  payerCustomerId?: string;
+  payerPaymentMethodId?: string;
+  /** Stripe connected account of the payee (unused by the ledger). */
+  payeeAccountId?: string;
+}
+
+/** One call to a rail. The key is derived from contract + line item + action and never changes on retry. */
+export interface RailRequest extends RailParties {
+  idempotencyKey: string;
+  amountMinor: bigint;
+  currency: string;
+  description: string;
+  /** Our references, passed on as metadata so webhooks can be matched. */
+  contractId: string;
+  lineItemId: string;
+}
+
+/** What a rail reports back. */
+export interface RailResult {
+  /** The rail's id: ledger transaction id or Stripe PaymentIntent id. */
+  reference: string;
+  status: "succeeded" | "held" | "captured" | "released" | "failed";
+  /** Amount captured so far, for holds. */
+  capturedMinor?: bigint;
+  /** When an authorisation lapses, Unix ms (holds only). */
+  expiresAtMs?: number;
+  failureReason?: string;
+}
+
+/**
+ * A payment rail: Stripe Connect (remote) or the embedded ledger. Every method is idempotent for
+ * its key: calling it again with the same key returns the first outcome and moves no more money.
+ */
+export interface PaymentRail {
+  readonly kind: PaymentRailKind;
+  /** Pays now. */
+  pay(request: RailRequest): Promise<RailResult>;
+  /** Authorises and holds `amountMinor` for later capture. */
+  hold(request: RailRequest): Promise<RailResult>;
+  /** Captures `amountMinor` of the hold `reference` (all or part; the rest is released). */
+  capture(reference: string, request: RailRequest): Promise<RailResult>;
+  /** Cancels the hold `reference`, returning the money to the payer. */
+  release(reference: string, request: RailRequest): Promise<RailResult>;
+  /** The rail's current view of `reference`. */
+  status(reference: string): Promise<RailResult>;
+}
+
+/** A rail refusal or failure. `retryable` is false for 4xx other than 408 and 429. */
+export class PaymentRailError extends Error {
+  override readonly name = "PaymentRailError";
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly retryable: boolean,
+  ) {
+    super(message);
+  }
+}

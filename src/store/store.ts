@@ -1,0 +1,114 @@
+import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import type {
+  Contract,
+  ContractStatus,
+  EscrowHold,
+  Milestone,
+  Negotiation,
+  Payment,
+  Signature,
+} from "../../gen/handshake/v1/deal_pb.js";
+import type { Balance } from "../../gen/handshake/v1/money_pb.js";
+import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+
+/** A user identity. Created by the first JoinRoom; the id is what tokens name. */
+export interface UserRecord {
+  id: string;
+  createdAtMs: number;
+}
+
+/** One leg of a double-entry ledger transaction; the legs of a transaction sum to zero per currency. */
+export interface LedgerLeg {
+  /** Ledger account, e.g. `user:<id>:available`, `user:<id>:held`, `external:funding`. */
+  account: string;
+  currency: string;
+  /** Signed minor units: positive credits the account, negative debits it. */
+  amountMinor: bigint;
+}
+
+/** A balanced set of legs recorded atomically under one idempotency key. */
+export interface LedgerTransaction {
+  id: string;
+  /** Same key twice records once: the second call returns the first transaction. */
+  idempotencyKey: string;
+  legs: LedgerLeg[];
+  memo: string;
+  atMs: number;
+}
+
+/** A page request for a user's contracts, newest first. */
+export interface ContractPage {
+  limit: number;
+  /** Opaque cursor from a previous page; undefined for the first. */
+  cursor?: string;
+}
+
+/**
+ * Everything that must outlive a room. One interface, SQLite as the embedded default, portable
+ * SQL so PostgreSQL can follow. Every method is atomic: what it writes is written whole or not at all.
+ * Records are the generated proto messages; the store never invents its own shapes for them.
+ */
+export interface Store {
+  // Users, profiles and server secrets.
+  createUser(user: UserRecord): Promise<void>;
+  getUser(id: string): Promise<UserRecord | undefined>;
+  /** Stores the profile as given (including the Monzo token, which the API never returns). */
+  saveProfile(userId: string, profile: AgentProfile): Promise<void>;
+  getProfile(userId: string): Promise<AgentProfile | undefined>;
+  /** Returns the stored value for `name`, storing `value` first when there is none. */
+  getOrCreateSecret(name: string, value: string): Promise<string>;
+
+  // Negotiations, with their rounds.
+  saveNegotiation(negotiation: Negotiation): Promise<void>;
+  getNegotiation(id: string): Promise<Negotiation | undefined>;
+
+  // Contracts, assembled with signatures, payments, holds and milestones.
+  /** Inserts a drafted contract with its milestones; its text and hash never change afterwards. */
+  insertContract(contract: Contract): Promise<void>;
+  getContract(id: string): Promise<Contract | undefined>;
+  /** Contracts the user is a party to, newest first, and the cursor of the next page. */
+  listContractsForUser(userId: string, page: ContractPage): Promise<{ contracts: Contract[]; nextCursor?: string }>;
+  /**
+   * Adds a signature in one transaction. Throws `StoreConflictError` when the signer already
+   * signed. (Party and hash checks are the deal layer's; this is the last line of defence.)
+   */
+  addSignature(contractId: string, signature: Signature): Promise<Contract>;
+  setContractStatus(contractId: string, status: ContractStatus): Promise<void>;
+  /** Contracts whose status is EXECUTING: their payments were interrupted and must be resumed. */
+  listExecutingContracts(): Promise<Contract[]>;
+
+  // Money, as two-step records: the intent before the rail call, the result after.
+  /** Inserts the intent unless one with its idempotency key exists; returns the stored record. */
+  recordPaymentIntent(payment: Payment): Promise<Payment>;
+  /** Overwrites status, rail reference, failure reason and updated time of the payment with this id. */
+  recordPaymentResult(payment: Payment): Promise<void>;
+  recordHoldIntent(hold: EscrowHold): Promise<EscrowHold>;
+  recordHoldResult(hold: EscrowHold): Promise<void>;
+  getPaymentByRailReference(railReference: string): Promise<Payment | undefined>;
+  getHoldByRailReference(railReference: string): Promise<EscrowHold | undefined>;
+  /** Payments and holds still PENDING: recorded before a rail call whose result was never recorded. */
+  listPendingIntents(): Promise<{ payments: Payment[]; holds: EscrowHold[] }>;
+  saveMilestone(milestone: Milestone): Promise<void>;
+
+  // The embedded ledger.
+  /** Records a balanced transaction once per idempotency key; returns it and whether it was a replay. */
+  postLedgerTransaction(tx: LedgerTransaction): Promise<{ transaction: LedgerTransaction; replayed: boolean }>;
+  getLedgerBalance(account: string, currency: string): Promise<bigint>;
+  /** The user's balances per currency, from their ledger accounts. */
+  getBalances(userId: string): Promise<Balance[]>;
+
+  // Each room's recent event log, for PanelStream resume across a restart.
+  /** Appends events (already numbered) and keeps at most `keep` newest for the room. */
+  appendRoomEvents(roomId: string, events: PanelEvent[], keep: number): Promise<void>;
+  /** Events with seq > afterSeq, oldest first. */
+  loadRoomEvents(roomId: string, afterSeq: bigint): Promise<PanelEvent[]>;
+  /** Highest seq stored for the room, 0n when none. */
+  lastRoomSeq(roomId: string): Promise<bigint>;
+
+  close(): Promise<void>;
+}
+
+/** A write that conflicts with what is stored (a second signature by the same party, say). */
+export class StoreConflictError extends Error {
+  override readonly name = "StoreConflictError";
+}
