@@ -1,0 +1,187 @@
+import path from "node:path";
+
+/** Every setting, from the environment with embedded defaults. See `.env.example`. */
+export interface Config {
+  host: string;
+  port: number;
+  dataDir: string;
+  /** SQLite file; defaults to `<dataDir>/handshake.db`. */
+  databasePath: string;
+  logLevel: string;
+  /** Browser origins allowed by CORS; empty allows none but same-origin. */
+  corsOrigins: string[];
+  rooms: {
+    maxRooms: number;
+    /** A participant whose streams are all gone this long is removed from the room. */
+    leaveGraceMs: number;
+    /** Events kept per room for PanelStream resume. */
+    eventLogSize: number;
+    /** Events queued per PanelStream subscriber before it is ended with RESOURCE_EXHAUSTED. */
+    subscriberQueueSize: number;
+    /** A room nobody has touched this long is evicted. */
+    idleRoomMs: number;
+  };
+  trigger: { keyword: string; requireBoth: boolean; dualWindowMs: number; smart: boolean };
+  negotiation: { maxRounds: number; roundTimeoutMs: number; totalTimeoutMs: number };
+  auth: {
+    /** HMAC secret for tokens; when empty, one is generated on first start and kept in the store. */
+    jwtSecret: string;
+    sessionTtlMs: number;
+    userTtlMs: number;
+    oidcIssuer: string;
+    oidcJwksUrl: string;
+    oidcAudience: string;
+  };
+  limits: {
+    maxMessageBytes: number;
+    maxStreamsPerUser: number;
+    sendAudioPerSecond: number;
+    maxAmountMinor: bigint;
+  };
+  speech: { engine: "auto" | "pocketsphinx" | "scribe" | "device"; elevenLabsApiKey: string; elevenLabsBaseUrl: string; language: string };
+  agents: { engine: "offline" | "claude"; anthropicApiKey: string; anthropicBaseUrl: string; model: string };
+  payments: {
+    rail: "ledger" | "stripe";
+    stripeSecretKey: string;
+    stripeWebhookSecret: string;
+    stripeApiBase: string;
+    holdWarningMs: number;
+  };
+  monzoApiBase: string;
+}
+
+/** A setting that is present but wrong; names the variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+type Env = Record<string, string | undefined>;
+
+function str(env: Env, name: string, fallback: string): string {
+  const value = env[name];
+  return value === undefined || value === "" ? fallback : value;
+}
+
+function int(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const raw = str(env, name, fallback);
+  if (!(allowed as readonly string[]).includes(raw)) {
+    throw new ConfigError(`${name} must be one of ${allowed.join(", ")}, got "${raw}"`);
+  }
+  return raw as T;
+}
+
+function url(env: Env, name: string, fallback: string): string {
+  const raw = str(env, name, fallback);
+  if (raw === "") return raw;
+  try {
+    new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be a URL, got "${raw}"`);
+  }
+  return raw;
+}
+
+/**
+ * Reads and validates the configuration. Throws ConfigError naming the first bad variable.
+ * Remote engines switch on when their key is set and their engine variable is not forced.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const dataDir = path.resolve(str(env, "DATA_DIR", "./data"));
+  const elevenLabsApiKey = str(env, "ELEVENLABS_API_KEY", "");
+  const anthropicApiKey = str(env, "ANTHROPIC_API_KEY", "");
+  const stripeSecretKey = str(env, "STRIPE_SECRET_KEY", "");
+  const config: Config = {
+    host: str(env, "HOST", "127.0.0.1"),
+    port: int(env, "PORT", 8080, 0, 65535),
+    dataDir,
+    databasePath: path.resolve(dataDir, str(env, "DATABASE_PATH", "handshake.db")),
+    logLevel: oneOf(env, "LOG_LEVEL", "info", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
+    corsOrigins: str(env, "CORS_ORIGINS", "")
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o !== ""),
+    rooms: {
+      maxRooms: int(env, "MAX_ROOMS", 2000, 1, 1_000_000),
+      leaveGraceMs: int(env, "LEAVE_GRACE_MS", 30_000, 0, 3_600_000),
+      eventLogSize: int(env, "ROOM_EVENT_LOG_SIZE", 1000, 10, 100_000),
+      subscriberQueueSize: int(env, "PANEL_QUEUE_SIZE", 256, 8, 100_000),
+      idleRoomMs: int(env, "IDLE_ROOM_MS", 3_600_000, 1000, 86_400_000 * 7),
+    },
+    trigger: {
+      keyword: str(env, "TRIGGER_KEYWORD", "handshake"),
+      requireBoth: bool(env, "TRIGGER_REQUIRE_BOTH", false),
+      dualWindowMs: int(env, "TRIGGER_DUAL_WINDOW_MS", 10_000, 100, 600_000),
+      smart: bool(env, "TRIGGER_SMART", false),
+    },
+    negotiation: {
+      maxRounds: int(env, "NEGOTIATION_MAX_ROUNDS", 5, 1, 5),
+      roundTimeoutMs: int(env, "NEGOTIATION_ROUND_TIMEOUT_MS", 30_000, 100, 600_000),
+      totalTimeoutMs: int(env, "NEGOTIATION_TOTAL_TIMEOUT_MS", 120_000, 100, 3_600_000),
+    },
+    auth: {
+      jwtSecret: str(env, "JWT_SECRET", ""),
+      sessionTtlMs: int(env, "SESSION_TTL_MS", 12 * 3_600_000, 1000, 7 * 86_400_000),
+      userTtlMs: int(env, "USER_TOKEN_TTL_MS", 365 * 86_400_000, 60_000, 3650 * 86_400_000),
+      oidcIssuer: str(env, "OIDC_ISSUER", ""),
+      oidcJwksUrl: url(env, "OIDC_JWKS_URL", ""),
+      oidcAudience: str(env, "OIDC_AUDIENCE", ""),
+    },
+    limits: {
+      maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
+      maxStreamsPerUser: int(env, "MAX_STREAMS_PER_USER", 8, 1, 1000),
+      sendAudioPerSecond: int(env, "SEND_AUDIO_PER_SECOND", 100, 1, 10_000),
+      maxAmountMinor: BigInt(int(env, "MAX_AMOUNT_MINOR", 100_000_000, 1, Number.MAX_SAFE_INTEGER)),
+    },
+    speech: {
+      engine: oneOf(env, "SPEECH_ENGINE", elevenLabsApiKey ? "scribe" : "auto", ["auto", "pocketsphinx", "scribe", "device"]),
+      elevenLabsApiKey,
+      elevenLabsBaseUrl: url(env, "ELEVENLABS_BASE_URL", "wss://api.elevenlabs.io"),
+      language: str(env, "SPEECH_LANGUAGE", "en"),
+    },
+    agents: {
+      engine: oneOf(env, "AGENT_ENGINE", anthropicApiKey ? "claude" : "offline", ["offline", "claude"]),
+      anthropicApiKey,
+      anthropicBaseUrl: url(env, "ANTHROPIC_BASE_URL", ""),
+      model: str(env, "ANTHROPIC_MODEL", "claude-sonnet-4-5"),
+    },
+    payments: {
+      rail: oneOf(env, "PAYMENT_RAIL", stripeSecretKey ? "stripe" : "ledger", ["ledger", "stripe"]),
+      stripeSecretKey,
+      stripeWebhookSecret: str(env, "STRIPE_WEBHOOK_SECRET", ""),
+      stripeApiBase: url(env, "STRIPE_API_BASE", ""),
+      holdWarningMs: int(env, "HOLD_WARNING_MS", 86_400_000, 60_000, 7 * 86_400_000),
+    },
+    monzoApiBase: url(env, "MONZO_API_BASE", "https://api.monzo.com"),
+  };
+  if (config.speech.engine === "scribe" && !elevenLabsApiKey) {
+    throw new ConfigError("SPEECH_ENGINE=scribe needs ELEVENLABS_API_KEY");
+  }
+  if (config.agents.engine === "claude" && !anthropicApiKey) {
+    throw new ConfigError("AGENT_ENGINE=claude needs ANTHROPIC_API_KEY");
+  }
+  if (config.payments.rail === "stripe" && !stripeSecretKey) {
+    throw new ConfigError("PAYMENT_RAIL=stripe needs STRIPE_SECRET_KEY");
+  }
+  if (config.auth.oidcIssuer && !config.auth.oidcJwksUrl) {
+    throw new ConfigError("OIDC_ISSUER needs OIDC_JWKS_URL");
+  }
+  return config;
+}

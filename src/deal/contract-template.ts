@@ -1,0 +1,72 @@
+import { LineItemKind, type LineItem } from "../../gen/handshake/v1/deal_pb.js";
+import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
+import type { ContractDrafter, DraftInput } from "./contract-drafter.js";
+import { formatMoney } from "./money.js";
+
+/**
+ * The embedded contract drafter: a deterministic template. The same terms and parties always
+ * give the same text, so the same hash.
+ */
+export function createTemplateDrafter(): ContractDrafter {
+  return { draft: async (input) => draftFromTemplate(input) };
+}
+
+/** Renders the template synchronously (also the fallback when a remote drafter fails). */
+export function draftFromTemplate({ proposal, parties, conversation }: DraftInput): { title: string; text: string } {
+  const provider = parties.find((p) => p.role === PartyRole.PROVIDER);
+  const client = parties.find((p) => p.role === PartyRole.CLIENT);
+  const money = (minor: bigint) => formatMoney(minor, proposal.currency);
+  const title = firstSentence(proposal.summary) || "Service agreement";
+  const lines: string[] = [];
+  lines.push(`SERVICE AGREEMENT: ${title}`, "");
+  lines.push("Parties", `- Provider: ${provider?.displayName ?? "?"} (user ${provider?.userId ?? "?"})`);
+  lines.push(`- Client: ${client?.displayName ?? "?"} (user ${client?.userId ?? "?"})`, "");
+  lines.push("1. Scope", proposal.summary || title, "");
+  lines.push(`2. Price: ${money(proposal.totalMinor)} in total (${proposal.currency}), made up of:`);
+  proposal.lineItems.forEach((item, i) => lines.push(...describeItem(item, i + 1, money)));
+  lines.push("");
+  lines.push("3. Payment");
+  lines.push("- Immediate items are paid by the Client to the Provider when both parties have signed.");
+  lines.push("- Escrow and conditional items are authorised from the Client at their maximum when both parties have signed,");
+  lines.push("  and captured when both parties confirm the milestone (for a price range, at the amount the Provider");
+  lines.push("  proposes within the range and the Client approves). The Provider may release a hold at any time.");
+  lines.push("");
+  lines.push("4. Record");
+  lines.push("- This agreement was negotiated by the parties' agents from a spoken conversation and takes effect when");
+  lines.push("  both parties have signed this exact text (identified by its SHA-256 hash).");
+  const quotes = conversation.filter((e) => e.isFinal).slice(-6);
+  if (quotes.length > 0) {
+    lines.push("- Conversation excerpts:");
+    for (const entry of quotes) {
+      const who = parties.find((p) => p.userId === entry.speakerUserId)?.displayName ?? entry.speakerUserId;
+      lines.push(`  ${who}: "${entry.text.replace(/\s+/g, " ").trim()}"`);
+    }
+  }
+  lines.push("", `Proposal ${proposal.id}`);
+  return { title, text: lines.join("\n") + "\n" };
+}
+
+function describeItem(item: LineItem, n: number, money: (minor: bigint) => string): string[] {
+  const kind =
+    item.kind === LineItemKind.ESCROW ? "escrow" : item.kind === LineItemKind.CONDITIONAL ? "conditional" : "paid on signing";
+  const price = item.range
+    ? `between ${money(item.range.minMinor)} and ${money(item.range.maxMinor)}`
+    : item.quantity > 1
+      ? `${item.quantity} ${item.unit || "units"} × ${money(item.unitPriceMinor)} = ${money(item.amountMinor)}`
+      : money(item.amountMinor);
+  const out = [`  ${n}. ${item.description}: ${price} (${kind})`];
+  for (const factor of item.pricingFactors) out.push(`     - ${factor.name}: ${money(factor.impactMinor)}${factor.description ? ` (${factor.description})` : ""}`);
+  if (item.condition) out.push(`     Condition: ${item.condition}`);
+  if (item.milestone) {
+    out.push(`     Milestone: ${item.milestone.title}`);
+    if (item.milestone.deliverables.length) out.push(`     Deliverables: ${item.milestone.deliverables.join("; ")}`);
+    if (item.milestone.verificationMethod) out.push(`     Verified by: ${item.milestone.verificationMethod}`);
+    if (item.milestone.completionCriteria) out.push(`     Complete when: ${item.milestone.completionCriteria}`);
+  }
+  return out;
+}
+
+function firstSentence(text: string): string {
+  const s = text.trim().split(/(?<=[.!?])\s/)[0] ?? "";
+  return s.length > 80 ? s.slice(0, 77) + "…" : s.replace(/[.!?]$/, "");
+}

@@ -1,0 +1,34 @@
+/**
+ * Named domain errors. The server maps each to one status code in src/server/errors.ts; their
+ * messages are shown to callers, so they say what was wrong without leaking internals.
+ */
+
+/** The thing asked for does not exist (or the caller may not know it exists). */
+export class NotFoundError extends Error {
+  override readonly name = "NotFoundError";
+}
+
+/** The caller is who they say, but may not do this. */
+export class PermissionDeniedError extends Error {
+  override readonly name = "PermissionDeniedError";
+}
+
+/** The request is fine but the thing is not in a state that allows it. */
+export class FailedPreconditionError extends Error {
+  override readonly name = "FailedPreconditionError";
+}
+
+/** A field of the request is wrong; the message names it. */
+export class InvalidArgumentError extends Error {
+  override readonly name = "InvalidArgumentError";
+}
+
+/** A limit was reached (rooms, participants, streams, rate). */
+export class ResourceExhaustedError extends Error {
+  override readonly name = "ResourceExhaustedError";
+}
+
+/** The caller's identity could not be established. */
+export class UnauthenticatedError extends Error {
+  override readonly name = "UnauthenticatedError";
+}

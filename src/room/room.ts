@@ -1,0 +1,581 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import { AudioControl, type AudioFormat, type AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
+import {
+  NegotiationStatus,
+  RoundAction,
+  type Contract,
+  type Negotiation,
+} from "../../gen/handshake/v1/deal_pb.js";
+import {
+  AgentMessageSchema,
+  ExecutionStepSchema,
+  ExecutionStepStatus,
+  ParticipantSchema,
+  RoomStatusSchema,
+  type AgentMessage,
+  type PanelEvent,
+  type RoomStatus,
+} from "../../gen/handshake/v1/events_pb.js";
+import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import {
+  TranscriptEntrySchema,
+  TranscriptSource,
+  type TranscriptEntry,
+  type TriggerEvent,
+} from "../../gen/handshake/v1/transcript_pb.js";
+import type { Agent, AgentFactory } from "../agents/agent.js";
+import type { ContractDesk } from "../deal/contracts.js";
+import { ResourceExhaustedError } from "../deal/errors.js";
+import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
+import { panelError, RoomEventLog, type PanelEventInit } from "../events/event-log.js";
+import type { BankAccount } from "../payments/bank.js";
+import type { RecognisedSpeech, SpeechEngine, SpeechEngineFactory } from "../speech/speech-engine.js";
+import { toSessionStatus, transitionSession, type SessionEvent, type SessionState } from "./session.js";
+
+/** Participants per room. */
+export const MAX_PARTICIPANTS = 2;
+/** Final transcript entries kept per participant for agents and contracts. */
+const TRANSCRIPT_KEEP = 200;
+
+/** The trigger stage as the room uses it. */
+export interface TriggerStage {
+  feed(entry: TranscriptEntry): void;
+  setKeyword(keyword: string, requireBoth: boolean): void;
+  arm(): void;
+  disarm(): void;
+  readonly armed: boolean;
+  close(): void;
+}
+
+/** Something that receives the peer's audio (an AudioStream or ReceiveAudio call). */
+export interface AudioSink {
+  /** Delivers a frame; the format is given before the first frame and when it changes. */
+  push(frame: AudioFrame, format: AudioFormat | undefined): void;
+}
+
+/** Converts a participant's audio to 16 kHz PCM16 for speech; one per participant stream. */
+export type SpeechPcmConverter = (format: AudioFormat) => (pcm: Uint8Array) => Buffer;
+
+/** The stages and services a room wires together; made once per process in main.ts. */
+export interface RoomStages {
+  createTrigger(options: { keyword: string; requireBoth: boolean; onTrigger: (event: TriggerEvent) => void }): TriggerStage;
+  createNegotiation(options: {
+    id: string;
+    roomId: string;
+    initiatorUserId: string;
+    participants: [string, string];
+    onChange: (negotiation: Negotiation, transition: NegotiationTransition | undefined) => void;
+  }): NegotiationSession;
+  agentFactory: AgentFactory;
+  /** Undefined when the server has no speech engine (device transcripts only). */
+  speechFactory: SpeechEngineFactory | undefined;
+  toSpeechPcm: SpeechPcmConverter;
+  desk: ContractDesk;
+  /** Runs a fully signed contract's payments; reports through the room manager. */
+  executeContract(contract: Contract): Promise<void>;
+  bankFor(profile: AgentProfile): BankAccount | undefined;
+}
+
+/** Settings a room takes from the configuration. */
+export interface RoomSettings {
+  eventLogSize: number;
+  subscriberQueueSize: number;
+  triggerKeyword: string;
+  triggerRequireBoth: boolean;
+}
+
+interface Member {
+  userId: string;
+  profile: AgentProfile;
+  session: SessionState;
+  agent: Agent | undefined;
+  speech: SpeechEngine | undefined;
+  speechFormat: AudioFormat | undefined;
+  toSpeech: ((pcm: Uint8Array) => Buffer) | undefined;
+  transcript: TranscriptEntry[];
+  sinks: Set<AudioSink>;
+  /** Format of this member's audio; sent to the peer's sinks before frames. */
+  format: AudioFormat | undefined;
+  muted: boolean;
+  openStreams: number;
+  partialId: string | undefined;
+}
+
+/**
+ * One live room: up to two members, their audio, speech, agents, the trigger, the negotiation
+ * and the contract, wired together. Every event goes to the room's log, which PanelStream reads.
+ */
+export class Room {
+  readonly events: RoomEventLog;
+  private readonly members = new Map<string, Member>();
+  private readonly trigger: TriggerStage;
+  private negotiation: NegotiationSession | undefined;
+  private lastNegotiation: Negotiation | undefined;
+  private contract: Contract | undefined;
+  private readonly executing = new Set<string>();
+  private destroyed = false;
+  /** Last time anyone did anything here, for idle eviction. */
+  lastActivityMs: number;
+
+  constructor(
+    readonly id: string,
+    readonly inviteCode: string | undefined,
+    private readonly stages: RoomStages,
+    settings: RoomSettings,
+    private readonly log: Logger,
+    restored: { lastSeq: bigint; events: PanelEvent[] } | undefined,
+    persist: (events: PanelEvent[]) => void,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.lastActivityMs = now();
+    this.events = new RoomEventLog({
+      roomId: id,
+      capacity: settings.eventLogSize,
+      subscriberQueueSize: settings.subscriberQueueSize,
+      ...(restored ? { restored } : {}),
+      persist,
+      now,
+    });
+    this.trigger = stages.createTrigger({
+      keyword: settings.triggerKeyword,
+      requireBoth: settings.triggerRequireBoth,
+      onTrigger: (event) => this.guard("trigger", () => this.onTrigger(event)),
+    });
+    this.trigger.disarm();
+  }
+
+  /** Number of members. */
+  get size(): number {
+    return this.members.size;
+  }
+
+  has(userId: string): boolean {
+    return this.members.has(userId);
+  }
+
+  /** Adds a member (a repeated join is a no-op); pairs when the second arrives. */
+  join(userId: string, profile: AgentProfile): void {
+    this.touch();
+    const existing = this.members.get(userId);
+    if (existing) {
+      existing.profile = profile;
+      return;
+    }
+    if (this.members.size >= MAX_PARTICIPANTS) throw new ResourceExhaustedError("room is full");
+    this.members.set(userId, {
+      userId,
+      profile,
+      session: "discovering",
+      agent: undefined,
+      speech: undefined,
+      speechFormat: undefined,
+      toSpeech: undefined,
+      transcript: [],
+      sinks: new Set(),
+      format: undefined,
+      muted: false,
+      openStreams: 0,
+      partialId: undefined,
+    });
+    if (this.members.size === MAX_PARTICIPANTS) this.pair();
+    this.broadcastStatus();
+  }
+
+  /** Removes a member and stops their services; the room is unpaired. */
+  async leave(userId: string): Promise<void> {
+    const member = this.members.get(userId);
+    if (!member) return;
+    this.touch();
+    this.members.delete(userId);
+    await this.stopMember(member);
+    this.unpair();
+    this.broadcastStatus();
+  }
+
+  /** Replaces a member's profile; their agent uses it from its next decision. */
+  setProfile(userId: string, profile: AgentProfile): void {
+    const member = this.members.get(userId);
+    if (member) member.profile = profile;
+    this.touch();
+    this.broadcastStatus();
+  }
+
+  setTriggerKeyword(keyword: string, requireBoth: boolean): void {
+    this.trigger.setKeyword(keyword, requireBoth);
+    this.triggerKeyword = keyword;
+    this.touch();
+    this.broadcastStatus();
+  }
+  private triggerKeyword = "";
+
+  /** A snapshot of the room. */
+  status(): RoomStatus {
+    return create(RoomStatusSchema, {
+      roomId: this.id,
+      participants: [...this.members.values()].map((m) =>
+        create(ParticipantSchema, {
+          userId: m.userId,
+          displayName: m.profile.displayName,
+          sessionStatus: toSessionStatus(m.session),
+          connected: m.openStreams > 0,
+          muted: m.muted,
+        }),
+      ),
+      paired: this.members.size === MAX_PARTICIPANTS,
+      triggerKeyword: this.triggerKeyword,
+      triggerArmed: this.trigger.armed,
+      activeNegotiationId: this.negotiation?.id ?? "",
+      contractId: this.contract?.id ?? "",
+      inviteOnly: this.inviteCode !== undefined,
+    });
+  }
+
+  /** The open or latest negotiation and the latest contract. */
+  deal(): { negotiation: Negotiation | undefined; contract: Contract | undefined } {
+    return { negotiation: this.negotiation?.snapshot() ?? this.lastNegotiation, contract: this.contract };
+  }
+
+  /** How many streams a member has open. */
+  openStreams(userId: string): number {
+    return this.members.get(userId)?.openStreams ?? 0;
+  }
+
+  /** A member opened (+1) or closed (-1) a stream; returns how many they have open. */
+  streamOpened(userId: string, delta: 1 | -1): number {
+    const member = this.members.get(userId);
+    if (!member) return 0;
+    const before = member.openStreams;
+    member.openStreams = Math.max(0, before + delta);
+    if ((before === 0) !== (member.openStreams === 0)) this.broadcastStatus();
+    return member.openStreams;
+  }
+
+  /** Registers a sink for the peer's audio of `userId`; returns the unregister function. */
+  addAudioSink(userId: string, sink: AudioSink): () => void {
+    const member = this.members.get(userId);
+    if (!member) return () => {};
+    member.sinks.add(sink);
+    return () => member.sinks.delete(sink);
+  }
+
+  /** Sets the format of a member's audio (the AudioStream header or a SendAudio format). */
+  setAudioFormat(userId: string, format: AudioFormat): void {
+    const member = this.members.get(userId);
+    if (!member) return;
+    member.format = format;
+    member.toSpeech = this.stages.toSpeechPcm(format);
+    member.speechFormat = format;
+  }
+
+  /**
+   * A frame from a member: relayed unchanged to the peer at once, then fed to their speech
+   * engine. The relay never waits on speech.
+   */
+  audioFrame(userId: string, frame: AudioFrame): void {
+    const member = this.members.get(userId);
+    if (!member || member.muted) return;
+    for (const peer of this.members.values()) {
+      if (peer === member) continue;
+      for (const sink of peer.sinks) sink.push(frame, member.format);
+    }
+    if (member.speech && member.toSpeech) member.speech.write(member.toSpeech(frame.pcm));
+  }
+
+  /** Mute, unmute or flush from a member. */
+  control(userId: string, action: AudioControl): void {
+    const member = this.members.get(userId);
+    if (!member) return;
+    this.touch();
+    if (action === AudioControl.FLUSH) {
+      member.speech?.flush();
+      return;
+    }
+    const muted = action === AudioControl.MUTE;
+    if (member.muted === muted) return;
+    member.muted = muted;
+    member.speech?.setMuted(muted);
+    this.broadcastStatus();
+  }
+
+  /** A transcript segment, from the server's engine or the member's device. */
+  transcript(userId: string, speech: RecognisedSpeech, source: TranscriptSource): void {
+    const member = this.members.get(userId);
+    if (!member) return;
+    this.touch();
+    const id = member.partialId ?? `tr_${randomUUID()}`;
+    member.partialId = speech.isFinal ? undefined : id;
+    const entry = create(TranscriptEntrySchema, {
+      id,
+      speakerUserId: userId,
+      text: speech.text,
+      isFinal: speech.isFinal,
+      startMs: Math.max(0, Math.round(speech.startMs)),
+      endMs: Math.max(0, Math.round(speech.endMs)),
+      words: speech.words,
+      confidence: speech.confidence,
+      source,
+      receivedAtMs: BigInt(this.now()),
+    });
+    this.emit({ event: { case: "transcript", value: entry } });
+    if (!speech.isFinal || speech.text.trim() === "") return;
+    keep(member.transcript, entry);
+    member.agent?.pushTranscript(entry, "self");
+    for (const peer of this.members.values()) {
+      if (peer === member) continue;
+      keep(peer.transcript, entry);
+      peer.agent?.pushTranscript(entry, "peer");
+    }
+    this.trigger.feed(entry);
+  }
+
+  /** Signs the room's contract as `userId`; runs payments once both have signed. */
+  async sign(userId: string, contractId: string, textSha256: string): Promise<Contract> {
+    this.touch();
+    const { contract, fullySigned } = await this.stages.desk.sign(userId, contractId, textSha256, this.id);
+    this.contract = contract;
+    const signer = this.members.get(userId)?.profile.displayName ?? userId;
+    this.emit({
+      event: {
+        case: "executionStep",
+        value: create(ExecutionStepSchema, { contractId, step: "signature", userId, status: ExecutionStepStatus.SUCCEEDED, detail: `${signer} signed` }),
+      },
+    });
+    this.emit({ event: { case: "contract", value: contract } });
+    if (fullySigned) this.startExecution(contract);
+    return contract;
+  }
+
+  /** Publishes an event from outside the room's own stages (payments, milestones). */
+  publish(init: PanelEventInit): void {
+    if (init.event.case === "contract") {
+      if (this.contract?.id === init.event.value.id) this.contract = init.event.value;
+    }
+    this.emit(init);
+  }
+
+  /** Marks sessions completed after a contract's immediate payments and holds ran. */
+  contractExecuted(contractId: string): void {
+    if (this.contract?.id !== contractId) return;
+    this.moveSessions("executed");
+    this.trigger.arm();
+    this.broadcastStatus();
+  }
+
+  /** Stops everything; safe to call twice. */
+  async destroy(reason?: Error): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.negotiation?.close();
+    this.trigger.close();
+    const members = [...this.members.values()];
+    this.members.clear();
+    await Promise.allSettled(members.map((m) => this.stopMember(m)));
+    this.events.close(reason);
+  }
+
+  private pair(): void {
+    const [a, b] = [...this.members.values()];
+    if (!a || !b) return;
+    for (const [self, peer] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      self.agent = this.stages.agentFactory({
+        roomId: this.id,
+        userId: self.userId,
+        profile: () => self.profile,
+        peer: {
+          userId: peer.userId,
+          displayName: peer.profile.displayName,
+          role: peer.profile.role,
+          trade: peer.profile.trade,
+          currency: peer.profile.currency,
+        },
+        negotiation: () => this.negotiation,
+        notifyUser: (message) => this.toUser(self.userId, message),
+        ...(this.bankOf(self.profile) ? { bank: this.bankOf(self.profile)! } : {}),
+        log: this.log.child({ userId: self.userId, stage: "agent" }),
+      });
+      for (const entry of self.transcript) self.agent.pushTranscript(entry, entry.speakerUserId === self.userId ? "self" : "peer");
+      this.startSpeech(self);
+    }
+    this.moveSessions("paired");
+    if (!this.negotiation) this.trigger.arm();
+  }
+
+  private unpair(): void {
+    this.trigger.disarm();
+    if (this.negotiation) {
+      this.negotiation.close();
+      this.lastNegotiation = this.negotiation.snapshot();
+      this.negotiation = undefined;
+    }
+    for (const member of this.members.values()) {
+      const agent = member.agent;
+      member.agent = undefined;
+      void agent?.stop();
+      member.session = "discovering";
+    }
+  }
+
+  private bankOf(profile: AgentProfile): BankAccount | undefined {
+    return this.stages.bankFor(profile);
+  }
+
+  private startSpeech(member: Member): void {
+    if (member.speech || !this.stages.speechFactory) return;
+    try {
+      member.speech = this.stages.speechFactory(
+        { roomId: this.id, userId: member.userId },
+        {
+          onPartial: (speech) => this.guard("speech", () => this.transcript(member.userId, speech, TranscriptSource.SERVER)),
+          onFinal: (speech) => this.guard("speech", () => this.transcript(member.userId, speech, TranscriptSource.SERVER)),
+          onError: (error) =>
+            this.emit(panelError("speech", error.code, error.message, error.retryable)),
+        },
+      );
+    } catch (err) {
+      this.log.warn({ err, userId: member.userId }, "speech engine unavailable");
+      this.emit(panelError("speech", "speech_unavailable", (err as Error).message, false));
+    }
+  }
+
+  private async stopMember(member: Member): Promise<void> {
+    member.sinks.clear();
+    const work: Promise<void>[] = [];
+    if (member.agent) work.push(member.agent.stop());
+    if (member.speech) work.push(member.speech.stop());
+    member.agent = undefined;
+    member.speech = undefined;
+    await Promise.allSettled(work);
+  }
+
+  private onTrigger(event: TriggerEvent): void {
+    if (this.negotiation || this.members.size < MAX_PARTICIPANTS) return;
+    const initiator = this.members.get(event.speakerUserId);
+    if (!initiator?.agent) return;
+    this.trigger.disarm();
+    this.emit({ event: { case: "trigger", value: event } });
+    const [a, b] = [...this.members.keys()] as [string, string];
+    this.negotiation = this.stages.createNegotiation({
+      id: `neg_${randomUUID()}`,
+      roomId: this.id,
+      initiatorUserId: initiator.userId,
+      participants: [a, b],
+      onChange: (negotiation, transition) => this.guard("negotiation", () => this.onNegotiationChange(negotiation, transition)),
+    });
+    this.moveSessions("triggered");
+    this.broadcastStatus();
+    initiator.agent.startNegotiation(event, [...initiator.transcript]);
+  }
+
+  private onNegotiationChange(negotiation: Negotiation, transition: NegotiationTransition | undefined): void {
+    this.touch();
+    this.emit({ event: { case: "negotiation", value: negotiation } });
+    const last = negotiation.rounds.at(-1);
+    if (negotiation.status === NegotiationStatus.OPEN) {
+      if (last && (last.action === RoundAction.PROPOSE || last.action === RoundAction.COUNTER)) {
+        for (const member of this.members.values()) {
+          if (member.userId !== last.fromUserId) member.agent?.onPeerMove(negotiation);
+        }
+      }
+      return;
+    }
+    if (!transition) return;
+    const session = this.negotiation;
+    this.negotiation = undefined;
+    this.lastNegotiation = negotiation;
+    session?.close();
+    if (negotiation.status === NegotiationStatus.AGREED) {
+      this.moveSessions("agreed");
+      this.broadcastStatus();
+      void this.draftContract(negotiation);
+    } else {
+      this.moveSessions("negotiation_ended");
+      this.trigger.arm();
+      this.broadcastStatus();
+    }
+  }
+
+  private async draftContract(negotiation: Negotiation): Promise<void> {
+    try {
+      const profiles = new Map([...this.members.values()].map((m) => [m.userId, m.profile] as const));
+      const conversation = mergeConversation([...this.members.values()].map((m) => m.transcript));
+      const contract = await this.stages.desk.draft({ roomId: this.id, negotiation, profiles, conversation });
+      if (this.destroyed) return;
+      this.contract = contract;
+      this.emit({ event: { case: "contract", value: contract } });
+      this.broadcastStatus();
+    } catch (err) {
+      this.log.error({ err }, "contract drafting failed");
+      this.emit(panelError("contract", "draft_failed", "The contract could not be drafted.", false));
+      this.moveSessions("unpaired");
+      this.moveSessions("paired");
+      this.trigger.arm();
+      this.broadcastStatus();
+    }
+  }
+
+  private startExecution(contract: Contract): void {
+    if (this.executing.has(contract.id)) return;
+    this.executing.add(contract.id);
+    this.stages
+      .executeContract(contract)
+      .catch((err: unknown) => {
+        this.log.error({ err, contractId: contract.id }, "contract execution failed");
+        this.emit(panelError("payment", "execution_failed", "Payments could not be completed; they will be retried.", true));
+      })
+      .finally(() => this.executing.delete(contract.id));
+  }
+
+  private moveSessions(event: SessionEvent): void {
+    for (const member of this.members.values()) {
+      try {
+        const transition = transitionSession(member.session, event, this.now());
+        if (transition) member.session = transition.to;
+      } catch (err) {
+        this.log.warn({ err, userId: member.userId, event }, "session move refused");
+      }
+    }
+  }
+
+  private toUser(userId: string, message: AgentMessage): void {
+    this.emit({ visibleToUserId: userId, event: { case: "agentMessage", value: create(AgentMessageSchema, { ...message, userId }) } });
+  }
+
+  private broadcastStatus(): void {
+    this.emit({ event: { case: "roomStatus", value: this.status() } });
+  }
+
+  private emit(init: PanelEventInit): void {
+    if (this.destroyed) return;
+    this.events.append(init);
+  }
+
+  private touch(): void {
+    this.lastActivityMs = this.now();
+  }
+
+  /** Contains a stage's failure to this room: logged and shown, never thrown into another room. */
+  private guard(stage: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err, stage }, "room stage failed");
+      this.emit(panelError(stage, "internal", `The ${stage} stage failed.`, false));
+    }
+  }
+}
+
+function keep(list: TranscriptEntry[], entry: TranscriptEntry): void {
+  list.push(entry);
+  if (list.length > TRANSCRIPT_KEEP) list.splice(0, list.length - TRANSCRIPT_KEEP);
+}
+
+function mergeConversation(lists: TranscriptEntry[][]): TranscriptEntry[] {
+  const byId = new Map<string, TranscriptEntry>();
+  for (const list of lists) for (const e of list) byId.set(e.id, e);
+  return [...byId.values()].sort((x, y) => Number(x.receivedAtMs - y.receivedAtMs));
+}

@@ -1,0 +1,43 @@
+import type { Logger } from "pino";
+import type { AudioFormat, AudioFrame, DeviceTranscript } from "../../gen/handshake/v1/audio_pb.js";
+import type { Milestone } from "../../gen/handshake/v1/deal_pb.js";
+import type { TokenService } from "../auth/tokens.js";
+import type { Config } from "../config.js";
+import type { ContractDesk } from "../deal/contracts.js";
+import type { RoomManager } from "../room/room-manager.js";
+import type { RecognisedSpeech } from "../speech/speech-engine.js";
+import type { Store } from "../store/store.js";
+
+/** Checks of audio input at the boundary (src/audio, src/speech). Each throws a named input error. */
+export interface AudioInput {
+  checkFormat(format: AudioFormat): void;
+  checkFrame(frame: AudioFrame): void;
+  deviceTranscript(transcript: DeviceTranscript): RecognisedSpeech;
+}
+
+/** Milestone actions of a signed contract (src/deal/milestones.ts). */
+export interface MilestoneActions {
+  confirm(userId: string, contractId: string, milestoneId: string): Promise<Milestone>;
+  proposeAmount(userId: string, contractId: string, milestoneId: string, amountMinor: bigint): Promise<Milestone>;
+  approveAmount(userId: string, contractId: string, milestoneId: string, amountMinor: bigint): Promise<Milestone>;
+  release(userId: string, contractId: string, milestoneId: string): Promise<Milestone>;
+}
+
+/** A raw HTTP endpoint outside the RPC routes (the Stripe webhook). */
+export type RawHttpHandler = (body: Buffer, headers: Record<string, string | string[] | undefined>) => Promise<{ status: number; body: string }>;
+
+/** Everything the transport layer calls into; built by main.ts. */
+export interface ServerDeps {
+  config: Config;
+  log: Logger;
+  store: Store;
+  tokens: TokenService;
+  rooms: RoomManager;
+  desk: ContractDesk;
+  milestones: MilestoneActions;
+  audio: AudioInput;
+  /** POST endpoints by path, e.g. "/webhooks/stripe". */
+  httpEndpoints: Map<string, RawHttpHandler>;
+  /** Folder of the browser app's static files, served at "/"; undefined to serve none. */
+  webRoot: string | undefined;
+}

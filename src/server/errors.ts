@@ -1,0 +1,43 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+  UnauthenticatedError,
+} from "../deal/errors.js";
+import { NegotiationMoveError } from "../deal/negotiation.js";
+import { SubscriberOverflowError, EventLogClosedError } from "../events/event-log.js";
+
+/**
+ * The one place domain errors become status codes. Named errors keep their message; anything
+ * unknown becomes Internal with a generic message, and its cause goes to the log only.
+ */
+export function toConnectError(err: unknown, log: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const code = codeOf(err);
+  if (code !== undefined) return new ConnectError((err as Error).message, code);
+  if (isAudioInputError(err)) return new ConnectError((err as Error).message, Code.InvalidArgument);
+  log.error({ err }, "internal error");
+  return new ConnectError("internal error", Code.Internal);
+}
+
+function codeOf(err: unknown): Code | undefined {
+  if (err instanceof InvalidArgumentError) return Code.InvalidArgument;
+  if (err instanceof NotFoundError) return Code.NotFound;
+  if (err instanceof PermissionDeniedError) return Code.PermissionDenied;
+  if (err instanceof UnauthenticatedError) return Code.Unauthenticated;
+  if (err instanceof ResourceExhaustedError) return Code.ResourceExhausted;
+  if (err instanceof FailedPreconditionError) return Code.FailedPrecondition;
+  if (err instanceof NegotiationMoveError) return Code.FailedPrecondition;
+  if (err instanceof SubscriberOverflowError) return Code.ResourceExhausted;
+  if (err instanceof EventLogClosedError) return Code.Unavailable;
+  return undefined;
+}
+
+/** Audio and transcript input errors from src/audio and src/speech, recognised by name. */
+function isAudioInputError(err: unknown): boolean {
+  return err instanceof Error && (err.name === "AudioFormatError" || err.name === "TranscriptInputError");
+}

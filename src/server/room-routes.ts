@@ -1,0 +1,242 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import {
+  AudioStreamResponseSchema,
+  RoomService,
+  type AudioStreamRequest,
+} from "../../gen/handshake/v1/room_service_pb.js";
+import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
+import type { AudioFormat } from "../../gen/handshake/v1/audio_pb.js";
+import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../deal/errors.js";
+import type { Room } from "../room/room.js";
+import { QueuedAudioSink } from "./audio-sink.js";
+import { sessionOf } from "./auth.js";
+import type { ServerDeps } from "./deps.js";
+import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId } from "./validate.js";
+
+/** Peer audio frames queued per outgoing audio stream (5 s of 20 ms frames). */
+const AUDIO_QUEUE_FRAMES = 250;
+/** Frames per SendAudio call. */
+const MAX_FRAMES_PER_SEND = 50;
+
+/** Counts open streams per user and refuses past the limit. */
+class StreamLimiter {
+  private readonly open = new Map<string, number>();
+  constructor(private readonly max: number) {}
+  acquire(userId: string): () => void {
+    const n = this.open.get(userId) ?? 0;
+    if (n >= this.max) throw new ResourceExhaustedError(`at most ${this.max} open streams per user`);
+    this.open.set(userId, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.open.get(userId) ?? 1) - 1;
+      if (left <= 0) this.open.delete(userId);
+      else this.open.set(userId, left);
+    };
+  }
+}
+
+/** Per-user state of browser audio: expected seq, format and a token bucket for the call rate. */
+interface BrowserAudio {
+  nextSeq: bigint;
+  format: AudioFormat | undefined;
+  tokens: number;
+  refilledAtMs: number;
+}
+
+/** Registers RoomService. Handlers authenticate, call one domain method and return. */
+export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps): void {
+  const { rooms, store, tokens, config, audio } = deps;
+  const streams = new StreamLimiter(config.limits.maxStreamsPerUser);
+  const browserAudio = new Map<string, BrowserAudio>();
+
+  function memberRoom(ctx: HandlerContext, roomId?: string): { room: Room; userId: string } {
+    const session = sessionOf(ctx, roomId);
+    const room = rooms.get(session.roomId);
+    if (!room) throw new NotFoundError("room not found; join it again");
+    if (!room.has(session.userId)) throw new PermissionDeniedError("you are not a member of this room; join it again");
+    return { room, userId: session.userId };
+  }
+
+  async function withStream<T>(room: Room, userId: string, run: () => AsyncGenerator<T>): Promise<AsyncGenerator<T>> {
+    const release = streams.acquire(userId);
+    rooms.streamOpened(room, userId);
+    const inner = run();
+    return (async function* () {
+      try {
+        yield* inner;
+      } finally {
+        release();
+        rooms.streamClosed(room, userId);
+      }
+    })();
+  }
+
+  router.service(RoomService, {
+    async joinRoom(req) {
+      const roomId = checkRoomId(req.roomId);
+      const inviteCode = checkInviteCode(req.inviteCode);
+      const profile = checkProfile(req.profile, config.limits.maxAmountMinor);
+      let userId: string;
+      if (req.userToken !== "") {
+        const caller = await tokens.verify(req.userToken);
+        if (caller.kind !== "user") throw new UnauthenticatedError("user_token must be the user token from JoinRoom");
+        userId = caller.userId;
+        if (!(await store.getUser(userId))) await store.createUser({ id: userId, createdAtMs: Date.now() });
+      } else {
+        userId = `usr_${randomUUID()}`;
+        await store.createUser({ id: userId, createdAtMs: Date.now() });
+      }
+      await store.saveProfile(userId, profile);
+      const room = await rooms.join(roomId, userId, profile, inviteCode);
+      const session = await tokens.issueSessionToken(userId, roomId);
+      return {
+        userId,
+        userToken: await tokens.issueUserToken(userId),
+        sessionToken: session.token,
+        sessionExpiresAtMs: BigInt(session.expiresAtMs),
+        room: room.status(),
+      };
+    },
+
+    async leaveRoom(req, ctx) {
+      const { roomId, userId } = sessionOf(ctx, req.roomId);
+      browserAudio.delete(`${roomId}/${userId}`);
+      await rooms.leave(roomId, userId);
+      return {};
+    },
+
+    async getRoom(req, ctx) {
+      const { room } = memberRoom(ctx, req.roomId);
+      const { negotiation, contract } = room.deal();
+      return { room: room.status(), ...(negotiation ? { negotiation } : {}), ...(contract ? { contract } : {}) };
+    },
+
+    async setProfile(req, ctx) {
+      const { room, userId } = memberRoom(ctx);
+      const profile = checkProfile(req.profile, config.limits.maxAmountMinor);
+      await store.saveProfile(userId, profile);
+      room.setProfile(userId, profile);
+      return { profile: { ...profile, monzoAccessToken: "" } };
+    },
+
+    async setTriggerKeyword(req, ctx) {
+      const { room } = memberRoom(ctx, req.roomId);
+      room.setTriggerKeyword(checkKeyword(req.keyword), req.requireBoth);
+      return { room: room.status() };
+    },
+
+    async *audioStream(requests, ctx) {
+      const { room, userId } = memberRoom(ctx);
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done) return;
+      if (first.value.message.case !== "format") {
+        throw new InvalidArgumentError("the first AudioStream message must be the format header");
+      }
+      audio.checkFormat(first.value.message.value);
+      room.setAudioFormat(userId, first.value.message.value);
+      const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
+      const unregister = room.addAudioSink(userId, sink);
+      const handle = (message: AudioStreamRequest["message"]) => {
+        switch (message.case) {
+          case "format":
+            audio.checkFormat(message.value);
+            room.setAudioFormat(userId, message.value);
+            return;
+          case "frame":
+            audio.checkFrame(message.value);
+            room.audioFrame(userId, message.value);
+            return;
+          case "transcript":
+            room.transcript(userId, audio.deviceTranscript(message.value), TranscriptSource.DEVICE);
+            return;
+          case "control":
+            room.control(userId, checkControl(message.value));
+            return;
+          case undefined:
+            throw new InvalidArgumentError("AudioStream message is empty");
+        }
+      };
+      // Requests are read concurrently with the peer audio we send back.
+      void (async () => {
+        try {
+          for (;;) {
+            const next = await iterator.next();
+            if (next.done) break;
+            handle(next.value.message);
+          }
+          sink.end();
+        } catch (err) {
+          sink.fail(err instanceof Error ? err : new Error(String(err)));
+        }
+      })();
+      const output = await withStream(room, userId, () => sink.drain(ctx.signal));
+      try {
+        for await (const message of output) yield create(AudioStreamResponseSchema, { message });
+      } finally {
+        unregister();
+      }
+    },
+
+    async sendAudio(req, ctx) {
+      const { room, userId } = memberRoom(ctx);
+      const key = `${room.id}/${userId}`;
+      const state = browserAudio.get(key) ?? { nextSeq: 0n, format: undefined, tokens: config.limits.sendAudioPerSecond, refilledAtMs: Date.now() };
+      const now = Date.now();
+      state.tokens = Math.min(config.limits.sendAudioPerSecond, state.tokens + ((now - state.refilledAtMs) / 1000) * config.limits.sendAudioPerSecond);
+      state.refilledAtMs = now;
+      if (state.tokens < 1) throw new ResourceExhaustedError(`SendAudio is limited to ${config.limits.sendAudioPerSecond} calls per second`);
+      if (req.frames.length > MAX_FRAMES_PER_SEND) throw new InvalidArgumentError(`frames may hold at most ${MAX_FRAMES_PER_SEND} frames per call`);
+      if (req.format) audio.checkFormat(req.format);
+      const format = req.format ?? state.format;
+      if (req.frames.length > 0 && !format) throw new InvalidArgumentError("format is required on the first SendAudio call");
+      for (const frame of req.frames) audio.checkFrame(frame);
+      const transcript = req.transcript ? audio.deviceTranscript(req.transcript) : undefined;
+      const control = req.control === 0 ? undefined : checkControl(req.control);
+      state.tokens -= 1;
+      if (req.format) {
+        state.format = req.format;
+        room.setAudioFormat(userId, req.format);
+      }
+      browserAudio.set(key, state);
+      let accepted = 0;
+      for (const frame of req.frames) {
+        if (frame.seq < state.nextSeq) continue;
+        state.nextSeq = frame.seq + 1n;
+        room.audioFrame(userId, frame);
+        accepted++;
+      }
+      if (transcript) room.transcript(userId, transcript, TranscriptSource.DEVICE);
+      if (control !== undefined) room.control(userId, control);
+      return { nextSeq: state.nextSeq, framesAccepted: accepted };
+    },
+
+    async *receiveAudio(req, ctx) {
+      const { room, userId } = memberRoom(ctx, req.roomId);
+      const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
+      const unregister = room.addAudioSink(userId, sink);
+      const output = await withStream(room, userId, () => sink.drain(ctx.signal));
+      try {
+        for await (const message of output) yield { message };
+      } finally {
+        unregister();
+      }
+    },
+
+    async *panelStream(req, ctx) {
+      const { room, userId } = memberRoom(ctx, req.roomId);
+      const output = await withStream(room, userId, () => room.events.subscribe(req.afterSeq, userId, ctx.signal));
+      for await (const event of output) yield { event };
+    },
+
+    async signContract(req, ctx) {
+      const contractId = checkContractId(req.contractId);
+      const { room, userId } = memberRoom(ctx);
+      return { contract: await room.sign(userId, contractId, req.textSha256) };
+    },
+  });
+}

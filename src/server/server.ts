@@ -1,0 +1,251 @@
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import path from "node:path";
+import { createRegistry } from "@bufbuild/protobuf";
+import { Code, ConnectError, cors, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ContractService, file_handshake_v1_contract_service } from "../../gen/handshake/v1/contract_service_pb.js";
+import { file_handshake_v1_room_service, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { callerKey, createAuthInterceptor } from "./auth.js";
+import { registerContractRoutes } from "./contract-routes.js";
+import type { ServerDeps } from "./deps.js";
+import { toConnectError } from "./errors.js";
+import { registerHealthRoutes } from "./health.js";
+import { registerReflectionRoutes } from "./reflection.js";
+import { registerRoomRoutes } from "./room-routes.js";
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+/** Largest raw HTTP body accepted outside RPCs (webhooks). */
+const MAX_RAW_BODY = 1024 * 1024;
+
+/** A built server: not listening until `listen`. */
+export interface HandshakeServer {
+  /** Starts listening; resolves with the bound port (useful with port 0). */
+  listen(port: number, host: string): Promise<number>;
+  /**
+   * Graceful stop: refuses new connections, ends open streams with a status, waits for calls to
+   * finish (at most `graceMs`), then closes every connection. Safe to call twice.
+   */
+  close(graceMs?: number): Promise<void>;
+  /** Aborted when shutdown begins; handlers' contexts see it. */
+  readonly shutdownSignal: AbortSignal;
+}
+
+/**
+ * Builds the one server process: gRPC over cleartext HTTP/2 for native clients and Connect /
+ * gRPC-Web over HTTP/1.1 for browsers, on one port, told apart by the HTTP/2 preface.
+ */
+export function buildServer(deps: ServerDeps, shutdown: AbortController = new AbortController()): HandshakeServer {
+  const { log, config } = deps;
+  const handler = connectNodeAdapter({
+    routes: (router) => {
+      registerRoomRoutes(router, deps);
+      registerContractRoutes(router, deps);
+      registerHealthRoutes(router, shutdown.signal);
+      registerReflectionRoutes(
+        router,
+        createRegistry(
+          file_handshake_v1_room_service,
+          file_handshake_v1_contract_service,
+          file_grpc_health_v1_health,
+          file_grpc_reflection_v1_reflection,
+        ),
+        [RoomService.typeName, ContractService.typeName, Health.typeName, ServerReflection.typeName],
+      );
+    },
+    interceptors: [createLoggingInterceptor(log), createAuthInterceptor(deps.tokens)],
+    readMaxBytes: config.limits.maxMessageBytes,
+    shutdownSignal: shutdown.signal,
+    fallback: (req, res) => void serveHttp(req, res as never, deps),
+  });
+
+  const withCors = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const origin = req.headers.origin;
+    if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
+      res.setHeader("access-control-allow-origin", origin);
+      res.setHeader("vary", "origin");
+      res.setHeader("access-control-expose-headers", cors.exposedHeaders.join(", "));
+      if (req.method === "OPTIONS") {
+        res.setHeader("access-control-allow-methods", cors.allowedMethods.join(", "));
+        res.setHeader("access-control-allow-headers", [...cors.allowedHeaders, "authorization"].join(", "));
+        res.setHeader("access-control-max-age", "7200");
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+    }
+    handler(req as never, res as never);
+  };
+
+  const h1 = http.createServer(withCors);
+  h1.keepAliveTimeout = 5_000;
+  const h2 = http2.createServer({ maxSessionMemory: 64 }, withCors);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+  });
+  const sockets = new Set<net.Socket>();
+
+  const front = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, HTTP2_PREFACE.length);
+      const isH2 = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+      if (isH2 && head.length < HTTP2_PREFACE.length) return;
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      if (isH2) {
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    shutdownSignal: shutdown.signal,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        front.once("error", reject);
+        front.listen(port, host, () => {
+          front.off("error", reject);
+          resolve((front.address() as net.AddressInfo).port);
+        });
+      }),
+    close(graceMs = 5_000) {
+      closing ??= (async () => {
+        shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
+        const stopped = new Promise<void>((resolve) => front.close(() => resolve()));
+        for (const session of sessions) session.close();
+        h1.closeIdleConnections();
+        const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
+        await Promise.race([Promise.all([stopped, ...[...sessions].map((s) => new Promise((r) => s.once("close", r)))]), deadline]);
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+        h1.close();
+        h2.close();
+        await stopped;
+      })();
+      return closing;
+    },
+  };
+}
+
+/** One log line per RPC (method, code, duration, room, user), and domain errors mapped to codes. */
+function createLoggingInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const done = (err: unknown): ConnectError | undefined => {
+      const mapped = err === undefined ? undefined : toConnectError(err, log);
+      const caller = req.contextValues.get(callerKey);
+      const aborted = req.signal.aborted && mapped?.code === Code.Canceled;
+      log.info(
+        {
+          method,
+          code: mapped ? Code[mapped.code] : "OK",
+          durationMs: Math.round(performance.now() - started),
+          ...(caller ? { userId: caller.userId, ...(caller.kind === "session" ? { roomId: caller.roomId } : {}) } : {}),
+          ...(aborted ? { aborted: true } : {}),
+        },
+        "rpc",
+      );
+      return mapped;
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw done(err);
+    }
+    if (!res.stream) {
+      done(undefined);
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* messages;
+        } catch (err) {
+          throw done(err);
+        }
+        done(undefined);
+      })(),
+    };
+  };
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+  ".json": "application/json",
+  ".svg": "image/svg+xml",
+  ".png": "image/png",
+  ".wasm": "application/wasm",
+};
+
+/** Non-RPC HTTP: raw POST endpoints (webhooks) and the browser app's static files. */
+async function serveHttp(
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+  deps: ServerDeps,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://localhost");
+  const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
+    res.writeHead(status, { "content-type": type });
+    res.end(body);
+  };
+  try {
+    const endpoint = deps.httpEndpoints.get(url.pathname);
+    if (endpoint) {
+      if (req.method !== "POST") return send(405, "method not allowed");
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_RAW_BODY) return send(413, "body too large");
+        chunks.push(chunk);
+      }
+      const result = await endpoint(Buffer.concat(chunks), req.headers);
+      return send(result.status, result.body, "application/json");
+    }
+    if (deps.webRoot && (req.method === "GET" || req.method === "HEAD")) {
+      const relative = url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname).replace(/^\/+/, "");
+      const file = path.resolve(deps.webRoot, relative);
+      if (file.startsWith(path.resolve(deps.webRoot) + path.sep)) {
+        const info = await stat(file).catch(() => undefined);
+        if (info?.isFile()) {
+          res.writeHead(200, {
+            "content-type": CONTENT_TYPES[path.extname(file)] ?? "application/octet-stream",
+            "content-length": info.size,
+          });
+          if (req.method === "HEAD") return void res.end();
+          createReadStream(file).pipe(res as NodeJS.WritableStream);
+          return;
+        }
+      }
+    }
+    send(404, "not found");
+  } catch (err) {
+    deps.log.error({ err, path: url.pathname }, "http handler failed");
+    if (!res.headersSent) send(500, "internal error");
+  }
+}

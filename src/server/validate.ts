@@ -1,0 +1,110 @@
+import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import { EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
+import { AudioControl } from "../../gen/handshake/v1/audio_pb.js";
+import { InvalidArgumentError } from "../deal/errors.js";
+import { isSupportedCurrency } from "../deal/money.js";
+
+/**
+ * Validators for request fields at the boundary, one per message kind. Each throws
+ * InvalidArgumentError naming the field; none changes anything.
+ */
+
+const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const CONTRACT_ID = /^ctr_[0-9a-f-]{36}$/;
+const MILESTONE_ID = /^ctr_[0-9a-f-]{36}_m[0-9]{1,3}$/;
+
+/** A room id: 1–64 of A–Z a–z 0–9 - _. */
+export function checkRoomId(roomId: string, field = "room_id"): string {
+  if (!ROOM_ID.test(roomId)) throw new InvalidArgumentError(`${field} must be 1–64 characters of A–Z, a–z, 0–9, "-" or "_"`);
+  return roomId;
+}
+
+/** A contract id as the server issues them. */
+export function checkContractId(id: string): string {
+  if (!CONTRACT_ID.test(id)) throw new InvalidArgumentError("contract_id is not a contract id");
+  return id;
+}
+
+/** A milestone id as the server issues them. */
+export function checkMilestoneId(id: string): string {
+  if (!MILESTONE_ID.test(id)) throw new InvalidArgumentError("milestone_id is not a milestone id");
+  return id;
+}
+
+/** An invite code: empty, or 4–64 printable characters. */
+export function checkInviteCode(code: string): string {
+  if (code !== "" && !/^[\x21-\x7e]{4,64}$/.test(code)) throw new InvalidArgumentError("invite_code must be 4–64 printable characters without spaces");
+  return code;
+}
+
+/** A trigger keyword: 1–50 characters with a letter or digit. */
+export function checkKeyword(keyword: string): string {
+  const trimmed = keyword.trim();
+  if (trimmed.length < 1 || trimmed.length > 50 || !/[\p{L}\p{N}]/u.test(trimmed)) {
+    throw new InvalidArgumentError("keyword must be 1–50 characters including a letter or digit");
+  }
+  return trimmed;
+}
+
+/** A positive amount in minor units, below the configured ceiling. */
+export function checkAmount(amountMinor: bigint, ceilingMinor: bigint, field = "amount_minor"): bigint {
+  if (amountMinor <= 0n) throw new InvalidArgumentError(`${field} must be greater than 0`);
+  if (amountMinor > ceilingMinor) throw new InvalidArgumentError(`${field} must be at most ${ceilingMinor}`);
+  return amountMinor;
+}
+
+/** An audio control value. */
+export function checkControl(control: AudioControl): AudioControl {
+  if (!(control in AudioControl) || control === AudioControl.UNSPECIFIED) throw new InvalidArgumentError("control must be MUTE, UNMUTE or FLUSH");
+  return control;
+}
+
+function checkText(value: string, field: string, min: number, max: number): void {
+  if (value.length < min || value.length > max) throw new InvalidArgumentError(`${field} must be ${min}–${max} characters`);
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(value)) throw new InvalidArgumentError(`${field} contains control characters`);
+}
+
+function checkEnum(value: number, enumObject: object, field: string): void {
+  if (!(value in enumObject)) throw new InvalidArgumentError(`${field} has an unknown value ${value}`);
+}
+
+/** An agent profile, whole. Amounts are checked against the ceiling; the currency must be supported. */
+export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bigint): AgentProfile {
+  if (!profile) throw new InvalidArgumentError("profile is required");
+  checkText(profile.displayName.trim(), "profile.display_name", 1, 100);
+  checkEnum(profile.role, PartyRole, "profile.role");
+  checkText(profile.trade, "profile.trade", 0, 100);
+  if (profile.experienceYears > 80) throw new InvalidArgumentError("profile.experience_years must be 0–80");
+  if (profile.rates.length > 20) throw new InvalidArgumentError("profile.rates may hold at most 20 rates");
+  profile.rates.forEach((rate, i) => {
+    checkText(rate.description, `profile.rates[${i}].description`, 1, 200);
+    checkAmount(rate.amountMinor, ceilingMinor, `profile.rates[${i}].amount_minor`);
+    checkEnum(rate.unit, RateUnit, `profile.rates[${i}].unit`);
+  });
+  checkEnum(profile.style, NegotiationStyle, "profile.style");
+  if (!isSupportedCurrency(profile.currency)) throw new InvalidArgumentError("profile.currency must be a supported ISO 4217 code such as GBP, EUR or USD");
+  if (profile.maxAutoApproveMinor < 0n || profile.maxAutoApproveMinor > ceilingMinor) {
+    throw new InvalidArgumentError(`profile.max_auto_approve_minor must be 0–${ceilingMinor}`);
+  }
+  checkEnum(profile.escrowPreference, EscrowPreference, "profile.escrow_preference");
+  if (profile.escrowThresholdMinor < 0n || profile.escrowThresholdMinor > ceilingMinor) {
+    throw new InvalidArgumentError(`profile.escrow_threshold_minor must be 0–${ceilingMinor}`);
+  }
+  checkText(profile.customInstructions, "profile.custom_instructions", 0, 4000);
+  if (profile.contextDocuments.length > 10) throw new InvalidArgumentError("profile.context_documents may hold at most 10 documents");
+  profile.contextDocuments.forEach((doc, i) => {
+    checkText(doc.title, `profile.context_documents[${i}].title`, 1, 200);
+    checkText(doc.text, `profile.context_documents[${i}].text`, 0, 20_000);
+  });
+  const ids: [string, string, RegExp][] = [
+    [profile.stripeAccountId, "profile.stripe_account_id", /^acct_[A-Za-z0-9]{1,64}$/],
+    [profile.stripeCustomerId, "profile.stripe_customer_id", /^cus_[A-Za-z0-9]{1,64}$/],
+    [profile.stripePaymentMethodId, "profile.stripe_payment_method_id", /^pm_[A-Za-z0-9_]{1,64}$/],
+  ];
+  for (const [value, field, pattern] of ids) {
+    if (value !== "" && !pattern.test(value)) throw new InvalidArgumentError(`${field} is not a valid Stripe id`);
+  }
+  checkText(profile.monzoAccessToken, "profile.monzo_access_token", 0, 2000);
+  profile.displayName = profile.displayName.trim();
+  return profile;
+}
