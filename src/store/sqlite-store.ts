@@ -1,0 +1,832 @@
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import BetterSqlite3 from "better-sqlite3";
+import type { Database } from "better-sqlite3";
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import {
+  ContractSchema,
+  ContractStatus,
+  EscrowHoldSchema,
+  EscrowHoldStatus,
+  MilestoneSchema,
+  MilestoneTermsSchema,
+  NegotiationRoundSchema,
+  NegotiationSchema,
+  PartySchema,
+  PaymentSchema,
+  PaymentStatus,
+  ProposalSchema,
+  SignatureSchema,
+  type Contract,
+  type EscrowHold,
+  type Milestone,
+  type Negotiation,
+  type Payment,
+  type Signature,
+} from "../../gen/handshake/v1/deal_pb.js";
+import { PanelEventSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import { BalanceSchema, type Balance } from "../../gen/handshake/v1/money_pb.js";
+import { AgentProfileSchema, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import { silentLogger } from "../log.js";
+import { fromContractCursor, toContractCursor } from "./cursor.js";
+import { migrate } from "./migrate.js";
+import {
+  StoreConflictError,
+  type ContractPage,
+  type LedgerLeg,
+  type LedgerTransaction,
+  type Store,
+  type UserRecord,
+} from "./store.js";
+
+/** Most contracts one `listContractsForUser` page returns; larger limits are cut to this. */
+export const MAX_CONTRACT_PAGE = 100;
+
+/** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5_000;
+
+/** Options for `createSqliteStore`. */
+export interface SqliteStoreOptions {
+  /** Database file; its folder is created when missing. `:memory:` gives a throwaway store. */
+  path: string;
+  log?: Logger;
+}
+
+/** The ledger account holding what a user can spend (may go negative: the embedded ledger lets a payer overdraw). */
+export function availableAccount(userId: string): string {
+  return `user:${userId}:available`;
+}
+
+/** The ledger account holding a payer's money while an escrow hold is open. */
+export function heldAccount(userId: string): string {
+  return `user:${userId}:held`;
+}
+
+/** The ledger account holding what a payee has been paid (captures and immediate payments). */
+export function receivedAccount(userId: string): string {
+  return `user:${userId}:received`;
+}
+
+/** The ledger's counterpart for money entering or leaving the embedded system (top-ups, refunds out). */
+export const EXTERNAL_FUNDING_ACCOUNT = "external:funding";
+
+/**
+ * Opens (creating and migrating as needed) the SQLite store at `options.path`.
+ *
+ * Ledger account convention, shared with the ledger payment rail: a user's money lives in
+ * `user:<id>:available`, `user:<id>:held` and `user:<id>:received`, and money from outside is
+ * `external:funding`. A balance is the sum of the account's legs: funding moves `external:funding`
+ * → `available`; a hold moves the payer's `available` → `held`; a capture moves payer's `held` →
+ * payee's `received`; a release moves `held` → `available`; an immediate payment moves payer's
+ * `available` → payee's `received`. `getBalances` reports exactly those three accounts.
+ *
+ * Durability: WAL journal with `synchronous = FULL`, so a transaction that returned is on disk
+ * even if the process or the machine dies right after; foreign keys are enforced.
+ */
+export async function createSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  const log = (options.log ?? silentLogger).child({ component: "store" });
+  if (options.path !== ":memory:") {
+    mkdirSync(dirname(options.path), { recursive: true });
+  }
+  const db = new BetterSqlite3(options.path, { timeout: BUSY_TIMEOUT_MS });
+  try {
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    db.pragma("foreign_keys = ON");
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // Every INTEGER comes back as bigint: money and Unix milliseconds never pass through a double.
+    db.defaultSafeIntegers(true);
+    const result = migrate(db);
+    log.info({ path: options.path, fromVersion: result.fromVersion, toVersion: result.toVersion }, "store opened");
+    return new SqliteStore(db, log);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+// Rows as better-sqlite3 returns them with safe integers on.
+interface UserRow { id: string; created_at_ms: bigint }
+interface NegotiationRow {
+  id: string; room_id: string; status: bigint; initiator_user_id: string; current_proposal: Buffer | null;
+  max_rounds: bigint; started_at_ms: bigint; expires_at_ms: bigint; end_reason: string;
+}
+interface RoundRow { number: bigint; from_user_id: string; action: bigint; proposal: Buffer | null; reason: string; at_ms: bigint }
+interface ContractRow {
+  id: string; room_id: string; negotiation_id: string; title: string; text: string; text_sha256: string;
+  terms: Buffer | null; status: bigint; created_at_ms: bigint;
+}
+interface PartyRow { user_id: string; display_name: string; role: bigint }
+interface SignatureRow { user_id: string; text_sha256: string; signed_at_ms: bigint }
+interface PaymentRow {
+  id: string; contract_id: string; line_item_id: string; payer_user_id: string; payee_user_id: string;
+  amount_minor: bigint; currency: string; status: bigint; idempotency_key: string; rail_reference: string;
+  failure_reason: string; rail: bigint; updated_at_ms: bigint;
+}
+interface HoldRow extends PaymentRow { captured_minor: bigint; expires_at_ms: bigint }
+interface MilestoneRow {
+  id: string; contract_id: string; line_item_id: string; terms: Buffer | null; status: bigint;
+  provider_confirmed: bigint; client_confirmed: bigint; proposed_amount_minor: bigint | null; min_minor: bigint;
+  max_minor: bigint; currency: string; captured_minor: bigint; failure_reason: string; updated_at_ms: bigint;
+}
+interface LedgerTxRow { id: string; idempotency_key: string; memo: string; at_ms: bigint }
+interface LegRow { account: string; currency: string; amount_minor: bigint }
+
+const CONTRACT_COLUMNS = "id, room_id, negotiation_id, title, text, text_sha256, terms, status, created_at_ms";
+const PAYMENT_COLUMNS =
+  "id, contract_id, line_item_id, payer_user_id, payee_user_id, amount_minor, currency, status, idempotency_key, rail_reference, failure_reason, rail, updated_at_ms";
+const HOLD_COLUMNS = `${PAYMENT_COLUMNS}, captured_minor, expires_at_ms`;
+const MILESTONE_COLUMNS =
+  "id, contract_id, line_item_id, terms, status, provider_confirmed, client_confirmed, proposed_amount_minor, min_minor, max_minor, currency, captured_minor, failure_reason, updated_at_ms";
+
+/** Every statement the store runs, prepared once at open. */
+function prepareStatements(db: Database) {
+  const p = (sql: string) => db.prepare(sql);
+  return {
+    insertUser: p("INSERT INTO users (id, created_at_ms) VALUES (?, ?)"),
+    getUser: p("SELECT id, created_at_ms FROM users WHERE id = ?"),
+    upsertProfile: p(
+      "INSERT INTO profiles (user_id, profile) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET profile = excluded.profile",
+    ),
+    getProfile: p("SELECT profile FROM profiles WHERE user_id = ?"),
+    insertSecret: p("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"),
+    getSecret: p("SELECT value FROM secrets WHERE name = ?"),
+
+    upsertNegotiation: p(`INSERT INTO negotiations
+        (id, room_id, status, initiator_user_id, current_proposal, max_rounds, started_at_ms, expires_at_ms, end_reason)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET room_id = excluded.room_id, status = excluded.status,
+        initiator_user_id = excluded.initiator_user_id, current_proposal = excluded.current_proposal,
+        max_rounds = excluded.max_rounds, started_at_ms = excluded.started_at_ms,
+        expires_at_ms = excluded.expires_at_ms, end_reason = excluded.end_reason`),
+    getNegotiation: p(
+      "SELECT id, room_id, status, initiator_user_id, current_proposal, max_rounds, started_at_ms, expires_at_ms, end_reason FROM negotiations WHERE id = ?",
+    ),
+    deleteRounds: p("DELETE FROM negotiation_rounds WHERE negotiation_id = ?"),
+    insertRound: p(
+      "INSERT INTO negotiation_rounds (negotiation_id, number, from_user_id, action, proposal, reason, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ),
+    getRounds: p(
+      "SELECT number, from_user_id, action, proposal, reason, at_ms FROM negotiation_rounds WHERE negotiation_id = ? ORDER BY number",
+    ),
+
+    insertContract: p(`INSERT INTO contracts (${CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    getContract: p(`SELECT ${CONTRACT_COLUMNS} FROM contracts WHERE id = ?`),
+    setContractStatus: p("UPDATE contracts SET status = ? WHERE id = ?"),
+    contractsByStatus: p(`SELECT ${CONTRACT_COLUMNS} FROM contracts WHERE status = ? ORDER BY created_at_ms, id`),
+    contractsForUser: p(`SELECT ${prefixed("c", CONTRACT_COLUMNS)} FROM contracts c
+      JOIN contract_parties p ON p.contract_id = c.id
+      WHERE p.user_id = ?
+      ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?`),
+    contractsForUserAfter: p(`SELECT ${prefixed("c", CONTRACT_COLUMNS)} FROM contracts c
+      JOIN contract_parties p ON p.contract_id = c.id
+      WHERE p.user_id = ? AND (c.created_at_ms < ? OR (c.created_at_ms = ? AND c.id < ?))
+      ORDER BY c.created_at_ms DESC, c.id DESC LIMIT ?`),
+    insertParty: p(
+      "INSERT INTO contract_parties (contract_id, user_id, display_name, role, position) VALUES (?, ?, ?, ?, ?)",
+    ),
+    getParties: p("SELECT user_id, display_name, role FROM contract_parties WHERE contract_id = ? ORDER BY position"),
+    getParty: p("SELECT user_id FROM contract_parties WHERE contract_id = ? AND user_id = ?"),
+    insertSignature: p(
+      "INSERT INTO signatures (contract_id, user_id, text_sha256, signed_at_ms) VALUES (?, ?, ?, ?)",
+    ),
+    getSignature: p("SELECT user_id FROM signatures WHERE contract_id = ? AND user_id = ?"),
+    getSignatures: p(
+      "SELECT user_id, text_sha256, signed_at_ms FROM signatures WHERE contract_id = ? ORDER BY signed_at_ms, user_id",
+    ),
+
+    insertPayment: p(`INSERT INTO payments (${PAYMENT_COLUMNS}, created_at_ms)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING`),
+    paymentByKey: p(`SELECT ${PAYMENT_COLUMNS} FROM payments WHERE idempotency_key = ?`),
+    paymentByRailReference: p(
+      `SELECT ${PAYMENT_COLUMNS} FROM payments WHERE rail_reference = ? ORDER BY created_at_ms, id LIMIT 1`,
+    ),
+    paymentsForContract: p(`SELECT ${PAYMENT_COLUMNS} FROM payments WHERE contract_id = ? ORDER BY created_at_ms, id`),
+    updatePayment: p(
+      "UPDATE payments SET status = ?, rail_reference = ?, failure_reason = ?, updated_at_ms = ? WHERE id = ?",
+    ),
+    // The literal status (not a parameter) lets SQLite use the partial index of migration 3.
+    pendingPayments: p(
+      `SELECT ${PAYMENT_COLUMNS} FROM payments WHERE status = ${PaymentStatus.PENDING} ORDER BY created_at_ms, id`,
+    ),
+
+    insertHold: p(`INSERT INTO escrow_holds (${HOLD_COLUMNS}, created_at_ms)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING`),
+    holdByKey: p(`SELECT ${HOLD_COLUMNS} FROM escrow_holds WHERE idempotency_key = ?`),
+    holdByRailReference: p(
+      `SELECT ${HOLD_COLUMNS} FROM escrow_holds WHERE rail_reference = ? ORDER BY created_at_ms, id LIMIT 1`,
+    ),
+    holdsForContract: p(`SELECT ${HOLD_COLUMNS} FROM escrow_holds WHERE contract_id = ? ORDER BY created_at_ms, id`),
+    updateHold: p(`UPDATE escrow_holds SET status = ?, rail_reference = ?, failure_reason = ?, updated_at_ms = ?,
+      captured_minor = ?, expires_at_ms = ? WHERE id = ?`),
+    pendingHolds: p(
+      `SELECT ${HOLD_COLUMNS} FROM escrow_holds WHERE status = ${EscrowHoldStatus.PENDING} ORDER BY created_at_ms, id`,
+    ),
+
+    // The WHERE keeps an upsert from moving a milestone to another contract.
+    upsertMilestone: p(`INSERT INTO milestones (${MILESTONE_COLUMNS}, created_at_ms)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (id) DO UPDATE SET line_item_id = excluded.line_item_id, terms = excluded.terms,
+        status = excluded.status, provider_confirmed = excluded.provider_confirmed,
+        client_confirmed = excluded.client_confirmed, proposed_amount_minor = excluded.proposed_amount_minor,
+        min_minor = excluded.min_minor, max_minor = excluded.max_minor, currency = excluded.currency,
+        captured_minor = excluded.captured_minor, failure_reason = excluded.failure_reason,
+        updated_at_ms = excluded.updated_at_ms
+      WHERE milestones.contract_id = excluded.contract_id`),
+    milestonesForContract: p(
+      `SELECT ${MILESTONE_COLUMNS} FROM milestones WHERE contract_id = ? ORDER BY created_at_ms, id`,
+    ),
+
+    insertLedgerTx: p("INSERT INTO ledger_transactions (id, idempotency_key, memo, at_ms) VALUES (?, ?, ?, ?)"),
+    ledgerTxByKey: p("SELECT id, idempotency_key, memo, at_ms FROM ledger_transactions WHERE idempotency_key = ?"),
+    insertLeg: p(
+      "INSERT INTO ledger_entries (transaction_id, leg_index, account, currency, amount_minor) VALUES (?, ?, ?, ?, ?)",
+    ),
+    legsOf: p("SELECT account, currency, amount_minor FROM ledger_entries WHERE transaction_id = ? ORDER BY leg_index"),
+    balance: p(
+      "SELECT COALESCE(SUM(amount_minor), 0) AS balance FROM ledger_entries WHERE account = ? AND currency = ?",
+    ),
+    balancesOf: p(`SELECT account, currency, SUM(amount_minor) AS balance FROM ledger_entries
+      WHERE account IN (?, ?, ?) GROUP BY account, currency ORDER BY currency, account`),
+
+    insertEvent: p("INSERT INTO room_events (room_id, seq, at_ms, event) VALUES (?, ?, ?, ?)"),
+    keepCutoff: p("SELECT seq FROM room_events WHERE room_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?"),
+    trimEvents: p("DELETE FROM room_events WHERE room_id = ? AND seq < ?"),
+    eventsAfter: p("SELECT event FROM room_events WHERE room_id = ? AND seq > ? ORDER BY seq"),
+    lastSeq: p("SELECT MAX(seq) AS seq FROM room_events WHERE room_id = ?"),
+  };
+}
+
+type Statements = ReturnType<typeof prepareStatements>;
+
+/**
+ * better-sqlite3 is synchronous. Each write is one IMMEDIATE transaction (the write lock is taken at
+ * BEGIN, so a check-then-insert cannot race another connection); a read of several tables is one
+ * read transaction, so an assembled contract is a consistent snapshot.
+ */
+class SqliteStore implements Store {
+  private closed = false;
+  private readonly q: Statements;
+
+  constructor(
+    private readonly db: Database,
+    private readonly log: Logger,
+  ) {
+    this.q = prepareStatements(db);
+  }
+
+  async createUser(user: UserRecord): Promise<void> {
+    this.live();
+    requireText("user id", user.id);
+    try {
+      this.q.insertUser.run(user.id, user.createdAtMs);
+    } catch (err) {
+      throw conflictOr(err, `user ${user.id} already exists`);
+    }
+  }
+
+  async getUser(id: string): Promise<UserRecord | undefined> {
+    this.live();
+    const row = this.q.getUser.get(id) as UserRow | undefined;
+    return row && { id: row.id, createdAtMs: Number(row.created_at_ms) };
+  }
+
+  async saveProfile(userId: string, profile: AgentProfile): Promise<void> {
+    this.live();
+    try {
+      this.q.upsertProfile.run(userId, toBinary(AgentProfileSchema, profile));
+    } catch (err) {
+      throw explain(err, `saving profile of user ${userId}`);
+    }
+  }
+
+  async getProfile(userId: string): Promise<AgentProfile | undefined> {
+    this.live();
+    const row = this.q.getProfile.get(userId) as { profile: Buffer } | undefined;
+    return row && fromBinary(AgentProfileSchema, row.profile);
+  }
+
+  async getOrCreateSecret(name: string, value: string): Promise<string> {
+    this.live();
+    requireText("secret name", name);
+    return this.db
+      .transaction(() => {
+        this.q.insertSecret.run(name, value);
+        return (this.q.getSecret.get(name) as { value: string }).value;
+      })
+      .immediate();
+  }
+
+  async saveNegotiation(n: Negotiation): Promise<void> {
+    this.live();
+    requireText("negotiation id", n.id);
+    this.db
+      .transaction(() => {
+        this.q.upsertNegotiation.run(
+          n.id, n.roomId, n.status, n.initiatorUserId, optionalBlob(ProposalSchema, n.currentProposal),
+          n.maxRounds, n.startedAtMs, n.expiresAtMs, n.endReason,
+        );
+        // Rounds are replaced as a set: the message is the truth, and a half-updated list is impossible.
+        this.q.deleteRounds.run(n.id);
+        for (const r of n.rounds) {
+          this.q.insertRound.run(n.id, r.number, r.fromUserId, r.action, optionalBlob(ProposalSchema, r.proposal), r.reason, r.atMs);
+        }
+      })
+      .immediate();
+  }
+
+  async getNegotiation(id: string): Promise<Negotiation | undefined> {
+    this.live();
+    return this.db.transaction(() => {
+      const row = this.q.getNegotiation.get(id) as NegotiationRow | undefined;
+      if (!row) return undefined;
+      const rounds = (this.q.getRounds.all(id) as RoundRow[]).map((r) =>
+        create(NegotiationRoundSchema, {
+          number: Number(r.number),
+          fromUserId: r.from_user_id,
+          action: Number(r.action),
+          proposal: r.proposal ? fromBinary(ProposalSchema, r.proposal) : undefined,
+          reason: r.reason,
+          atMs: r.at_ms,
+        }),
+      );
+      return create(NegotiationSchema, {
+        id: row.id,
+        roomId: row.room_id,
+        status: Number(row.status),
+        initiatorUserId: row.initiator_user_id,
+        rounds,
+        currentProposal: row.current_proposal ? fromBinary(ProposalSchema, row.current_proposal) : undefined,
+        maxRounds: Number(row.max_rounds),
+        startedAtMs: row.started_at_ms,
+        expiresAtMs: row.expires_at_ms,
+        endReason: row.end_reason,
+      });
+    })();
+  }
+
+  async insertContract(c: Contract): Promise<void> {
+    this.live();
+    requireText("contract id", c.id);
+    const actual = sha256Hex(c.text);
+    if (actual !== c.textSha256) {
+      throw new Error(`contract ${c.id}: text_sha256 ${c.textSha256} is not the SHA-256 of its text (${actual})`);
+    }
+    this.db
+      .transaction(() => {
+        try {
+          this.q.insertContract.run(
+            c.id, c.roomId, c.negotiationId, c.title, c.text, c.textSha256,
+            optionalBlob(ProposalSchema, c.terms), c.status, c.createdAtMs,
+          );
+        } catch (err) {
+          throw conflictOr(err, `contract ${c.id} already exists`);
+        }
+        c.parties.forEach((party, i) => {
+          try {
+            this.q.insertParty.run(c.id, party.userId, party.displayName, party.role, i);
+          } catch (err) {
+            throw conflictOr(err, `contract ${c.id} names user ${party.userId} twice`);
+          }
+        });
+        // Whatever the drafted message already carries is stored too, so nothing is silently dropped.
+        for (const s of c.signatures) this.insertSignatureRow(c, s);
+        for (const p of c.payments) this.insertPaymentRow(p);
+        for (const h of c.holds) this.insertHoldRow(h);
+        for (const m of c.milestones) {
+          if (m.contractId !== c.id) throw new Error(`milestone ${m.id} belongs to contract ${m.contractId}, not ${c.id}`);
+          this.upsertMilestoneRow(m);
+        }
+      })
+      .immediate();
+  }
+
+  async getContract(id: string): Promise<Contract | undefined> {
+    this.live();
+    return this.db.transaction(() => {
+      const row = this.q.getContract.get(id) as ContractRow | undefined;
+      return row && this.assemble(row);
+    })();
+  }
+
+  async listContractsForUser(
+    userId: string,
+    page: ContractPage,
+  ): Promise<{ contracts: Contract[]; nextCursor?: string }> {
+    this.live();
+    if (!Number.isInteger(page.limit) || page.limit < 1) throw new RangeError(`page limit must be a positive integer, got ${page.limit}`);
+    const limit = Math.min(page.limit, MAX_CONTRACT_PAGE);
+    const after = page.cursor === undefined ? undefined : fromContractCursor(page.cursor);
+    return this.db.transaction(() => {
+      // One row more than asked says whether another page exists without a COUNT.
+      const rows = (
+        after
+          ? this.q.contractsForUserAfter.all(userId, after.createdAtMs, after.createdAtMs, after.id, limit + 1)
+          : this.q.contractsForUser.all(userId, limit + 1)
+      ) as ContractRow[];
+      const pageRows = rows.slice(0, limit);
+      const contracts = pageRows.map((r) => this.assemble(r));
+      const last = pageRows[pageRows.length - 1];
+      if (rows.length > limit && last) {
+        return { contracts, nextCursor: toContractCursor({ createdAtMs: last.created_at_ms, id: last.id }) };
+      }
+      return { contracts };
+    })();
+  }
+
+  async addSignature(contractId: string, signature: Signature): Promise<Contract> {
+    this.live();
+    return this.db
+      .transaction(() => {
+        const row = this.q.getContract.get(contractId) as ContractRow | undefined;
+        if (!row) throw new Error(`contract ${contractId} not found`);
+        this.insertSignatureRow({ id: row.id, textSha256: row.text_sha256 }, signature);
+        return this.assemble(row);
+      })
+      .immediate();
+  }
+
+  async setContractStatus(contractId: string, status: ContractStatus): Promise<void> {
+    this.live();
+    const info = this.q.setContractStatus.run(status, contractId);
+    if (info.changes === 0) throw new Error(`contract ${contractId} not found`);
+  }
+
+  async listExecutingContracts(): Promise<Contract[]> {
+    this.live();
+    return this.db.transaction(() =>
+      (this.q.contractsByStatus.all(ContractStatus.EXECUTING) as ContractRow[]).map((r) => this.assemble(r)),
+    )();
+  }
+
+  async recordPaymentIntent(payment: Payment): Promise<Payment> {
+    this.live();
+    return this.db
+      .transaction(() => {
+        this.insertPaymentRow(payment);
+        return fromPaymentRow(this.q.paymentByKey.get(payment.idempotencyKey) as PaymentRow);
+      })
+      .immediate();
+  }
+
+  async recordPaymentResult(p: Payment): Promise<void> {
+    this.live();
+    const info = this.q.updatePayment.run(p.status, p.railReference, p.failureReason, p.updatedAtMs, p.id);
+    if (info.changes === 0) throw new Error(`payment ${p.id} not found`);
+  }
+
+  async recordHoldIntent(hold: EscrowHold): Promise<EscrowHold> {
+    this.live();
+    return this.db
+      .transaction(() => {
+        this.insertHoldRow(hold);
+        return fromHoldRow(this.q.holdByKey.get(hold.idempotencyKey) as HoldRow);
+      })
+      .immediate();
+  }
+
+  /** Besides status, rail reference, failure reason and time, a hold's result sets its captured amount and expiry. */
+  async recordHoldResult(h: EscrowHold): Promise<void> {
+    this.live();
+    const info = this.q.updateHold.run(h.status, h.railReference, h.failureReason, h.updatedAtMs, h.capturedMinor, h.expiresAtMs, h.id);
+    if (info.changes === 0) throw new Error(`escrow hold ${h.id} not found`);
+  }
+
+  async getPaymentByRailReference(railReference: string): Promise<Payment | undefined> {
+    this.live();
+    // An empty reference means "not sent yet"; it must never match every such payment.
+    if (railReference === "") return undefined;
+    const row = this.q.paymentByRailReference.get(railReference) as PaymentRow | undefined;
+    return row && fromPaymentRow(row);
+  }
+
+  async getHoldByRailReference(railReference: string): Promise<EscrowHold | undefined> {
+    this.live();
+    if (railReference === "") return undefined;
+    const row = this.q.holdByRailReference.get(railReference) as HoldRow | undefined;
+    return row && fromHoldRow(row);
+  }
+
+  async listPendingIntents(): Promise<{ payments: Payment[]; holds: EscrowHold[] }> {
+    this.live();
+    return this.db.transaction(() => ({
+      payments: (this.q.pendingPayments.all() as PaymentRow[]).map(fromPaymentRow),
+      holds: (this.q.pendingHolds.all() as HoldRow[]).map(fromHoldRow),
+    }))();
+  }
+
+  async saveMilestone(milestone: Milestone): Promise<void> {
+    this.live();
+    this.db.transaction(() => this.upsertMilestoneRow(milestone)).immediate();
+  }
+
+  async postLedgerTransaction(tx: LedgerTransaction): Promise<{ transaction: LedgerTransaction; replayed: boolean }> {
+    this.live();
+    requireText("ledger transaction id", tx.id);
+    requireText("ledger idempotency key", tx.idempotencyKey);
+    checkBalanced(tx);
+    return this.db
+      .transaction(() => {
+        const existing = this.q.ledgerTxByKey.get(tx.idempotencyKey) as LedgerTxRow | undefined;
+        if (existing) {
+          const stored = this.readLedgerTx(existing);
+          if (!sameLegs(stored.legs, tx.legs)) {
+            this.log.warn({ idempotencyKey: tx.idempotencyKey, transactionId: stored.id }, "ledger replay with different legs; keeping the first");
+          }
+          return { transaction: stored, replayed: true };
+        }
+        try {
+          this.q.insertLedgerTx.run(tx.id, tx.idempotencyKey, tx.memo, tx.atMs);
+        } catch (err) {
+          throw conflictOr(err, `ledger transaction id ${tx.id} is already used by another idempotency key`);
+        }
+        tx.legs.forEach((leg, i) => this.q.insertLeg.run(tx.id, i, leg.account, leg.currency, leg.amountMinor));
+        return {
+          transaction: { id: tx.id, idempotencyKey: tx.idempotencyKey, memo: tx.memo, atMs: tx.atMs, legs: tx.legs.map((l) => ({ ...l })) },
+          replayed: false,
+        };
+      })
+      .immediate();
+  }
+
+  async getLedgerBalance(account: string, currency: string): Promise<bigint> {
+    this.live();
+    return (this.q.balance.get(account, currency) as { balance: bigint }).balance;
+  }
+
+  async getBalances(userId: string): Promise<Balance[]> {
+    this.live();
+    const available = availableAccount(userId);
+    const held = heldAccount(userId);
+    const received = receivedAccount(userId);
+    const rows = this.q.balancesOf.all(available, held, received) as { account: string; currency: string; balance: bigint }[];
+    const byCurrency = new Map<string, Balance>();
+    for (const r of rows) {
+      let b = byCurrency.get(r.currency);
+      if (!b) {
+        b = create(BalanceSchema, { currency: r.currency });
+        byCurrency.set(r.currency, b);
+      }
+      if (r.account === available) b.availableMinor = r.balance;
+      else if (r.account === held) b.heldMinor = r.balance;
+      else b.receivedMinor = r.balance;
+    }
+    return [...byCurrency.values()];
+  }
+
+  async appendRoomEvents(roomId: string, events: PanelEvent[], keep: number): Promise<void> {
+    this.live();
+    requireText("room id", roomId);
+    if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);
+    this.db
+      .transaction(() => {
+        for (const e of events) {
+          if (e.seq < 1n) throw new RangeError(`room ${roomId}: event seq must be at least 1, got ${e.seq}`);
+          try {
+            this.q.insertEvent.run(roomId, e.seq, e.atMs, toBinary(PanelEventSchema, e));
+          } catch (err) {
+            throw conflictOr(err, `room ${roomId} already has event ${e.seq}`);
+          }
+        }
+        const cutoff = this.q.keepCutoff.get(roomId, keep - 1) as { seq: bigint } | undefined;
+        if (cutoff) this.q.trimEvents.run(roomId, cutoff.seq);
+      })
+      .immediate();
+  }
+
+  async loadRoomEvents(roomId: string, afterSeq: bigint): Promise<PanelEvent[]> {
+    this.live();
+    return (this.q.eventsAfter.all(roomId, afterSeq) as { event: Buffer }[]).map((r) => fromBinary(PanelEventSchema, r.event));
+  }
+
+  async lastRoomSeq(roomId: string): Promise<bigint> {
+    this.live();
+    return (this.q.lastSeq.get(roomId) as { seq: bigint | null }).seq ?? 0n;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+    this.log.info("store closed");
+  }
+
+  private live(): void {
+    if (this.closed) throw new Error("store is closed");
+  }
+
+  /** Builds the full Contract message: the row plus its parties, signatures, money and milestones. */
+  private assemble(row: ContractRow): Contract {
+    const terms = row.terms ? fromBinary(ProposalSchema, row.terms) : undefined;
+    // Money and milestones are listed in the order of the contract's line items, then as recorded.
+    const itemOrder = new Map((terms?.lineItems ?? []).map((item, i) => [item.id, i]));
+    const byItem = <T extends { lineItemId: string }>(list: T[]): T[] =>
+      list.sort((a, b) => (itemOrder.get(a.lineItemId) ?? itemOrder.size) - (itemOrder.get(b.lineItemId) ?? itemOrder.size));
+    return create(ContractSchema, {
+      id: row.id,
+      roomId: row.room_id,
+      negotiationId: row.negotiation_id,
+      title: row.title,
+      text: row.text,
+      textSha256: row.text_sha256,
+      parties: (this.q.getParties.all(row.id) as PartyRow[]).map((p) =>
+        create(PartySchema, { userId: p.user_id, displayName: p.display_name, role: Number(p.role) }),
+      ),
+      terms,
+      signatures: (this.q.getSignatures.all(row.id) as SignatureRow[]).map((s) =>
+        create(SignatureSchema, { userId: s.user_id, textSha256: s.text_sha256, signedAtMs: s.signed_at_ms }),
+      ),
+      status: Number(row.status),
+      createdAtMs: row.created_at_ms,
+      payments: byItem((this.q.paymentsForContract.all(row.id) as PaymentRow[]).map(fromPaymentRow)),
+      holds: byItem((this.q.holdsForContract.all(row.id) as HoldRow[]).map(fromHoldRow)),
+      milestones: byItem((this.q.milestonesForContract.all(row.id) as MilestoneRow[]).map(fromMilestoneRow)),
+    });
+  }
+
+  /** Checks and inserts one signature; call inside a transaction. */
+  private insertSignatureRow(contract: { id: string; textSha256: string }, s: Signature): void {
+    if (!this.q.getParty.get(contract.id, s.userId)) {
+      throw new Error(`user ${s.userId} is not a party to contract ${contract.id}`);
+    }
+    if (s.textSha256 !== contract.textSha256) {
+      throw new Error(`signature by ${s.userId} is for text ${s.textSha256}, contract ${contract.id} has ${contract.textSha256}`);
+    }
+    if (this.q.getSignature.get(contract.id, s.userId)) {
+      throw new StoreConflictError(`user ${s.userId} already signed contract ${contract.id}`);
+    }
+    this.q.insertSignature.run(contract.id, s.userId, s.textSha256, s.signedAtMs);
+  }
+
+  private insertPaymentRow(p: Payment): void {
+    requireText("payment id", p.id);
+    requireText("payment idempotency key", p.idempotencyKey);
+    try {
+      this.q.insertPayment.run(
+        p.id, p.contractId, p.lineItemId, p.payerUserId, p.payeeUserId, p.amountMinor, p.currency, p.status,
+        p.idempotencyKey, p.railReference, p.failureReason, p.rail, p.updatedAtMs, p.updatedAtMs,
+      );
+    } catch (err) {
+      throw conflictOr(err, `payment id ${p.id} is already used by another idempotency key`, `payment ${p.id} for contract ${p.contractId}`);
+    }
+  }
+
+  private insertHoldRow(h: EscrowHold): void {
+    requireText("escrow hold id", h.id);
+    requireText("escrow hold idempotency key", h.idempotencyKey);
+    try {
+      this.q.insertHold.run(
+        h.id, h.contractId, h.lineItemId, h.payerUserId, h.payeeUserId, h.amountMinor, h.currency, h.status,
+        h.idempotencyKey, h.railReference, h.failureReason, h.rail, h.updatedAtMs, h.capturedMinor, h.expiresAtMs,
+        h.updatedAtMs,
+      );
+    } catch (err) {
+      throw conflictOr(err, `escrow hold id ${h.id} is already used by another idempotency key`, `escrow hold ${h.id} for contract ${h.contractId}`);
+    }
+  }
+
+  private upsertMilestoneRow(m: Milestone): void {
+    requireText("milestone id", m.id);
+    let info;
+    try {
+      info = this.q.upsertMilestone.run(
+        m.id, m.contractId, m.lineItemId, optionalBlob(MilestoneTermsSchema, m.terms), m.status,
+        m.providerConfirmed ? 1 : 0, m.clientConfirmed ? 1 : 0, m.proposedAmountMinor ?? null, m.minMinor, m.maxMinor,
+        m.currency, m.capturedMinor, m.failureReason, m.updatedAtMs, m.updatedAtMs,
+      );
+    } catch (err) {
+      throw explain(err, `milestone ${m.id} for contract ${m.contractId}`);
+    }
+    if (info.changes === 0) throw new StoreConflictError(`milestone ${m.id} belongs to another contract`);
+  }
+
+  private readLedgerTx(row: LedgerTxRow): LedgerTransaction {
+    return {
+      id: row.id,
+      idempotencyKey: row.idempotency_key,
+      memo: row.memo,
+      atMs: Number(row.at_ms),
+      legs: (this.q.legsOf.all(row.id) as LegRow[]).map((l) => ({ account: l.account, currency: l.currency, amountMinor: l.amount_minor })),
+    };
+  }
+}
+
+function fromPaymentRow(r: PaymentRow): Payment {
+  return create(PaymentSchema, {
+    id: r.id,
+    contractId: r.contract_id,
+    lineItemId: r.line_item_id,
+    payerUserId: r.payer_user_id,
+    payeeUserId: r.payee_user_id,
+    amountMinor: r.amount_minor,
+    currency: r.currency,
+    status: Number(r.status),
+    idempotencyKey: r.idempotency_key,
+    railReference: r.rail_reference,
+    failureReason: r.failure_reason,
+    rail: Number(r.rail),
+    updatedAtMs: r.updated_at_ms,
+  });
+}
+
+function fromHoldRow(r: HoldRow): EscrowHold {
+  return create(EscrowHoldSchema, {
+    id: r.id,
+    contractId: r.contract_id,
+    lineItemId: r.line_item_id,
+    payerUserId: r.payer_user_id,
+    payeeUserId: r.payee_user_id,
+    amountMinor: r.amount_minor,
+    capturedMinor: r.captured_minor,
+    currency: r.currency,
+    status: Number(r.status),
+    idempotencyKey: r.idempotency_key,
+    railReference: r.rail_reference,
+    expiresAtMs: r.expires_at_ms,
+    failureReason: r.failure_reason,
+    rail: Number(r.rail),
+    updatedAtMs: r.updated_at_ms,
+  });
+}
+
+function fromMilestoneRow(r: MilestoneRow): Milestone {
+  return create(MilestoneSchema, {
+    id: r.id,
+    contractId: r.contract_id,
+    lineItemId: r.line_item_id,
+    terms: r.terms ? fromBinary(MilestoneTermsSchema, r.terms) : undefined,
+    status: Number(r.status),
+    providerConfirmed: r.provider_confirmed === 1n,
+    clientConfirmed: r.client_confirmed === 1n,
+    proposedAmountMinor: r.proposed_amount_minor ?? undefined,
+    minMinor: r.min_minor,
+    maxMinor: r.max_minor,
+    currency: r.currency,
+    capturedMinor: r.captured_minor,
+    failureReason: r.failure_reason,
+    updatedAtMs: r.updated_at_ms,
+  });
+}
+
+/** Refuses a transaction whose legs do not sum to zero in every currency, or that is malformed. */
+function checkBalanced(tx: LedgerTransaction): void {
+  if (tx.legs.length === 0) throw new Error(`ledger transaction ${tx.id} has no legs`);
+  const sums = new Map<string, bigint>();
+  for (const leg of tx.legs) {
+    requireText("ledger account", leg.account);
+    if (!/^[A-Z]{3}$/.test(leg.currency)) throw new Error(`ledger transaction ${tx.id}: currency "${leg.currency}" is not an ISO 4217 code`);
+    if (typeof leg.amountMinor !== "bigint") throw new TypeError(`ledger transaction ${tx.id}: amountMinor must be a bigint`);
+    sums.set(leg.currency, (sums.get(leg.currency) ?? 0n) + leg.amountMinor);
+  }
+  for (const [currency, sum] of sums) {
+    if (sum !== 0n) throw new Error(`ledger transaction ${tx.id} is unbalanced: ${currency} legs sum to ${sum}`);
+  }
+}
+
+function sameLegs(a: LedgerLeg[], b: LedgerLeg[]): boolean {
+  return a.length === b.length && a.every((l, i) => {
+    const o = b[i];
+    return o !== undefined && o.account === l.account && o.currency === l.currency && o.amountMinor === l.amountMinor;
+  });
+}
+
+function optionalBlob<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc> | undefined): Uint8Array | null {
+  return message === undefined ? null : toBinary(schema, message);
+}
+
+function prefixed(alias: string, columns: string): string {
+  return columns
+    .split(",")
+    .map((c) => `${alias}.${c.trim()}`)
+    .join(", ");
+}
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+function requireText(what: string, value: string): void {
+  if (value === "") throw new Error(`${what} must not be empty`);
+}
+
+function isSqliteError(err: unknown): err is Error & { code: string } {
+  return err instanceof BetterSqlite3.SqliteError;
+}
+
+/** A primary-key or unique violation becomes a `StoreConflictError`; anything else goes through `explain`. */
+function conflictOr(err: unknown, conflictMessage: string, context = conflictMessage): Error {
+  if (isSqliteError(err) && (err.code === "SQLITE_CONSTRAINT_PRIMARYKEY" || err.code === "SQLITE_CONSTRAINT_UNIQUE")) {
+    return new StoreConflictError(conflictMessage, { cause: err });
+  }
+  return explain(err, context);
+}
+
+/** A foreign-key violation gets a message that says which record was missing. */
+function explain(err: unknown, context: string): Error {
+  if (isSqliteError(err) && err.code === "SQLITE_CONSTRAINT_FOREIGNKEY") {
+    return new Error(`${context}: refers to a record that does not exist`, { cause: err });
+  }
+  return err instanceof Error ? err : new Error(String(err));
+}
