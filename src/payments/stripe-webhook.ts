@@ -1,0 +1,317 @@
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Logger } from "pino";
+import {
+  EscrowHoldStatus,
+  PaymentRail as PaymentRailKind,
+  PaymentStatus,
+  type EscrowHold,
+  type Payment,
+} from "../../gen/handshake/v1/deal_pb.js";
+import { silentLogger } from "../log.js";
+import type { Store } from "../store/store.js";
+import { MERCHANT_INITIATED_AUTH_MS } from "./stripe-rail.js";
+
+/** How far a signature's timestamp may be from our clock, seconds (Stripe's default). */
+export const DEFAULT_WEBHOOK_TOLERANCE_SEC = 300;
+
+/** Why a `Stripe-Signature` header was refused, or that it was fine. */
+export type SignatureCheck = { ok: true; timestampSec: number } | { ok: false; reason: string };
+
+/**
+ * Verifies a `Stripe-Signature` header (`t=<unix>,v1=<hex>[,v1=…]`) over the raw body: HMAC-SHA256
+ * of `${t}.${rawBody}` with the endpoint secret, compared in constant time, and a timestamp
+ * within `toleranceSec` of `nowSec` either way (a stale signature is a replay).
+ */
+export function verifyStripeSignature(
+  rawBody: Buffer,
+  header: string | undefined,
+  secret: string,
+  nowSec: number,
+  toleranceSec: number = DEFAULT_WEBHOOK_TOLERANCE_SEC,
+): SignatureCheck {
+  if (!header) return { ok: false, reason: "missing Stripe-Signature header" };
+  let timestamp: string | undefined;
+  const signatures: string[] = [];
+  for (const part of header.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    const key = part.slice(0, eq).trim();
+    const value = part.slice(eq + 1).trim();
+    if (key === "t") timestamp = value;
+    else if (key === "v1") signatures.push(value);
+  }
+  if (!timestamp || !/^\d{1,12}$/.test(timestamp)) return { ok: false, reason: "signature header has no timestamp" };
+  if (signatures.length === 0) return { ok: false, reason: "signature header has no v1 signature" };
+  const expected = createHmac("sha256", secret)
+    .update(`${timestamp}.`, "utf8")
+    .update(rawBody)
+    .digest();
+  const matches = signatures.some((hex) => {
+    if (!/^[0-9a-f]{64}$/i.test(hex)) return false;
+    return timingSafeEqual(Buffer.from(hex, "hex"), expected);
+  });
+  if (!matches) return { ok: false, reason: "signature does not match the payload" };
+  const timestampSec = Number(timestamp);
+  if (Math.abs(nowSec - timestampSec) > toleranceSec) return { ok: false, reason: "signature timestamp is outside the tolerance" };
+  return { ok: true, timestampSec };
+}
+
+/** What a webhook changed, for broadcasting to the contract's room and refreshing its status. */
+export type StripeWebhookUpdate =
+  | { kind: "payment"; contractId: string; payment: Payment }
+  | { kind: "hold"; contractId: string; hold: EscrowHold };
+
+/** Options of the webhook handler. */
+export interface StripeWebhookHandlerOptions {
+  store: Store;
+  /** The endpoint's signing secret (`whsec_…`, env STRIPE_WEBHOOK_SECRET). */
+  secret: string;
+  /** Called after a payment or hold record changed. */
+  onUpdate?: (update: StripeWebhookUpdate) => void;
+  /** Clock, Unix ms. */
+  now?: () => number;
+  toleranceSec?: number;
+  /** Most event ids remembered for replay refusal (oldest forgotten first). */
+  maxRememberedEvents?: number;
+  log?: Logger;
+}
+
+/** An HTTP answer for Stripe: 2xx means "delivered", anything else makes Stripe retry. */
+export interface WebhookResponse {
+  status: number;
+  body: string;
+}
+
+/** The handler the server mounts on POST /webhooks/stripe; it needs the raw, unparsed body. */
+export type StripeWebhookHandler = (rawBody: Buffer, signatureHeader: string | undefined) => Promise<WebhookResponse>;
+
+/** The PaymentIntent fields we read from an event; everything else is ignored. */
+interface IntentPayload {
+  id: string;
+  status: string;
+  captureMethod: string;
+  amountReceived: number;
+  created: number;
+  cancellationReason: string;
+  lastErrorMessage: string;
+  contractId: string;
+  lineItemId: string;
+}
+
+const HANDLED_EVENTS = new Set([
+  "payment_intent.succeeded",
+  "payment_intent.amount_capturable_updated",
+  "payment_intent.canceled",
+  "payment_intent.payment_failed",
+]);
+
+/**
+ * Creates the Stripe webhook handler: verifies the signature (400, nothing changed, when it is
+ * wrong or stale), refuses an event id it has already seen (400), and applies PaymentIntent
+ * events to the stored payment or hold they belong to, found by rail reference or else by the
+ * `contract_id` / `line_item_id` metadata we set (a payment whose create call timed out has no
+ * reference yet). Updates only move forward: a late `canceled` never undoes a capture.
+ *
+ * Replay memory is in-process and only needs to span the signature tolerance: an older replay
+ * is refused as stale anyway. After a restart an event could be applied twice, which is harmless
+ * because applying is idempotent. Note that Stripe's own redelivery of an already processed
+ * event is also answered 400.
+ */
+export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions): StripeWebhookHandler {
+  const { store } = options;
+  const now = options.now ?? Date.now;
+  const toleranceSec = options.toleranceSec ?? DEFAULT_WEBHOOK_TOLERANCE_SEC;
+  const maxRemembered = options.maxRememberedEvents ?? 10_000;
+  const log = (options.log ?? silentLogger).child({ component: "stripe-webhook" });
+  if (!options.secret) throw new Error("the Stripe webhook handler needs a signing secret (STRIPE_WEBHOOK_SECRET)");
+  /** Event id → when we accepted it, Unix ms; insertion-ordered, so the first entry is the oldest. */
+  const seen = new Map<string, number>();
+
+  function forgetOld(atMs: number): void {
+    const horizon = atMs - 2 * toleranceSec * 1000;
+    for (const [id, at] of seen) {
+      if (at >= horizon && seen.size <= maxRemembered) break;
+      seen.delete(id);
+    }
+  }
+
+  async function findPayment(intent: IntentPayload): Promise<Payment | undefined> {
+    const byReference = await store.getPaymentByRailReference(intent.id);
+    if (byReference) return byReference;
+    if (!intent.contractId || !intent.lineItemId) return undefined;
+    const contract = await store.getContract(intent.contractId);
+    return contract?.payments.find(
+      (p) => p.lineItemId === intent.lineItemId && p.rail === PaymentRailKind.STRIPE && (p.railReference === "" || p.railReference === intent.id),
+    );
+  }
+
+  async function findHold(intent: IntentPayload): Promise<EscrowHold | undefined> {
+    const byReference = await store.getHoldByRailReference(intent.id);
+    if (byReference) return byReference;
+    if (!intent.contractId || !intent.lineItemId) return undefined;
+    const contract = await store.getContract(intent.contractId);
+    return contract?.holds.find(
+      (h) => h.lineItemId === intent.lineItemId && h.rail === PaymentRailKind.STRIPE && (h.railReference === "" || h.railReference === intent.id),
+    );
+  }
+
+  function notify(update: StripeWebhookUpdate): void {
+    try {
+      options.onUpdate?.(update);
+    } catch (err) {
+      // The record is stored; a listener's failure must not make Stripe redeliver the event.
+      log.error({ err, contractId: update.contractId }, "stripe webhook listener threw");
+    }
+  }
+
+  async function apply(type: string, intent: IntentPayload): Promise<string> {
+    const atMs = BigInt(now());
+    const hold = intent.captureMethod === "manual" ? await findHold(intent) : undefined;
+    if (hold) {
+      const next = nextHold(hold, type, intent);
+      if (!next) return "no change";
+      next.updatedAtMs = atMs;
+      await store.recordHoldResult(next);
+      notify({ kind: "hold", contractId: next.contractId, hold: next });
+      return "hold updated";
+    }
+    const payment = await findPayment(intent);
+    if (payment) {
+      const next = nextPayment(payment, type, intent);
+      if (!next) return "no change";
+      next.updatedAtMs = atMs;
+      await store.recordPaymentResult(next);
+      notify({ kind: "payment", contractId: next.contractId, payment: next });
+      return "payment updated";
+    }
+    return "ignored: unknown payment intent";
+  }
+
+  return async (rawBody, signatureHeader) => {
+    const atMs = now();
+    const check = verifyStripeSignature(rawBody, signatureHeader, options.secret, Math.floor(atMs / 1000), toleranceSec);
+    if (!check.ok) {
+      log.warn({ reason: check.reason }, "stripe webhook refused");
+      return { status: 400, body: check.reason };
+    }
+    let event: { id: string; type: string; object: unknown };
+    try {
+      event = parseEvent(rawBody);
+    } catch (err) {
+      return { status: 400, body: `malformed event: ${(err as Error).message}` };
+    }
+    forgetOld(atMs);
+    if (seen.has(event.id)) {
+      log.warn({ eventId: event.id }, "stripe webhook replay refused");
+      return { status: 400, body: "event already received" };
+    }
+    // Claimed before applying, so two concurrent deliveries of one event apply it once.
+    seen.set(event.id, atMs);
+    if (!HANDLED_EVENTS.has(event.type)) return { status: 200, body: "ignored: event type not handled" };
+    let intent: IntentPayload;
+    try {
+      intent = parseIntent(event.object);
+    } catch (err) {
+      return { status: 400, body: `malformed payment intent: ${(err as Error).message}` };
+    }
+    try {
+      const outcome = await apply(event.type, intent);
+      log.info({ eventId: event.id, type: event.type, paymentIntent: intent.id, outcome }, "stripe webhook applied");
+      return { status: 200, body: outcome };
+    } catch (err) {
+      // Let Stripe deliver it again once the store is back.
+      seen.delete(event.id);
+      log.error({ err, eventId: event.id, type: event.type }, "stripe webhook could not be applied");
+      return { status: 500, body: "could not apply the event" };
+    }
+  };
+}
+
+/** The payment after `type`, or undefined when the event changes nothing (never moves backwards). */
+function nextPayment(payment: Payment, type: string, intent: IntentPayload): Payment | undefined {
+  const next = { ...payment, railReference: intent.id };
+  switch (type) {
+    case "payment_intent.succeeded":
+      if (payment.status === PaymentStatus.SUCCEEDED) return undefined;
+      return { ...next, status: PaymentStatus.SUCCEEDED, failureReason: "" };
+    case "payment_intent.payment_failed":
+    case "payment_intent.canceled":
+      if (payment.status !== PaymentStatus.PENDING) return undefined;
+      return {
+        ...next,
+        status: PaymentStatus.FAILED,
+        failureReason: type === "payment_intent.canceled" ? "The payment was cancelled" : intent.lastErrorMessage || "The card was declined",
+      };
+    default:
+      return undefined;
+  }
+}
+
+/** The hold after `type`, or undefined when the event changes nothing (never moves backwards). */
+function nextHold(hold: EscrowHold, type: string, intent: IntentPayload): EscrowHold | undefined {
+  const next = { ...hold, railReference: intent.id };
+  const open = hold.status === EscrowHoldStatus.PENDING || hold.status === EscrowHoldStatus.FAILED;
+  switch (type) {
+    case "payment_intent.amount_capturable_updated":
+      if (!open) return undefined;
+      return {
+        ...next,
+        status: EscrowHoldStatus.HELD,
+        failureReason: "",
+        expiresAtMs: hold.expiresAtMs > 0n ? hold.expiresAtMs : BigInt(intent.created * 1000 + MERCHANT_INITIATED_AUTH_MS),
+      };
+    case "payment_intent.succeeded": {
+      const captured = BigInt(intent.amountReceived);
+      if (hold.status === EscrowHoldStatus.CAPTURED && hold.capturedMinor === captured) return undefined;
+      return { ...next, status: EscrowHoldStatus.CAPTURED, capturedMinor: captured, failureReason: "" };
+    }
+    case "payment_intent.canceled": {
+      if (hold.status !== EscrowHoldStatus.HELD && hold.status !== EscrowHoldStatus.PENDING) return undefined;
+      const lapsed = intent.cancellationReason === "automatic" || intent.cancellationReason === "expired";
+      return lapsed
+        ? { ...next, status: EscrowHoldStatus.EXPIRED, failureReason: "The card authorisation lapsed before capture" }
+        : { ...next, status: EscrowHoldStatus.RELEASED, failureReason: "" };
+    }
+    case "payment_intent.payment_failed":
+      if (hold.status !== EscrowHoldStatus.PENDING) return undefined;
+      return { ...next, status: EscrowHoldStatus.FAILED, failureReason: intent.lastErrorMessage || "The card was declined" };
+    default:
+      return undefined;
+  }
+}
+
+function parseEvent(rawBody: Buffer): { id: string; type: string; object: unknown } {
+  const parsed: unknown = JSON.parse(rawBody.toString("utf8"));
+  if (!isRecord(parsed)) throw new Error("not a JSON object");
+  const { id, type, data } = parsed;
+  if (typeof id !== "string" || id === "") throw new Error("no event id");
+  if (typeof type !== "string") throw new Error("no event type");
+  return { id, type, object: isRecord(data) ? data.object : undefined };
+}
+
+function parseIntent(object: unknown): IntentPayload {
+  if (!isRecord(object) || object.object !== "payment_intent" || typeof object.id !== "string") {
+    throw new Error("data.object is not a payment intent");
+  }
+  const metadata = isRecord(object.metadata) ? object.metadata : {};
+  const lastError = isRecord(object.last_payment_error) ? object.last_payment_error : {};
+  return {
+    id: object.id,
+    status: str(object.status),
+    captureMethod: str(object.capture_method),
+    amountReceived: typeof object.amount_received === "number" && Number.isSafeInteger(object.amount_received) ? object.amount_received : 0,
+    created: typeof object.created === "number" ? object.created : 0,
+    cancellationReason: str(object.cancellation_reason),
+    lastErrorMessage: str(lastError.message),
+    contractId: str(metadata.contract_id),
+    lineItemId: str(metadata.line_item_id),
+  };
+}
+
+function str(value: unknown): string {
+  return typeof value === "string" ? value : "";
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
