@@ -48,6 +48,8 @@ export interface Config {
     holdWarningMs: number;
   };
   monzoApiBase: string;
+  /** Folder of the browser app served at "/"; default clients/web/dist when it exists. */
+  webRoot: string;
 }
 
 /** A setting that is present but wrong; names the variable. */
@@ -170,6 +172,7 @@ export function loadConfig(env: Env = process.env): Config {
       holdWarningMs: int(env, "HOLD_WARNING_MS", 86_400_000, 60_000, 7 * 86_400_000),
     },
     monzoApiBase: url(env, "MONZO_API_BASE", "https://api.monzo.com"),
+    webRoot: str(env, "WEB_ROOT", ""),
   };
   if (config.speech.engine === "scribe" && !elevenLabsApiKey) {
     throw new ConfigError("SPEECH_ENGINE=scribe needs ELEVENLABS_API_KEY");

@@ -282,13 +282,13 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
         if (milestone.status === MilestoneStatus.COMPLETED && milestone.capturedMinor === amountMinor) return milestone;
         if (isSettled(milestone)) throw new FailedPreconditionError("this milestone is already settled");
         const proposed = milestone.proposedAmountMinor;
-        const retry = milestone.status === MilestoneStatus.FAILED && milestone.clientConfirmed && proposed !== undefined;
+        const retry = milestone.status === MilestoneStatus.FAILED && milestone.clientConfirmed && proposed > 0n;
         if (milestone.status !== MilestoneStatus.AMOUNT_PROPOSED && !retry) {
           throw new FailedPreconditionError("no final amount has been proposed for this milestone yet");
         }
-        if (proposed === undefined || amountMinor !== proposed) {
+        if (proposed === 0n || amountMinor !== proposed) {
           throw new FailedPreconditionError(
-            `the proposed amount is ${proposed === undefined ? "unset" : formatMoney(proposed, milestone.currency)}, not ${formatMoney(amountMinor, milestone.currency)}; reload and approve what is proposed`,
+            `the proposed amount is ${proposed === 0n ? "unset" : formatMoney(proposed, milestone.currency)}, not ${formatMoney(amountMinor, milestone.currency)}; reload and approve what is proposed`,
           );
         }
         requireHeld(s);

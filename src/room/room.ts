@@ -45,7 +45,7 @@ export interface TriggerStage {
   setKeyword(keyword: string, requireBoth: boolean): void;
   arm(): void;
   disarm(): void;
-  readonly armed: boolean;
+  isArmed(): boolean;
   close(): void;
 }
 
@@ -225,7 +225,7 @@ export class Room {
       ),
       paired: this.members.size === MAX_PARTICIPANTS,
       triggerKeyword: this.triggerKeyword,
-      triggerArmed: this.trigger.armed,
+      triggerArmed: this.trigger.isArmed(),
       activeNegotiationId: this.negotiation?.id ?? "",
       contractId: this.contract?.id ?? "",
       inviteOnly: this.inviteCode !== undefined,

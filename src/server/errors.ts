@@ -10,6 +10,7 @@ import {
 } from "../deal/errors.js";
 import { NegotiationMoveError } from "../deal/negotiation.js";
 import { SubscriberOverflowError, EventLogClosedError } from "../events/event-log.js";
+import { InvalidCursorError } from "../store/cursor.js";
 
 /**
  * The one place domain errors become status codes. Named errors keep their message; anything
@@ -26,6 +27,7 @@ export function toConnectError(err: unknown, log: Logger): ConnectError {
 
 function codeOf(err: unknown): Code | undefined {
   if (err instanceof InvalidArgumentError) return Code.InvalidArgument;
+  if (err instanceof InvalidCursorError) return Code.InvalidArgument;
   if (err instanceof NotFoundError) return Code.NotFound;
   if (err instanceof PermissionDeniedError) return Code.PermissionDenied;
   if (err instanceof UnauthenticatedError) return Code.Unauthenticated;

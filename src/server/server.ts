@@ -12,6 +12,7 @@ import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/hea
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ContractService, file_handshake_v1_contract_service } from "../../gen/handshake/v1/contract_service_pb.js";
 import { file_handshake_v1_room_service, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { createAudioFastPath, isAudioFastPathRequest } from "./audio-fast-path.js";
 import { callerKey, createAuthInterceptor } from "./auth.js";
 import { registerContractRoutes } from "./contract-routes.js";
 import type { ServerDeps } from "./deps.js";
@@ -65,7 +66,10 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     fallback: (req, res) => void serveHttp(req, res as never, deps),
   });
 
+  // Native gRPC AudioStream calls skip connect-node: see audio-fast-path.ts for why.
+  const audioFastPath = createAudioFastPath(deps, shutdown.signal);
   const withCors = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (isAudioFastPathRequest(req)) return audioFastPath.handle(req, res as http2.Http2ServerResponse);
     const origin = req.headers.origin;
     if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
       res.setHeader("access-control-allow-origin", origin);

@@ -693,7 +693,7 @@ class SqliteStore implements Store {
     try {
       info = this.q.upsertMilestone.run(
         m.id, m.contractId, m.lineItemId, optionalBlob(MilestoneTermsSchema, m.terms), m.status,
-        m.providerConfirmed ? 1 : 0, m.clientConfirmed ? 1 : 0, m.proposedAmountMinor ?? null, m.minMinor, m.maxMinor,
+        m.providerConfirmed ? 1 : 0, m.clientConfirmed ? 1 : 0, m.proposedAmountMinor === 0n ? null : m.proposedAmountMinor, m.minMinor, m.maxMinor,
         m.currency, m.capturedMinor, m.failureReason, m.updatedAtMs, m.updatedAtMs,
       );
     } catch (err) {
@@ -760,7 +760,7 @@ function fromMilestoneRow(r: MilestoneRow): Milestone {
     status: Number(r.status),
     providerConfirmed: r.provider_confirmed === 1n,
     clientConfirmed: r.client_confirmed === 1n,
-    proposedAmountMinor: r.proposed_amount_minor ?? undefined,
+    proposedAmountMinor: r.proposed_amount_minor ?? 0n,
     minMinor: r.min_minor,
     maxMinor: r.max_minor,
     currency: r.currency,

@@ -213,7 +213,7 @@ describe("contracts", () => {
     await store.saveMilestone(milestone);
     expect((await store.getContract("c1"))?.milestones).toEqual([milestone]);
 
-    const cleared = { ...milestone, proposedAmountMinor: undefined, clientConfirmed: true, status: MilestoneStatus.COMPLETED, capturedMinor: 15_000n };
+    const cleared = { ...milestone, proposedAmountMinor: 0n, clientConfirmed: true, status: MilestoneStatus.COMPLETED, capturedMinor: 15_000n };
     await store.saveMilestone(cleared);
     expect((await store.getContract("c1"))?.milestones).toEqual([cleared]);
 

@@ -1,0 +1,191 @@
+/**
+ * The processes of a bench run: our server (`node --import tsx src/main.ts`), the floor relay,
+ * and the load generator, each its own process so /proc tells their CPU apart.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { GeneratorConfig, GeneratorResult } from "./generator.js";
+
+/** The repository root (bench/..). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** Longest a service may take to start listening. */
+const START_TIMEOUT_MS = 60_000;
+
+/** A service under test, running in its own process. */
+export interface Service {
+  name: string;
+  pid: number;
+  port: number;
+  /** SIGTERM, then SIGKILL after 10 s; resolves once the process is gone. */
+  stop(): Promise<void>;
+  /** The last lines it wrote to stderr (for error reports). */
+  stderrTail(): string;
+}
+
+/** Options of our server's process. */
+export interface ServerOptions {
+  /** SPEECH_ENGINE; undefined = "device" (no server-side speech: the relay is measured alone). */
+  speech: string | undefined;
+  /** Folder for a V8 CPU profile written when the server exits (node --cpu-prof). */
+  cpuProfDir: string | undefined;
+}
+
+/** Starts `node --import tsx src/main.ts` with a temporary data folder and limits high enough for the bench. */
+export async function startServer(options: ServerOptions): Promise<Service> {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-bench-"));
+  const port = await freePort();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    DATA_DIR: dataDir,
+    LOG_LEVEL: "warn",
+    SPEECH_ENGINE: options.speech ?? "device",
+    MAX_ROOMS: "100000",
+    MAX_STREAMS_PER_USER: "1000",
+    SEND_AUDIO_PER_SECOND: "10000",
+    // The offline engines: no key of a remote service may switch one on.
+    AGENT_ENGINE: "offline",
+    PAYMENT_RAIL: "ledger",
+    ANTHROPIC_API_KEY: "",
+    STRIPE_SECRET_KEY: "",
+    ELEVENLABS_API_KEY: "",
+  };
+  const args = ["--import", "tsx"];
+  if (options.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`);
+  args.push("src/main.ts");
+  const service = await launch("server", args, env, port);
+  return {
+    ...service,
+    async stop() {
+      await service.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts the floor relay (bench/floor-relay.ts) in its own process. */
+export async function startFloor(): Promise<Service> {
+  const port = await freePort();
+  return launch("floor", ["--import", "tsx", "bench/floor-relay.ts"], { ...process.env, PORT: String(port) }, port);
+}
+
+async function launch(name: string, args: string[], env: NodeJS.ProcessEnv, port: number): Promise<Service> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ["ignore", "ignore", "pipe"] });
+  const tail: string[] = [];
+  child.stderr!.setEncoding("utf8");
+  child.stderr!.on("data", (text: string) => {
+    tail.push(text);
+    if (tail.length > 50) tail.shift();
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  try {
+    await waitForPort(port, child);
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw new Error(`${name} did not start: ${(err as Error).message}\n${tail.join("")}`);
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    name,
+    pid: child.pid!,
+    port,
+    stderrTail: () => tail.join(""),
+    stop() {
+      stopping ??= (async () => {
+        if (child.exitCode !== null || child.signalCode !== null) return;
+        child.kill("SIGTERM");
+        const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+        await exited;
+        clearTimeout(killer);
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** A port nobody listens on right now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once the port accepts connections; rejects if the process exits or time runs out. */
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`exited with ${child.exitCode ?? child.signalCode}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} not open after ${START_TIMEOUT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Moments of a generator run, for sampling the service under test in the same window. */
+export interface GeneratorHooks {
+  onMeasureStart?(): void;
+  onMeasureEnd?(): void;
+}
+
+/**
+ * Runs bench/generator.ts in its own process and resolves with its result. It is killed if it
+ * runs far past its time (setup, streaming and draining included).
+ */
+export function runGenerator(config: GeneratorConfig, hooks: GeneratorHooks = {}): Promise<GeneratorResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/generator.ts", JSON.stringify(config)], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const limitMs = 60_000 + config.seconds * 1000 + config.rooms * 100;
+    const killer = setTimeout(() => child.kill("SIGKILL"), limitMs);
+    let result: GeneratorResult | undefined;
+    let stderr = "";
+    let buffered = "";
+    child.stdout!.setEncoding("utf8");
+    child.stdout!.on("data", (text: string) => {
+      buffered += text;
+      let newline: number;
+      while ((newline = buffered.indexOf("\n")) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        let parsed: { type?: string } & Partial<GeneratorResult>;
+        try {
+          parsed = JSON.parse(line) as typeof parsed;
+        } catch {
+          continue;
+        }
+        if (parsed.type === "measure-start") hooks.onMeasureStart?.();
+        else if (parsed.type === "measure-end") hooks.onMeasureEnd?.();
+        else if (parsed.type === "result") result = parsed as GeneratorResult;
+      }
+    });
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (text: string) => {
+      stderr = (stderr + text).slice(-4000);
+    });
+    child.once("exit", (code, signal) => {
+      clearTimeout(killer);
+      if (result) resolve(result);
+      else reject(new Error(`generator ended without a result (${signal ?? `exit ${code}`}): ${stderr}`));
+    });
+  });
+}

@@ -1,0 +1,400 @@
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { create, toJson, toJsonString } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
+import { BalanceSchema } from "../../gen/handshake/v1/money_pb.js";
+import { ContractSchema, MilestoneSchema, type Contract } from "../../gen/handshake/v1/deal_pb.js";
+import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
+import { loadDialogue, type DialogueLine, type Speaker } from "./dialogue.js";
+import { contractStatusText, describeEvent, formatMoney, parseMoney } from "./format.js";
+import { DealFailedError, ParticipantClosedError, contractTextHash, createParticipant, type Participant } from "./participant.js";
+import { ProfileError, buildProfile } from "./profile.js";
+import { balanceLines, contractDetail, dealSummary } from "./summary.js";
+
+/** Where the CLI writes and reads; injected so tests can run it in-process. */
+export interface CliIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /** Lines typed here are sent as device transcripts by `join` (when no --wav or --dialogue). */
+  stdin?: NodeJS.ReadableStream;
+  env: Record<string, string | undefined>;
+  /** Aborts the command (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+/** Exit codes: 0 done, 1 failed, 2 bad usage, 124 timed out. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, timeout: 124 } as const;
+
+/** What `join` saves so later commands can act as the same user. */
+interface CliState {
+  server: string;
+  roomId: string;
+  userId: string;
+  userToken: string;
+  savedAtMs: number;
+}
+
+const USAGE = `handshake participant — join a Handshake room from the terminal
+
+usage: node --import tsx clients/cli/main.ts [command] [options]
+
+commands:
+  join (default)                          join --room and stay until Ctrl-C (or --until-complete)
+  contracts                               list your saved contracts
+  contract <id>                           show one contract, its text and money
+  milestone confirm <contract> <milestone>
+  milestone propose <contract> <milestone> <amount>    (provider; decimal, e.g. 65.00)
+  milestone approve <contract> <milestone> <amount>    (client; the proposed amount)
+  milestone release <contract> <milestone>             (provider)
+  balances                                your ledger balances
+
+connection:   --server URL (default $HANDSHAKE_SERVER or http://127.0.0.1:8080)
+              --token USER_TOKEN (default $HANDSHAKE_TOKEN, else the --state file)
+              --state FILE (default $HANDSHAKE_STATE or ~/.handshake/cli-state.json)
+join:         --room ID  --invite CODE  --keyword WORD
+profile:      --profile file.json  --name NAME  --role provider|client  --trade TRADE
+              --currency GBP  --max-auto-approve 250  --style aggressive|balanced|conservative
+              --escrow never|above-threshold|always  --escrow-threshold 100
+              --rate description:amount[:hour|day|job|item] (repeatable)  --experience YEARS
+              --instructions TEXT
+speaking:     --wav FILE (streamed in real time)  --dialogue FILE [--as provider|client] [--audio]
+              otherwise each line typed on stdin is sent as a transcript
+behaviour:    --auto-sign  --until-complete  --timeout SECONDS (default 300)  --json
+`;
+
+const OPTIONS = {
+  server: { type: "string" },
+  token: { type: "string" },
+  state: { type: "string" },
+  room: { type: "string" },
+  invite: { type: "string" },
+  keyword: { type: "string" },
+  profile: { type: "string" },
+  name: { type: "string" },
+  role: { type: "string" },
+  trade: { type: "string" },
+  currency: { type: "string" },
+  "max-auto-approve": { type: "string" },
+  style: { type: "string" },
+  escrow: { type: "string" },
+  "escrow-threshold": { type: "string" },
+  rate: { type: "string", multiple: true },
+  experience: { type: "string" },
+  instructions: { type: "string" },
+  wav: { type: "string" },
+  dialogue: { type: "string" },
+  as: { type: "string" },
+  audio: { type: "boolean" },
+  "auto-sign": { type: "boolean" },
+  "until-complete": { type: "boolean" },
+  timeout: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** Runs one CLI command with `argv` (without node and script); resolves with the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const out = (line: string) => io.stdout.write(line + "\n");
+  const err = (line: string) => io.stderr.write(line + "\n");
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (e) {
+    err((e as Error).message);
+    err(USAGE);
+    return EXIT.usage;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    out(USAGE);
+    return EXIT.ok;
+  }
+  const server = values.server ?? io.env.HANDSHAKE_SERVER ?? "http://127.0.0.1:8080";
+  const statePath = values.state ?? io.env.HANDSHAKE_STATE ?? path.join(os.homedir(), ".handshake", "cli-state.json");
+  const [command = "join", ...args] = positionals;
+  try {
+    switch (command) {
+      case "join":
+        return await join();
+      case "contracts":
+      case "contract":
+      case "milestone":
+      case "balances":
+        return await contractCommand(command, args);
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ProfileError) {
+      err(e.message);
+      if (e instanceof UsageError) err("run with --help for usage");
+      return EXIT.usage;
+    }
+    if (e instanceof ConnectError) {
+      err(`server said ${Code[e.code] ?? e.code}: ${e.rawMessage}`);
+      return EXIT.failed;
+    }
+    err((e as Error).message);
+    return EXIT.failed;
+  }
+
+  async function join(): Promise<number> {
+    if (!values.room) throw new UsageError("--room is required to join");
+    const profile = await buildProfile({
+      ...(values.profile !== undefined && { profile: values.profile }),
+      ...(values.name !== undefined && { name: values.name }),
+      ...(values.role !== undefined && { role: values.role }),
+      ...(values.trade !== undefined && { trade: values.trade }),
+      ...(values.currency !== undefined && { currency: values.currency }),
+      ...(values["max-auto-approve"] !== undefined && { maxAutoApprove: values["max-auto-approve"] }),
+      ...(values.style !== undefined && { style: values.style }),
+      ...(values.escrow !== undefined && { escrow: values.escrow }),
+      ...(values["escrow-threshold"] !== undefined && { escrowThreshold: values["escrow-threshold"] }),
+      ...(values.experience !== undefined && { experience: values.experience }),
+      ...(values.instructions !== undefined && { instructions: values.instructions }),
+      ...(values.rate !== undefined && { rates: values.rate }),
+    });
+    const as = values.as;
+    if (as !== undefined && as !== "provider" && as !== "client") throw new UsageError("--as must be provider or client");
+    const timeoutMs = seconds(values.timeout ?? "300") * 1000;
+    const dialogue = values.dialogue ? await loadDialogue(values.dialogue) : undefined;
+    if (values.audio && !dialogue) throw new UsageError("--audio needs --dialogue (its lines name their WAV files)");
+    const audioFor = values.audio && dialogue && values.dialogue ? await dialogueAudio(dialogue, values.dialogue) : undefined;
+    const wav = values.wav ? await readFile(values.wav) : undefined;
+
+    const participant = createParticipant({
+      serverUrl: server,
+      roomId: values.room,
+      profile,
+      ...(values.token ?? io.env.HANDSHAKE_TOKEN ? { userToken: values.token ?? io.env.HANDSHAKE_TOKEN } : {}),
+      ...(values.invite !== undefined && { inviteCode: values.invite }),
+      autoSign: values["auto-sign"] === true,
+      onEvent: (event, p) => out(values.json ? toJsonString(PanelEventSchema, event) : describeEvent(event, (id) => p.nameOf(id))),
+      onNotice: (message) => err(`! ${message}`),
+    });
+    const stop = new AbortController();
+    const timer = values["until-complete"] ? setTimeout(() => stop.abort(new TimeoutError()), timeoutMs) : undefined;
+    const onAbort = () => stop.abort(io.signal?.reason);
+    io.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const joined = await participant.join();
+      err(`joined room ${values.room} as ${profile.displayName} (${joined.userId})`);
+      await saveState(statePath, { server, roomId: values.room, userId: joined.userId, userToken: joined.userToken, savedAtMs: Date.now() }).then(
+        () => err(`user token saved to ${statePath}`),
+        (e: unknown) => err(`! could not save ${statePath}: ${(e as Error).message}`),
+      );
+      if (values.keyword) await participant.room.setTriggerKeyword({ roomId: values.room, keyword: values.keyword });
+      const speaking = speak(participant, { dialogue, as, audioFor, wav }, stop.signal);
+      if (!values["until-complete"]) {
+        await Promise.race([speaking, abortPromise(stop.signal)]).catch(() => undefined);
+        await abortPromise(stop.signal).catch(() => undefined);
+        return EXIT.ok;
+      }
+      // A failure while speaking (e.g. the room went away) ends the wait too.
+      const speakingFailed = speaking.then(
+        () => new Promise<never>(() => undefined),
+        (e: unknown) => Promise.reject(e instanceof Error ? e : new Error(String(e))),
+      );
+      const outcome = await Promise.race([participant.waitForDeal({ signal: stop.signal }), speakingFailed]);
+      if (values.json) {
+        out(
+          JSON.stringify({
+            deal: {
+              contract: toJson(ContractSchema, outcome.contract),
+              complete: true,
+            },
+          }),
+        );
+      } else {
+        out("");
+        for (const line of dealSummary(outcome, (id) => participant.nameOf(id))) out(line);
+      }
+      return EXIT.ok;
+    } catch (e) {
+      if (stop.signal.reason instanceof TimeoutError) {
+        err(`timed out after ${timeoutMs / 1000} s waiting for the deal (${describeProgress(participant)})`);
+        return EXIT.timeout;
+      }
+      if (e instanceof DealFailedError) {
+        err(`deal failed: ${e.message}`);
+        return EXIT.failed;
+      }
+      if (e instanceof ParticipantClosedError && io.signal?.aborted) return EXIT.ok;
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      io.signal?.removeEventListener("abort", onAbort);
+      await participant.leave();
+    }
+  }
+
+  async function contractCommand(name: string, rest: string[]): Promise<number> {
+    const token = values.token ?? io.env.HANDSHAKE_TOKEN ?? (await loadState(statePath))?.userToken;
+    if (!token) throw new UsageError(`no user token: join first, or pass --token (looked in ${statePath})`);
+    const stateServer = values.server ?? io.env.HANDSHAKE_SERVER ?? (await loadState(statePath))?.server ?? server;
+    const auth: Interceptor = (next) => (req) => {
+      req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    };
+    const contracts = createClient(ContractService, createGrpcTransport({ baseUrl: stateServer, interceptors: [auth] }));
+    const nameOfIn = (contract: Contract | undefined) => (userId: string) =>
+      contract?.parties.find((p) => p.userId === userId)?.displayName ?? userId;
+    switch (name) {
+      case "contracts": {
+        const list: Contract[] = [];
+        let pageToken = "";
+        do {
+          const page = await contracts.listContracts({ pageSize: 100, pageToken });
+          list.push(...page.contracts);
+          pageToken = page.nextPageToken;
+        } while (pageToken !== "");
+        if (values.json) for (const c of list) out(toJsonString(ContractSchema, c));
+        else if (list.length === 0) out("no contracts yet");
+        else
+          for (const c of list) {
+            const total = c.terms ? formatMoney(c.terms.totalMinor, c.terms.currency) : "";
+            out(`${c.id}  ${new Date(Number(c.createdAtMs)).toISOString()}  ${contractStatusText(c.status).padEnd(20)} ${total.padStart(12)}  ${c.title}`);
+          }
+        return EXIT.ok;
+      }
+      case "contract": {
+        const [id] = rest;
+        if (!id) throw new UsageError("usage: contract <contract id>");
+        const { contract } = await contracts.getContract({ contractId: id });
+        if (!contract) throw new Error("GetContract returned no contract");
+        if (values.json) out(toJsonString(ContractSchema, contract));
+        else for (const line of contractDetail(contract, nameOfIn(contract), contractTextHash(contract.text) === contract.textSha256)) out(line);
+        return EXIT.ok;
+      }
+      case "balances": {
+        const { balances } = await contracts.getBalances({});
+        if (values.json) for (const b of balances) out(toJsonString(BalanceSchema, b));
+        else for (const line of balanceLines("you", balances)) out(line.trim());
+        return EXIT.ok;
+      }
+      case "milestone": {
+        const [action, contractId, milestoneId, amount] = rest;
+        if (!action || !contractId || !milestoneId) throw new UsageError("usage: milestone confirm|propose|approve|release <contract id> <milestone id> [amount]");
+        const ids = { contractId, milestoneId };
+        let milestone;
+        switch (action) {
+          case "confirm":
+            milestone = (await contracts.confirmMilestone(ids)).milestone;
+            break;
+          case "release":
+            milestone = (await contracts.releaseEscrow(ids)).milestone;
+            break;
+          case "propose":
+          case "approve": {
+            if (!amount) throw new UsageError(`usage: milestone ${action} <contract id> <milestone id> <amount>`);
+            const { contract } = await contracts.getContract({ contractId });
+            const currency = contract?.terms?.currency ?? "GBP";
+            let amountMinor: bigint;
+            try {
+              amountMinor = parseMoney(amount, currency);
+            } catch (e) {
+              throw new UsageError((e as Error).message);
+            }
+            milestone =
+              action === "propose"
+                ? (await contracts.proposeMilestoneAmount({ ...ids, amountMinor })).milestone
+                : (await contracts.approveMilestoneAmount({ ...ids, amountMinor })).milestone;
+            break;
+          }
+          default:
+            throw new UsageError(`unknown milestone action "${action}"`);
+        }
+        if (!milestone) throw new Error("the server returned no milestone");
+        if (values.json) out(toJsonString(MilestoneSchema, milestone));
+        else
+          out(describeEvent(create(PanelEventSchema, { event: { case: "milestone", value: milestone } }), (id) => id).replace(/^\[0\] /, ""));
+        return EXIT.ok;
+      }
+    }
+    throw new UsageError(`unknown command "${name}"`);
+  }
+
+  async function speak(
+    participant: Participant,
+    what: { dialogue: DialogueLine[] | undefined; as: Speaker | undefined; audioFor: ((line: DialogueLine) => Promise<Uint8Array>) | undefined; wav: Uint8Array | undefined },
+    signal: AbortSignal,
+  ): Promise<void> {
+    if (what.wav) {
+      const frames = await participant.streamWav(what.wav, { signal });
+      err(`streamed ${frames} frames of audio`);
+    }
+    if (what.dialogue) {
+      await participant.runDialogue(what.dialogue, { ...(what.as && { as: what.as }), signal, ...(what.audioFor && { audioFor: what.audioFor }) });
+      err("dialogue finished");
+      return;
+    }
+    if (!what.wav && io.stdin) {
+      const lines = createInterface({ input: io.stdin, terminal: false });
+      signal.addEventListener("abort", () => lines.close(), { once: true });
+      for await (const line of lines) if (line.trim() !== "") participant.say(line.trim());
+    }
+  }
+}
+
+/** Resolves each dialogue line's WAV relative to the dialogue file; fails early when one is missing. */
+async function dialogueAudio(lines: DialogueLine[], dialogueFile: string): Promise<(line: DialogueLine) => Promise<Uint8Array>> {
+  const dir = path.dirname(dialogueFile);
+  const files = new Map<DialogueLine, Uint8Array>();
+  for (const [index, line] of lines.entries()) {
+    if (!line.audio) throw new Error(`--audio: line ${index + 1} of ${dialogueFile} names no "audio" WAV file`);
+    const file = path.resolve(dir, line.audio);
+    try {
+      files.set(line, await readFile(file));
+    } catch {
+      throw new Error(`--audio: ${file} (line ${index + 1}) is missing; the speech fixtures under test/fixtures/audio/ are needed`);
+    }
+  }
+  return (line) => Promise.resolve(files.get(line) ?? new Uint8Array());
+}
+
+class TimeoutError extends Error {
+  override readonly name = "TimeoutError";
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--timeout must be a positive number of seconds (got "${value}")`);
+  return n;
+}
+
+function abortPromise(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
+function describeProgress(participant: Participant): string {
+  const progress = participant.progress();
+  if (progress.state === "failed") return progress.reason;
+  const last = [...participant.history].reverse().find((e) => e.event.case === "contract" || e.event.case === "negotiation" || e.event.case === "trigger");
+  return last ? `last: ${describeEvent(last, (id) => participant.nameOf(id))}` : "no negotiation started";
+}
+
+async function loadState(file: string): Promise<CliState | undefined> {
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as CliState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function saveState(file: string, state: CliState): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  // The file holds a bearer token: readable by its owner only.
+  await writeFile(file, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
+}
