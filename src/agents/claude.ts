@@ -266,8 +266,15 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
         const text =
           `Conversation update:\n${lines.join("\n")}\n\n` +
           `Only if something needs your user's attention, say it in one or two sentences; otherwise reply exactly ${QUIET_REPLY}.`;
-        if (settings.listen) enqueue(text, "transcript");
-        else if (!stopped && !disabled) appendUser([{ type: "text", text: `Conversation update:\n${lines.join("\n")}` }]);
+        if (settings.listen) {
+          enqueue(text, "transcript");
+        } else {
+          // Through the queue, so the words never land between a tool_use and its results.
+          const update = `Conversation update:\n${lines.join("\n")}`;
+          chain = chain.then(() => {
+            if (!stopped && !disabled) appendUser([{ type: "text", text: update }]);
+          });
+        }
       }, settings.debounceMs);
     },
     startNegotiation(trigger, conversation) {

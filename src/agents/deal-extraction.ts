@@ -1,7 +1,7 @@
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import type { TranscriptEntry } from "../../gen/handshake/v1/transcript_pb.js";
 import { saysAgreement } from "./agreement.js";
-import { scanAmounts, type CountMention, type MoneyMention } from "./amounts.js";
+import { parseNumberWords, scanAmounts, type CountMention, type MoneyMention } from "./amounts.js";
 
 /**
  * Reads a deal out of a conversation, deterministically: who provides and who pays, the priced
@@ -347,18 +347,28 @@ function describeMention(text: string, m: MoneyMention): string | undefined {
   const afterWords = leadingWords(text.slice(m.end).replace(/^[\s,]+/, ""));
   if (afterWords[0]?.toLowerCase() === "for") {
     const phrase = contentWords(afterWords.slice(1));
-    if (phrase) return phrase;
+    if (phrase && !isQuantity(phrase)) return phrase;
   }
   const clause = text.slice(0, m.start).split(/[,.;:!?]|\band\b|\bplus\b|\bthen\b/i).pop() ?? "";
   const verb = clause.match(
     /^(.*?)\b(?:is|are|will be|would be|could be|might be|should be|'ll be|comes to|costs?|runs?)(?:\s+(?:anything|anywhere|somewhere|roughly|about|around|approximately))?(?:\s+(?:from|between))?\s*$/i,
   );
-  if (verb?.[1]) {
-    const phrase = contentWords(verb[1].trim().split(/\s+/).slice(-4));
+  // "labour at £40 an hour": "at" names what a rate is for, but "meet me at £500" is no item.
+  const named = verb?.[1] ?? (m.per ? clause.match(/^(.*?)\bat\s*$/i)?.[1] : undefined);
+  if (named) {
+    const phrase = contentWords(named.trim().split(/\s+/).slice(-4));
     if (phrase) return phrase;
   }
-  if (afterWords.length > 0 && !AFTER_STOPPERS.has(afterWords[0]!.toLowerCase())) return contentWords(afterWords);
+  if (afterWords.length > 0 && !AFTER_STOPPERS.has(afterWords[0]!.toLowerCase())) {
+    const phrase = contentWords(afterWords);
+    if (phrase && !isQuantity(phrase)) return phrase;
+  }
   return undefined;
+}
+
+/** "three hours", "2 days": a count, not a name for what is bought. */
+function isQuantity(phrase: string): boolean {
+  return /\d/.test(phrase) || scanAmounts(phrase, "GBP").counts.length > 0 || parseNumberWords(phrase.toLowerCase().split(/\s+/)) !== undefined;
 }
 
 /** Words after a price that start a side remark, not a name for the item. */

@@ -347,7 +347,7 @@ function sketchFromProposal(proposal: Proposal): DealSketch {
  * rounded to whole major units in the side's favour (provider up, client down), and one
  * uncounted item absorbs the remainder so the total lands on `to` when possible.
  */
-export function scaleLineItems(items: readonly DraftItem[], from: bigint, to: bigint, position: Pick<Position, "side" | "currency">): DraftItem[] {
+function scaleLineItems(items: readonly DraftItem[], from: bigint, to: bigint, position: Pick<Position, "side" | "currency">): DraftItem[] {
   if (items.length === 0 || from <= 0n || from === to) return items.map((i) => ({ ...i }));
   const step = 10n ** BigInt(minorDigits(position.currency));
   const round = (v: bigint) => {

@@ -105,7 +105,6 @@ async function run(fixture: Fixture) {
   });
   agent(trigger.speakerUserId).startNegotiation(trigger, conversation);
   const final = await done;
-  if (process.env.SCENARIO_DEBUG) console.log(fixture.name, final.rounds.map((r) => `${r.fromUserId} ${RoundAction[r.action]} ${r.proposal ? r.proposal.totalMinor + " " + r.proposal.lineItems.map((i) => `[${i.description} ${LineItemKind[i.kind]} ${i.amountMinor} q${i.quantity}]`).join(" ") : ""} / ${r.reason}`).join("\n"), final.endReason);
   session.close();
   await Promise.all(ids.map((id) => agent(id).stop()));
   return { trigger, final, changes, profiles, messages: (id: string) => made.get(id)!.messages };

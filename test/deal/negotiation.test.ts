@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   LineItemKind,
@@ -22,7 +22,7 @@ import {
 const A = "alice";
 const B = "bob";
 
-function proposal(totalMinor: bigint, overrides: Partial<Proposal> = {}): Proposal {
+function proposal(totalMinor: bigint, overrides: MessageInitShape<typeof ProposalSchema> = {}): Proposal {
   return create(ProposalSchema, {
     summary: "Boiler repair",
     currency: "GBP",
@@ -217,7 +217,7 @@ describe("validateProposal", () => {
     ["escrow without milestone", { lineItems: [item({ kind: LineItemKind.ESCROW })], totalMinor: 100n }, /milestone/],
     ["duplicate ids", { lineItems: [item({}), item({})], totalMinor: 200n }, /used twice/],
   ])("refuses %s", (_name, overrides, reason) => {
-    expect(validateProposal(proposal(100n, overrides as Partial<Proposal>), parties)).toMatch(reason);
+    expect(validateProposal(proposal(100n, overrides as MessageInitShape<typeof ProposalSchema>), parties)).toMatch(reason);
   });
 
   it("accepts counted and ranged items that are consistent", () => {

@@ -16,10 +16,15 @@ export interface FakeAnthropicRequest {
   body: Record<string, unknown>;
 }
 
-/** A scripted reply: a status and JSON body, or a function of the request. */
-export type FakeAnthropicReply =
-  | { status?: number; body: unknown; headers?: Record<string, string> }
-  | ((request: FakeAnthropicRequest) => { status?: number; body: unknown; headers?: Record<string, string> });
+/** A reply as sent: status (default 200), JSON body, extra headers. */
+export interface FakeAnthropicResponse {
+  status?: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+/** A scripted reply: a response, or a function of the request that makes one. */
+export type FakeAnthropicReply = FakeAnthropicResponse | ((request: FakeAnthropicRequest) => FakeAnthropicResponse);
 
 /** A running fake. */
 export interface FakeAnthropic {
@@ -127,12 +132,12 @@ export function messageBody(content: unknown[], stopReason: string, model = "cla
 }
 
 /** A reply that ends the turn with text. */
-export function textReply(text: string): FakeAnthropicReply {
+export function textReply(text: string): FakeAnthropicResponse {
   return { body: messageBody([{ type: "text", text }], "end_turn") };
 }
 
 /** A reply asking for tool calls (optionally after some text). */
-export function toolUseReply(calls: { id: string; name: string; input: unknown }[], text?: string): FakeAnthropicReply {
+export function toolUseReply(calls: { id: string; name: string; input: unknown }[], text?: string): FakeAnthropicResponse {
   const blocks: unknown[] = text ? [{ type: "text", text }] : [];
   for (const call of calls) blocks.push({ type: "tool_use", id: call.id, name: call.name, input: call.input });
   return { body: messageBody(blocks, "tool_use") };
