@@ -54,6 +54,11 @@ export interface PipelineResult {
   completed: number;
   p50Ms: number | null;
   p99Ms: number | null;
+  /**
+   * p50 of each stage, as seen on the provider's panel: trigger → negotiation agreed → contract
+   * drafted → both signatures in → payments executed. Tells where the time goes.
+   */
+  stagesP50Ms: { negotiate: number; draft: number; sign: number; pay: number } | null;
   /** Why some rooms did not finish (the first few reasons). */
   errors: string[];
 }
@@ -106,6 +111,7 @@ export async function measurePipeline(
   options: { rooms: number; concurrency: number; runId: string; timeoutMs?: number },
 ): Promise<PipelineResult> {
   const samples: number[] = [];
+  const stages: Stages[] = [];
   const errors: string[] = [];
   const timeoutMs = options.timeoutMs ?? 15_000;
   let next = 0;
@@ -113,7 +119,9 @@ export async function measurePipeline(
     while (next < options.rooms) {
       const r = next++;
       try {
-        samples.push(await onePipeline(baseUrl, `${options.runId}-deal-${r}`, timeoutMs));
+        const run = await onePipeline(baseUrl, `${options.runId}-deal-${r}`, timeoutMs);
+        samples.push(run.totalMs);
+        stages.push(run.stages);
       } catch (err) {
         if (errors.length < 3) errors.push((err as Error).message);
       }
@@ -125,11 +133,26 @@ export async function measurePipeline(
     completed: samples.length,
     p50Ms: samples.length ? round2(percentile(samples, 50)) : null,
     p99Ms: samples.length ? round2(percentile(samples, 99)) : null,
+    stagesP50Ms: stages.length
+      ? {
+          negotiate: round2(percentile(stages.map((s) => s.negotiate), 50)),
+          draft: round2(percentile(stages.map((s) => s.draft), 50)),
+          sign: round2(percentile(stages.map((s) => s.sign), 50)),
+          pay: round2(percentile(stages.map((s) => s.pay), 50)),
+        }
+      : null,
     errors,
   };
 }
 
-async function onePipeline(baseUrl: string, roomId: string, timeoutMs: number): Promise<number> {
+interface Stages {
+  negotiate: number;
+  draft: number;
+  sign: number;
+  pay: number;
+}
+
+async function onePipeline(baseUrl: string, roomId: string, timeoutMs: number): Promise<{ totalMs: number; stages: Stages }> {
   const people: Person[] = [];
   try {
     const provider = await join(baseUrl, roomId, {
@@ -181,7 +204,14 @@ async function onePipeline(baseUrl: string, roomId: string, timeoutMs: number): 
     const done = await provider.panel.waitFor((e) => executed(e) || failed(e), "payments executed", timeoutMs);
     if (signFailure) throw new Error(`${roomId}: signing failed: ${signFailure.message}`);
     if (failed(done.event)) throw new Error(`${roomId}: the deal did not complete: ${describe(done.event)}`);
-    return done.at - trigger.at;
+    const at = (match: (e: PanelEvent) => boolean) => provider.panel.events.find((e) => match(e.event))?.at ?? done.at;
+    const agreed = at((e) => e.event.case === "negotiation" && e.event.value.status === NegotiationStatus.AGREED);
+    const drafted = at((e) => e.event.case === "contract" && e.event.value.status === ContractStatus.AWAITING_SIGNATURES);
+    const signedAt = at((e) => e.event.case === "contract" && e.event.value.status === ContractStatus.EXECUTING);
+    return {
+      totalMs: done.at - trigger.at,
+      stages: { negotiate: agreed - trigger.at, draft: drafted - agreed, sign: signedAt - drafted, pay: done.at - signedAt },
+    };
   } catch (err) {
     throw new Error(`${roomId}: ${(err as Error).message}${lastSeen(people[0])}`);
   } finally {

@@ -29,6 +29,13 @@ export function cpuSeconds(pid: number): number {
   return (utime + stime) / ticksPerSecond();
 }
 
+/** CPU seconds the whole machine has been busy (all cores: user, nice, system, irq, softirq, steal). */
+export function machineBusySeconds(): number {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number);
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / ticksPerSecond();
+}
+
 /** Resident set size in megabytes. */
 export function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
@@ -39,6 +46,7 @@ export function rssMb(pid: number): number {
 /** Samples a process between `start` and `stop`: CPU as % of one core, RSS mean and peak. */
 export class ProcessSampler {
   private startCpu = 0;
+  private startMachine = 0;
   private startWall = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly rss: number[] = [];
@@ -47,6 +55,7 @@ export class ProcessSampler {
 
   start(): void {
     this.startCpu = cpuSeconds(this.pid);
+    this.startMachine = machineBusySeconds();
     this.startWall = performance.now();
     this.rss.length = 0;
     this.timer = setInterval(() => {
@@ -58,10 +67,14 @@ export class ProcessSampler {
     }, 250);
   }
 
-  /** CPU % of one core over the window, and RSS (MB) mean and peak. */
-  stop(): { cpuPct: number; rssMeanMb: number; rssPeakMb: number } {
+  /**
+   * CPU % of one core over the window, RSS (MB) mean and peak, and the whole machine's busy CPU
+   * (% of one core; the service, the generator and anything else running).
+   */
+  stop(): { cpuPct: number; rssMeanMb: number; rssPeakMb: number; machineCpuPct: number } {
     if (this.timer) clearInterval(this.timer);
     const wallS = (performance.now() - this.startWall) / 1000;
+    const machine = machineBusySeconds() - this.startMachine;
     let cpu = 0;
     try {
       cpu = cpuSeconds(this.pid) - this.startCpu;
@@ -70,6 +83,11 @@ export class ProcessSampler {
       // Gone: CPU stays 0.
     }
     const mean = this.rss.length ? this.rss.reduce((a, b) => a + b, 0) / this.rss.length : 0;
-    return { cpuPct: wallS > 0 ? (cpu / wallS) * 100 : 0, rssMeanMb: mean, rssPeakMb: Math.max(0, ...this.rss) };
+    return {
+      cpuPct: wallS > 0 ? (cpu / wallS) * 100 : 0,
+      rssMeanMb: mean,
+      rssPeakMb: Math.max(0, ...this.rss),
+      machineCpuPct: wallS > 0 ? (machine / wallS) * 100 : 0,
+    };
   }
 }

@@ -30,7 +30,7 @@ export interface Service {
 export interface ServerOptions {
   /** SPEECH_ENGINE; undefined = "device" (no server-side speech: the relay is measured alone). */
   speech: string | undefined;
-  /** Folder for a V8 CPU profile written when the server exits (node --cpu-prof). */
+  /** Folder for a V8 CPU profile of the measurement window (SIGUSR2 starts and stops it). */
   cpuProfDir: string | undefined;
 }
 
@@ -56,7 +56,11 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     ELEVENLABS_API_KEY: "",
   };
   const args = ["--import", "tsx"];
-  if (options.cpuProfDir) args.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`);
+  if (options.cpuProfDir) {
+    // A profile of the measurement window only: see bench/cpu-profile-window.ts.
+    args.push("--import", "./bench/cpu-profile-window.ts");
+    env.BENCH_CPU_PROF_DIR = options.cpuProfDir;
+  }
   args.push("src/main.ts");
   const service = await launch("server", args, env, port);
   return {

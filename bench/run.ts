@@ -38,6 +38,7 @@ interface Options {
   capacitySeconds: number;
   capacityMax: number;
   cpuProfDir: string | undefined;
+  repeat: number;
 }
 
 /** One load run against one service: what the generator saw and what /proc said. */
@@ -46,6 +47,8 @@ interface LoadRun {
   cpuPct: number;
   rssMeanMb: number;
   rssPeakMb: number;
+  /** CPU (% of one core) used during the window by processes other than this service and the generator. */
+  otherCpuPct: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -65,6 +68,7 @@ function parseOptions(argv: string[]): Options {
       "capacity-seconds": { type: "string", default: "6" },
       "capacity-max": { type: "string", default: "2000" },
       "cpu-prof": { type: "boolean", default: false },
+      repeat: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
   });
@@ -84,7 +88,9 @@ function parseOptions(argv: string[]): Options {
         "  --pipeline-concurrency N  pipeline rooms at once (default 8)",
         "  --capacity-seconds S  seconds per capacity step (default 6)",
         "  --capacity-max N      largest room count tried (default 2000)",
-        "  --cpu-prof            write a V8 CPU profile of the server to bench/profiles/",
+        "  --repeat N            run floor and server N times each, report the least disturbed run of each (default 1)",
+        "  --cpu-prof            write a V8 CPU profile of the server's measurement window to bench/profiles/",
+        "                        (summarise it: node --import tsx bench/profile-summary.ts <file>)",
         "",
       ].join("\n"),
     );
@@ -114,6 +120,7 @@ function parseOptions(argv: string[]): Options {
     capacitySeconds: int("capacity-seconds", values["capacity-seconds"], 2),
     capacityMax: Math.floor(int("capacity-max", values["capacity-max"], 1)),
     cpuProfDir: values["cpu-prof"] ? path.join(ROOT, "bench", "profiles") : undefined,
+    repeat: Math.floor(int("repeat", values.repeat, 1)),
   };
 }
 
@@ -123,7 +130,15 @@ const progress = (options: Options, text: string) => {
 };
 
 /** Streams `rooms` rooms through `service` and samples its process in the measurement window. */
-async function load(service: Service, target: GeneratorConfig["target"], rooms: number, seconds: number, warmupSeconds: number, runId: string): Promise<LoadRun> {
+async function load(
+  service: Service,
+  target: GeneratorConfig["target"],
+  rooms: number,
+  seconds: number,
+  warmupSeconds: number,
+  runId: string,
+  profile = false,
+): Promise<LoadRun> {
   const sampler = new ProcessSampler(service.pid);
   let window: ReturnType<ProcessSampler["stop"]> | undefined;
   const gen = await runGenerator(
@@ -139,14 +154,19 @@ async function load(service: Service, target: GeneratorConfig["target"], rooms: 
       setupConcurrency: 16,
     },
     {
-      onMeasureStart: () => sampler.start(),
+      onMeasureStart: () => {
+        sampler.start();
+        if (profile) process.kill(service.pid, "SIGUSR2");
+      },
       onMeasureEnd: () => {
         window = sampler.stop();
+        if (profile) process.kill(service.pid, "SIGUSR2");
       },
     },
   );
-  window ??= { cpuPct: 0, rssMeanMb: 0, rssPeakMb: 0 };
-  return { gen, cpuPct: window.cpuPct, rssMeanMb: window.rssMeanMb, rssPeakMb: window.rssPeakMb };
+  window ??= { cpuPct: 0, rssMeanMb: 0, rssPeakMb: 0, machineCpuPct: 0 };
+  const otherCpuPct = Math.max(0, window.machineCpuPct - window.cpuPct - gen.generatorCpuPct);
+  return { gen, cpuPct: window.cpuPct, rssMeanMb: window.rssMeanMb, rssPeakMb: window.rssPeakMb, otherCpuPct };
 }
 
 /** Idle RSS: after start, once the process has settled. */
@@ -205,41 +225,50 @@ async function main(): Promise<void> {
   const runId = `bench-${Date.now().toString(36)}`;
   progress(options, `bench: ${options.rooms} rooms × 2 participants, ${options.seconds} s (warm-up ${options.warmupSeconds} s), speech ${options.speech ?? "off"}`);
 
-  // The floor first, alone on the machine.
-  progress(options, "floor relay: streaming…");
-  const floorService = await startFloor();
-  let floor: LoadRun;
-  try {
-    floor = await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor`);
-  } finally {
-    await floorService.stop();
-  }
-
-  // Then our server: idle, under the same load, then the room-level measurements.
-  progress(options, "server: starting…");
-  const server = await startServer({ speech: options.speech, cpuProfDir: options.cpuProfDir });
-  let ours: LoadRun;
-  let rssIdle: number;
+  // Floor and server take turns, each in a fresh process; with --repeat the least disturbed
+  // run of each (lowest CPU use by other processes) is reported.
+  const floorRuns: LoadRun[] = [];
+  const serverRuns: { run: LoadRun; rssIdle: number }[] = [];
   let fanout: FanoutResult = { samples: 0, p50Ms: null, p99Ms: null };
-  let pipeline: PipelineResult = { rooms: 0, completed: 0, p50Ms: null, p99Ms: null, errors: [] };
-  try {
-    rssIdle = await idleRss(server);
-    progress(options, "server: streaming…");
-    ours = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-srv`);
-    const baseUrl = `http://127.0.0.1:${server.port}`;
-    if (options.fanoutRooms > 0) {
-      progress(options, "server: panel fan-out…");
-      fanout = await measureFanout(baseUrl, { rooms: options.fanoutRooms, messages: options.fanoutMessages, runId });
+  let pipeline: PipelineResult = { rooms: 0, completed: 0, p50Ms: null, p99Ms: null, stagesP50Ms: null, errors: [] };
+  for (let i = 0; i < options.repeat; i++) {
+    const round = options.repeat > 1 ? ` (${i + 1}/${options.repeat})` : "";
+    progress(options, `floor relay: streaming…${round}`);
+    const floorService = await startFloor();
+    try {
+      floorRuns.push(await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor-${i}`));
+    } finally {
+      await floorService.stop();
     }
-    if (options.pipelineRooms > 0) {
-      progress(options, "server: trigger → payments…");
-      pipeline = await measurePipeline(baseUrl, { rooms: options.pipelineRooms, concurrency: options.pipelineConcurrency, runId });
+
+    progress(options, `server: starting…${round}`);
+    const last = i === options.repeat - 1;
+    const server = await startServer({ speech: options.speech, cpuProfDir: last ? options.cpuProfDir : undefined });
+    try {
+      const rssIdle = await idleRss(server);
+      progress(options, `server: streaming…${round}`);
+      const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-srv-${i}`, last && options.cpuProfDir !== undefined);
+      serverRuns.push({ run, rssIdle });
+      if (!last) continue;
+      // The room-level measurements, on the last server, after its relay run.
+      const baseUrl = `http://127.0.0.1:${server.port}`;
+      if (options.fanoutRooms > 0) {
+        progress(options, "server: panel fan-out…");
+        fanout = await measureFanout(baseUrl, { rooms: options.fanoutRooms, messages: options.fanoutMessages, runId });
+      }
+      if (options.pipelineRooms > 0) {
+        progress(options, "server: trigger → payments…");
+        pipeline = await measurePipeline(baseUrl, { rooms: options.pipelineRooms, concurrency: options.pipelineConcurrency, runId });
+      }
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nserver stderr:\n${server.stderrTail()}`);
+    } finally {
+      await server.stop();
     }
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\nserver stderr:\n${server.stderrTail()}`);
-  } finally {
-    await server.stop();
   }
+  const leastDisturbed = <T>(runs: T[], other: (t: T) => number): T => runs.reduce((best, r) => (other(r) < other(best) ? r : best));
+  const floor = leastDisturbed(floorRuns, (r) => r.otherCpuPct);
+  const { run: ours, rssIdle } = leastDisturbed(serverRuns, (r) => r.run.otherCpuPct);
 
   let capacity: { server: Awaited<ReturnType<typeof findCapacity>>; floor: Awaited<ReturnType<typeof findCapacity>> } | undefined;
   if (options.capacity) {
@@ -254,6 +283,7 @@ async function main(): Promise<void> {
   const result = {
     rooms: options.rooms,
     seconds: options.seconds,
+    repeat: options.repeat,
     speech: options.speech ?? "off",
     sent: ours.gen.sent,
     received: ours.gen.received,
@@ -281,6 +311,8 @@ async function main(): Promise<void> {
     generatorLoopDelayP99Ms: ours.gen.generatorLoopDelayP99Ms,
     floorGeneratorCpuPct: floor.gen.generatorCpuPct,
     floorGeneratorLoopDelayP99Ms: floor.gen.generatorLoopDelayP99Ms,
+    otherCpuPct: round2(ours.otherCpuPct),
+    floorOtherCpuPct: round2(floor.otherCpuPct),
     fanoutP50Ms: fanout.p50Ms,
     fanoutP99Ms: fanout.p99Ms,
     fanoutSamples: fanout.samples,
@@ -289,6 +321,7 @@ async function main(): Promise<void> {
     pipelineP99Ms: pipeline.p99Ms,
     pipelineRooms: pipeline.rooms,
     pipelineCompleted: pipeline.completed,
+    pipelineStagesP50Ms: pipeline.stagesP50Ms,
     ...(pipeline.errors.length ? { pipelineError: pipeline.errors.join("; ") } : {}),
     ...(capacity
       ? {
@@ -320,13 +353,14 @@ async function main(): Promise<void> {
       run.rssPeakMb.toFixed(1).padStart(8),
       run.gen.generatorCpuPct.toFixed(1).padStart(8),
       run.gen.generatorLoopDelayP99Ms.toFixed(2).padStart(9),
+      run.otherCpuPct.toFixed(1).padStart(8),
     ].join(" ");
   const ms = (n: number | null) => (n === null ? "n/a" : `${n.toFixed(2)} ms`);
   const lines = [
     "",
     `Audio relay: ${options.rooms} rooms × 2 participants, 640-byte frames every 20 ms for ${options.seconds} s (warm-up ${options.warmupSeconds} s), server speech ${options.speech ?? "off"}`,
     "",
-    `${"".padEnd(18)} ${"sent".padStart(8)} ${"received".padStart(9)} ${"lost".padStart(6)} ${"reord".padStart(6)} ${"p50 ms".padStart(8)} ${"p95 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"max ms".padStart(8)} ${"CPU %core".padStart(9)} ${"RSS MB".padStart(8)} ${"gen CPU%".padStart(8)} ${"gen loop".padStart(9)}`,
+    `${"".padEnd(18)} ${"sent".padStart(8)} ${"received".padStart(9)} ${"lost".padStart(6)} ${"reord".padStart(6)} ${"p50 ms".padStart(8)} ${"p95 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"max ms".padStart(8)} ${"CPU %core".padStart(9)} ${"RSS MB".padStart(8)} ${"gen CPU%".padStart(8)} ${"gen loop".padStart(9)} ${"other%".padStart(8)}`,
     row("floor relay", floor),
     row("handshake server", ours),
     "",
@@ -334,6 +368,11 @@ async function main(): Promise<void> {
     `server RSS: idle ${result.rssMbIdle} MB, under load ${result.rssMbLoad} MB, ${result.rssKbPerRoom} KB per room`,
     `panel fan-out (transcript sent → both PanelStreams have it): p50 ${ms(fanout.p50Ms)}, p99 ${ms(fanout.p99Ms)} over ${fanout.samples} transcripts${fanout.error ? ` — errors: ${fanout.error}` : ""}`,
     `pipeline (trigger → payments executed, offline engines): p50 ${ms(pipeline.p50Ms)}, p99 ${ms(pipeline.p99Ms)}, ${pipeline.completed}/${pipeline.rooms} rooms completed${pipeline.errors.length ? ` — ${pipeline.errors.join("; ")}` : ""}`,
+    ...(pipeline.stagesP50Ms
+      ? [
+          `  stages p50: negotiate ${pipeline.stagesP50Ms.negotiate} ms, draft ${pipeline.stagesP50Ms.draft} ms, both sign ${pipeline.stagesP50Ms.sign} ms, pay ${pipeline.stagesP50Ms.pay} ms`,
+        ]
+      : []),
   ];
   if (capacity) {
     lines.push(
@@ -341,7 +380,11 @@ async function main(): Promise<void> {
     );
   }
   if (result.streamErrorSamples.length) lines.push(`stream errors: ${result.streamErrorSamples.join("; ")}`);
-  lines.push("gen CPU% and gen loop (p99 event-loop delay, ms) are the generator's own: high values mean it, not the server, was the limit.", "");
+  lines.push(
+    "gen CPU% and gen loop (p99 event-loop delay, ms) are the generator's own: high values mean it, not the server, was the limit.",
+    "other% is CPU used meanwhile by everything else on the machine (% of one core): high values mean the run was disturbed.",
+    "",
+  );
   process.stdout.write(lines.join("\n"));
 }
 

@@ -18,6 +18,8 @@ export interface Config {
     eventLogSize: number;
     /** Events queued per PanelStream subscriber before it is ended with RESOURCE_EXHAUSTED. */
     subscriberQueueSize: number;
+    /** A panel reader that fell behind and does not drain within this long has its stream reset. */
+    slowReaderGraceMs: number;
     /** A room nobody has touched this long is evicted. */
     idleRoomMs: number;
   };
@@ -125,6 +127,7 @@ export function loadConfig(env: Env = process.env): Config {
       leaveGraceMs: int(env, "LEAVE_GRACE_MS", 30_000, 0, 3_600_000),
       eventLogSize: int(env, "ROOM_EVENT_LOG_SIZE", 1000, 10, 100_000),
       subscriberQueueSize: int(env, "PANEL_QUEUE_SIZE", 256, 8, 100_000),
+      slowReaderGraceMs: int(env, "PANEL_SLOW_READER_GRACE_MS", 5_000, 10, 600_000),
       idleRoomMs: int(env, "IDLE_ROOM_MS", 3_600_000, 1000, 86_400_000 * 7),
     },
     trigger: {

@@ -171,6 +171,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const audioFor = values.audio && dialogue && values.dialogue ? await dialogueAudio(dialogue, values.dialogue) : undefined;
     const wav = values.wav ? await readFile(values.wav) : undefined;
 
+    // Once the outcome is printed, events from leaving the room are not.
+    let finished = false;
     const participant = createParticipant({
       serverUrl: server,
       roomId: values.room,
@@ -178,7 +180,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       ...(values.token ?? io.env.HANDSHAKE_TOKEN ? { userToken: values.token ?? io.env.HANDSHAKE_TOKEN } : {}),
       ...(values.invite !== undefined && { inviteCode: values.invite }),
       autoSign: values["auto-sign"] === true,
-      onEvent: (event, p) => out(values.json ? toJsonString(PanelEventSchema, event) : describeEvent(event, (id) => p.nameOf(id))),
+      onEvent: (event, p) => {
+        if (!finished) out(values.json ? toJsonString(PanelEventSchema, event) : describeEvent(event, (id) => p.nameOf(id)));
+      },
       onNotice: (message) => err(`! ${message}`),
     });
     const stop = new AbortController();
@@ -205,6 +209,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         (e: unknown) => Promise.reject(e instanceof Error ? e : new Error(String(e))),
       );
       const outcome = await Promise.race([participant.waitForDeal({ signal: stop.signal }), speakingFailed]);
+      finished = true;
       if (values.json) {
         out(
           JSON.stringify({

@@ -24,6 +24,8 @@ import { balanceLines, dealSummary } from "./summary.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const DIALOGUE = path.join(ROOT, "test/fixtures/dialogues/boiler-repair.json");
+/** The spoken version: each line names a synthesized WAV under test/fixtures/audio/. */
+const AUDIO_DIALOGUE = path.join(ROOT, "test/fixtures/dialogues/boiler-repair-audio.json");
 const START_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -81,11 +83,11 @@ async function stopServer(child: ChildProcess): Promise<void> {
 }
 
 /** Loads each line's WAV for --audio, or explains which fixture is missing. */
-async function loadAudio(lines: DialogueLine[]): Promise<Map<DialogueLine, Uint8Array>> {
+async function loadAudio(lines: DialogueLine[], dialogueFile: string): Promise<Map<DialogueLine, Uint8Array>> {
   const audio = new Map<DialogueLine, Uint8Array>();
   const missing: string[] = [];
   for (const line of lines) {
-    const file = line.audio ? path.resolve(path.dirname(DIALOGUE), line.audio) : undefined;
+    const file = line.audio ? path.resolve(path.dirname(dialogueFile), line.audio) : undefined;
     if (!file) {
       missing.push(`(no audio named for "${line.text.slice(0, 40)}…")`);
       continue;
@@ -105,7 +107,11 @@ async function loadAudio(lines: DialogueLine[]): Promise<Map<DialogueLine, Uint8
   return audio;
 }
 
+/** Set once the deal is summarised: later events (people leaving) are not shown. */
+let quiet = false;
+
 function show(event: PanelEvent, viewer: Participant, label: string): void {
+  if (quiet) return;
   const line = describeEvent(event, (id) => viewer.nameOf(id));
   const e = event.event;
   const colour =
@@ -132,8 +138,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const timeoutMs = Number(values.timeout ?? "180") * 1000;
-  const dialogue = await loadDialogue(DIALOGUE);
-  const audio = values.audio ? await loadAudio(dialogue) : undefined;
+  const dialogueFile = values.audio ? AUDIO_DIALOGUE : DIALOGUE;
+  const dialogue = await loadDialogue(dialogueFile);
+  const audio = values.audio ? await loadAudio(dialogue, dialogueFile) : undefined;
 
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-demo-"));
   const logFile = path.join(dataDir, "server.log");
@@ -157,6 +164,14 @@ async function main(): Promise<number> {
       values.verbose === true,
     );
     server = started.child;
+    const child = server;
+    // Ctrl-C or a kill must not leave the server running: stop it, then exit.
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      process.once(signal, () => {
+        process.stdout.write(dim(`\n${signal}: stopping the server\n`));
+        void stopServer(child).finally(() => process.exit(130));
+      });
+    }
     const serverUrl = `http://127.0.0.1:${started.port}`;
     process.stdout.write(dim(`server on ${serverUrl}, data in ${dataDir}\n\n`));
 
@@ -180,7 +195,7 @@ async function main(): Promise<number> {
         escrowThresholdMinor: 50_000n,
       }),
       onEvent: (event, p) => show(event, p, "plumber  │"),
-      onNotice: (message) => process.stdout.write(dim(`plumber  │ ${message}\n`)),
+      onNotice: (message) => quiet || process.stdout.write(dim(`plumber  │ ${message}\n`)),
     });
     const homeowner = createParticipant({
       serverUrl,
@@ -199,7 +214,7 @@ async function main(): Promise<number> {
       onEvent: (event, p) => {
         if (event.event.case === "agentMessage") show(event, p, "homeowner│");
       },
-      onNotice: (message) => process.stdout.write(dim(`homeowner│ ${message}\n`)),
+      onNotice: (message) => quiet || process.stdout.write(dim(`homeowner│ ${message}\n`)),
     });
     participants.push(plumber, homeowner);
     await plumber.join();
@@ -223,6 +238,8 @@ async function main(): Promise<number> {
       return code;
     }
 
+    // What happens while leaving is not part of the story.
+    quiet = true;
     // The contract as stored now, with every payment and hold the rail recorded.
     const contractId = outcomes[0]!.contract.id;
     const { contract } = await plumber.contracts.getContract({ contractId });

@@ -164,7 +164,7 @@ export function describeEvent(event: PanelEvent, nameOf: NameOf): string {
     }
     case "milestone": {
       const m = e.value;
-      const proposed = m.proposedAmountMinor !== undefined ? `, proposed ${formatMoney(m.proposedAmountMinor, m.currency)}` : "";
+      const proposed = m.proposedAmountMinor ? `, proposed ${formatMoney(m.proposedAmountMinor, m.currency)}` : "";
       const confirmed = [m.providerConfirmed ? "provider" : "", m.clientConfirmed ? "client" : ""].filter(Boolean).join("+");
       return `${prefix} milestone "${m.terms?.title ?? m.id}" ${milestoneStatusText(m.status)}${proposed}${confirmed ? `, confirmed by ${confirmed}` : ""} (${m.id})`;
     }

@@ -151,10 +151,10 @@ export function dealProgress(events: readonly PanelEvent[], negotiationEndFails 
   };
 }
 
-/** An async iterable fed by `push`, ended by `end`: the request side of a bidi stream. */
-class RequestQueue<T> implements AsyncIterable<T> {
+/** A queue fed by `push`, ended by `end`, read by `take`: the request side of a bidi stream. */
+class RequestQueue<T> {
   private readonly items: T[] = [];
-  private waiting: ((result: IteratorResult<T>) => void) | undefined;
+  private waiting: ((item: T | undefined) => void) | undefined;
   private ended = false;
 
   push(item: T): void {
@@ -162,7 +162,7 @@ class RequestQueue<T> implements AsyncIterable<T> {
     const waiting = this.waiting;
     if (waiting) {
       this.waiting = undefined;
-      waiting({ value: item, done: false });
+      waiting(item);
     } else this.items.push(item);
   }
 
@@ -170,26 +170,31 @@ class RequestQueue<T> implements AsyncIterable<T> {
     this.ended = true;
     const waiting = this.waiting;
     this.waiting = undefined;
-    waiting?.({ value: undefined, done: true });
+    waiting?.(undefined);
   }
 
   get closed(): boolean {
     return this.ended;
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<T> {
-    return {
-      next: () => {
-        const item = this.items.shift();
-        if (item !== undefined) return Promise.resolve({ value: item, done: false });
-        if (this.ended) return Promise.resolve({ value: undefined, done: true });
-        return new Promise((resolve) => (this.waiting = resolve));
-      },
-      return: () => {
-        this.end();
-        return Promise.resolve({ value: undefined, done: true });
-      },
-    };
+  /** The next item, or undefined once ended and drained. */
+  take(): Promise<T | undefined> {
+    const item = this.items.shift();
+    if (item !== undefined || this.ended) return Promise.resolve(item);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  /** The queue as an async generator (connect-es calls `throw`/`return` on request iterators). */
+  async *drain(): AsyncGenerator<T> {
+    try {
+      for (;;) {
+        const item = await this.take();
+        if (item === undefined) return;
+        yield item;
+      }
+    } finally {
+      this.ended = true;
+    }
   }
 }
 
@@ -218,6 +223,8 @@ export class Participant {
 
   private readonly names = new Map<string, string>();
   private readonly listeners = new Set<(event: PanelEvent) => void>();
+  /** Waits re-check on every panel event and every peer audio frame (which has no event). */
+  private readonly watchers = new Set<(event: PanelEvent | undefined) => void>();
   private readonly closers = new Set<(err: Error) => void>();
   private readonly signing = new Set<string>();
   private readonly lifetime = new AbortController();
@@ -290,13 +297,13 @@ export class Participant {
     return this.waitUntil((event) => (event ? select(event) : undefined), options.signal);
   }
 
-  /** Resolves when `check` (run now and after each event) returns a value. */
+  /** Resolves when `check` (run now, after each event, and after each peer audio frame) returns a value. */
   waitUntil<T>(check: (event: PanelEvent | undefined) => T | undefined, signal?: AbortSignal): Promise<T> {
     const now = check(undefined);
     if (now !== undefined) return Promise.resolve(now);
     return new Promise<T>((resolve, reject) => {
       const finish = () => {
-        unsubscribe();
+        this.watchers.delete(watcher);
         this.closers.delete(onClose);
         signal?.removeEventListener("abort", onAbort);
       };
@@ -305,7 +312,7 @@ export class Participant {
         reject(err);
       };
       const onAbort = () => onClose(new ParticipantClosedError(signal?.reason instanceof Error ? signal.reason.message : "aborted"));
-      const unsubscribe = this.subscribe((event) => {
+      const watcher = (event: PanelEvent | undefined) => {
         let found: T | undefined;
         try {
           found = check(event);
@@ -317,7 +324,8 @@ export class Participant {
           finish();
           resolve(found);
         }
-      });
+      };
+      this.watchers.add(watcher);
       this.closers.add(onClose);
       if (signal?.aborted) onAbort();
       else signal?.addEventListener("abort", onAbort, { once: true });
@@ -429,14 +437,15 @@ export class Participant {
     }, options.signal);
   }
 
-  /** Leaves the room (best effort) and closes. */
+  /** Closes the streams, then leaves the room (best effort). */
   async leave(): Promise<void> {
+    // Streams first, so the room closing behind us is not taken for a connection to resume.
+    await this.close();
     try {
       if (this.sessionToken) await this.room.leaveRoom({ roomId: this.roomId });
     } catch (err) {
-      this.notice(`leaving failed: ${(err as Error).message}`);
+      this.notice(`leaving failed: ${ConnectError.from(err).rawMessage}`);
     }
-    await this.close();
   }
 
   /** Stops the panel and audio streams; pending waits reject. Safe to call twice. */
@@ -522,6 +531,7 @@ export class Participant {
       }
     }
     this.options.onEvent?.(event, this);
+    for (const watcher of [...this.watchers]) watcher(event);
   }
 
   private takeStatus(status: RoomStatus): void {
@@ -554,10 +564,14 @@ export class Participant {
         value: create(AudioFormatSchema, { encoding: AudioEncoding.PCM16LE, sampleRateHz: STREAM_RATE_HZ, channels: 1 }),
       },
     });
-    const responses = this.room.audioStream(queue, { signal: this.lifetime.signal });
+    const responses = this.room.audioStream(queue.drain(), { signal: this.lifetime.signal });
     const task = (async () => {
       try {
-        for await (const res of responses) if (res.message.case === "peerFrame") this.peerFramesReceived++;
+        for await (const res of responses) {
+          if (res.message.case !== "peerFrame") continue;
+          this.peerFramesReceived++;
+          for (const watcher of [...this.watchers]) watcher(undefined);
+        }
       } catch (err) {
         if (!this.lifetime.signal.aborted) this.notice(`audio stream ended: ${ConnectError.from(err).rawMessage}`);
       } finally {

@@ -16,6 +16,7 @@ export class EventLogClosedError extends Error {
 
 interface Subscriber {
   userId: string;
+  onOverflow: (() => void) | undefined;
   queue: PanelEvent[];
   limit: number;
   wake: (() => void) | undefined;
@@ -94,12 +95,14 @@ export class RoomEventLog {
   /**
    * Streams the events visible to `userId` after `afterSeq`: first what is held, then live ones.
    * Ends quietly when `signal` aborts; throws SubscriberOverflowError when the reader is too slow.
+   * `onOverflow` is told at once, so a transport blocked on a reader that stopped reading can end it.
    */
-  async *subscribe(afterSeq: bigint, userId: string, signal: AbortSignal): AsyncGenerator<PanelEvent> {
+  async *subscribe(afterSeq: bigint, userId: string, signal: AbortSignal, onOverflow?: () => void): AsyncGenerator<PanelEvent> {
     if (this.closed) throw this.closed;
     const backlog = this.since(afterSeq, userId);
     const sub: Subscriber = {
       userId,
+      onOverflow,
       queue: backlog,
       limit: backlog.length + this.options.subscriberQueueSize,
       wake: undefined,
@@ -154,6 +157,7 @@ export class RoomEventLog {
       sub.error = new SubscriberOverflowError(
         `panel stream fell more than ${this.options.subscriberQueueSize} events behind; resume from seq ${event.seq - 1n}`,
       );
+      sub.onOverflow?.();
     } else {
       sub.queue.push(event);
     }

@@ -115,6 +115,7 @@ export class Room {
   private lastNegotiation: Negotiation | undefined;
   private contract: Contract | undefined;
   private readonly executing = new Set<string>();
+  private triggerKeyword: string;
   private destroyed = false;
   /** Last time anyone did anything here, for idle eviction. */
   lastActivityMs: number;
@@ -144,6 +145,7 @@ export class Room {
       onTrigger: (event) => this.guard("trigger", () => this.onTrigger(event)),
     });
     this.trigger.disarm();
+    this.triggerKeyword = settings.triggerKeyword;
   }
 
   /** Number of members. */
@@ -208,7 +210,6 @@ export class Room {
     this.touch();
     this.broadcastStatus();
   }
-  private triggerKeyword = "";
 
   /** A snapshot of the room. */
   status(): RoomStatus {

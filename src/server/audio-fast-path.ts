@@ -40,6 +40,8 @@ const AUDIO_QUEUE_FRAMES = 250;
 const AUDIO_QUEUE_BYTES = 1024 * 1024;
 /** After a call has ended, how long a peer that neither reads nor closes keeps its stream. */
 const LINGER_MS = 10_000;
+/** Request encodings understood (as connect-node's defaults); responses are never compressed. */
+const ACCEPT_ENCODING = "gzip,br";
 const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/i;
 const BEARER = /^Bearer ([A-Za-z0-9_\-.=]+)$/;
 const TIMEOUT = /^(\d{1,8})([HMSmun])$/;
@@ -166,7 +168,8 @@ class AudioCall {
   private partNeeded = 0;
   private linger: NodeJS.Timeout | undefined;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
-  private readonly onEnd = () => this.finish(undefined);
+  private readonly onEnd = () =>
+    this.finish(this.partBytes > 0 ? new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument) : undefined);
   private readonly onClose = () => this.closed();
 
   constructor(
@@ -186,9 +189,11 @@ class AudioCall {
     const headers = this.req.headers;
     const encoding = headers["grpc-encoding"];
     if (typeof encoding === "string" && encoding !== "identity") {
-      if (encoding === "gzip") this.decompress = (b) => zlib.gunzipSync(b, { maxOutputLength: this.shared.maxMessageBytes });
-      else if (encoding === "deflate") this.decompress = (b) => zlib.inflateSync(b, { maxOutputLength: this.shared.maxMessageBytes });
-      else return this.fail(new ConnectError(`unknown compression "${encoding}": supported encodings are gzip, deflate`, Code.Unimplemented));
+      // The encodings connect-node accepts, so clients see no difference.
+      const max = this.shared.maxMessageBytes;
+      if (encoding === "gzip") this.decompress = (b) => zlib.gunzipSync(b, { maxOutputLength: max });
+      else if (encoding === "br") this.decompress = (b) => zlib.brotliDecompressSync(b, { maxOutputLength: max });
+      else return this.fail(new ConnectError(`unknown compression "${encoding}": supported encodings are ${ACCEPT_ENCODING}`, Code.Unimplemented));
     }
     const timeout = headers["grpc-timeout"];
     if (typeof timeout === "string") {
@@ -298,14 +303,20 @@ class AudioCall {
     }
     let body = buf.subarray(off + 5, end);
     if (compressed) {
-      if (!this.decompress) throw new ConnectError("protocol error: received compressed message without grpc-encoding", Code.Internal);
-      body = this.decompress(body);
+      if (!this.decompress) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+      try {
+        body = this.decompress(body);
+      } catch (err) {
+        if (err instanceof RangeError) throw tooLarge(Number.NaN, this.shared.maxMessageBytes);
+        throw new ConnectError(`decompress: ${(err as Error).message}`, Code.InvalidArgument);
+      }
     }
     let request: AudioStreamRequest;
     try {
       request = fromBinary(AudioStreamRequestSchema, body);
-    } catch {
-      throw new InvalidArgumentError("AudioStream message could not be decoded");
+    } catch (err) {
+      // The code and wording connect-node uses for a message that does not parse.
+      throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
     }
     if (!this.formatSeen) this.first(request.message);
     else this.handle(request.message);
@@ -369,7 +380,7 @@ class AudioCall {
   }
 
   private sendHeaders(): void {
-    this.res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-accept-encoding": "gzip, deflate" });
+    this.res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING });
   }
 
   /** Sends the trailers (status OK when `err` is undefined) and lets go of the room. */
@@ -386,7 +397,7 @@ class AudioCall {
     this.stream.resume();
     if (!this.res.headersSent) this.sendHeaders();
     this.res.addTrailers(
-      mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeURIComponent(mapped.rawMessage) } : { "grpc-status": "0" },
+      mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage) } : { "grpc-status": "0" },
     );
     this.res.end();
     // A client that neither reads what is queued nor closes loses the stream after a while.
@@ -478,8 +489,24 @@ class FastAudioSink implements AudioSink {
   }
 }
 
+/**
+ * Percent-encodes a status message as the gRPC spec says: only bytes outside printable ASCII,
+ * and "%". (encodeURIComponent would also encode ",", ";" and others, which grpc-js, decoding
+ * with decodeURI, then shows still encoded.)
+ */
+function encodeGrpcMessage(message: string): string {
+  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return "%EF%BF%BD";
+    }
+  });
+}
+
 function tooLarge(length: number, max: number): ConnectError {
-  return new ConnectError(`message size ${length} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
+  const size = Number.isNaN(length) ? "decompressed message size" : `message size ${length}`;
+  return new ConnectError(`${size} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
 }
 
 /** An AudioStreamResponse as one gRPC message (uncompressed). */

@@ -12,6 +12,7 @@ import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExh
 import type { Room } from "../room/room.js";
 import { QueuedAudioSink } from "./audio-sink.js";
 import { sessionOf } from "./auth.js";
+import { rawStreamKey } from "./raw-stream.js";
 import type { ServerDeps } from "./deps.js";
 import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId } from "./validate.js";
 
@@ -229,8 +230,18 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps): voi
 
     async *panelStream(req, ctx) {
       const { room, userId } = memberRoom(ctx, req.roomId);
-      const output = await withStream(room, userId, () => room.events.subscribe(req.afterSeq, userId, ctx.signal));
-      for await (const event of output) yield { event };
+      // A reader that stopped reading keeps the handler blocked on a write that never drains; the
+      // overflow status reaches a reader that drains within the grace, else the stream is reset.
+      let resetTimer: NodeJS.Timeout | undefined;
+      const onOverflow = () => {
+        resetTimer ??= setTimeout(() => ctx.values.get(rawStreamKey).reset(), config.rooms.slowReaderGraceMs).unref();
+      };
+      const output = await withStream(room, userId, () => room.events.subscribe(req.afterSeq, userId, ctx.signal, onOverflow));
+      try {
+        for await (const event of output) yield { event };
+      } finally {
+        clearTimeout(resetTimer);
+      }
     },
 
     async signContract(req, ctx) {

@@ -3,6 +3,7 @@ import { stat } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { setMaxListeners } from "node:events";
 import path from "node:path";
 import { createRegistry } from "@bufbuild/protobuf";
 import { Code, ConnectError, cors, type Interceptor } from "@connectrpc/connect";
@@ -19,6 +20,7 @@ import type { ServerDeps } from "./deps.js";
 import { toConnectError } from "./errors.js";
 import { registerHealthRoutes } from "./health.js";
 import { registerReflectionRoutes } from "./reflection.js";
+import { rawStreamContext } from "./raw-stream.js";
 import { registerRoomRoutes } from "./room-routes.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -44,6 +46,8 @@ export interface HandshakeServer {
  */
 export function buildServer(deps: ServerDeps, shutdown: AbortController = new AbortController()): HandshakeServer {
   const { log, config } = deps;
+  // Every call links its signal to the shutdown signal; hundreds of open streams are normal.
+  setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({
     routes: (router) => {
       registerRoomRoutes(router, deps);
@@ -61,6 +65,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
       );
     },
     interceptors: [createLoggingInterceptor(log), createAuthInterceptor(deps.tokens)],
+    contextValues: rawStreamContext,
     readMaxBytes: config.limits.maxMessageBytes,
     shutdownSignal: shutdown.signal,
     fallback: (req, res) => void serveHttp(req, res as never, deps),
@@ -68,7 +73,17 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
 
   // Native gRPC AudioStream calls skip connect-node: see audio-fast-path.ts for why.
   const audioFastPath = createAudioFastPath(deps, shutdown.signal);
+  // HTTP/1.1 responses in flight, so shutdown can close each connection as soon as it is idle.
+  const h1InFlight = new Set<http.ServerResponse>();
+  let onH1Idle: (() => void) | undefined;
   const withCors = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (res instanceof http.ServerResponse) {
+      h1InFlight.add(res);
+      res.once("close", () => {
+        h1InFlight.delete(res);
+        if (h1InFlight.size === 0) onH1Idle?.();
+      });
+    }
     if (isAudioFastPathRequest(req)) return audioFastPath.handle(req, res as http2.Http2ServerResponse);
     const origin = req.headers.origin;
     if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
@@ -137,8 +152,14 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
         const stopped = new Promise<void>((resolve) => front.close(() => resolve()));
         for (const session of sessions) session.close();
         h1.closeIdleConnections();
+        const h1Idle = new Promise<void>((resolve) => {
+          onH1Idle = resolve;
+          if (h1InFlight.size === 0) resolve();
+        });
         const deadline = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-        await Promise.race([Promise.all([stopped, ...[...sessions].map((s) => new Promise((r) => s.once("close", r)))]), deadline]);
+        const sessionsClosed = [...sessions].map((s) => new Promise((r) => s.once("close", r)));
+        await Promise.race([Promise.all([h1Idle, ...sessionsClosed]), deadline]);
+        h1.closeAllConnections();
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();
         h1.close();

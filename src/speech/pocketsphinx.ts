@@ -1,7 +1,7 @@
-import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { createHash } from "node:crypto";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { access } from "node:fs/promises";
-import { constants as fsConstants, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
@@ -30,9 +30,9 @@ export interface PocketSphinxOptions {
   endSilenceMs?: number;
   /** Audio waiting in the pipe to the recogniser beyond this is dropped, not queued. Default 5 s. */
   maxQueuedBytes?: number;
-  /** Peak of the tiny noise added to the audio (in 16-bit steps), see `feed`. Default 16. */
+  /** Peak of the tiny noise added to the audio (in 16-bit steps); see `dithered`. Default 16. */
   ditherAmplitude?: number;
-  /** How long `stop` lets the recogniser finish the last utterance before killing it. Default 3000. */
+  /** How long `stop` lets the recogniser finish the last utterance before killing it. Default 5000. */
   stopTimeoutMs?: number;
   /** Restarts after the recogniser exits unexpectedly, before giving up. Default 3. */
   maxRestarts?: number;
@@ -75,7 +75,7 @@ const GATE_LOUD_RMS = 1000;
  * PocketSphinx version (the model's feat.params wins), hence a copied feat.params.
  */
 const CMN_INIT = "46,-1.1,2.3,0,-2.5,-0.5,-2.8,0.2,4.2,2.2,-0.5,1.3,3.8";
-/** Standard "fast" search settings from the CMU tuning guide; same words on our fixtures, ~25% less CPU. */
+/** Standard "fast" search settings from the CMU tuning guide: same words on our fixtures, about a third less CPU. */
 const SPEED_ARGS = ["-maxhmmpf", "3000", "-maxwpf", "10", "-pl_window", "10"];
 
 const PACKAGES_MESSAGE = `local speech needs Debian packages ${POCKETSPHINX_PACKAGES.join(" ")}`;
@@ -112,24 +112,69 @@ export async function detectPocketSphinx(
   };
 }
 
-/** Reads the model's feat.params once and writes a copy with our initial cepstral mean. */
+const featParamsFiles = new Map<string, string>();
+let privateDir: string | undefined;
+
+/**
+ * Reads the model's feat.params once per process and writes a copy with our initial cepstral
+ * mean into a private temporary folder (removed at exit), where no other user can swap it.
+ */
 function featParamsFile(modelDir: string): string {
+  const known = featParamsFiles.get(modelDir);
+  if (known && existsSync(known)) return known;
   const original = readFileSync(join(modelDir, "en-us", "feat.params"), "utf8");
   const lines = original.split("\n").filter((l) => !l.startsWith("-cmninit"));
   const text = `${lines.join("\n").trimEnd()}\n-cmninit ${CMN_INIT}\n`;
-  const name = `handshake-pocketsphinx-${createHash("sha256").update(text).digest("hex").slice(0, 16)}.params`;
-  const path = join(tmpdir(), name);
-  // Content-addressed: concurrent processes write identical bytes, so a race is harmless.
-  if (!existsSync(path)) writeFileSync(path, text);
+  if (!privateDir || !existsSync(privateDir)) {
+    const dir = mkdtempSync(join(tmpdir(), "handshake-pocketsphinx-"));
+    privateDir = dir;
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  }
+  const path = join(privateDir, `feat-${featParamsFiles.size}.params`);
+  writeFileSync(path, text, { mode: 0o600 });
+  featParamsFiles.set(modelDir, path);
   return path;
 }
 
-/** Kills the recogniser's pipeline (shell, cat, recogniser): they share a process group. */
-function killGroup(child: ChildProcessWithoutNullStreams): void {
+/**
+ * A real pipe for the recogniser's input: a FIFO, opened at both ends and unlinked at once.
+ * Why: Node's stdio "pipes" are socket pairs, and this PocketSphinx can only fopen its input
+ * ("/dev/stdin" on a socket fails with ENXIO; on a FIFO it works). Our read end exists only so
+ * the non-blocking write end can open; it becomes the child's stdin and we close our copy.
+ */
+function openInputPipe(): { readFd: number; writeFd: number } {
+  const dir = mkdtempSync(join(tmpdir(), "handshake-sphinx-"));
   try {
-    if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+    const path = join(dir, "input");
+    execFileSync("mkfifo", ["-m", "600", path]);
+    const readFd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    const writeFd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
+    return { readFd, writeFd };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whether the recogniser has opened its input yet (Linux /proc; undefined when it cannot tell).
+ * Why it matters: it reopens "/dev/stdin", and opening a FIFO for reading blocks until a writer
+ * exists; if we closed our end before that, it would wait forever instead of seeing end of input.
+ */
+function hasOpenedInput(pid: number): boolean | undefined {
+  try {
+    const dir = `/proc/${pid}/fd`;
+    const pipe = readlinkSync(`${dir}/0`);
+    let count = 0;
+    for (const fd of readdirSync(dir)) {
+      try {
+        if (readlinkSync(`${dir}/${fd}`) === pipe) count++;
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return count >= 2;
   } catch {
-    child.kill("SIGKILL");
+    return undefined;
   }
 }
 
@@ -158,7 +203,9 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   private readonly extraArgs: readonly string[];
   private readonly log: Logger | undefined;
 
-  private child: ChildProcessWithoutNullStreams | undefined;
+  private child: ChildProcess | undefined;
+  /** Write end of the recogniser's input pipe; non-blocking, so `writableLength` is our queue. */
+  private input: Socket | undefined;
   private readonly timeline = new Timeline();
   /** Samples the participant has given us (muted or dropped audio included). */
   private participantSamples = 0;
@@ -168,7 +215,9 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   private silenced = false;
   /** Set after a failure that is not retried: writes are ignored. */
   private failed = false;
+  private failedReported = false;
   private restarts = 0;
+  private spawnedAt = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private fedSinceFlush = false;
 
@@ -186,7 +235,7 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   private rng = 0x9e3779b9;
 
   constructor(
-    private readonly participant: { roomId: string; userId: string },
+    participant: { roomId: string; userId: string },
     private readonly events: SpeechEvents,
     options: PocketSphinxOptions,
   ) {
@@ -195,7 +244,7 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     this.endSilenceMs = Math.max(100, Math.round((options.endSilenceMs ?? 400) / 10) * 10);
     this.maxQueuedBytes = options.maxQueuedBytes ?? 5 * BYTES_PER_SECOND;
     this.dither = options.ditherAmplitude ?? 16;
-    this.stopTimeoutMs = options.stopTimeoutMs ?? 3000;
+    this.stopTimeoutMs = options.stopTimeoutMs ?? 5000;
     this.maxRestarts = options.maxRestarts ?? 3;
     this.log = options.log?.child({ engine: this.name, roomId: participant.roomId, userId: participant.userId });
     this.extraArgs = options.extraArgs ?? [];
@@ -223,11 +272,13 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     const samples = (ms * SPEECH_SAMPLE_RATE_HZ) / 1000;
     const padding = this.dithered(Buffer.alloc(samples * 2), samples);
     if (this.queueFull(padding.byteLength)) return;
-    this.child.stdin.write(padding);
+    this.input!.write(padding);
     this.timeline.inserted(samples);
   }
 
   setMuted(muted: boolean): void {
+    // What was said up to the mute is a finished utterance; don't glue it to what follows.
+    if (muted && !this.muted) this.flush();
     this.muted = muted;
   }
 
@@ -240,17 +291,29 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     clearTimeout(this.restartTimer);
     const child = this.child;
     if (child && child.exitCode === null && child.signalCode === null) {
-      const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+      let exited = false;
+      const closed = new Promise<void>((resolve) =>
+        child.once("close", () => {
+          exited = true;
+          resolve();
+        }),
+      );
+      const deadline = Date.now() + this.stopTimeoutMs;
+      // A recogniser still loading its model has not opened its input: closing now would leave it
+      // blocked in open() for good, so wait (briefly) until it has.
+      while (!exited && child.pid !== undefined && hasOpenedInput(child.pid) === false && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
       // End of input: the recogniser decodes what it has, prints the last utterance and exits.
-      child.stdin.end();
+      this.input?.end();
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), this.stopTimeoutMs);
+        timer = setTimeout(() => resolve(true), Math.max(0, deadline - Date.now()));
       });
       const late = await Promise.race([closed.then(() => false), timedOut]);
       clearTimeout(timer);
       if (late) {
-        killGroup(child);
+        child.kill("SIGKILL");
         await closed;
       }
     }
@@ -262,7 +325,9 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     try {
       featParams = featParamsFile(this.modelDir);
     } catch {
-      this.fail("engine_unavailable", `${PACKAGES_MESSAGE} (the model in ${this.modelDir} is missing)`);
+      // Reported after the factory returns, like every other engine event.
+      queueMicrotask(() => this.fail("engine_unavailable", `${PACKAGES_MESSAGE} (the model in ${this.modelDir} is missing)`));
+      this.failed = true;
       return;
     }
     const args = [
@@ -276,14 +341,23 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
       ...SPEED_ARGS,
       ...this.extraArgs,
     ];
-    // Node's stdio "pipes" are socket pairs, and this PocketSphinx can only fopen its input
-    // ("/dev/stdin" on a socket fails with ENXIO). `cat |` puts a real pipe in between. The shell
-    // gets its own process group so stop can kill the whole pipeline.
-    const child = spawn("/bin/sh", ["-c", 'cat | exec "$0" "$@"', this.binary, ...args], {
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
-    });
+    let pipe: { readFd: number; writeFd: number };
+    try {
+      pipe = openInputPipe();
+    } catch (err) {
+      this.log?.warn({ err }, "could not make the pocketsphinx input pipe");
+      queueMicrotask(() => this.fail("engine_failed", "Local speech recognition could not start."));
+      this.failed = true;
+      return;
+    }
+    const child = spawn(this.binary, args, { stdio: [pipe.readFd, "pipe", "pipe"] });
+    closeSync(pipe.readFd);
+    const input = new Socket({ fd: pipe.writeFd, readable: false, writable: true });
+    // EPIPE when the recogniser dies mid-write; the close handler deals with the death.
+    input.on("error", () => {});
     this.child = child;
+    this.input = input;
+    this.spawnedAt = Date.now();
     this.timeline.reset();
     this.gateOpen = false;
     this.gateFloor = Infinity;
@@ -296,6 +370,7 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     child.on("error", (err: NodeJS.ErrnoException) => {
       if (this.child !== child) return;
       this.child = undefined;
+      input.destroy();
       if (err.code === "ENOENT" || err.code === "EACCES") {
         this.fail("engine_unavailable", `${PACKAGES_MESSAGE} (${this.binary} not found)`);
       } else {
@@ -303,23 +378,18 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
         this.childGone();
       }
     });
-    // EPIPE when the recogniser dies mid-write; the close handler deals with the death.
-    child.stdin.on("error", () => {});
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (chunk: string) => this.onStdout(chunk));
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk: string) => this.onStderr(chunk));
+    // Both exist: stdio[1] and stdio[2] are "pipe".
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => this.onStdout(chunk));
+    child.stderr?.setEncoding("utf8");
+    child.stderr?.on("data", (chunk: string) => this.onStderr(chunk));
     child.on("close", (code, signal) => {
       if (this.child !== child) return;
       this.onStdout("\n"); // the last line may lack its newline
       this.finishUtterance();
       this.child = undefined;
+      input.destroy();
       if (this.stopping) return;
-      if (code === 127 || code === 126) {
-        // The shell could not find or run the binary.
-        this.fail("engine_unavailable", `${PACKAGES_MESSAGE} (${this.binary} not found)`);
-        return;
-      }
       this.log?.warn({ code, signal, stderr: this.stderrTail.join("\n") }, "pocketsphinx exited unexpectedly");
       this.childGone();
     });
@@ -328,6 +398,8 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   /** The recogniser died on its own: restart with backoff, or give up after `maxRestarts`. */
   private childGone(): void {
     if (this.stopping || this.failed) return;
+    // A recogniser that ran a good while before dying starts a fresh count.
+    if (Date.now() - this.spawnedAt > 60_000) this.restarts = 0;
     if (this.restarts >= this.maxRestarts) {
       this.fail("engine_failed", "Local speech recognition stopped and could not be restarted.");
       return;
@@ -345,8 +417,9 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   }
 
   private fail(code: string, message: string): void {
-    if (this.failed) return;
+    if (this.failedReported) return;
     this.failed = true;
+    this.failedReported = true;
     this.emitError({ code, message, retryable: false });
   }
 
@@ -414,10 +487,10 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   }
 
   private queueFull(bytes: number): boolean {
-    const child = this.child;
-    if (!child) return true;
-    if (child.stdin.writableLength + bytes <= this.maxQueuedBytes) return false;
-    if (this.droppedWrites === 0) this.log?.warn({ queuedBytes: child.stdin.writableLength }, "pocketsphinx is behind; dropping audio");
+    const input = this.input;
+    if (!this.child || !input) return true;
+    if (input.writableLength + bytes <= this.maxQueuedBytes) return false;
+    if (this.droppedWrites === 0) this.log?.warn({ queuedBytes: input.writableLength }, "pocketsphinx is behind; dropping audio");
     this.droppedWrites++;
     this.droppedBytes += bytes;
     return true;
@@ -426,7 +499,7 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   /** Writes to the recogniser without waiting: past `maxQueuedBytes` queued, audio is dropped. */
   private feed(pcm: Buffer, start: number, samples: number): void {
     if (this.queueFull(pcm.byteLength)) return;
-    this.child!.stdin.write(pcm);
+    this.input!.write(pcm);
     this.timeline.heard(start, samples);
     this.fedSinceFlush = true;
   }

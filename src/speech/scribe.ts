@@ -183,6 +183,8 @@ class ScribeEngine extends RemoteSpeechEngine {
   }
 
   setMuted(muted: boolean): void {
+    // What was said up to the mute is a finished utterance: commit it rather than wait for VAD.
+    if (muted && !this.muted && this.active) this.commit();
     this.muted = muted;
   }
 
@@ -228,7 +230,8 @@ class ScribeEngine extends RemoteSpeechEngine {
     // outage loses no words.
     this.timeline.reset();
     this.sentSinceCommit = false;
-    for (const chunk of this.held) this.send(chunk);
+    // The replay is bounded by maxReplayMs, so it may exceed the socket bound for a moment.
+    for (const chunk of this.held) this.send(chunk, true);
     if (this.flushWanted) {
       this.flushWanted = false;
       this.commit();
@@ -253,9 +256,9 @@ class ScribeEngine extends RemoteSpeechEngine {
   }
 
   /** Sends one audio chunk unless the socket is backed up (then the audio waits for a replay). */
-  private send(chunk: Held): void {
+  private send(chunk: Held, replay = false): void {
     const ws = this.ws!;
-    if (ws.bufferedAmount > this.maxSocketBufferBytes) {
+    if (!replay && ws.bufferedAmount > this.maxSocketBufferBytes) {
       this.droppedBytes += chunk.pcm.byteLength;
       return;
     }

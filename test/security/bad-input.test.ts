@@ -10,7 +10,8 @@ import type { ContractService } from "../../gen/handshake/v1/contract_service_pb
 import type { Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { AgentProfileSchema, EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { GetRoomRequestSchema, RoomService, type AudioStreamRequest, type AudioStreamRequest as StreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
-import { grpcTransport, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { bearer, grpcTransport, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
 import {
   TEST_JWT_SECRET,
   clientsWithHeader,
@@ -36,6 +37,10 @@ const ROOM_A = "sec-room-a";
 const ROOM_B = "sec-room-b";
 const MAX_AMOUNT_MINOR = 100_000_000n;
 
+/** Names of process warnings since this file loaded (Node emits each kind once per emitter). */
+const processWarnings: string[] = [];
+process.on("warning", (w) => processWarnings.push(w.name));
+
 let t: TestApp;
 let provider: Person;
 let client: Person;
@@ -44,6 +49,8 @@ let stranger: Person;
 let providerElsewhere: Person;
 let contract: Contract;
 let baseline: string;
+/** The creator of an invite-only room. */
+let inviteHost: Person;
 
 type RoomClient = Client<typeof RoomService>;
 type ContractClient = Client<typeof ContractService>;
@@ -70,6 +77,7 @@ beforeAll(async () => {
   t = await startTestApp({ JWT_SECRET: TEST_JWT_SECRET, LEAVE_GRACE_MS: "3600000", SEND_AUDIO_PER_SECOND: "5" });
   ({ provider, client, contract } = await driveDeal(t, ROOM_A));
   stranger = await joinAs(t, ROOM_B, { displayName: "Mallory", role: PartyRole.CLIENT });
+  inviteHost = await joinAs(t, "sec-invite", { displayName: "Host" }, "", "letmein-42");
   providerElsewhere = await joinAs(t, "sec-room-p2", { displayName: "Sam the plumber", role: PartyRole.PROVIDER }, provider.userToken);
   // The room settles into "signing" once the contract is out; wait for that status before the baseline.
   await provider.panel.waitFor((e) => e.event.case === "roomStatus" && e.event.value.contractId === contract.id, "room status with the contract");
@@ -77,7 +85,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const p of [provider, client, stranger, providerElsewhere]) await p?.panel.stop();
+  for (const p of [provider, client, stranger, providerElsewhere, inviteHost]) await p?.panel.stop();
   await t?.close();
 });
 
@@ -214,6 +222,8 @@ cases.push(
     code: Code.Unauthenticated,
     call: async () => anonymousRoom().joinRoom({ roomId: "sec-new", userToken: await mintToken({ claims: { typ: "user" }, subject: provider.userId, key: randomKey() }), profile: testProfile() }),
   },
+  { name: "JoinRoom of an invite-only room without the code", code: Code.PermissionDenied, call: () => anonymousRoom().joinRoom({ roomId: "sec-invite", profile: testProfile() }) },
+  { name: "JoinRoom of an invite-only room with a wrong code", code: Code.PermissionDenied, call: () => anonymousRoom().joinRoom({ roomId: "sec-invite", inviteCode: "letmein-43", profile: testProfile() }) },
   { name: "JoinRoom without a profile", code: Code.InvalidArgument, call: () => anonymousRoom().joinRoom({ roomId: "sec-new" }) },
   { name: "JoinRoom of a full room by a third person", code: Code.ResourceExhausted, call: () => anonymousRoom().joinRoom({ roomId: ROOM_A, profile: testProfile({ displayName: "Third" }) }) },
 );
@@ -269,7 +279,17 @@ cases.push(
   { name: "SendAudio an empty frame", code: Code.InvalidArgument, call: () => provider.room.sendAudio({ format: format(), frames: [frame(0)] }) },
   { name: "SendAudio a frame over 32,000 bytes", code: Code.InvalidArgument, call: () => provider.room.sendAudio({ format: format(), frames: [frame(32_002)] }) },
   { name: "SendAudio 51 frames", code: Code.InvalidArgument, call: () => provider.room.sendAudio({ format: format(), frames: Array.from({ length: 51 }, (_, i) => frame(640, BigInt(i))) }) },
-  { name: "SendAudio a 10 MB frame (over readMaxBytes)", code: Code.ResourceExhausted, call: () => provider.room.sendAudio({ format: format(), frames: [frame(10 * 1024 * 1024)] }) },
+  {
+    name: "SendAudio a 10 MB frame (over readMaxBytes)",
+    code: Code.ResourceExhausted,
+    // Node's HTTP/2 client caps a session at 10 MB of buffered data (maxSessionMemory) and would reset
+    // the stream itself with ENHANCE_YOUR_CALM; a client that allows more sees the server's answer.
+    call: () =>
+      createClient(RoomService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [bearer(provider.sessionToken)], nodeOptions: { maxSessionMemory: 100 } })).sendAudio({
+        format: format(),
+        frames: [frame(10 * 1024 * 1024)],
+      }),
+  },
   { name: "SendAudio control 99", code: Code.InvalidArgument, call: () => provider.room.sendAudio({ control: 99 as AudioControl }) },
   { name: "SendAudio format with encoding unspecified", code: Code.InvalidArgument, call: () => provider.room.sendAudio({ format: format({ encoding: AudioEncoding.UNSPECIFIED }) }) },
   { name: "SendAudio format in stereo", code: Code.InvalidArgument, call: () => provider.room.sendAudio({ format: format({ channels: 2 }) }) },
@@ -404,9 +424,10 @@ describe("raw garbage on the wire", () => {
     expect(res.grpcStatus).toBe(Code.Unauthenticated);
   });
 
-  it("gRPC over HTTP/2: an unknown method is UNIMPLEMENTED", async () => {
+  it("gRPC over HTTP/2: an unknown method is HTTP 404, which gRPC clients read as UNIMPLEMENTED", async () => {
     const res = await rawHttp2Post(t.baseUrl, "/handshake.v1.RoomService/DropTables", authed(), grpcEnvelope(new Uint8Array(0)));
-    expect(res.grpcStatus).toBe(Code.Unimplemented);
+    expect(res.httpStatus).toBe(404);
+    expect(await healthStatus(t.baseUrl)).toBe(HealthCheckResponse_ServingStatus.SERVING);
   });
 
   it("gRPC over HTTP/2: garbage on the native AudioStream fast path gets a clear status", async () => {
@@ -414,6 +435,31 @@ describe("raw garbage on the wire", () => {
     expect(res.httpStatus).toBe(200);
     expect([Code.InvalidArgument, Code.Internal]).toContain(res.grpcStatus);
     expect(await healthStatus(t.baseUrl)).toBe(HealthCheckResponse_ServingStatus.SERVING);
+  });
+
+  it.each([
+    ["an envelope larger than readMaxBytes", () => grpcEnvelope(new Uint8Array(300 * 1024)), Code.ResourceExhausted],
+    ["a length prefix of 2 GiB", () => Uint8Array.from([0, 0x7f, 0xff, 0xff, 0xff, 1, 2, 3]), Code.ResourceExhausted],
+    ["an empty message (no format header)", () => grpcEnvelope(new Uint8Array(0)), Code.InvalidArgument],
+    ["a compressed flag without grpc-encoding", () => grpcEnvelope(new Uint8Array(4), 1), Code.Internal],
+  ] as const)("gRPC over HTTP/2: AudioStream fast path, %s", async (_name, body, code) => {
+    const res = await rawHttp2Post(t.baseUrl, "/handshake.v1.RoomService/AudioStream", authed(), body());
+    expect(res.grpcStatus).toBe(code);
+    expect(await snapshot()).toBe(baseline);
+  });
+
+  // Known bug (reported to the lead): audio-fast-path.ts `onEnd` finishes with OK even when part of
+  // a message is still held (connect-node answers "protocol error: incomplete envelope").
+  it.fails("gRPC over HTTP/2: AudioStream fast path, an envelope cut short by the end of the stream is INVALID_ARGUMENT", async () => {
+    const res = await rawHttp2Post(t.baseUrl, "/handshake.v1.RoomService/AudioStream", authed(), grpcEnvelope(new Uint8Array(100)).subarray(0, 20));
+    expect(res.grpcStatus).toBe(Code.InvalidArgument);
+  });
+
+  // Known bug (reported to the lead): a call whose request stream ends before any message never
+  // gets a status (connect-node's handler returns OK at once); `grpc-timeout` bounds this test.
+  it.fails("gRPC over HTTP/2: AudioStream fast path, a request that ends with no message at all ends with OK", async () => {
+    const res = await rawHttp2Post(t.baseUrl, "/handshake.v1.RoomService/AudioStream", { ...authed(), "grpc-timeout": "3S" }, new Uint8Array(0));
+    expect({ grpcStatus: res.grpcStatus, grpcMessage: res.grpcMessage }).toEqual({ grpcStatus: 0, grpcMessage: undefined });
   });
 
   it.each([
@@ -448,10 +494,32 @@ describe("raw garbage on the wire", () => {
     for (const garbage of [randomBytes(4096), Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\u0000".repeat(64))]) {
       const socket = net.connect(t.port, "127.0.0.1");
       socket.on("error", () => {});
+      // Read (and drop) whatever the server answers, so its close reaches us.
+      socket.resume();
       socket.write(garbage);
       await new Promise<void>((resolve) => socket.on("close", () => resolve()));
     }
     expect(await healthStatus(t.baseUrl)).toBe(HealthCheckResponse_ServingStatus.SERVING);
     expect(await snapshot()).toBe(baseline);
+  });
+});
+
+describe("many concurrent calls", () => {
+  // connect-es links the server's shutdown signal into every call's context.
+  it("raise no MaxListenersExceededWarning on the server", async () => {
+    await Promise.all(Array.from({ length: 30 }, () => provider.room.getRoom({ roomId: ROOM_A })));
+    // Warnings are emitted on a later tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(processWarnings).not.toContain("MaxListenersExceededWarning");
+  });
+});
+
+describe("the no-change check itself", () => {
+  // Runs last: it changes room B on purpose, to show the snapshot would catch a change.
+  it("notices a real change", async () => {
+    await stranger.room.setTriggerKeyword({ roomId: ROOM_B, keyword: "agreed" });
+    expect(await snapshot()).not.toBe(baseline);
+    const invite = await inviteHost.room.getRoom({});
+    expect(invite.room?.participants).toHaveLength(1);
   });
 });

@@ -78,9 +78,9 @@ export interface Person {
 }
 
 /** Joins `roomId` with a test profile and opens a panel recorder (which also keeps the member connected). */
-export async function joinAs(t: TestApp, roomId: string, profile: Parameters<typeof testProfile>[0], userToken = ""): Promise<Person> {
+export async function joinAs(t: TestApp, roomId: string, profile: Parameters<typeof testProfile>[0], userToken = "", inviteCode = ""): Promise<Person> {
   const anonymous = createClient(RoomService, grpcTransport(t.baseUrl));
-  const joined = await anonymous.joinRoom({ roomId, profile: testProfile(profile), userToken });
+  const joined = await anonymous.joinRoom({ roomId, profile: testProfile(profile), userToken, inviteCode });
   const transport = grpcTransport(t.baseUrl, joined.sessionToken);
   const room = createClient(RoomService, transport);
   const panel = recordPanel(room, roomId);

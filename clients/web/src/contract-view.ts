@@ -128,7 +128,7 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
       { class: "signatures", "data-testid": "signatures" },
       h("h4", {}, "Signatures"),
       contract.signatures.length === 0 ? h("p", { class: "muted" }, "No one has signed yet.") : undefined,
-      ...contract.signatures.map((s) => h("p", { class: "signature" }, `✍ ${nameOf(s.userId)} signed at ${new Date(Number(s.signedAtMs)).toLocaleTimeString()}`)),
+      ...contract.signatures.map((s) => h("p", { class: "signature" }, `Signed by ${nameOf(s.userId)} at ${new Date(Number(s.signedAtMs)).toLocaleTimeString()}`)),
       canSign ? signButton : undefined,
     ),
     moneySection(payments, holds, milestones, contract, deps, nameOf),
@@ -153,7 +153,7 @@ function moneySection(
       h(
         "p",
         { class: "payment", "data-testid": "payment", "data-status": paymentStatusText(p.status) },
-        `💷 ${formatMoney(p.amountMinor, p.currency)} from ${nameOf(p.payerUserId)} to ${nameOf(p.payeeUserId)} — ${paymentStatusText(p.status)}`,
+        `Payment: ${formatMoney(p.amountMinor, p.currency)} from ${nameOf(p.payerUserId)} to ${nameOf(p.payeeUserId)} — ${paymentStatusText(p.status)}`,
         p.failureReason ? ` (${p.failureReason})` : "",
       ),
     ),
@@ -161,14 +161,16 @@ function moneySection(
       h(
         "p",
         { class: "hold", "data-testid": "hold", "data-status": holdStatusText(hold.status) },
-        `🔒 ${formatMoney(hold.amountMinor, hold.currency)} held from ${nameOf(hold.payerUserId)} — ${holdStatusText(hold.status)}`,
+        `Escrow: ${formatMoney(hold.amountMinor, hold.currency)} held from ${nameOf(hold.payerUserId)} — ${holdStatusText(hold.status)}`,
         hold.capturedMinor > 0n ? `, ${formatMoney(hold.capturedMinor, hold.currency)} paid out` : "",
       ),
     ),
-    ...milestones.map((m) => milestoneRow(m, role, deps)),
+    // Milestones can be acted on only once the contract is signed and its money is in place.
+    ...milestones.map((m) => milestoneRow(m, contract.status === ContractStatus.ACTIVE ? role : undefined, deps)),
   );
 }
 
+/** One milestone; `role` is the viewer's side, or undefined when no action is open to them. */
 function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractViewDeps): HTMLElement {
   const act = (button: HTMLButtonElement, run: () => Promise<{ milestone?: Milestone }>) => {
     button.addEventListener("click", () => {
@@ -215,7 +217,7 @@ function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractV
     });
     actions.push(amount, propose);
   }
-  if (m.status === MilestoneStatus.AMOUNT_PROPOSED && role === PartyRole.CLIENT && m.proposedAmountMinor !== undefined) {
+  if (m.status === MilestoneStatus.AMOUNT_PROPOSED && role === PartyRole.CLIENT && m.proposedAmountMinor) {
     const proposed = m.proposedAmountMinor;
     actions.push(
       act(h("button", { class: "primary", "data-testid": "milestone-approve" }, `Approve ${formatMoney(proposed, m.currency)}`), () =>
@@ -230,12 +232,12 @@ function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractV
   return h(
     "div",
     { class: "milestone", "data-testid": "milestone", "data-status": milestoneStatusText(m.status) },
-    h("p", {}, `🏁 ${m.terms?.title ?? "Milestone"} — ${milestoneStatusText(m.status)}`),
+    h("p", {}, `Milestone: ${m.terms?.title ?? "Milestone"} — ${milestoneStatusText(m.status)}`),
     h(
       "small",
       {},
       `${formatMoney(m.minMinor, m.currency)}${ranged ? `–${formatMoney(m.maxMinor, m.currency)}` : ""}; ${confirmations}`,
-      m.proposedAmountMinor !== undefined ? `; proposed ${formatMoney(m.proposedAmountMinor, m.currency)}` : "",
+      m.proposedAmountMinor ? `; proposed ${formatMoney(m.proposedAmountMinor, m.currency)}` : "",
       m.capturedMinor > 0n ? `; paid ${formatMoney(m.capturedMinor, m.currency)}` : "",
       m.failureReason ? `; ${m.failureReason}` : "",
     ),

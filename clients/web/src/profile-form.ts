@@ -26,7 +26,14 @@ export function loadSavedProfile(): AgentProfile {
   } catch {
     // A damaged entry is replaced by the next save.
   }
-  return create(AgentProfileSchema, { currency: "GBP", role: PartyRole.CLIENT, style: NegotiationStyle.BALANCED, escrowPreference: EscrowPreference.ABOVE_THRESHOLD });
+  // Escrow by default only for big items (over £500), as most people expect small jobs paid at once.
+  return create(AgentProfileSchema, {
+    currency: "GBP",
+    role: PartyRole.CLIENT,
+    style: NegotiationStyle.BALANCED,
+    escrowPreference: EscrowPreference.ABOVE_THRESHOLD,
+    escrowThresholdMinor: 50_000n,
+  });
 }
 
 /** Saves the profile on this device, without the Monzo token. */

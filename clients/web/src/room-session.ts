@@ -142,13 +142,11 @@ export class RoomSession {
     return res.contract;
   }
 
-  /** Leaves the room and stops every stream. */
+  /** Stops every stream, then leaves the room. */
   async leave(): Promise<void> {
-    try {
-      await this.room.leaveRoom({ roomId: this.roomId });
-    } finally {
-      this.close();
-    }
+    // Streams first, so the room closing behind us is not taken for a connection to resume.
+    this.close();
+    await this.room.leaveRoom({ roomId: this.roomId });
   }
 
   /** Stops every stream. Safe twice. */

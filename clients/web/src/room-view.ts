@@ -56,7 +56,7 @@ export class RoomView {
   private readonly contractSlot = h("div", { "data-testid": "contract-slot" });
   private readonly activity = h("ol", { class: "activity", "data-testid": "activity" });
   private readonly notices = h("div", { class: "notices", "data-testid": "notices", "aria-live": "polite" });
-  private readonly micButton = h("button", { class: "primary", "data-testid": "mic-toggle" }, "🎙 Start microphone");
+  private readonly micButton = h("button", { class: "primary", "data-testid": "mic-toggle" }, "Start microphone");
   private readonly muteButton = h("button", { "data-testid": "mute-toggle", disabled: true }, "Mute");
   private readonly micStats = h("span", { class: "muted", "data-testid": "mic-frames" }, "mic off");
   private readonly peerStats = h("span", { class: "muted", "data-testid": "peer-frames", "data-frames": "0" }, "no audio from the other person yet");
@@ -132,6 +132,10 @@ export class RoomView {
 
   /** Shows the panel stream's connection state. */
   link(state: LinkState): void {
+    if (state.state === "reconnecting" && this.linkPill.dataset.state !== "reconnecting") {
+      this.linkPill.dataset.reconnects = String(Number(this.linkPill.dataset.reconnects ?? "0") + 1);
+    }
+    this.linkPill.dataset.state = state.state;
     this.linkPill.className = `pill link-${state.state}`;
     this.linkPill.textContent =
       state.state === "reconnecting" ? `reconnecting in ${Math.round(state.inMs / 100) / 10} s (${state.reason})` : state.state === "live" ? "live" : state.state;
@@ -216,7 +220,7 @@ export class RoomView {
   private async toggleMic(): Promise<void> {
     if (this.mic) {
       this.stop();
-      this.micButton.textContent = "🎙 Start microphone";
+      this.micButton.textContent = "Start microphone";
       this.muteButton.disabled = true;
       this.micStats.textContent = "mic off";
       await this.deps.session.flush().catch(() => undefined);
@@ -233,7 +237,7 @@ export class RoomView {
           this.micStats.dataset.frames = String(this.deps.session.framesSent);
         }
       });
-      this.micButton.textContent = "⏹ Stop microphone";
+      this.micButton.textContent = "Stop microphone";
       this.muteButton.disabled = false;
       this.micStats.textContent = "mic on";
     } catch (err) {
@@ -258,6 +262,10 @@ export class RoomView {
   private nameOf(userId: string): string {
     if (userId === this.deps.session.userId) return "You";
     return this.status?.participants.find((p) => p.userId === userId)?.displayName ?? this.contract?.parties.find((p) => p.userId === userId)?.displayName ?? "The other person";
+  }
+
+  private agentOf(userId: string): string {
+    return userId === this.deps.session.userId ? "Your agent" : `${this.nameOf(userId)}'s agent`;
   }
 
   private renderPeople(): void {
@@ -317,12 +325,14 @@ export class RoomView {
         : status.activeNegotiationId
           ? "The agents are negotiating."
           : status.triggerArmed
-            ? `Listening. Say “${keyword}” when you have agreed to make a deal.`
+            ? keyword
+              ? `Listening. Say “${keyword}” when you have agreed, to make it a deal.`
+              : "Listening. Say the trigger word when you have agreed, to make it a deal."
             : "Not listening for a deal right now.";
     replace(
       this.triggerBox,
       h("p", { class: status?.triggerArmed ? "armed" : "", "data-armed": status?.triggerArmed ? "true" : "false" }, state),
-      this.trigger ? h("p", { class: "fired" }, `⚡ Triggered by ${this.nameOf(this.trigger.speakerUserId)}: “${this.trigger.matchedText}”`) : undefined,
+      this.trigger ? h("p", { class: "fired" }, `Deal triggered by ${this.nameOf(this.trigger.speakerUserId)}: “${this.trigger.matchedText}”`) : undefined,
       form,
     );
   }
@@ -343,7 +353,7 @@ export class RoomView {
           h(
             "li",
             { "data-action": roundActionText(r.action) },
-            h("strong", {}, `Round ${r.number}: ${this.nameOf(r.fromUserId)}'s agent ${roundActionText(r.action)}s`),
+            h("strong", {}, `Round ${r.number}: ${this.agentOf(r.fromUserId)} ${roundActionText(r.action)}s`),
             r.proposal ? h("div", { class: "proposal" }, describeProposal(r.proposal)) : undefined,
             r.reason ? h("small", {}, r.reason) : undefined,
           ),
@@ -364,12 +374,10 @@ export class RoomView {
         {
           userId: this.deps.session.userId,
           contracts: this.deps.session.contracts,
+          // The panel brings the signed contract (and everything after it) in order; the
+          // response could be older than what the panel already showed, so it is not used.
           sign: async (c) => {
-            const signed = await this.deps.session.sign(c);
-            if (this.contract?.id === signed.id && signed.signatures.length >= this.contract.signatures.length) {
-              this.contract = signed;
-              this.renderContract();
-            }
+            await this.deps.session.sign(c);
           },
           onMilestone: (m) => {
             this.milestones = upsert(this.milestones, m);
@@ -383,7 +391,7 @@ export class RoomView {
 }
 
 function agentLine(message: AgentMessage): HTMLElement {
-  const kind = message.kind === AgentMessageKind.TEXT ? "" : message.kind === AgentMessageKind.TOOL_CALL ? `⚙ ${message.toolName}: ` : `↩ ${message.toolName}: `;
+  const kind = message.kind === AgentMessageKind.TEXT ? "" : message.kind === AgentMessageKind.TOOL_CALL ? `[${message.toolName}] ` : `[${message.toolName} result] `;
   return h("li", { class: message.isError ? "error" : "" }, kind, message.text);
 }
 

@@ -1,0 +1,221 @@
+import { createHash } from "node:crypto";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildWeb } from "../../clients/web/build.js";
+import { loadDialogue } from "../../clients/cli/dialogue.js";
+import { startTestApp, type TestApp } from "../helpers/app.js";
+
+/*
+ * The browser app end to end in headless Chromium: two people in separate browser profiles join
+ * one room, the plumber talks through a fake microphone fed from a WAV fixture (the homeowner
+ * hears it), both type their lines as on-device transcripts, the agents agree, both sign, both
+ * see the payment and the escrow hold, and they settle the escrow milestone from the page.
+ */
+
+const WEB_ROOT = path.resolve("clients/web/dist");
+const ARTIFACTS = path.resolve("test-artifacts/web");
+const MIC_WAV = path.resolve("test/fixtures/audio/provider-offer-16k.wav");
+const DIALOGUE = path.resolve("test/fixtures/dialogues/boiler-repair.json");
+
+let t: TestApp;
+let browser: Browser;
+const contexts: BrowserContext[] = [];
+/** Uncaught errors in any page; each test ends by checking there were none. */
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  await buildWeb({ outDir: WEB_ROOT });
+  await mkdir(ARTIFACTS, { recursive: true });
+  t = await startTestApp({ WEB_ROOT });
+  browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-dev-shm-usage",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--use-fake-ui-for-media-stream",
+      "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-audio-capture=${MIC_WAV}`,
+      "--autoplay-policy=no-user-gesture-required",
+    ],
+  });
+}, 120_000);
+
+afterAll(async () => {
+  for (const context of contexts) await context.close().catch(() => undefined);
+  await browser?.close();
+  await t?.close();
+});
+
+async function person(): Promise<Page> {
+  // A browser profile each, as two people on two devices: separate storage and connections.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  contexts.push(context);
+  const page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(err.message));
+  return page;
+}
+
+async function join(page: Page, roomId: string, profile: { name: string; role: string; trade?: string; maxAutoApprove?: string; rates?: string }): Promise<void> {
+  await page.goto(`${t.baseUrl}/?room=${roomId}`);
+  await page.getByTestId("setup-screen").waitFor();
+  await page.getByTestId("profile-name").fill(profile.name);
+  await page.getByTestId("profile-role").selectOption(profile.role);
+  if (profile.trade) await page.getByTestId("profile-trade").fill(profile.trade);
+  if (profile.maxAutoApprove) await page.getByTestId("profile-max-auto-approve").fill(profile.maxAutoApprove);
+  if (profile.rates) await page.getByTestId("profile-rates").fill(profile.rates);
+  expect(await page.getByTestId("room-input").inputValue()).toBe(roomId);
+  await page.getByTestId("join").click();
+  await page.getByTestId("room-screen").waitFor();
+}
+
+/** Resolves when the page's transcript holds `count` final lines. */
+async function finalLines(page: Page, count: number): Promise<void> {
+  await page.waitForFunction((n) => document.querySelectorAll('[data-testid="transcript"] li[data-final="true"]').length >= n, count);
+}
+
+describe("browser app", () => {
+  it("takes two people from setup to a signed, paid contract", async () => {
+    const roomId = `web-${Date.now().toString(36)}`;
+    const plumber = await person();
+    const homeowner = await person();
+    try {
+      await deal(roomId, plumber, homeowner);
+      expect(pageErrors).toEqual([]);
+    } catch (err) {
+      // What each person saw when it failed, for the artifacts.
+      await plumber.screenshot({ path: path.join(ARTIFACTS, "failed-plumber.png"), fullPage: true }).catch(() => undefined);
+      await homeowner.screenshot({ path: path.join(ARTIFACTS, "failed-homeowner.png"), fullPage: true }).catch(() => undefined);
+      throw err;
+    }
+  }, 120_000);
+});
+
+describe("browser app after a server restart", () => {
+  it("reconnects, rejoins and resumes the panel after the last event it saw, showing nothing twice", async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-web-restart-"));
+    let app = await startTestApp({ WEB_ROOT }, dataDir);
+    try {
+      const roomId = `restart-${Date.now().toString(36)}`;
+      const a = await person();
+      const b = await person();
+      const base = app.baseUrl;
+      for (const [page, name, role] of [[a, "Ada", "provider"], [b, "Bo", "client"]] as const) {
+        await page.goto(`${base}/?room=${roomId}`);
+        await page.getByTestId("profile-name").fill(name);
+        await page.getByTestId("profile-role").selectOption(role);
+        await page.getByTestId("join").click();
+        await page.getByTestId("room-screen").waitFor();
+      }
+      await a.getByTestId("say-input").fill("Before the restart.");
+      await a.getByTestId("say-input").press("Enter");
+      await finalLines(a, 1);
+      await finalLines(b, 1);
+
+      await app.close();
+      app = await startTestApp({ WEB_ROOT, PORT: String(app.port) }, dataDir);
+      for (const page of [a, b]) {
+        await page.waitForFunction(() => {
+          const pill = document.querySelector('[data-testid="link-state"]') as HTMLElement | null;
+          return Number(pill?.dataset.reconnects ?? 0) >= 1 && pill?.dataset.state === "live";
+        });
+      }
+      await b.getByTestId("say-input").fill("After the restart.");
+      await b.getByTestId("say-input").press("Enter");
+      for (const page of [a, b]) {
+        await finalLines(page, 2);
+        const lines = await page.locator('[data-testid="transcript"] li[data-final="true"] .text').allTextContents();
+        expect(lines).toEqual(["Before the restart.", "After the restart."]);
+      }
+      await a.screenshot({ path: path.join(ARTIFACTS, "7-after-restart.png"), fullPage: true });
+      expect(pageErrors).toEqual([]);
+    } finally {
+      await app.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+});
+
+async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<void> {
+  {
+
+    await plumber.goto(`${t.baseUrl}/?room=${roomId}`);
+    await plumber.getByTestId("setup-screen").waitFor();
+    await plumber.screenshot({ path: path.join(ARTIFACTS, "1-setup.png"), fullPage: true });
+
+    await join(plumber, roomId, { name: "Sam Price", role: "provider", trade: "plumber", rates: "boiler repair: 120 per job" });
+    await join(homeowner, roomId, { name: "Alex Morgan", role: "client", maxAutoApprove: "250" });
+    await plumber.waitForFunction(() => document.querySelector('[data-testid="participants"]')?.textContent?.includes("Alex Morgan"));
+    await homeowner.waitForFunction(() => document.querySelector('[data-testid="trigger-state"] [data-armed="true"]') !== null);
+    expect(await homeowner.getByTestId("share-link").inputValue()).toBe(`${t.baseUrl}/?room=${roomId}`);
+
+    // The plumber speaks through the fake microphone (a WAV fixture); the homeowner hears it.
+    await plumber.getByTestId("mic-toggle").click();
+    await plumber.getByTestId("mute-toggle").waitFor({ state: "visible" });
+    await homeowner.waitForFunction(() => Number((document.querySelector('[data-testid="peer-frames"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
+    await plumber.waitForFunction(() => Number((document.querySelector('[data-testid="mic-frames"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
+    await homeowner.screenshot({ path: path.join(ARTIFACTS, "2-room-listening.png"), fullPage: true });
+
+    // Both type their lines as on-device transcripts, in turn.
+    const dialogue = await loadDialogue(DIALOGUE);
+    for (const [index, line] of dialogue.entries()) {
+      const speaker = line.speaker === "provider" ? plumber : homeowner;
+      await speaker.getByTestId("say-input").fill(line.text);
+      await speaker.getByTestId("say-input").press("Enter");
+      await finalLines(plumber, index + 1);
+      await finalLines(homeowner, index + 1);
+    }
+    const said = await homeowner.locator('[data-testid="transcript"] li[data-final="true"] .text').allTextContents();
+    expect(said).toEqual(dialogue.map((l) => l.text));
+
+    // The agents agree and a contract appears on both pages with a hash that matches its text.
+    for (const page of [plumber, homeowner]) {
+      await page.locator('[data-testid="negotiation-status"]', { hasText: "agreed" }).waitFor();
+      await page.locator('[data-testid="contract"][data-status="AWAITING_SIGNATURES"]').waitFor();
+      await page.locator('[data-testid="hash-state"].ok').waitFor();
+      await page.locator('[data-testid="sign-button"]:not([disabled])').waitFor();
+    }
+    const text = await homeowner.getByTestId("contract-text").textContent();
+    const hash = await homeowner.getByTestId("contract-hash").textContent();
+    expect(hash).toBe(createHash("sha256").update(text ?? "", "utf8").digest("hex"));
+    expect(await plumber.getByTestId("contract-hash").textContent()).toBe(hash);
+    expect(await homeowner.getByTestId("contract-total").textContent()).toBe("£200.00");
+    await homeowner.getByTestId("contract-text").evaluate((pre) => (pre.parentElement as HTMLDetailsElement).open = true);
+    await homeowner.screenshot({ path: path.join(ARTIFACTS, "3-contract.png"), fullPage: true });
+
+    // Both sign; both see the £120 payment and the £80 hold.
+    await homeowner.getByTestId("sign-button").click();
+    await plumber.getByTestId("sign-button").click();
+    for (const page of [plumber, homeowner]) {
+      await page.locator('[data-testid="contract"][data-status="ACTIVE"]').waitFor();
+      await page.locator('[data-testid="payment"][data-status="succeeded"]', { hasText: "£120.00" }).waitFor();
+      await page.locator('[data-testid="hold"][data-status="held"]', { hasText: "£80.00" }).waitFor();
+      expect(await page.locator('[data-testid="signatures"] .signature').count()).toBe(2);
+    }
+    await plumber.screenshot({ path: path.join(ARTIFACTS, "4-paid.png"), fullPage: true });
+
+    // The escrow milestone: the plumber proposes £65, the homeowner approves, £65 is paid out.
+    await plumber.getByTestId("milestone-amount").fill("65");
+    await plumber.getByTestId("milestone-propose").click();
+    await homeowner.locator('[data-testid="milestone-approve"]', { hasText: "£65.00" }).click();
+    for (const page of [plumber, homeowner]) {
+      await page.locator('[data-testid="milestone"][data-status="completed"]').waitFor();
+      await page.locator('[data-testid="hold"][data-status="captured"]', { hasText: "£65.00 paid out" }).waitFor();
+    }
+    await homeowner.screenshot({ path: path.join(ARTIFACTS, "5-milestone.png"), fullPage: true });
+
+    // Saved contracts, from the homeowner's browser.
+    await homeowner.goto(`${t.baseUrl}/?view=contracts`);
+    await homeowner.getByTestId("contract-row").first().click();
+    await homeowner.locator('[data-testid="contract"][data-status="COMPLETED"]').waitFor();
+    expect(await homeowner.getByTestId("contract-hash").textContent()).toBe(hash);
+    await homeowner.screenshot({ path: path.join(ARTIFACTS, "6-saved-contracts.png"), fullPage: true });
+  }
+}
