@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+import { ContractStatus } from "../gen/handshake/v1/deal_pb.js";
 import { createTokenService } from "./auth/tokens.js";
 import type { Config } from "./config.js";
 import { createContractDesk } from "./deal/contracts.js";
@@ -101,8 +102,13 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   };
   const server = buildServer(deps);
   const port = await server.listen(config.port, config.host);
-  // Payments interrupted by a crash are finished with the same idempotency keys.
+  // Payments interrupted by a crash are finished with the same idempotency keys, and holds of
+  // contracts still in escrow are watched for expiry again.
   void engines.executor.resumePending().catch((err: unknown) => log.error({ err }, "resuming payments failed"));
+  void store
+    .listContractsWithStatus(ContractStatus.ACTIVE)
+    .then((active) => active.forEach((contract) => engines.executor.watchHolds(contract)))
+    .catch((err: unknown) => log.error({ err }, "watching holds failed"));
 
   let closing: Promise<void> | undefined;
   return {

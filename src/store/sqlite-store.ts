@@ -455,10 +455,12 @@ class SqliteStore implements Store {
   }
 
   async listExecutingContracts(): Promise<Contract[]> {
+    return this.listContractsWithStatus(ContractStatus.EXECUTING);
+  }
+
+  async listContractsWithStatus(status: ContractStatus): Promise<Contract[]> {
     this.live();
-    return this.db.transaction(() =>
-      (this.q.contractsByStatus.all(ContractStatus.EXECUTING) as ContractRow[]).map((r) => this.assemble(r)),
-    )();
+    return this.db.transaction(() => (this.q.contractsByStatus.all(status) as ContractRow[]).map((r) => this.assemble(r)))();
   }
 
   async recordPaymentIntent(payment: Payment): Promise<Payment> {

@@ -76,6 +76,8 @@ export interface Store {
   setContractStatus(contractId: string, status: ContractStatus): Promise<void>;
   /** Contracts whose status is EXECUTING: their payments were interrupted and must be resumed. */
   listExecutingContracts(): Promise<Contract[]>;
+  /** Contracts with the given status (e.g. ACTIVE ones, whose holds need expiry watching after a start). */
+  listContractsWithStatus(status: ContractStatus): Promise<Contract[]>;
 
   // Money, as two-step records: the intent before the rail call, the result after.
   /** Inserts the intent unless one with its idempotency key exists; returns the stored record. */

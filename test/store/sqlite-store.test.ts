@@ -196,6 +196,10 @@ describe("contracts", () => {
     const executing = await store.listExecutingContracts();
     expect(executing.map((c) => c.id)).toEqual(["c1"]);
     expect(executing[0]).toEqual({ ...contract, status: ContractStatus.EXECUTING, payments: [payment], holds: [hold] });
+    expect(await store.listContractsWithStatus(ContractStatus.ACTIVE)).toEqual([]);
+    await store.setContractStatus("c1", ContractStatus.ACTIVE);
+    expect((await store.listContractsWithStatus(ContractStatus.ACTIVE)).map((c) => c.id)).toEqual(["c1"]);
+    expect(await store.listExecutingContracts()).toEqual([]);
     await expect(store.setContractStatus("nope", ContractStatus.ACTIVE)).rejects.toThrow(/not found/);
   });
 
