@@ -227,7 +227,7 @@ async function main(): Promise<void> {
 
   // Floor and server take turns, each in a fresh process; with --repeat the least disturbed
   // run of each (lowest CPU use by other processes) is reported.
-  const floorRuns: LoadRun[] = [];
+  const floorRuns: { run: LoadRun; rssIdle: number }[] = [];
   const serverRuns: { run: LoadRun; rssIdle: number }[] = [];
   let fanout: FanoutResult = { samples: 0, p50Ms: null, p99Ms: null };
   let pipeline: PipelineResult = { rooms: 0, completed: 0, p50Ms: null, p99Ms: null, stagesP50Ms: null, errors: [] };
@@ -236,7 +236,8 @@ async function main(): Promise<void> {
     progress(options, `floor relay: streaming…${round}`);
     const floorService = await startFloor();
     try {
-      floorRuns.push(await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor-${i}`));
+      const rssIdle = await idleRss(floorService);
+      floorRuns.push({ run: await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor-${i}`), rssIdle });
     } finally {
       await floorService.stop();
     }
@@ -267,7 +268,7 @@ async function main(): Promise<void> {
     }
   }
   const leastDisturbed = <T>(runs: T[], other: (t: T) => number): T => runs.reduce((best, r) => (other(r) < other(best) ? r : best));
-  const floor = leastDisturbed(floorRuns, (r) => r.otherCpuPct);
+  const { run: floor, rssIdle: floorRssIdle } = leastDisturbed(floorRuns, (r) => r.run.otherCpuPct);
   const { run: ours, rssIdle } = leastDisturbed(serverRuns, (r) => r.run.otherCpuPct);
 
   let capacity: { server: Awaited<ReturnType<typeof findCapacity>>; floor: Awaited<ReturnType<typeof findCapacity>> } | undefined;
@@ -306,7 +307,9 @@ async function main(): Promise<void> {
     rssMbIdle: round2(rssIdle),
     rssMbLoad: round2(rssLoad),
     rssKbPerRoom: round2(((rssLoad - rssIdle) * 1024) / options.rooms),
+    floorRssMbIdle: round2(floorRssIdle),
     floorRssMbLoad: round2(floor.rssPeakMb),
+    floorRssKbPerRoom: round2(((floor.rssPeakMb - floorRssIdle) * 1024) / options.rooms),
     generatorCpuPct: ours.gen.generatorCpuPct,
     generatorLoopDelayP99Ms: ours.gen.generatorLoopDelayP99Ms,
     floorGeneratorCpuPct: floor.gen.generatorCpuPct,
@@ -365,7 +368,7 @@ async function main(): Promise<void> {
     row("handshake server", ours),
     "",
     `server / floor: CPU ×${result.cpuRatioToFloor ?? "n/a"}, p99 ×${result.p99RatioToFloor ?? "n/a"}`,
-    `server RSS: idle ${result.rssMbIdle} MB, under load ${result.rssMbLoad} MB, ${result.rssKbPerRoom} KB per room`,
+    `server RSS: idle ${result.rssMbIdle} MB, under load ${result.rssMbLoad} MB, ${result.rssKbPerRoom} KB per room (floor: ${result.floorRssMbIdle} → ${result.floorRssMbLoad} MB, ${result.floorRssKbPerRoom} KB per room)`,
     `panel fan-out (transcript sent → both PanelStreams have it): p50 ${ms(fanout.p50Ms)}, p99 ${ms(fanout.p99Ms)} over ${fanout.samples} transcripts${fanout.error ? ` — errors: ${fanout.error}` : ""}`,
     `pipeline (trigger → payments executed, offline engines): p50 ${ms(pipeline.p50Ms)}, p99 ${ms(pipeline.p99Ms)}, ${pipeline.completed}/${pipeline.rooms} rooms completed${pipeline.errors.length ? ` — ${pipeline.errors.join("; ")}` : ""}`,
     ...(pipeline.stagesP50Ms

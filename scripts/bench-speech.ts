@@ -1,5 +1,6 @@
 /**
- * Measures the local speech engine (PocketSphinx) on the committed dialogue fixtures:
+ * Measures the audio path and the local speech engine (PocketSphinx) on the committed fixtures:
+ *  - resampler cost per 20 ms frame, each supported rate → 16 kHz;
  *  - real-time factor: the whole dialogue written as fast as the engine takes it;
  *  - end of utterance → final: real-time pacing (20 ms frames), silence after each line, time from
  *    the wall-clock moment the last word's audio was written to the final's arrival;
@@ -88,7 +89,20 @@ async function main(): Promise<void> {
     return;
   }
   const endSilenceMs = Number(process.argv[2] ?? 400);
-  console.log(`PocketSphinx benchmark, endSilenceMs=${endSilenceMs}`);
+
+  for (const rate of [8000, 24000, 44100, 48000]) {
+    const r = createResampler(rate, 16000);
+    const frame = Buffer.alloc((rate / 50) * 2);
+    for (let i = 0; i < frame.length / 2; i++) frame.writeInt16LE(Math.round(8000 * Math.sin(i / 7)), i * 2);
+    for (let i = 0; i < 500; i++) r.process(frame); // warm up the JIT
+    const frames = 3000; // 60 s of audio
+    const t0 = performance.now();
+    for (let i = 0; i < frames; i++) r.process(frame);
+    const us = ((performance.now() - t0) / frames) * 1000;
+    console.log(`resampler ${rate} → 16000 Hz: ${us.toFixed(0)} µs per 20 ms frame (${((us / 20000) * 100).toFixed(2)}% of one core per stream)`);
+  }
+
+  console.log(`PocketSphinx, endSilenceMs=${endSilenceMs}`);
 
   // 1. Real-time factor.
   {

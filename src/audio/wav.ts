@@ -23,7 +23,7 @@ export function parseWav(file: Uint8Array): WavAudio {
   if (buf.length < 12 || buf.toString("latin1", 0, 4) !== "RIFF" || buf.toString("latin1", 8, 12) !== "WAVE") {
     throw new AudioFormatError("not a RIFF/WAVE file");
   }
-  let fmt: { audioFormat: number; channels: number; sampleRateHz: number; bitsPerSample: number; blockAlign: number } | undefined;
+  let fmt: { audioFormat: number; channels: number; sampleRateHz: number; bitsPerSample: number } | undefined;
   let offset = 12;
   while (offset + 8 <= buf.length) {
     const id = buf.toString("latin1", offset, offset + 4);
@@ -40,7 +40,6 @@ export function parseWav(file: Uint8Array): WavAudio {
         audioFormat,
         channels: buf.readUInt16LE(body + 2),
         sampleRateHz: buf.readUInt32LE(body + 4),
-        blockAlign: buf.readUInt16LE(body + 12),
         bitsPerSample: buf.readUInt16LE(body + 14),
       };
     } else if (id === "data") {

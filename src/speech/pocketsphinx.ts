@@ -1,6 +1,21 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { access } from "node:fs/promises";
-import { closeSync, constants as fsConstants, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -113,11 +128,27 @@ export async function detectPocketSphinx(
 }
 
 const featParamsFiles = new Map<string, string>();
-let privateDir: string | undefined;
 
 /**
- * Reads the model's feat.params once per process and writes a copy with our initial cepstral
- * mean into a private temporary folder (removed at exit), where no other user can swap it.
+ * A folder only this user can write, the same across runs: `<tmp>/handshake-pocketsphinx-<uid>`,
+ * mode 0700. An existing one that is not ours or not private is refused (no one can swap files).
+ */
+function privateDir(): string {
+  const uid = process.getuid?.() ?? 0;
+  const dir = join(tmpdir(), `handshake-pocketsphinx-${uid}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) throw new Error(`${dir} is not a private folder`);
+  return dir;
+}
+
+/**
+ * Writes, once per process, a copy of the model's feat.params with our initial cepstral mean.
+ * Content-addressed and written by rename, so concurrent servers share one complete file.
  */
 function featParamsFile(modelDir: string): string {
   const known = featParamsFiles.get(modelDir);
@@ -125,13 +156,13 @@ function featParamsFile(modelDir: string): string {
   const original = readFileSync(join(modelDir, "en-us", "feat.params"), "utf8");
   const lines = original.split("\n").filter((l) => !l.startsWith("-cmninit"));
   const text = `${lines.join("\n").trimEnd()}\n-cmninit ${CMN_INIT}\n`;
-  if (!privateDir || !existsSync(privateDir)) {
-    const dir = mkdtempSync(join(tmpdir(), "handshake-pocketsphinx-"));
-    privateDir = dir;
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  const dir = privateDir();
+  const path = join(dir, `feat-${createHash("sha256").update(text).digest("hex").slice(0, 16)}.params`);
+  if (!existsSync(path)) {
+    const temp = `${path}.${process.pid}.tmp`;
+    writeFileSync(temp, text, { mode: 0o600 });
+    renameSync(temp, path);
   }
-  const path = join(privateDir, `feat-${featParamsFiles.size}.params`);
-  writeFileSync(path, text, { mode: 0o600 });
   featParamsFiles.set(modelDir, path);
   return path;
 }
