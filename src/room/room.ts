@@ -32,22 +32,13 @@ import type { NegotiationSession, NegotiationTransition } from "../deal/negotiat
 import { panelError, RoomEventLog, type PanelEventInit } from "../events/event-log.js";
 import type { BankAccount } from "../payments/bank.js";
 import type { RecognisedSpeech, SpeechEngine, SpeechEngineFactory } from "../speech/speech-engine.js";
+import type { TriggerDetector } from "../trigger/trigger-detector.js";
 import { toSessionStatus, transitionSession, type SessionEvent, type SessionState } from "./session.js";
 
 /** Participants per room. */
 export const MAX_PARTICIPANTS = 2;
 /** Final transcript entries kept per participant for agents and contracts. */
 const TRANSCRIPT_KEEP = 200;
-
-/** The trigger stage as the room uses it. */
-export interface TriggerStage {
-  feed(entry: TranscriptEntry): void;
-  setKeyword(keyword: string, requireBoth: boolean): void;
-  arm(): void;
-  disarm(): void;
-  isArmed(): boolean;
-  close(): void;
-}
 
 /** Something that receives the peer's audio (an AudioStream or ReceiveAudio call). */
 export interface AudioSink {
@@ -60,7 +51,7 @@ export type SpeechPcmConverter = (format: AudioFormat) => (pcm: Uint8Array) => B
 
 /** The stages and services a room wires together; made once per process in main.ts. */
 export interface RoomStages {
-  createTrigger(options: { keyword: string; requireBoth: boolean; onTrigger: (event: TriggerEvent) => void }): TriggerStage;
+  createTrigger(options: { keyword: string; requireBoth: boolean; onTrigger: (event: TriggerEvent) => void }): TriggerDetector;
   createNegotiation(options: {
     id: string;
     roomId: string;
@@ -110,7 +101,7 @@ interface Member {
 export class Room {
   readonly events: RoomEventLog;
   private readonly members = new Map<string, Member>();
-  private readonly trigger: TriggerStage;
+  private readonly trigger: TriggerDetector;
   private negotiation: NegotiationSession | undefined;
   private lastNegotiation: Negotiation | undefined;
   private contract: Contract | undefined;

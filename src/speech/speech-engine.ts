@@ -1,16 +1,10 @@
-import type { WordTiming } from "../../gen/handshake/v1/transcript_pb.js";
+import type { DeviceTranscript } from "../../gen/handshake/v1/audio_pb.js";
 
-/** A recognised utterance or part of one, before the room numbers and broadcasts it. */
-export interface RecognisedSpeech {
-  text: string;
-  isFinal: boolean;
-  /** Milliseconds from the start of the participant's audio. */
-  startMs: number;
-  endMs: number;
-  words: WordTiming[];
-  /** In [0, 1]; 0 when the engine gives none. */
-  confidence: number;
-}
+/**
+ * A recognised utterance or part of one, before the room numbers and broadcasts it: the fields of
+ * the wire's DeviceTranscript, so server speech and device speech are one shape.
+ */
+export type RecognisedSpeech = Pick<DeviceTranscript, "text" | "isFinal" | "startMs" | "endMs" | "words" | "confidence">;
 
 /** A failure the room shows on the panel; `retryable` says whether the engine keeps trying. */
 export interface SpeechError {
