@@ -1,7 +1,7 @@
 /**
  * Preloaded into the server by `npm run bench -- --cpu-prof` (node --import): a V8 CPU profile
  * of the measurement window only, not of start-up, joins or the pipeline phase. The first
- * SIGUSR2 starts the profiler, the second writes `<BENCH_CPU_PROF_DIR>/server-<time>.cpuprofile`.
+ * SIGUSR2 starts the profiler, the second writes `<BENCH_CPU_PROF_DIR>/<BENCH_CPU_PROF_NAME>-<time>.cpuprofile`.
  * Read it with bench/profile-summary.ts or Chrome DevTools.
  */
 import { writeFileSync } from "node:fs";
@@ -25,7 +25,7 @@ if (dir) {
         process.stderr.write(`cpu profile failed: ${err.message}\n`);
         return;
       }
-      const file = path.join(dir, `server-${new Date().toISOString().replace(/[:.]/g, "-")}.cpuprofile`);
+      const file = path.join(dir, `${process.env.BENCH_CPU_PROF_NAME ?? "process"}-${new Date().toISOString().replace(/[:.]/g, "-")}.cpuprofile`);
       writeFileSync(file, JSON.stringify(result.profile));
       process.stderr.write(`cpu profile written: ${file}\n`);
     });

@@ -174,35 +174,37 @@ async function main(): Promise<void> {
   for (let i = 0; i < pcm.length; i += 2) pcm.writeInt16LE(Math.round(Math.sin(i / 20) * 3000), i);
   const interval = config.frameIntervalMs;
   const start = performance.now() + interval;
-  const stopAt = start + config.seconds * 1000;
   const groups: Participant[][] = Array.from({ length: PHASES }, () => []);
   participants.forEach((p, i) => groups[i % PHASES]!.push(p));
   let lateSends = 0;
   let timers = 0;
 
-  // Each phase group sends one frame per participant every interval, at its own offset.
+  // Each phase group sends one frame per participant every interval, at its own offset; ticks
+  // are counted as integers so every participant sends exactly seconds × 1000 / interval frames.
+  const ticks = Math.round((config.seconds * 1000) / interval);
   const finished = new Promise<void>((resolve) => {
     groups.forEach((group, g) => {
-      let next = start + (g * interval) / PHASES;
+      const offset = start + (g * interval) / PHASES;
+      let tick = 0;
       timers++;
       const fire = () => {
         const now = performance.now();
-        while (next <= now && next < stopAt) {
-          if (now - next > interval) lateSends += group.length;
+        while (tick < ticks && offset + tick * interval <= now) {
+          if (now - (offset + tick * interval) > interval) lateSends += group.length;
           for (const p of group) {
             if (p.ended || !p.stream) continue;
             p.stream.write(encodeFrameMessage(p.sent, pcm, nowUs()));
             p.sent++;
           }
-          next += interval;
+          tick++;
         }
-        if (next >= stopAt) {
+        if (tick >= ticks) {
           if (--timers === 0) resolve();
           return;
         }
-        setTimeout(fire, Math.max(0, next - performance.now()));
+        setTimeout(fire, Math.max(0, offset + tick * interval - performance.now()));
       };
-      setTimeout(fire, Math.max(0, next - performance.now()));
+      setTimeout(fire, Math.max(0, offset - performance.now()));
     });
   });
 

@@ -60,6 +60,7 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     // A profile of the measurement window only: see bench/cpu-profile-window.ts.
     args.push("--import", "./bench/cpu-profile-window.ts");
     env.BENCH_CPU_PROF_DIR = options.cpuProfDir;
+    env.BENCH_CPU_PROF_NAME = "server";
   }
   args.push("src/main.ts");
   const service = await launch("server", args, env, port);
@@ -72,10 +73,11 @@ export async function startServer(options: ServerOptions): Promise<Service> {
   };
 }
 
-/** Starts the floor relay (bench/floor-relay.ts) in its own process. */
-export async function startFloor(): Promise<Service> {
+/** Starts the floor relay (bench/floor-relay.ts) in its own process, optionally profiled like the server. */
+export async function startFloor(cpuProfDir?: string): Promise<Service> {
   const port = await freePort();
-  return launch("floor", ["--import", "tsx", "bench/floor-relay.ts"], { ...process.env, PORT: String(port) }, port);
+  const args = ["--import", "tsx", ...(cpuProfDir ? ["--import", "./bench/cpu-profile-window.ts"] : []), "bench/floor-relay.ts"];
+  return launch("floor", args, { ...process.env, PORT: String(port), ...(cpuProfDir ? { BENCH_CPU_PROF_DIR: cpuProfDir, BENCH_CPU_PROF_NAME: "floor" } : {}) }, port);
 }
 
 async function launch(name: string, args: string[], env: NodeJS.ProcessEnv, port: number): Promise<Service> {

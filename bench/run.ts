@@ -89,7 +89,7 @@ function parseOptions(argv: string[]): Options {
         "  --capacity-seconds S  seconds per capacity step (default 6)",
         "  --capacity-max N      largest room count tried (default 2000)",
         "  --repeat N            run floor and server N times each, report the least disturbed run of each (default 1)",
-        "  --cpu-prof            write a V8 CPU profile of the server's measurement window to bench/profiles/",
+        "  --cpu-prof            write V8 CPU profiles of the server's and the floor's measurement windows to bench/profiles/",
         "                        (summarise it: node --import tsx bench/profile-summary.ts <file>)",
         "",
       ].join("\n"),
@@ -179,7 +179,7 @@ const passes = (run: LoadRun) => run.gen.lost === 0 && run.gen.streamErrors === 
 
 /**
  * Steps the room count up (fresh process per step) until p99 > 20 ms or a frame is lost, then
- * tries once between the last pass and the first failure. Returns the largest passing count.
+ * bisects between the last pass and the first failure. Returns the largest passing count.
  */
 async function findCapacity(kind: "server" | "floor", options: Options): Promise<{ rooms: number; steps: { rooms: number; p99Ms: number; lost: number; cpuPct: number; pass: boolean }[] }> {
   const steps: { rooms: number; p99Ms: number; lost: number; cpuPct: number; pass: boolean }[] = [];
@@ -208,9 +208,12 @@ async function findCapacity(kind: "server" | "floor", options: Options): Promise
       break;
     }
   }
-  if (failedAt !== undefined && failedAt - best > 50) {
-    const middle = Math.round((best + failedAt) / 2 / 25) * 25;
-    if (middle > best && middle < failedAt && (await tryRooms(middle))) best = middle;
+  // Narrow down between the last pass and the first failure, to within 10% (at most 3 more runs).
+  for (let tries = 0; failedAt !== undefined && tries < 3 && failedAt - best > Math.max(10, best * 0.1); tries++) {
+    const middle = Math.round((best + failedAt) / 2 / 5) * 5;
+    if (middle <= best || middle >= failedAt) break;
+    if (await tryRooms(middle)) best = middle;
+    else failedAt = middle;
   }
   return { rooms: best, steps };
 }
@@ -234,10 +237,12 @@ async function main(): Promise<void> {
   for (let i = 0; i < options.repeat; i++) {
     const round = options.repeat > 1 ? ` (${i + 1}/${options.repeat})` : "";
     progress(options, `floor relay: streaming…${round}`);
-    const floorService = await startFloor();
+    const profileFloor = options.cpuProfDir !== undefined && i === options.repeat - 1;
+    const floorService = await startFloor(profileFloor ? options.cpuProfDir : undefined);
     try {
       const rssIdle = await idleRss(floorService);
-      floorRuns.push({ run: await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor-${i}`), rssIdle });
+      const run = await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor-${i}`, profileFloor);
+      floorRuns.push({ run, rssIdle });
     } finally {
       await floorService.stop();
     }

@@ -11,13 +11,13 @@ import {
   type AudioStreamRequest,
   type AudioStreamResponse,
 } from "../../gen/handshake/v1/room_service_pb.js";
-import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
 import type { Caller } from "../auth/tokens.js";
 import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../deal/errors.js";
 import type { AudioSink, Room } from "../room/room.js";
 import type { ServerDeps } from "./deps.js";
+import { applyAudioMessage } from "./audio-messages.js";
+import type { StreamLimiter } from "./stream-limiter.js";
 import { toConnectError } from "./errors.js";
-import { checkControl } from "./validate.js";
 
 /**
  * AudioStream served straight on `node:http2` instead of through connect-node.
@@ -86,31 +86,12 @@ export class WireAudioFrame implements AudioFrame {
   }
 }
 
-/** Counts open AudioStreams per user and refuses past the limit (as room-routes does for its streams). */
-class StreamLimiter {
-  private readonly open = new Map<string, number>();
-  constructor(private readonly max: number) {}
-  acquire(userId: string): () => void {
-    const n = this.open.get(userId) ?? 0;
-    if (n >= this.max) throw new ResourceExhaustedError(`at most ${this.max} open streams per user`);
-    this.open.set(userId, n + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.open.get(userId) ?? 1) - 1;
-      if (left <= 0) this.open.delete(userId);
-      else this.open.set(userId, left);
-    };
-  }
-}
-
 /** Creates the fast path. Calls in progress end with UNAVAILABLE when `shutdownSignal` aborts. */
-export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSignal): AudioFastPath {
+export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): AudioFastPath {
   const calls = new Set<AudioCall>();
   const shared: Shared = {
     deps,
-    limiter: new StreamLimiter(deps.config.limits.maxStreamsPerUser),
+    limiter,
     maxMessageBytes: deps.config.limits.maxMessageBytes,
     calls,
   };
@@ -205,6 +186,8 @@ class AudioCall {
     void this.authenticate().then(
       () => {
         if (this.finished) return;
+        // A request that already ended (no message at all) ends the call with OK, as connect-node does.
+        if (this.stream.readableEnded) return this.onEnd();
         this.stream.on("data", this.onData);
         this.stream.on("end", this.onEnd);
       },
@@ -338,27 +321,7 @@ class AudioCall {
 
   /** Every later message, decoded whole (frames that did not take the in-place path land here too). */
   private handle(message: AudioStreamRequest["message"]): void {
-    const room = this.room!;
-    const userId = this.userId!;
-    const audio = this.shared.deps.audio;
-    switch (message.case) {
-      case "format":
-        audio.checkFormat(message.value);
-        room.setAudioFormat(userId, message.value);
-        return;
-      case "frame":
-        audio.checkFrame(message.value);
-        room.audioFrame(userId, message.value);
-        return;
-      case "transcript":
-        room.transcript(userId, audio.deviceTranscript(message.value), TranscriptSource.DEVICE);
-        return;
-      case "control":
-        room.control(userId, checkControl(message.value));
-        return;
-      case undefined:
-        throw new InvalidArgumentError("AudioStream message is empty");
-    }
+    applyAudioMessage(this.room!, this.userId!, message, this.shared.deps.audio);
   }
 
   /** Writes one whole gRPC message to the client; returns false when the call is over. */

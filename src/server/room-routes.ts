@@ -1,17 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
-import {
-  AudioStreamResponseSchema,
-  RoomService,
-  type AudioStreamRequest,
-} from "../../gen/handshake/v1/room_service_pb.js";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { AudioStreamResponseSchema, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
 import type { AudioFormat } from "../../gen/handshake/v1/audio_pb.js";
 import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../deal/errors.js";
 import type { Room } from "../room/room.js";
 import { QueuedAudioSink } from "./audio-sink.js";
+import { applyAudioMessage } from "./audio-messages.js";
 import { sessionOf } from "./auth.js";
+import type { StreamLimiter } from "./stream-limiter.js";
 import { rawStreamKey } from "./raw-stream.js";
 import type { ServerDeps } from "./deps.js";
 import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId } from "./validate.js";
@@ -21,23 +19,14 @@ const AUDIO_QUEUE_FRAMES = 250;
 /** Frames per SendAudio call. */
 const MAX_FRAMES_PER_SEND = 50;
 
-/** Counts open streams per user and refuses past the limit. */
-class StreamLimiter {
-  private readonly open = new Map<string, number>();
-  constructor(private readonly max: number) {}
-  acquire(userId: string): () => void {
-    const n = this.open.get(userId) ?? 0;
-    if (n >= this.max) throw new ResourceExhaustedError(`at most ${this.max} open streams per user`);
-    this.open.set(userId, n + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.open.get(userId) ?? 1) - 1;
-      if (left <= 0) this.open.delete(userId);
-      else this.open.set(userId, left);
-    };
-  }
+/**
+ * Streams end quietly when their context aborts; a deadline or a shutdown must still reach the
+ * client as its status (a client's own cancel needs none).
+ */
+function throwIfEndedByServer(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  const reason: unknown = signal.reason;
+  if (reason instanceof ConnectError && reason.code !== Code.Canceled) throw reason;
 }
 
 /** Per-user state of browser audio: expected seq, format and a token bucket for the call rate. */
@@ -49,9 +38,8 @@ interface BrowserAudio {
 }
 
 /** Registers RoomService. Handlers authenticate, call one domain method and return. */
-export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps): void {
+export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, streams: StreamLimiter): void {
   const { rooms, store, tokens, config, audio } = deps;
-  const streams = new StreamLimiter(config.limits.maxStreamsPerUser);
   const browserAudio = new Map<string, BrowserAudio>();
 
   function memberRoom(ctx: HandlerContext, roomId?: string): { room: Room; userId: string } {
@@ -62,18 +50,14 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps): voi
     return { room, userId: session.userId };
   }
 
-  async function withStream<T>(room: Room, userId: string, run: () => AsyncGenerator<T>): Promise<AsyncGenerator<T>> {
+  /** Takes a stream slot for the member; the returned close is for a `finally`. */
+  function openStream(room: Room, userId: string): () => void {
     const release = streams.acquire(userId);
     rooms.streamOpened(room, userId);
-    const inner = run();
-    return (async function* () {
-      try {
-        yield* inner;
-      } finally {
-        release();
-        rooms.streamClosed(room, userId);
-      }
-    })();
+    return () => {
+      release();
+      rooms.streamClosed(room, userId);
+    };
   }
 
   router.service(RoomService, {
@@ -140,46 +124,28 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps): voi
       }
       audio.checkFormat(first.value.message.value);
       room.setAudioFormat(userId, first.value.message.value);
+      const close = openStream(room, userId);
       const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
       const unregister = room.addAudioSink(userId, sink);
-      const handle = (message: AudioStreamRequest["message"]) => {
-        switch (message.case) {
-          case "format":
-            audio.checkFormat(message.value);
-            room.setAudioFormat(userId, message.value);
-            return;
-          case "frame":
-            audio.checkFrame(message.value);
-            room.audioFrame(userId, message.value);
-            return;
-          case "transcript":
-            room.transcript(userId, audio.deviceTranscript(message.value), TranscriptSource.DEVICE);
-            return;
-          case "control":
-            room.control(userId, checkControl(message.value));
-            return;
-          case undefined:
-            throw new InvalidArgumentError("AudioStream message is empty");
-        }
-      };
-      // Requests are read concurrently with the peer audio we send back.
-      void (async () => {
-        try {
-          for (;;) {
-            const next = await iterator.next();
-            if (next.done) break;
-            handle(next.value.message);
-          }
-          sink.end();
-        } catch (err) {
-          sink.fail(err instanceof Error ? err : new Error(String(err)));
-        }
-      })();
-      const output = await withStream(room, userId, () => sink.drain(ctx.signal));
       try {
-        for await (const message of output) yield create(AudioStreamResponseSchema, { message });
+        // Requests are read concurrently with the peer audio we send back.
+        void (async () => {
+          try {
+            for (;;) {
+              const next = await iterator.next();
+              if (next.done) break;
+              applyAudioMessage(room, userId, next.value.message, audio);
+            }
+            sink.end();
+          } catch (err) {
+            sink.fail(err instanceof Error ? err : new Error(String(err)));
+          }
+        })();
+        for await (const message of sink.drain(ctx.signal)) yield create(AudioStreamResponseSchema, { message });
+        throwIfEndedByServer(ctx.signal);
       } finally {
         unregister();
+        close();
       }
     },
 
@@ -218,29 +184,33 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps): voi
 
     async *receiveAudio(req, ctx) {
       const { room, userId } = memberRoom(ctx, req.roomId);
+      const close = openStream(room, userId);
       const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
       const unregister = room.addAudioSink(userId, sink);
-      const output = await withStream(room, userId, () => sink.drain(ctx.signal));
       try {
-        for await (const message of output) yield { message };
+        for await (const message of sink.drain(ctx.signal)) yield { message };
+        throwIfEndedByServer(ctx.signal);
       } finally {
         unregister();
+        close();
       }
     },
 
     async *panelStream(req, ctx) {
       const { room, userId } = memberRoom(ctx, req.roomId);
+      const close = openStream(room, userId);
       // A reader that stopped reading keeps the handler blocked on a write that never drains; the
       // overflow status reaches a reader that drains within the grace, else the stream is reset.
       let resetTimer: NodeJS.Timeout | undefined;
       const onOverflow = () => {
         resetTimer ??= setTimeout(() => ctx.values.get(rawStreamKey).reset(), config.rooms.slowReaderGraceMs).unref();
       };
-      const output = await withStream(room, userId, () => room.events.subscribe(req.afterSeq, userId, ctx.signal, onOverflow));
       try {
-        for await (const event of output) yield { event };
+        for await (const event of room.events.subscribe(req.afterSeq, userId, ctx.signal, onOverflow)) yield { event };
+        throwIfEndedByServer(ctx.signal);
       } finally {
         clearTimeout(resetTimer);
+        close();
       }
     },
 

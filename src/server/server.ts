@@ -22,6 +22,7 @@ import { registerHealthRoutes } from "./health.js";
 import { registerReflectionRoutes } from "./reflection.js";
 import { rawStreamContext } from "./raw-stream.js";
 import { registerRoomRoutes } from "./room-routes.js";
+import { StreamLimiter } from "./stream-limiter.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Largest raw HTTP body accepted outside RPCs (webhooks). */
@@ -46,11 +47,12 @@ export interface HandshakeServer {
  */
 export function buildServer(deps: ServerDeps, shutdown: AbortController = new AbortController()): HandshakeServer {
   const { log, config } = deps;
+  const streamLimiter = new StreamLimiter(config.limits.maxStreamsPerUser);
   // Every call links its signal to the shutdown signal; hundreds of open streams are normal.
   setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({
     routes: (router) => {
-      registerRoomRoutes(router, deps);
+      registerRoomRoutes(router, deps, streamLimiter);
       registerContractRoutes(router, deps);
       registerHealthRoutes(router, shutdown.signal);
       registerReflectionRoutes(
@@ -72,7 +74,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   });
 
   // Native gRPC AudioStream calls skip connect-node: see audio-fast-path.ts for why.
-  const audioFastPath = createAudioFastPath(deps, shutdown.signal);
+  const audioFastPath = createAudioFastPath(deps, shutdown.signal, streamLimiter);
   // HTTP/1.1 responses in flight, so shutdown can close each connection as soon as it is idle.
   const h1InFlight = new Set<http.ServerResponse>();
   let onH1Idle: (() => void) | undefined;
@@ -112,7 +114,8 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   });
   const sockets = new Set<net.Socket>();
 
-  const front = net.createServer((socket) => {
+  // No Nagle: small RPC and event frames must leave at once, not wait for the previous ACK.
+  const front = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());

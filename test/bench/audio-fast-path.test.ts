@@ -24,7 +24,7 @@ const PCM = Buffer.from(Array.from({ length: 640 }, (_, i) => i % 251));
 let t: TestApp;
 const sessions: http2.ClientHttp2Session[] = [];
 beforeAll(async () => {
-  t = await startTestApp({ MAX_STREAMS_PER_USER: "2" });
+  t = await startTestApp({ MAX_STREAMS_PER_USER: "3" });
 });
 afterAll(async () => {
   for (const s of sessions) s.destroy();
@@ -336,7 +336,8 @@ describe("AudioStream on the fast path keeps its contract", () => {
       await marker(two, panel, "second stream is open");
       const three = rawAudioCall(session(), bearer(a.token));
       three.send({ message: { case: "format", value: FORMAT } });
-      expect((await three.status)).toEqual({ code: S.RESOURCE_EXHAUSTED, message: "at most 2 open streams per user" });
+      // One limit across every kind of stream: the panel and two AudioStreams fill the 3 slots.
+      expect((await three.status)).toEqual({ code: S.RESOURCE_EXHAUSTED, message: "at most 3 open streams per user" });
       one.stream.end();
       two.stream.end();
       await Promise.all([one.status, two.status]);
