@@ -64,7 +64,8 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
         });
         return toCaller(payload);
       } catch (err) {
-        if (jwks && options.oidc && err instanceof joseErrors.JWTClaimValidationFailed === false) {
+        // Not one of ours (wrong algorithm or key): it may be the external issuer's.
+        if (jwks && options.oidc && !(err instanceof joseErrors.JWTClaimValidationFailed)) {
           const external = await verifyExternal(token, jwks, options.oidc, currentDate);
           if (external) return external;
         }
