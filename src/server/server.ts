@@ -271,6 +271,13 @@ async function serveHttp(
         }
       }
     }
+    const contentType = req.headers["content-type"] ?? "";
+    if (contentType.startsWith("application/grpc")) {
+      // A trailers-only gRPC answer, so every gRPC client reads the exact status.
+      res.writeHead(200, { "content-type": contentType, "grpc-status": "12", "grpc-message": encodeURIComponent(`unknown method ${url.pathname}`) });
+      res.end();
+      return;
+    }
     send(404, "not found");
   } catch (err) {
     deps.log.error({ err, path: url.pathname }, "http handler failed");
