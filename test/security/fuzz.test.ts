@@ -63,7 +63,8 @@ function memory(): { heapUsed: number; rss: number } {
 }
 
 beforeAll(async () => {
-  t = await startTestApp({ LEAVE_GRACE_MS: "3600000" });
+  // The watched room talks as fast as it can; the SendAudio rate limit is not what this test is about.
+  t = await startTestApp({ LEAVE_GRACE_MS: "3600000", SEND_AUDIO_PER_SECOND: "10000" });
   talkerA = await joinAs(t, "fuzz-watch", { displayName: "Ann", role: PartyRole.PROVIDER });
   talkerB = await joinAs(t, "fuzz-watch", { displayName: "Ben", role: PartyRole.CLIENT });
 }, 30_000);
