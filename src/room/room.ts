@@ -503,8 +503,7 @@ export class Room {
     } catch (err) {
       this.log.error({ err }, "contract drafting failed");
       this.emit(panelError("contract", "draft_failed", "The contract could not be drafted.", false));
-      this.moveSessions("unpaired");
-      this.moveSessions("paired");
+      this.moveSessions("negotiation_ended");
       this.trigger.arm();
       this.broadcastStatus();
     }

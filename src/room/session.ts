@@ -27,7 +27,8 @@ export function nextSessionState(state: SessionState, event: SessionEvent): Sess
     case "negotiating":
       return event === "agreed" ? "signing" : event === "negotiation_ended" ? "active" : undefined;
     case "signing":
-      return event === "executed" ? "completed" : undefined;
+      // A contract that could not be drafted ends the deal like a failed negotiation.
+      return event === "executed" ? "completed" : event === "negotiation_ended" ? "active" : undefined;
     case "completed":
       return event === "triggered" ? "negotiating" : event === "paired" ? "completed" : undefined;
   }

@@ -20,6 +20,7 @@ describe("session transitions", () => {
     expect(nextSessionState("negotiating", "negotiation_ended")).toBe("active");
     expect(nextSessionState("signing", "unpaired")).toBe("discovering");
     expect(nextSessionState("completed", "triggered")).toBe("negotiating");
+    expect(nextSessionState("signing", "negotiation_ended")).toBe("active");
   });
 
   it("refuses illegal moves and ignores no-ops", () => {
