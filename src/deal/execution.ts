@@ -297,16 +297,6 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
     });
   }
 
-  /** Calls the rail; a `PaymentRailError` is an answer, anything else is thrown (outcome unknown). */
-  async function ask(fn: () => Promise<RailResult>): Promise<RailResult | PaymentRailError> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof PaymentRailError) return err;
-      throw err;
-    }
-  }
-
   function requestFor(contract: Contract, item: LineItem, parties: RailParties, key: string, amountMinor: bigint): RailRequest {
     return {
       ...parties,
@@ -347,7 +337,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
     emit({ kind: "payment", roomId: contract.roomId, contractId: contract.id, payment: stored });
     step(contract, { step: "payment", lineItemId: item.id, userId: stored.payerUserId, status: ExecutionStepStatus.STARTED, detail: `Paying ${money} to ${parties.providerName}` });
     // The stored key, not a fresh one: on resume it is the key of the interrupted call.
-    const answer = await ask(() => rail.pay(requestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor)));
+    const answer = await askRail(() => rail.pay(requestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor)));
     const result: Payment = { ...stored, updatedAtMs: BigInt(now()) };
     if (answer instanceof PaymentRailError || answer.status !== "succeeded") {
       result.status = PaymentStatus.FAILED;
@@ -397,7 +387,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
     const money = formatMoney(stored.amountMinor, stored.currency);
     emit({ kind: "hold", roomId: contract.roomId, contractId: contract.id, hold: stored });
     step(contract, { step: "escrow_hold", lineItemId: item.id, userId: stored.payerUserId, status: ExecutionStepStatus.STARTED, detail: `Holding ${money} in escrow` });
-    const answer = await ask(() => rail.hold(requestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor)));
+    const answer = await askRail(() => rail.hold(requestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor)));
     const result: EscrowHold = { ...stored, updatedAtMs: BigInt(now()) };
     if (answer instanceof PaymentRailError) {
       result.status = EscrowHoldStatus.FAILED;
@@ -676,7 +666,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
           if (!undo.supported) continue; // immediate payments stay paid: there is no refund on the rails
           const hold = contract.holds.find((h) => h.lineItemId === undo.lineItemId)!;
           const item = contract.terms!.lineItems.find((i) => i.id === undo.lineItemId)!;
-          const answer = await ask(() => rail.release(undo.railReference, requestFor(contract, item, railParties, undo.idempotencyKey, undo.amountMinor)));
+          const answer = await askRail(() => rail.release(undo.railReference, requestFor(contract, item, railParties, undo.idempotencyKey, undo.amountMinor)));
           const money = formatMoney(undo.amountMinor, undo.currency);
           if (answer instanceof PaymentRailError || answer.status !== "released") {
             const reason = answer instanceof PaymentRailError ? answer.message : `unexpected rail answer: ${answer.status}`;
@@ -716,5 +706,18 @@ export function holdStatusOf(result: RailResult): EscrowHoldStatus {
     case "succeeded":
       // A hold the rail reports as plainly paid was captured in full.
       return EscrowHoldStatus.CAPTURED;
+  }
+}
+
+/**
+ * Calls the rail: a `PaymentRailError` is an answer to record (a refusal), anything else is
+ * thrown because the outcome is unknown and must be retried with the same key.
+ */
+export async function askRail(fn: () => Promise<RailResult>): Promise<RailResult | PaymentRailError> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PaymentRailError) return err;
+    throw err;
   }
 }

@@ -11,7 +11,7 @@ import {
 } from "../../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepSchema, ExecutionStepStatus, PanelErrorSchema } from "../../gen/handshake/v1/events_pb.js";
 import { silentLogger } from "../log.js";
-import { PaymentRailError, type PaymentRail, type RailRequest, type RailResult } from "../payments/rail.js";
+import { PaymentRailError, type PaymentRail, type RailRequest } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "./errors.js";
 import {
@@ -22,6 +22,7 @@ import {
   type ContractParties,
   type ExecutionEventListener,
   type KeyedLock,
+  askRail,
 } from "./execution.js";
 import { idempotencyKey } from "./idempotency.js";
 import { formatMoney } from "./money.js";
@@ -157,16 +158,6 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     };
   }
 
-  /** Calls the rail; a `PaymentRailError` is a refusal to record, anything else is thrown. */
-  async function ask(fn: () => Promise<RailResult>): Promise<RailResult | PaymentRailError> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof PaymentRailError) return err;
-      throw err;
-    }
-  }
-
   /** Records a refused capture or release on the milestone (the hold stays as it was). */
   async function failed(s: Scene, milestone: Milestone, what: string, reason: string, retryable: boolean): Promise<Milestone> {
     const result = await save(s, { ...milestone, status: MilestoneStatus.FAILED, failureReason: reason });
@@ -186,7 +177,7 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     const hold = requireHeld(s);
     const money = formatMoney(amountMinor, hold.currency);
     step(s, "capture", ExecutionStepStatus.STARTED, `Paying ${money} to ${s.parties.providerName} from escrow`);
-    const answer = await ask(async () => rail.capture(hold.railReference, await request(s, hold, "capture", amountMinor)));
+    const answer = await askRail(async () => rail.capture(hold.railReference, await request(s, hold, "capture", amountMinor)));
     if (answer instanceof PaymentRailError) return failed(s, milestone, "capture", answer.message, answer.retryable);
     if (answer.status !== "captured" && answer.status !== "succeeded") {
       return failed(s, milestone, "capture", answer.failureReason || `unexpected rail answer: ${answer.status}`, false);
@@ -307,7 +298,7 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
         const hold = requireHeld(s);
         const money = formatMoney(hold.amountMinor, hold.currency);
         step(s, "release", ExecutionStepStatus.STARTED, `Returning ${money} to ${s.parties.clientName}`);
-        const answer = await ask(async () => rail.release(hold.railReference, await request(s, hold, "release", hold.amountMinor)));
+        const answer = await askRail(async () => rail.release(hold.railReference, await request(s, hold, "release", hold.amountMinor)));
         if (answer instanceof PaymentRailError) return failed(s, milestone, "release", answer.message, answer.retryable);
         if (answer.status !== "released") {
           return failed(s, milestone, "release", answer.failureReason || `unexpected rail answer: ${answer.status}`, false);

@@ -1,26 +1,19 @@
+import { plainWords } from "../agents/agreement.js";
+
 /**
  * Keyword matching for spoken text: case-insensitive, on word boundaries, tolerant of
  * punctuation ("Deal!", "deal."), apostrophes ("let's" = "lets") and hyphens ("hand-shake" =
  * "handshake"), for single words and multi-word phrases.
  */
 
-/** Lower-cases, drops apostrophes and turns every other non-letter/digit run into one space. */
-export function normalizeWords(text: string): string[] {
-  return text
-    .toLowerCase()
-    .replace(/['’‘`]/g, "")
-    .split(/[^\p{L}\p{N}]+/u)
-    .filter((w) => w.length > 0);
-}
-
 /** True when `keyword` (one word or a phrase) is said in `text` as whole words. */
 export function containsKeyword(text: string, keyword: string): boolean {
-  const wanted = normalizeWords(keyword);
+  const wanted = plainWords(keyword);
   if (wanted.length === 0) return false;
   const joinedWanted = wanted.join("");
   // Try the text as said and with hyphens closed up, so "hand-shake" matches "handshake" and
   // "hand shake" matches "hand-shake".
-  const variants = [normalizeWords(text), normalizeWords(text.replace(/[-‐–]/g, ""))];
+  const variants = [plainWords(text), plainWords(text.replace(/[-‐–]/g, ""))];
   for (const words of variants) {
     if (containsSequence(words, wanted)) return true;
     if (wanted.length > 1 && words.includes(joinedWanted)) return true;

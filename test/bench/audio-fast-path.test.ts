@@ -2,7 +2,7 @@ import http2 from "node:http2";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";

@@ -75,7 +75,7 @@ export class RoomSession {
   private readonly inviteCode: string;
 
   constructor(
-    private readonly endpoint: Endpoint,
+    endpoint: Endpoint,
     readonly roomId: string,
     private profile: AgentProfile,
     private readonly handlers: RoomSessionHandlers,
