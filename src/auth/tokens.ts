@@ -26,6 +26,11 @@ export interface TokenService {
 }
 
 const ISSUER = "handshake";
+/**
+ * Verified tokens remembered, so a client's every RPC costs a map lookup instead of an HMAC
+ * (a WebCrypto job on the thread pool). Oldest entries go first beyond this many.
+ */
+const VERIFIED_CACHE_SIZE = 10_000;
 const AUDIENCE = "handshake-api";
 
 /** Creates the token service. User ids of OIDC callers are prefixed `oidc:` so they never collide. */
@@ -33,6 +38,9 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
   if (options.secret.byteLength < 32) throw new Error("token secret must be at least 32 bytes");
   const now = options.now ?? Date.now;
   const jwks = options.oidc ? createRemoteJWKSet(new URL(options.oidc.jwksUrl)) : undefined;
+  // Imported once: jose would import a raw secret again on every sign and verify.
+  const key = crypto.subtle.importKey("raw", new Uint8Array(options.secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+  const verified = new Map<string, { caller: Caller; expiresAtMs: number }>();
 
   async function sign(claims: JWTPayload, subject: string, ttlMs: number): Promise<string> {
     const iat = Math.floor(now() / 1000);
@@ -43,7 +51,7 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
       .setSubject(subject)
       .setIssuedAt(iat)
       .setExpirationTime(iat + Math.ceil(ttlMs / 1000))
-      .sign(options.secret);
+      .sign(await key);
   }
 
   return {
@@ -54,15 +62,22 @@ export function createTokenService(options: TokenServiceOptions): TokenService {
     },
     async verify(token) {
       if (!token || token.split(".").length !== 3) throw new UnauthenticatedError("token is malformed");
+      const known = verified.get(token);
+      if (known && now() < known.expiresAtMs) return { ...known.caller };
+      if (known) verified.delete(token);
       const currentDate = new Date(now());
       try {
-        const { payload } = await jwtVerify(token, options.secret, {
+        const { payload } = await jwtVerify(token, await key, {
           issuer: ISSUER,
           audience: AUDIENCE,
           algorithms: ["HS256"],
           currentDate,
+          requiredClaims: ["exp"],
         });
-        return toCaller(payload);
+        const caller = toCaller(payload);
+        if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
+        verified.set(token, { caller, expiresAtMs: payload.exp! * 1000 });
+        return { ...caller };
       } catch (err) {
         // Not one of ours (wrong algorithm or key): it may be the external issuer's.
         if (jwks && options.oidc && !(err instanceof joseErrors.JWTClaimValidationFailed)) {

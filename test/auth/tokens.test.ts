@@ -23,7 +23,11 @@ describe("token service", () => {
     let now = 1_000_000_000_000;
     const tokens = createTokenService({ secret, sessionTtlMs: 60_000, userTtlMs: 600_000, now: () => now });
     const { token } = await tokens.issueSessionToken("usr_1", "room-1");
-    now += 61_000;
+    // Verified once (and remembered), it must still be refused once it expires.
+    expect(await tokens.verify(token)).toEqual({ kind: "session", userId: "usr_1", roomId: "room-1" });
+    now += 59_000;
+    expect(await tokens.verify(token)).toEqual({ kind: "session", userId: "usr_1", roomId: "room-1" });
+    now += 2_000;
     await expect(tokens.verify(token)).rejects.toThrow(/expired/);
     await expect(tokens.verify("not.a.token")).rejects.toBeInstanceOf(UnauthenticatedError);
     const other = createTokenService({ secret: new Uint8Array(32).fill(8), sessionTtlMs: 60_000, userTtlMs: 600_000, now: () => now });
