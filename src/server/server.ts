@@ -69,6 +69,9 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     interceptors: [createLoggingInterceptor(log), createAuthInterceptor(deps.tokens)],
     contextValues: rawStreamContext,
     readMaxBytes: config.limits.maxMessageBytes,
+    // Panel events (a contract's text is a few KB) go out at once, not after a zlib job on the
+    // thread pool; only large answers such as contract listings are worth compressing.
+    compressMinBytes: 16 * 1024,
     shutdownSignal: shutdown.signal,
     fallback: (req, res) => void serveHttp(req, res as never, deps),
   });
