@@ -32,6 +32,7 @@ import { AgentProfileSchema, type AgentProfile } from "../../gen/handshake/v1/pr
 import { silentLogger } from "../log.js";
 import { fromContractCursor, toContractCursor } from "./cursor.js";
 import { migrate } from "./migrate.js";
+import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";
 import {
   StoreConflictError,
   type ContractPage,
@@ -52,7 +53,18 @@ export interface SqliteStoreOptions {
   /** Database file; its folder is created when missing. `:memory:` gives a throwaway store. */
   path: string;
   log?: Logger;
+  /** How often the worker thread checkpoints the WAL (see wal-checkpointer.ts); default 250 ms. */
+  checkpointIntervalMs?: number;
 }
+
+/** SQLite's own default: the automatic checkpoint, used when no checkpointer thread runs. */
+const AUTO_CHECKPOINT_PAGES = 1000;
+/**
+ * With the checkpointer thread, a commit checkpoints only past this many WAL pages (16 MiB): the
+ * worker can only start the WAL over between commits, so a loop committing without a pause would
+ * otherwise grow it without bound.
+ */
+const FALLBACK_CHECKPOINT_PAGES = 4096;
 
 /** The ledger account holding what a user can spend (may go negative: the embedded ledger lets a payer overdraw). */
 export function availableAccount(userId: string): string {
@@ -103,8 +115,21 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
     // Every INTEGER comes back as bigint: money and Unix milliseconds never pass through a double.
     db.defaultSafeIntegers(true);
     const result = migrate(db);
+    let checkpointer: WalCheckpointer | undefined;
+    if (options.path !== ":memory:") {
+      checkpointer = await startWalCheckpointer({
+        path: options.path,
+        intervalMs: options.checkpointIntervalMs ?? 250,
+        busyTimeoutMs: BUSY_TIMEOUT_MS,
+        log,
+        onFailure: () => {
+          if (db.open) db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+        },
+      });
+      db.pragma(`wal_autocheckpoint = ${FALLBACK_CHECKPOINT_PAGES}`);
+    }
     log.info({ path: options.path, fromVersion: result.fromVersion, toVersion: result.toVersion }, "store opened");
-    return new SqliteStore(db, log);
+    return new SqliteStore(db, log, checkpointer);
   } catch (err) {
     db.close();
     throw err;
@@ -277,6 +302,7 @@ class SqliteStore implements Store {
   constructor(
     private readonly db: Database,
     private readonly log: Logger,
+    private readonly checkpointer: WalCheckpointer | undefined,
   ) {
     this.q = prepareStatements(db);
   }
@@ -615,6 +641,8 @@ class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // The checkpointer's connection goes first, so closing the last one folds the WAL in.
+    await this.checkpointer?.stop();
     this.db.close();
     this.log.info("store closed");
   }
