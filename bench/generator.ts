@@ -19,6 +19,7 @@ import {
   AudioStreamRequestSchema,
   JoinRoomRequestSchema,
   JoinRoomResponseSchema,
+  LeaveRoomRequestSchema,
 } from "../gen/handshake/v1/room_service_pb.js";
 import { AUDIO_STREAM_PATH, encodeFrameMessage, GrpcMessageReader, grpcMessage, nowUs, parseFrame, type ParsedFrame } from "./grpc-wire.js";
 import { LatencyHistogram } from "./stats.js";
@@ -260,6 +261,9 @@ async function main(): Promise<void> {
     errors,
   };
   for (const p of participants) p.stream?.end();
+  if (config.target === "server") {
+    await inBatches(participants, config.setupConcurrency, (p) => (p.token ? leaveRoom(p.session, p.roomId, p.token).catch(() => undefined) : Promise.resolve()));
+  }
   await Promise.all(
     participants.map(
       (p) =>
@@ -311,11 +315,19 @@ function connect(authority: string): Promise<http2.ClientHttp2Session> {
 
 /** JoinRoom as a unary gRPC call; returns the session token. */
 async function joinRoom(session: http2.ClientHttp2Session, roomId: string, name: string): Promise<string> {
-  const body = toBinary(
-    JoinRoomRequestSchema,
-    create(JoinRoomRequestSchema, { roomId, profile: { displayName: name, role: PartyRole.CLIENT, currency: "GBP" } }),
-  );
-  const stream = session.request({ ":method": "POST", ":path": "/handshake.v1.RoomService/JoinRoom", "content-type": "application/grpc", te: "trailers" });
+  const request = create(JoinRoomRequestSchema, { roomId, profile: { displayName: name, role: PartyRole.CLIENT, currency: "GBP" } });
+  const body = await unary(session, "JoinRoom", toBinary(JoinRoomRequestSchema, request), {});
+  return fromBinary(JoinRoomResponseSchema, body).sessionToken;
+}
+
+/** LeaveRoom, as a person's app does when the call ends (so rooms do not linger into later phases). */
+async function leaveRoom(session: http2.ClientHttp2Session, roomId: string, token: string): Promise<void> {
+  await unary(session, "LeaveRoom", toBinary(LeaveRoomRequestSchema, create(LeaveRoomRequestSchema, { roomId })), { authorization: `Bearer ${token}` });
+}
+
+/** One unary RoomService call in gRPC framing; resolves with the response message's bytes. */
+async function unary(session: http2.ClientHttp2Session, method: string, body: Uint8Array, headers: http2.OutgoingHttpHeaders): Promise<Buffer> {
+  const stream = session.request({ ":method": "POST", ":path": `/handshake.v1.RoomService/${method}`, "content-type": "application/grpc", te: "trailers", ...headers });
   const chunks: Buffer[] = [];
   let status: string | undefined;
   let message = "";
@@ -335,10 +347,9 @@ async function joinRoom(session: http2.ClientHttp2Session, roomId: string, name:
     stream.on("close", resolve);
     stream.on("error", reject);
   });
-  if (status !== "0") throw new Error(`JoinRoom ${roomId} failed: grpc-status ${status ?? "none"} ${decodeURIComponent(message)}`);
+  if (status !== "0") throw new Error(`${method} failed: grpc-status ${status ?? "none"} ${decodeURIComponent(message)}`);
   const all = Buffer.concat(chunks);
-  const response = fromBinary(JoinRoomResponseSchema, all.subarray(5, 5 + all.readUInt32BE(1)));
-  return response.sessionToken;
+  return all.subarray(5, 5 + all.readUInt32BE(1));
 }
 
 main().catch((err: unknown) => {

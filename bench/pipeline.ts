@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { AudioEncoding } from "../gen/handshake/v1/audio_pb.js";
 import { ContractStatus, NegotiationStatus } from "../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepStatus, type PanelEvent } from "../gen/handshake/v1/events_pb.js";
@@ -40,6 +40,9 @@ interface Panel {
   onEvent(fn: (e: PanelEvent, at: number) => void): void;
 }
 
+/** How often each fan-out room sends a transcript. */
+const FANOUT_INTERVAL_MS = 100;
+
 /** Fan-out figures, milliseconds. */
 export interface FanoutResult {
   samples: number;
@@ -64,21 +67,38 @@ export interface PipelineResult {
 }
 
 /**
- * Fan-out: `rooms` rooms in parallel, each sending `messages` final device transcripts one after
- * another; a sample is the time from writing one to both panels having it.
+ * Fan-out: `rooms` rooms in parallel, each sending `messages` final device transcripts, one every
+ * FANOUT_INTERVAL_MS, the rooms' clocks spread evenly over the interval (people do not all finish
+ * a sentence in the same millisecond); a sample is the time from writing one to both panels having
+ * it. Every room is joined before the first transcript, so joins (far dearer than a transcript)
+ * are not measured with it.
  */
 export async function measureFanout(baseUrl: string, options: { rooms: number; messages: number; runId: string; timeoutMs?: number }): Promise<FanoutResult> {
   const samples: number[] = [];
   const errors: string[] = [];
   const timeoutMs = options.timeoutMs ?? 5000;
-  await Promise.all(
+  const rooms = await Promise.all(
     Array.from({ length: options.rooms }, async (_, r) => {
       const roomId = `${options.runId}-fan-${r}`;
-      let people: Person[] = [];
+      const people: Person[] = [];
       try {
-        people = [await join(baseUrl, roomId, { displayName: "Ada" }), await join(baseUrl, roomId, { displayName: "Bo" })];
-        const [a, b] = people as [Person, Person];
+        people.push(await join(baseUrl, roomId, { displayName: "Ada" }));
+        people.push(await join(baseUrl, roomId, { displayName: "Bo" }));
+      } catch (err) {
+        errors.push(`${roomId}: ${(err as Error).message}`);
+      }
+      return { r, roomId, people };
+    }),
+  );
+  const start = performance.now();
+  await Promise.all(
+    rooms.map(async ({ r, roomId, people }) => {
+      const [a, b] = people;
+      if (!a || !b) return;
+      try {
         for (let i = 0; i < options.messages; i++) {
+          const due = start + ((r / options.rooms) + i) * FANOUT_INTERVAL_MS;
+          await new Promise((resolve) => setTimeout(resolve, Math.max(0, due - performance.now())));
           const text = `fan out check ${r} ${i}`;
           const isIt = (e: PanelEvent) => e.event.case === "transcript" && e.event.value.text === text;
           const sentAt = performance.now();
@@ -88,11 +108,10 @@ export async function measureFanout(baseUrl: string, options: { rooms: number; m
         }
       } catch (err) {
         errors.push(`${roomId}: ${(err as Error).message}`);
-      } finally {
-        await Promise.all(people.map((p) => p.close()));
       }
     }),
   );
+  await Promise.all(rooms.flatMap(({ people }) => people.map((p) => p.close())));
   return {
     samples: samples.length,
     p50Ms: samples.length ? round2(percentile(samples, 50)) : null,
@@ -237,23 +256,29 @@ function lastSeen(person: Person | undefined): string {
   return last ? ` (last event: ${describe(last.event)})` : "";
 }
 
-/** Joins `roomId`, opens PanelStream and an AudioStream (format sent), each on its own connection. */
-async function join(baseUrl: string, roomId: string, profile: MessageInitShape<typeof AgentProfileSchema>): Promise<Person> {
-  const anonymous = createClient(RoomService, createGrpcTransport({ baseUrl }));
-  const joined = await anonymous.joinRoom({
-    roomId,
-    profile: create(AgentProfileSchema, { role: PartyRole.CLIENT, currency: "GBP", ...profile }),
-  });
+/**
+ * Joins `roomId`, opens PanelStream and an AudioStream (format sent), all on one HTTP/2
+ * connection, as a person's app holds one.
+ */
+export async function join(baseUrl: string, roomId: string, profile: MessageInitShape<typeof AgentProfileSchema>): Promise<Person> {
+  let sessionToken: string | undefined;
+  const connection = new Http2SessionManager(baseUrl);
   const transport = createGrpcTransport({
     baseUrl,
+    sessionManager: connection,
     interceptors: [
       (next) => (req) => {
-        req.header.set("authorization", `Bearer ${joined.sessionToken}`);
+        if (sessionToken) req.header.set("authorization", `Bearer ${sessionToken}`);
         return next(req);
       },
     ],
   });
   const room = createClient(RoomService, transport);
+  const joined = await room.joinRoom({
+    roomId,
+    profile: create(AgentProfileSchema, { role: PartyRole.CLIENT, currency: "GBP", ...profile }),
+  });
+  sessionToken = joined.sessionToken;
   const controller = new AbortController();
   const panel = openPanel(room, roomId, controller.signal);
   const outbox = createOutbox<AudioRequest>();
@@ -283,6 +308,8 @@ async function join(baseUrl: string, roomId: string, profile: MessageInitShape<t
       controller.abort();
       await audio;
       await room.leaveRoom({ roomId }).catch(() => undefined);
+      // The person's app is gone: its connection too, not left idle on the server.
+      connection.abort();
     },
   };
 }

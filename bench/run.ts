@@ -63,8 +63,8 @@ function parseOptions(argv: string[]): Options {
       speech: { type: "string" },
       "fanout-rooms": { type: "string", default: "10" },
       "fanout-messages": { type: "string", default: "20" },
-      "pipeline-rooms": { type: "string", default: "40" },
-      "pipeline-concurrency": { type: "string", default: "8" },
+      "pipeline-rooms": { type: "string", default: "100" },
+      "pipeline-concurrency": { type: "string", default: "4" },
       "capacity-seconds": { type: "string", default: "6" },
       "capacity-max": { type: "string", default: "2000" },
       "cpu-prof": { type: "boolean", default: false },
@@ -84,8 +84,9 @@ function parseOptions(argv: string[]): Options {
         "  --speech ENGINE       server speech engine: pocketsphinx | scribe | auto (default off: device transcripts only)",
         "  --fanout-rooms N      rooms for the panel fan-out measurement (default 10)",
         "  --fanout-messages N   transcripts per fan-out room (default 20)",
-        "  --pipeline-rooms N    rooms for the trigger -> payments measurement (default 40)",
-        "  --pipeline-concurrency N  pipeline rooms at once (default 8)",
+        "  --pipeline-rooms N    rooms for the trigger -> payments measurement, run one at a time and",
+        "                        then N at once (default 100)",
+        "  --pipeline-concurrency N  rooms at once in the second pipeline run (default 4)",
         "  --capacity-seconds S  seconds per capacity step (default 6)",
         "  --capacity-max N      largest room count tried (default 2000)",
         "  --repeat N            run floor and server N times each, report the least disturbed run of each (default 1)",
@@ -218,6 +219,36 @@ async function findCapacity(kind: "server" | "floor", options: Options): Promise
   return { rooms: best, steps };
 }
 
+/** A pipeline run with the server's CPU use (% of one core) and the deals it completed per second. */
+interface PipelinePhase {
+  result: PipelineResult;
+  serverCpuPct: number;
+  dealsPerSecond: number;
+}
+
+/**
+ * Rooms from talk to payments, `concurrency` at a time. One at a time gives the pipeline's own
+ * latency; several at once show it while other rooms join, talk and sign (each room's whole life
+ * costs the server far more than its pipeline, so this saturates a 2-core machine quickly).
+ */
+async function pipelinePhase(server: Service, baseUrl: string, rooms: number, concurrency: number, runId: string): Promise<PipelinePhase> {
+  const sampler = new ProcessSampler(server.pid);
+  sampler.start();
+  const started = performance.now();
+  const result = await measurePipeline(baseUrl, { rooms, concurrency, runId });
+  const seconds = (performance.now() - started) / 1000;
+  return { result, serverCpuPct: round2(sampler.stop().cpuPct), dealsPerSecond: round2(result.completed / seconds) };
+}
+
+function pipelineLines(title: string, { result: run, serverCpuPct, dealsPerSecond }: PipelinePhase): string[] {
+  const ms = (n: number | null) => (n === null ? "n/a" : `${n.toFixed(2)} ms`);
+  const stages = run.stagesP50Ms;
+  return [
+    `${title}: p50 ${ms(run.p50Ms)}, p99 ${ms(run.p99Ms)}, ${run.completed}/${run.rooms} rooms completed, server CPU ${serverCpuPct}%, ${dealsPerSecond} deals/s${run.errors.length ? ` — ${run.errors.join("; ")}` : ""}`,
+    ...(stages ? [`  stages p50: negotiate ${stages.negotiate} ms, draft ${stages.draft} ms, both sign ${stages.sign} ms, pay ${stages.pay} ms`] : []),
+  ];
+}
+
 function ratio(a: number, b: number): number | null {
   return b > 0 ? round2(a / b) : null;
 }
@@ -233,7 +264,9 @@ async function main(): Promise<void> {
   const floorRuns: { run: LoadRun; rssIdle: number }[] = [];
   const serverRuns: { run: LoadRun; rssIdle: number }[] = [];
   let fanout: FanoutResult = { samples: 0, p50Ms: null, p99Ms: null };
-  let pipeline: PipelineResult = { rooms: 0, completed: 0, p50Ms: null, p99Ms: null, stagesP50Ms: null, errors: [] };
+  const noPipeline: PipelineResult = { rooms: 0, completed: 0, p50Ms: null, p99Ms: null, stagesP50Ms: null, errors: [] };
+  let pipeline: PipelinePhase = { result: noPipeline, serverCpuPct: 0, dealsPerSecond: 0 };
+  let pipelineConcurrent: PipelinePhase = pipeline;
   for (let i = 0; i < options.repeat; i++) {
     const round = options.repeat > 1 ? ` (${i + 1}/${options.repeat})` : "";
     progress(options, `floor relay: streaming…${round}`);
@@ -263,8 +296,10 @@ async function main(): Promise<void> {
         fanout = await measureFanout(baseUrl, { rooms: options.fanoutRooms, messages: options.fanoutMessages, runId });
       }
       if (options.pipelineRooms > 0) {
-        progress(options, "server: trigger → payments…");
-        pipeline = await measurePipeline(baseUrl, { rooms: options.pipelineRooms, concurrency: options.pipelineConcurrency, runId });
+        progress(options, "server: trigger → payments, one room at a time…");
+        pipeline = await pipelinePhase(server, baseUrl, options.pipelineRooms, 1, `${runId}-seq`);
+        progress(options, `server: trigger → payments, ${options.pipelineConcurrency} rooms at a time…`);
+        pipelineConcurrent = await pipelinePhase(server, baseUrl, options.pipelineRooms, options.pipelineConcurrency, `${runId}-par`);
       }
     } catch (err) {
       throw new Error(`${(err as Error).message}\nserver stderr:\n${server.stderrTail()}`);
@@ -325,12 +360,22 @@ async function main(): Promise<void> {
     fanoutP99Ms: fanout.p99Ms,
     fanoutSamples: fanout.samples,
     ...(fanout.error ? { fanoutError: fanout.error } : {}),
-    pipelineP50Ms: pipeline.p50Ms,
-    pipelineP99Ms: pipeline.p99Ms,
-    pipelineRooms: pipeline.rooms,
-    pipelineCompleted: pipeline.completed,
-    pipelineStagesP50Ms: pipeline.stagesP50Ms,
-    ...(pipeline.errors.length ? { pipelineError: pipeline.errors.join("; ") } : {}),
+    pipelineP50Ms: pipeline.result.p50Ms,
+    pipelineP99Ms: pipeline.result.p99Ms,
+    pipelineRooms: pipeline.result.rooms,
+    pipelineCompleted: pipeline.result.completed,
+    pipelineStagesP50Ms: pipeline.result.stagesP50Ms,
+    pipelineServerCpuPct: pipeline.serverCpuPct,
+    pipelineConcurrency: options.pipelineConcurrency,
+    pipelineConcurrentP50Ms: pipelineConcurrent.result.p50Ms,
+    pipelineConcurrentP99Ms: pipelineConcurrent.result.p99Ms,
+    pipelineConcurrentCompleted: pipelineConcurrent.result.completed,
+    pipelineConcurrentStagesP50Ms: pipelineConcurrent.result.stagesP50Ms,
+    pipelineConcurrentServerCpuPct: pipelineConcurrent.serverCpuPct,
+    pipelineConcurrentDealsPerSecond: pipelineConcurrent.dealsPerSecond,
+    ...(pipeline.result.errors.length || pipelineConcurrent.result.errors.length
+      ? { pipelineError: [...pipeline.result.errors, ...pipelineConcurrent.result.errors].join("; ") }
+      : {}),
     ...(capacity
       ? {
           capacityRooms: capacity.server.rooms,
@@ -375,12 +420,8 @@ async function main(): Promise<void> {
     `server / floor: CPU ×${result.cpuRatioToFloor ?? "n/a"}, p99 ×${result.p99RatioToFloor ?? "n/a"}`,
     `server RSS: idle ${result.rssMbIdle} MB, under load ${result.rssMbLoad} MB, ${result.rssKbPerRoom} KB per room (floor: ${result.floorRssMbIdle} → ${result.floorRssMbLoad} MB, ${result.floorRssKbPerRoom} KB per room)`,
     `panel fan-out (transcript sent → both PanelStreams have it): p50 ${ms(fanout.p50Ms)}, p99 ${ms(fanout.p99Ms)} over ${fanout.samples} transcripts${fanout.error ? ` — errors: ${fanout.error}` : ""}`,
-    `pipeline (trigger → payments executed, offline engines): p50 ${ms(pipeline.p50Ms)}, p99 ${ms(pipeline.p99Ms)}, ${pipeline.completed}/${pipeline.rooms} rooms completed${pipeline.errors.length ? ` — ${pipeline.errors.join("; ")}` : ""}`,
-    ...(pipeline.stagesP50Ms
-      ? [
-          `  stages p50: negotiate ${pipeline.stagesP50Ms.negotiate} ms, draft ${pipeline.stagesP50Ms.draft} ms, both sign ${pipeline.stagesP50Ms.sign} ms, pay ${pipeline.stagesP50Ms.pay} ms`,
-        ]
-      : []),
+    ...pipelineLines("pipeline (trigger → payments executed, offline engines), one room at a time", pipeline),
+    ...pipelineLines(`pipeline, ${options.pipelineConcurrency} rooms at a time`, pipelineConcurrent),
   ];
   if (capacity) {
     lines.push(

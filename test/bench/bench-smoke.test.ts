@@ -23,7 +23,7 @@ const NUMBER_FIELDS = [
   "generatorLoopDelayP99Ms",
 ] as const;
 /** Ratios are null when the floor measured 0; fan-out and pipeline are null when nothing completed. */
-const NUMBER_OR_NULL_FIELDS = ["cpuRatioToFloor", "p99RatioToFloor", "fanoutP99Ms", "pipelineP99Ms"] as const;
+const NUMBER_OR_NULL_FIELDS = ["cpuRatioToFloor", "p99RatioToFloor", "fanoutP99Ms", "pipelineP99Ms", "pipelineConcurrentP99Ms"] as const;
 
 describe("npm run bench", () => {
   it("runs with tiny settings and prints one JSON line with every field", async () => {
@@ -45,6 +45,8 @@ describe("npm run bench", () => {
     // 2 rooms × 2 participants × 50 frames/s × 2 s, whatever the timing.
     expect(result.sent).toBe(400);
     expect(result.received).toBe((result.sent as number) - (result.lost as number));
+    // The one pipeline room reaches payments in both runs (one at a time, then several at once).
+    expect([result.pipelineCompleted, result.pipelineConcurrentCompleted]).toEqual([1, 1]);
     expect("capacityRooms" in result).toBe(false);
   }, 180_000);
 });
