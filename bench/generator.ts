@@ -93,6 +93,9 @@ function emit(line: object): void {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 
+/** Pause between setup and the first frame, for the bench to read memory of connected, idle rooms. */
+const CONNECTED_PAUSE_MS = 1000;
+
 async function main(): Promise<void> {
   const config = JSON.parse(process.argv[2] ?? "{}") as GeneratorConfig;
   const errors: string[] = [];
@@ -170,6 +173,8 @@ async function main(): Promise<void> {
   await new Promise((resolve) => setTimeout(resolve, 300 + config.rooms));
   const setupMs = Math.round(performance.now() - setupStarted);
   emit({ type: "ready", setupMs });
+  // Every room is connected and idle: the bench reads the service's memory now, before any audio.
+  await new Promise((resolve) => setTimeout(resolve, CONNECTED_PAUSE_MS));
 
   const pcm = Buffer.alloc(config.frameBytes);
   for (let i = 0; i < pcm.length; i += 2) pcm.writeInt16LE(Math.round(Math.sin(i / 20) * 3000), i);

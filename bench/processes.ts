@@ -1,5 +1,5 @@
 /**
- * The processes of a bench run: our server (`node --import tsx src/main.ts`), the floor relay,
+ * The processes of a bench run: our server (bundled, as `npm start` runs it), the floor relay,
  * and the load generator, each its own process so /proc tells their CPU apart.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -8,10 +8,15 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildServer } from "../scripts/build-server.js";
 import type { GeneratorConfig, GeneratorResult } from "./generator.js";
 
 /** The repository root (bench/..). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** The bench's preload in both services: garbage collection on demand and the CPU profile window. */
+const PROBE = "./bench/probe.mjs";
+/** Time given to a requested garbage collection before memory is read. */
+const GC_SETTLE_MS = 500;
 /** Longest a service may take to start listening. */
 const START_TIMEOUT_MS = 60_000;
 
@@ -24,6 +29,8 @@ export interface Service {
   stop(): Promise<void>;
   /** The last lines it wrote to stderr (for error reports). */
   stderrTail(): string;
+  /** Asks it for a full garbage collection (bench/probe.mjs); resolves once it had time to run. */
+  collectGarbage(): Promise<void>;
 }
 
 /** Options of our server's process. */
@@ -34,7 +41,12 @@ export interface ServerOptions {
   cpuProfDir: string | undefined;
 }
 
-/** Starts `node --import tsx src/main.ts` with a temporary data folder and limits high enough for the bench. */
+let serverBundle: Promise<string> | undefined;
+
+/**
+ * Starts the server as `npm start` runs it (the bundle from scripts/build-server.ts, built once
+ * per bench run) with a temporary data folder and limits high enough for the bench.
+ */
 export async function startServer(options: ServerOptions): Promise<Service> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-bench-"));
   const port = await freePort();
@@ -55,14 +67,14 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     STRIPE_SECRET_KEY: "",
     ELEVENLABS_API_KEY: "",
   };
-  const args = ["--import", "tsx"];
+  serverBundle ??= buildServer();
+  const args = ["--enable-source-maps", "--import", PROBE];
   if (options.cpuProfDir) {
-    // A profile of the measurement window only: see bench/cpu-profile-window.ts.
-    args.push("--import", "./bench/cpu-profile-window.ts");
+    // A profile of the measurement window only: see bench/probe.mjs.
     env.BENCH_CPU_PROF_DIR = options.cpuProfDir;
     env.BENCH_CPU_PROF_NAME = "server";
   }
-  args.push("src/main.ts");
+  args.push(await serverBundle);
   const service = await launch("server", args, env, port);
   return {
     ...service,
@@ -76,7 +88,7 @@ export async function startServer(options: ServerOptions): Promise<Service> {
 /** Starts the floor relay (bench/floor-relay.ts) in its own process, optionally profiled like the server. */
 export async function startFloor(cpuProfDir?: string): Promise<Service> {
   const port = await freePort();
-  const args = ["--import", "tsx", ...(cpuProfDir ? ["--import", "./bench/cpu-profile-window.ts"] : []), "bench/floor-relay.ts"];
+  const args = ["--import", "tsx", "--import", PROBE, "bench/floor-relay.ts"];
   return launch("floor", args, { ...process.env, PORT: String(port), ...(cpuProfDir ? { BENCH_CPU_PROF_DIR: cpuProfDir, BENCH_CPU_PROF_NAME: "floor" } : {}) }, port);
 }
 
@@ -101,6 +113,10 @@ async function launch(name: string, args: string[], env: NodeJS.ProcessEnv, port
     pid: child.pid!,
     port,
     stderrTail: () => tail.join(""),
+    async collectGarbage() {
+      process.kill(child.pid!, "SIGWINCH");
+      await new Promise((resolve) => setTimeout(resolve, GC_SETTLE_MS));
+    },
     stop() {
       stopping ??= (async () => {
         if (child.exitCode !== null || child.signalCode !== null) return;
@@ -147,6 +163,8 @@ async function waitForPort(port: number, child: ChildProcess): Promise<void> {
 
 /** Moments of a generator run, for sampling the service under test in the same window. */
 export interface GeneratorHooks {
+  /** Every room is connected and idle (no audio yet). */
+  onReady?(): void;
   onMeasureStart?(): void;
   onMeasureEnd?(): void;
 }
@@ -179,7 +197,8 @@ export function runGenerator(config: GeneratorConfig, hooks: GeneratorHooks = {}
         } catch {
           continue;
         }
-        if (parsed.type === "measure-start") hooks.onMeasureStart?.();
+        if (parsed.type === "ready") hooks.onReady?.();
+        else if (parsed.type === "measure-start") hooks.onMeasureStart?.();
         else if (parsed.type === "measure-end") hooks.onMeasureEnd?.();
         else if (parsed.type === "result") result = parsed as GeneratorResult;
       }

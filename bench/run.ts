@@ -7,7 +7,7 @@
  *                    [--capacity-max N] [--cpu-prof]
  *
  * Every process is separate: the generator (bench/generator.ts), the floor relay
- * (bench/floor-relay.ts) and our server (src/main.ts), so /proc tells their CPU apart. Runs are
+ * (bench/floor-relay.ts) and our server (src/main.ts bundled, as `npm start` runs it), so /proc tells their CPU apart. Runs are
  * bounded: each phase has a time limit, and capacity steps stop at the first failure.
  */
 import { mkdirSync } from "node:fs";
@@ -47,6 +47,8 @@ interface LoadRun {
   cpuPct: number;
   rssMeanMb: number;
   rssPeakMb: number;
+  /** RSS with every room connected and idle, before the first frame. */
+  rssConnectedMb: number;
   /** CPU (% of one core) used during the window by processes other than this service and the generator. */
   otherCpuPct: number;
 }
@@ -142,6 +144,7 @@ async function load(
 ): Promise<LoadRun> {
   const sampler = new ProcessSampler(service.pid);
   let window: ReturnType<ProcessSampler["stop"]> | undefined;
+  let rssConnectedMb = 0;
   const gen = await runGenerator(
     {
       target,
@@ -155,6 +158,8 @@ async function load(
       setupConcurrency: 16,
     },
     {
+      // The generator pauses a second between setup and audio: collect garbage and read memory then.
+      onReady: () => void service.collectGarbage().then(() => (rssConnectedMb = rssMb(service.pid))),
       onMeasureStart: () => {
         sampler.start();
         if (profile) process.kill(service.pid, "SIGUSR2");
@@ -167,12 +172,13 @@ async function load(
   );
   window ??= { cpuPct: 0, rssMeanMb: 0, rssPeakMb: 0, machineCpuPct: 0 };
   const otherCpuPct = Math.max(0, window.machineCpuPct - window.cpuPct - gen.generatorCpuPct);
-  return { gen, cpuPct: window.cpuPct, rssMeanMb: window.rssMeanMb, rssPeakMb: window.rssPeakMb, otherCpuPct };
+  return { gen, cpuPct: window.cpuPct, rssMeanMb: window.rssMeanMb, rssPeakMb: window.rssPeakMb, rssConnectedMb, otherCpuPct };
 }
 
-/** Idle RSS: after start, once the process has settled. */
+/** Idle RSS: after start, once the process has settled and start-up garbage is collected. */
 async function idleRss(service: Service): Promise<number> {
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  await service.collectGarbage();
   return rssMb(service.pid);
 }
 
@@ -347,6 +353,9 @@ async function main(): Promise<void> {
     rssMbIdle: round2(rssIdle),
     rssMbLoad: round2(rssLoad),
     rssKbPerRoom: round2(((rssLoad - rssIdle) * 1024) / options.rooms),
+    rssMbConnected: round2(ours.rssConnectedMb),
+    rssKbPerConnectedRoom: round2(((ours.rssConnectedMb - rssIdle) * 1024) / options.rooms),
+    floorRssKbPerConnectedRoom: round2(((floor.rssConnectedMb - floorRssIdle) * 1024) / options.rooms),
     floorRssMbIdle: round2(floorRssIdle),
     floorRssMbLoad: round2(floor.rssPeakMb),
     floorRssKbPerRoom: round2(((floor.rssPeakMb - floorRssIdle) * 1024) / options.rooms),
@@ -418,7 +427,7 @@ async function main(): Promise<void> {
     row("handshake server", ours),
     "",
     `server / floor: CPU ×${result.cpuRatioToFloor ?? "n/a"}, p99 ×${result.p99RatioToFloor ?? "n/a"}`,
-    `server RSS: idle ${result.rssMbIdle} MB, under load ${result.rssMbLoad} MB, ${result.rssKbPerRoom} KB per room (floor: ${result.floorRssMbIdle} → ${result.floorRssMbLoad} MB, ${result.floorRssKbPerRoom} KB per room)`,
+    `server RSS: idle ${result.rssMbIdle} MB, rooms connected ${result.rssMbConnected} MB, under load ${result.rssMbLoad} MB; per room: ${result.rssKbPerConnectedRoom} KB connected, ${result.rssKbPerRoom} KB under load (floor: ${result.floorRssMbIdle} → ${result.floorRssMbLoad} MB; per room ${result.floorRssKbPerConnectedRoom} KB connected, ${result.floorRssKbPerRoom} KB under load)`,
     `panel fan-out (transcript sent → both PanelStreams have it): p50 ${ms(fanout.p50Ms)}, p99 ${ms(fanout.p99Ms)} over ${fanout.samples} transcripts${fanout.error ? ` — errors: ${fanout.error}` : ""}`,
     ...pipelineLines("pipeline (trigger → payments executed, offline engines), one room at a time", pipeline),
     ...pipelineLines(`pipeline, ${options.pipelineConcurrency} rooms at a time`, pipelineConcurrent),
