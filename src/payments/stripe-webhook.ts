@@ -107,15 +107,18 @@ const HANDLED_EVENTS = new Set([
 
 /**
  * Creates the Stripe webhook handler: verifies the signature (400, nothing changed, when it is
- * wrong or stale), refuses an event id it has already seen (400), and applies PaymentIntent
+ * wrong or stale), does not apply an event id it has already seen again, and applies PaymentIntent
  * events to the stored payment or hold they belong to, found by rail reference or else by the
  * `contract_id` / `line_item_id` metadata we set (a payment whose create call timed out has no
  * reference yet). Updates only move forward: a late `canceled` never undoes a capture.
  *
  * Replay memory is in-process and only needs to span the signature tolerance: an older replay
  * is refused as stale anyway. After a restart an event could be applied twice, which is harmless
- * because applying is idempotent. Note that Stripe's own redelivery of an already processed
- * event is also answered 400.
+ * because applying is idempotent. A repeated event id is acknowledged with 200: Stripe delivers
+ * at least once and retries anything not answered 2xx for up to three days
+ * (https://docs.stripe.com/webhooks/process-undelivered-events), so a redelivery whose first 200
+ * was lost must not be refused; a captured request replayed within the tolerance changes nothing
+ * either way.
  */
 export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions): StripeWebhookHandler {
   const { store } = options;
@@ -202,8 +205,8 @@ export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions)
     }
     forgetOld(atMs);
     if (seen.has(event.id)) {
-      log.warn({ eventId: event.id }, "stripe webhook replay refused");
-      return { status: 400, body: "event already received" };
+      log.warn({ eventId: event.id }, "stripe webhook event received again; not applied again");
+      return { status: 200, body: "already received: not applied again" };
     }
     // Claimed before applying, so two concurrent deliveries of one event apply it once.
     seen.set(event.id, atMs);

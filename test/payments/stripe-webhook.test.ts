@@ -188,7 +188,7 @@ describe("Stripe webhook", () => {
     expect(updates).toEqual([]);
   });
 
-  it("refuses a replayed event id with 400 and does not apply it again", async () => {
+  it("acknowledges a repeated event id with 200 (Stripe redelivers until it gets a 2xx) and does not apply it again", async () => {
     await storedHold({ status: EscrowHoldStatus.HELD, railReference: "pi_1" });
     const body = event("evt_9", "payment_intent.canceled", { id: "pi_1", status: "canceled", cancellation_reason: "requested_by_customer" });
     expect((await handler(body, sign(body))).status).toBe(200);
@@ -197,7 +197,7 @@ describe("Stripe webhook", () => {
     // Put the hold back so that applying the event again would show.
     await store.recordHoldResult({ ...afterFirst, status: EscrowHoldStatus.HELD });
     const res = await handler(body, sign(body, { timestamp: NOW_SEC - 10 }));
-    expect(res).toEqual({ status: 400, body: "event already received" });
+    expect(res).toEqual({ status: 200, body: "already received: not applied again" });
     expect((await holdNow()).status).toBe(EscrowHoldStatus.HELD);
     expect(updates).toHaveLength(1);
   });
