@@ -102,12 +102,19 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   };
   const server = buildServer(deps);
   const port = await server.listen(config.port, config.host);
-  // Payments interrupted by a crash are finished with the same idempotency keys, and holds of
-  // contracts still in escrow are watched for expiry again.
+  // Payments and milestone captures interrupted by a crash are finished with the same idempotency
+  // keys, and holds of contracts still in escrow are watched for expiry again.
   void engines.executor.resumePending().catch((err: unknown) => log.error({ err }, "resuming payments failed"));
   void store
     .listContractsWithStatus(ContractStatus.ACTIVE)
-    .then((active) => active.forEach((contract) => engines.executor.watchHolds(contract)))
+    .then(async (active) => {
+      for (const contract of active) {
+        engines.executor.watchHolds(contract);
+        await engines.milestones
+          .resumeInterrupted(contract.id)
+          .catch((err: unknown) => log.error({ err, contractId: contract.id }, "resuming milestone captures failed"));
+      }
+    })
     .catch((err: unknown) => log.error({ err }, "watching holds failed"));
 
   let closing: Promise<void> | undefined;

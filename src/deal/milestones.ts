@@ -54,6 +54,13 @@ export interface MilestoneService {
   approveAmount(userId: string, contractId: string, milestoneId: string, amountMinor: bigint): Promise<Milestone>;
   /** The provider releases the hold back to the client. */
   release(userId: string, contractId: string, milestoneId: string): Promise<Milestone>;
+  /**
+   * At start-up: finishes captures the parties had decided (both confirmed, or an amount
+   * approved) but the process died during, with the same idempotency key, so the rail answers
+   * with its first outcome if it had already moved the money. Resolves with the milestones it
+   * settled or failed.
+   */
+  resumeInterrupted(contractId: string): Promise<Milestone[]>;
 }
 
 /** Everything one action needs, read in one go under the contract's lock. */
@@ -79,7 +86,8 @@ interface Scene {
  * Idempotent: repeating an action that already took effect returns the milestone unchanged and
  * never captures twice (the capture key is derived from contract + line item, and settled
  * milestones are final). The confirmation is saved before the capture call, so if the process
- * dies in between, confirming again retries the capture with the same key.
+ * dies in between, `resumeInterrupted` at the next start (or confirming again) retries the capture
+ * with the same key.
  */
 export function createMilestoneService(options: MilestoneServiceOptions): MilestoneService {
   const { store, rail } = options;
@@ -101,9 +109,13 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     if (!contract.parties.some((p) => p.userId === userId)) {
       throw new PermissionDeniedError("you are not a party to this contract");
     }
+    return sceneOf(contract, userId, milestoneId);
+  }
+
+  function sceneOf(contract: Contract, userId: string, milestoneId: string): Scene {
     const parties = partiesOf(contract);
     const milestone = contract.milestones.find((m) => m.id === milestoneId);
-    if (!milestone) throw new NotFoundError(`milestone ${milestoneId} not found in contract ${contractId}`);
+    if (!milestone) throw new NotFoundError(`milestone ${milestoneId} not found in contract ${contract.id}`);
     const item = contract.terms?.lineItems.find((i) => i.id === milestone.lineItemId);
     if (!item) throw new NotFoundError(`line item ${milestone.lineItemId} of milestone ${milestoneId} not found`);
     const role = userId === parties.providerUserId ? "provider" : "client";
@@ -217,7 +229,34 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     }
   }
 
+  /** The amount the parties decided to capture, when they did and it is not done yet. */
+  function decidedCapture(s: Scene): bigint | undefined {
+    const { milestone, hold } = s;
+    if (isSettled(milestone) || milestone.status === MilestoneStatus.FAILED || hold?.status !== EscrowHoldStatus.HELD) return undefined;
+    if (!s.ranged) return milestone.providerConfirmed && milestone.clientConfirmed ? hold.amountMinor : undefined;
+    const approved = milestone.status === MilestoneStatus.AMOUNT_PROPOSED && milestone.clientConfirmed && milestone.proposedAmountMinor > 0n;
+    return approved ? milestone.proposedAmountMinor : undefined;
+  }
+
   return {
+    resumeInterrupted: (contractId) =>
+      lock.run(contractId, async () => {
+        const contract = await store.getContract(contractId);
+        if (!contract) throw new NotFoundError(`contract ${contractId} not found`);
+        const resumed: Milestone[] = [];
+        for (const { id } of contract.milestones) {
+          // Read again each time: a capture settles the contract and updates its holds.
+          const current = await store.getContract(contractId);
+          if (!current) break;
+          const s = sceneOf(current, partiesOf(current).providerUserId, id);
+          const amount = decidedCapture(s);
+          if (amount === undefined) continue;
+          log.info({ contractId, milestoneId: id }, "resuming an interrupted milestone capture");
+          resumed.push(await capture(s, s.milestone, amount));
+        }
+        return resumed;
+      }),
+
     confirm: (userId, contractId, milestoneId) =>
       lock.run(contractId, async () => {
         const s = await scene(userId, contractId, milestoneId);

@@ -1,7 +1,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
+import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import {
   ContractStatus,
   EscrowHoldStatus,
@@ -16,7 +18,7 @@ import { EscrowPreference, NegotiationStyle, PartyRole } from "../../gen/handsha
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
 import { idempotencyKey } from "../../src/deal/idempotency.js";
-import { startTestApp, type TestApp } from "../helpers/app.js";
+import { grpcTransport, startTestApp, type TestApp } from "../helpers/app.js";
 import { startFakeStripe, type FakeStripe } from "../payments/fake-stripe-server.js";
 import { draftedContract, joinRoom, startChildServer, startGate, textHash, type ChildServer, type Gate, type Person } from "./support.js";
 
@@ -271,6 +273,58 @@ describe("restarting the server", () => {
       expect(creates.every((r) => r.idempotencyKey === payKey || r.idempotencyKey === holdKey)).toBe(true);
 
       await leave(clientBack, providerBack);
+      await second.stop("SIGTERM");
+      expect(second.process.exitCode).toBe(0);
+    }, 90_000);
+
+    it("finishes an approved milestone capture that was in flight, at start, with the same key: captured once", async () => {
+      const isCapture = (r: { method: string; path: string }) => r.method === "POST" && r.path.endsWith("/capture");
+      const fake: FakeStripe = await startFakeStripe();
+      cleanups.push(() => fake.close());
+      const dataDir = await tempDir();
+      const env = { ...NEGOTIATION_ENV, DATA_DIR: dataDir, PAYMENT_RAIL: "stripe", STRIPE_SECRET_KEY: "sk_test_x", STRIPE_API_BASE: fake.url };
+      const providerProfile = { ...roofer, stripeAccountId: "acct_test1" };
+      const clientProfile = { ...omar, stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" };
+
+      const first = await childServer(env);
+      const provider = await joinRoom(first.baseUrl, "restart-capture", providerProfile);
+      const client = await joinRoom(first.baseUrl, "restart-capture", clientProfile);
+      await talkRoofDeal(provider, client);
+      const drafted = await draftedContract(provider);
+      const { repair } = roofItems(drafted);
+      await provider.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
+      await client.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
+      await client.panel.waitFor(contractIn([ContractStatus.ACTIVE]), "active contract");
+      const milestone = (await provider.contracts.getContract({ contractId: drafted.id })).contract!.milestones.find((m) => m.lineItemId === repair.id)!;
+      await provider.contracts.proposeMilestoneAmount({ contractId: drafted.id, milestoneId: milestone.id, amountMinor: 20_000n });
+
+      // Stripe captures, but its answer never comes back: the process dies mid-call.
+      fake.hangNext(isCapture, { afterExecuting: true });
+      const approving = client.contracts.approveMilestoneAmount({ contractId: drafted.id, milestoneId: milestone.id, amountMinor: 20_000n }).catch((err: unknown) => err);
+      await expect.poll(() => fake.requests.some(isCapture), { timeout: 10_000 }).toBe(true);
+      await first.stop("SIGKILL");
+      expect(await approving).toBeInstanceOf(Error);
+      await leave(provider, client);
+
+      // Nobody acts again: the new process finishes the capture on its own.
+      const second = await childServer(env);
+      const contractsBack = createClient(ContractService, grpcTransport(second.baseUrl, provider.userToken));
+      await expect
+        .poll(async () => (await contractsBack.getContract({ contractId: drafted.id })).contract!.status, { timeout: 15_000 })
+        .toBe(ContractStatus.COMPLETED);
+      const final = (await contractsBack.getContract({ contractId: drafted.id })).contract!;
+      expect(final.milestones.find((m) => m.id === milestone.id)).toMatchObject({ status: MilestoneStatus.COMPLETED, capturedMinor: 20_000n });
+      expect(final.holds).toEqual([expect.objectContaining({ lineItemId: repair.id, status: EscrowHoldStatus.CAPTURED, capturedMinor: 20_000n })]);
+      expect(second.logs.some((l) => l.msg === "resuming an interrupted milestone capture" && l.contractId === drafted.id)).toBe(true);
+
+      // Two capture calls with one key; the second answered from Stripe's idempotency cache.
+      const captures = fake.requests.filter(isCapture);
+      expect(captures).toHaveLength(2);
+      expect(captures.map((r) => r.idempotencyKey)).toEqual([idempotencyKey(drafted.id, repair.id, "capture"), idempotencyKey(drafted.id, repair.id, "capture")]);
+      expect(captures[1]!.replayed).toBe(true);
+      const hold = [...fake.intents.values()].find((i) => i.metadata.line_item_id === repair.id)!;
+      expect(hold).toMatchObject({ status: "succeeded", amount_received: 20_000 });
+
       await second.stop("SIGTERM");
       expect(second.process.exitCode).toBe(0);
     }, 90_000);
