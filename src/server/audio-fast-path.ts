@@ -1,9 +1,7 @@
 import http2 from "node:http2";
 import type http from "node:http";
-import zlib from "node:zlib";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Logger } from "pino";
 import type { AudioFormat, AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
 import {
   AudioStreamRequestSchema,
@@ -11,13 +9,12 @@ import {
   type AudioStreamRequest,
   type AudioStreamResponse,
 } from "../../gen/handshake/v1/room_service_pb.js";
-import type { Caller } from "../auth/tokens.js";
-import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../deal/errors.js";
-import type { AudioSink, Room } from "../room/room.js";
+import { InvalidArgumentError, ResourceExhaustedError } from "../deal/errors.js";
+import type { AudioSink } from "../room/room.js";
 import type { ServerDeps } from "./deps.js";
 import { applyAudioMessage } from "./audio-messages.js";
+import { endCallsOnShutdown, grpcFrame, isNativeGrpcCall, RawGrpcCall, type RawCallShared } from "./raw-grpc-call.js";
 import type { StreamLimiter } from "./stream-limiter.js";
-import { toConnectError } from "./errors.js";
 
 /**
  * AudioStream served straight on `node:http2` instead of through connect-node.
@@ -28,7 +25,8 @@ import { toConnectError } from "./errors.js";
  * `AudioStreamResponse.peer_frame` are both field 2, so the request's gRPC message *is* the
  * peer's response message. Everything else about the call (auth, membership, the format header
  * first, device transcripts, controls, status codes, deadlines, cancellation, per-user stream
- * limits, one log line per call) follows the connect-node handler in room-routes.ts.
+ * limits, one log line per call) follows the connect-node handler in room-routes.ts; what all
+ * fast paths share is in raw-grpc-call.ts.
  */
 
 /** The one path served here. */
@@ -38,22 +36,10 @@ const METHOD = "handshake.v1.RoomService/AudioStream";
 const AUDIO_QUEUE_FRAMES = 250;
 /** Bytes queued per outgoing stream before it is ended, whatever the frame count. */
 const AUDIO_QUEUE_BYTES = 1024 * 1024;
-/** After a call has ended, how long a peer that neither reads nor closes keeps its stream. */
-const LINGER_MS = 10_000;
-/** Request encodings understood (as connect-node's defaults); responses are never compressed. */
-const ACCEPT_ENCODING = "gzip,br";
-const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/i;
-const BEARER = /^Bearer ([A-Za-z0-9_\-.=]+)$/;
-const TIMEOUT = /^(\d{1,8})([HMSmun])$/;
-const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
-/** Largest delay setTimeout takes. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** True for a native gRPC AudioStream call (HTTP/2, binary protobuf): the calls the fast path serves. */
 export function isAudioFastPathRequest(req: http.IncomingMessage | http2.Http2ServerRequest): req is http2.Http2ServerRequest {
-  if (req.httpVersionMajor !== 2 || req.method !== "POST" || req.url !== AUDIO_STREAM_PATH) return false;
-  const type = req.headers["content-type"];
-  return typeof type === "string" && GRPC_CONTENT_TYPE.test(type);
+  return isNativeGrpcCall(req, AUDIO_STREAM_PATH);
 }
 
 /** The AudioStream handler on `node:http2`; one per server. */
@@ -88,21 +74,8 @@ export class WireAudioFrame implements AudioFrame {
 
 /** Creates the fast path. Calls in progress end with UNAVAILABLE when `shutdownSignal` aborts. */
 export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): AudioFastPath {
-  const calls = new Set<AudioCall>();
-  const shared: Shared = {
-    deps,
-    limiter,
-    maxMessageBytes: deps.config.limits.maxMessageBytes,
-    calls,
-  };
-  shutdownSignal.addEventListener(
-    "abort",
-    () => {
-      const err = shutdownSignal.reason instanceof ConnectError ? shutdownSignal.reason : new ConnectError("server is shutting down", Code.Unavailable);
-      for (const call of [...calls]) call.fail(err);
-    },
-    { once: true },
-  );
+  const shared: RawCallShared = { deps, limiter, maxMessageBytes: deps.config.limits.maxMessageBytes, calls: new Set() };
+  endCallsOnShutdown(shared.calls, shutdownSignal);
   return {
     handle(req, res) {
       const call = new AudioCall(shared, req, res);
@@ -113,170 +86,27 @@ export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSigna
       call.start();
     },
     get openCalls() {
-      return calls.size;
+      return shared.calls.size;
     },
   };
 }
 
-interface Shared {
-  deps: ServerDeps;
-  limiter: StreamLimiter;
-  maxMessageBytes: number;
-  calls: Set<AudioCall>;
-}
-
-type Decompress = (body: Buffer) => Buffer;
-
-/** One AudioStream call, from its headers to its trailers. */
-class AudioCall {
-  private readonly stream: http2.ServerHttp2Stream;
-  private readonly log: Logger;
-  private readonly started = performance.now();
-  private finished = false;
-  private userId: string | undefined;
-  private roomId: string | undefined;
-  private room: Room | undefined;
+/** One AudioStream call: the format header first, then frames, transcripts and controls. */
+class AudioCall extends RawGrpcCall {
   private formatSeen = false;
   private sink: FastAudioSink | undefined;
   private unregister: (() => void) | undefined;
-  private release: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private decompress: Decompress | undefined;
-  /** Bytes of a message that arrived split over chunks. */
-  private parts: Buffer[] = [];
-  private partBytes = 0;
-  /** Bytes the held message needs in all (prefix included); 0 while its prefix is incomplete. */
-  private partNeeded = 0;
-  private linger: NodeJS.Timeout | undefined;
-  private readonly onData = (chunk: Buffer) => this.receive(chunk);
-  private readonly onEnd = () =>
-    this.finish(this.partBytes > 0 ? new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument) : undefined);
-  private readonly onClose = () => this.closed();
+  private releaseSlot: (() => void) | undefined;
 
-  constructor(
-    private readonly shared: Shared,
-    private readonly req: http2.Http2ServerRequest,
-    private readonly res: http2.Http2ServerResponse,
-  ) {
-    this.stream = res.stream;
-    this.log = shared.deps.log;
-    shared.calls.add(this);
-    this.stream.on("close", this.onClose);
-    // Stream errors (a reset from the client) end in "close"; listening keeps them from throwing.
-    this.stream.on("error", () => {});
-  }
-
-  start(): void {
-    const headers = this.req.headers;
-    const encoding = headers["grpc-encoding"];
-    if (typeof encoding === "string" && encoding !== "identity") {
-      // The encodings connect-node accepts, so clients see no difference.
-      const max = this.shared.maxMessageBytes;
-      if (encoding === "gzip") this.decompress = (b) => zlib.gunzipSync(b, { maxOutputLength: max });
-      else if (encoding === "br") this.decompress = (b) => zlib.brotliDecompressSync(b, { maxOutputLength: max });
-      else return this.fail(new ConnectError(`unknown compression "${encoding}": supported encodings are ${ACCEPT_ENCODING}`, Code.Unimplemented));
-    }
-    const timeout = headers["grpc-timeout"];
-    if (typeof timeout === "string") {
-      const match = TIMEOUT.exec(timeout);
-      if (!match?.[1] || !match[2]) return this.fail(new ConnectError(`protocol error: invalid grpc timeout value: ${timeout}`, Code.InvalidArgument));
-      const ms = Number(match[1]) * (TIMEOUT_UNIT_MS[match[2]] ?? 1);
-      this.timer = setTimeout(() => this.fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), Math.min(ms, MAX_TIMER_MS));
-    }
-    void this.authenticate().then(
-      () => {
-        if (this.finished) return;
-        // A request that already ended (no message at all) ends the call with OK, as connect-node does.
-        if (this.stream.readableEnded) return this.onEnd();
-        this.stream.on("data", this.onData);
-        this.stream.on("end", this.onEnd);
-      },
-      (err: unknown) => this.fail(err),
-    );
-  }
-
-  /** The same rules as the auth interceptor plus `sessionOf` and `memberRoom` in room-routes. */
-  private async authenticate(): Promise<void> {
-    const header = this.req.headers.authorization;
-    if (!header) throw new ConnectError("missing authorization header (Bearer token)", Code.Unauthenticated);
-    const match = BEARER.exec(header);
-    if (!match?.[1]) throw new ConnectError('authorization header must be "Bearer <token>"', Code.Unauthenticated);
-    let caller: Caller;
-    try {
-      caller = await this.shared.deps.tokens.verify(match[1]);
-    } catch (err) {
-      if (err instanceof UnauthenticatedError) throw new ConnectError(err.message, Code.Unauthenticated);
-      throw err;
-    }
-    this.userId = caller.userId;
-    if (caller.kind !== "session") throw new PermissionDeniedError("room methods need the session token from JoinRoom");
-    this.roomId = caller.roomId;
-    const room = this.shared.deps.rooms.get(caller.roomId);
-    if (!room) throw new NotFoundError("room not found; join it again");
-    if (!room.has(caller.userId)) throw new PermissionDeniedError("you are not a member of this room; join it again");
-    this.room = room;
-  }
-
-  /** Splits the request body into gRPC messages; a message split over chunks is joined once whole. */
-  private receive(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.partBytes > 0) {
-      this.parts.push(chunk);
-      this.partBytes += chunk.length;
-      if (this.partNeeded === 0) {
-        // Fewer than 5 bytes were held: the length prefix itself was split.
-        if (this.partBytes < 5) return;
-        const head = Buffer.concat(this.parts, this.partBytes);
-        this.parts = [head];
-        if (!this.expect(head)) return;
-      }
-      if (this.partBytes < this.partNeeded) return;
-      buf = Buffer.concat(this.parts, this.partBytes);
-      this.parts = [];
-      this.partBytes = 0;
-      this.partNeeded = 0;
-    }
-    let off = 0;
-    try {
-      while (buf.length - off >= 5) {
-        const length = buf.readUInt32BE(off + 1);
-        if (length > this.shared.maxMessageBytes) throw tooLarge(length, this.shared.maxMessageBytes);
-        const end = off + 5 + length;
-        if (end > buf.length) break;
-        this.message(buf, off, end);
-        if (this.finished) return;
-        off = end;
-      }
-    } catch (err) {
-      this.fail(err);
-      return;
-    }
-    if (off < buf.length) {
-      const rest = buf.subarray(off);
-      this.parts = [rest];
-      this.partBytes = rest.length;
-      this.partNeeded = 0;
-      if (rest.length >= 5) this.expect(rest);
-    }
-  }
-
-  /** Notes how many bytes the message starting `head` needs; refuses one over the limit. */
-  private expect(head: Buffer): boolean {
-    const length = head.readUInt32BE(1);
-    if (length > this.shared.maxMessageBytes) {
-      this.fail(tooLarge(length, this.shared.maxMessageBytes));
-      return false;
-    }
-    this.partNeeded = 5 + length;
-    return true;
+  constructor(shared: RawCallShared, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) {
+    super(shared, req, res, METHOD);
   }
 
   /** One gRPC message at buf[off, end): 1 flag byte, 4 length bytes, the AudioStreamRequest. */
-  private message(buf: Buffer, off: number, end: number): void {
+  protected message(buf: Buffer, off: number, end: number): void {
     const room = this.room!;
     const userId = this.userId!;
-    const compressed = (buf[off]! & 1) === 1;
-    if (!compressed && this.formatSeen) {
+    if ((buf[off]! & 1) === 0 && this.formatSeen) {
       const frame = parseWireFrame(buf, off, end);
       if (frame) {
         this.shared.deps.audio.checkFrame(frame);
@@ -284,25 +114,14 @@ class AudioCall {
         return;
       }
     }
-    let body = buf.subarray(off + 5, end);
-    if (compressed) {
-      if (!this.decompress) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
-      try {
-        body = this.decompress(body);
-      } catch (err) {
-        if (err instanceof RangeError) throw tooLarge(Number.NaN, this.shared.maxMessageBytes);
-        throw new ConnectError(`decompress: ${(err as Error).message}`, Code.InvalidArgument);
-      }
-    }
-    let request: AudioStreamRequest;
-    try {
-      request = fromBinary(AudioStreamRequestSchema, body);
-    } catch (err) {
-      // The code and wording connect-node uses for a message that does not parse.
-      throw new ConnectError(`parse binary: ${err instanceof Error ? err.message : String(err)}`, Code.Internal);
-    }
+    const request = this.decode(AudioStreamRequestSchema, buf, off, end);
     if (!this.formatSeen) this.first(request.message);
-    else this.handle(request.message);
+    else applyAudioMessage(room, userId, request.message, this.shared.deps.audio);
+  }
+
+  /** The client ended its side: the call ends with OK, as connect-node's handler does. */
+  protected requestEnded(): void {
+    this.finish(undefined);
   }
 
   /** The first message must be the format header; then the stream counts and the sink listens. */
@@ -312,101 +131,22 @@ class AudioCall {
     const userId = this.userId!;
     this.shared.deps.audio.checkFormat(message.value);
     room.setAudioFormat(userId, message.value);
-    this.release = this.shared.limiter.acquire(userId);
+    this.releaseSlot = this.shared.limiter.acquire(userId);
     this.shared.deps.rooms.streamOpened(room, userId);
     this.sink = new FastAudioSink(this);
     this.unregister = room.addAudioSink(userId, this.sink);
     this.formatSeen = true;
   }
 
-  /** Every later message, decoded whole (frames that did not take the in-place path land here too). */
-  private handle(message: AudioStreamRequest["message"]): void {
-    applyAudioMessage(this.room!, this.userId!, message, this.shared.deps.audio);
-  }
-
-  /** Writes one whole gRPC message to the client; returns false when the call is over. */
-  write(bytes: Uint8Array, done: () => void): boolean {
-    if (this.finished) return false;
-    if (!this.res.headersSent) this.sendHeaders();
-    this.stream.write(bytes, done);
-    return true;
-  }
-
-  /** Bytes waiting in this stream's write buffer. */
-  get queuedBytes(): number {
-    return this.stream.writableLength;
-  }
-
-  /** Ends the call with the status of `err`. */
-  fail(err: unknown): void {
-    this.finish(err);
-  }
-
-  private sendHeaders(): void {
-    this.res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING });
-  }
-
-  /** Sends the trailers (status OK when `err` is undefined) and lets go of the room. */
-  private finish(err: unknown): void {
-    if (this.finished) return;
-    this.finished = true;
-    const mapped = err === undefined ? undefined : toConnectError(err, this.log);
-    this.cleanup();
-    this.logCall(mapped ? Code[mapped.code] : "OK", false);
-    if (this.stream.destroyed || this.stream.closed) return;
-    // Stop reading, but keep draining what the client still sends until it sees our status.
-    this.stream.off("data", this.onData);
-    this.stream.off("end", this.onEnd);
-    this.stream.resume();
-    if (!this.res.headersSent) this.sendHeaders();
-    this.res.addTrailers(
-      mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage) } : { "grpc-status": "0" },
-    );
-    this.res.end();
-    // A client that neither reads what is queued nor closes loses the stream after a while.
-    this.linger = setTimeout(() => {
-      if (!this.stream.closed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, LINGER_MS).unref();
-  }
-
-  /** The stream closed: normally after finish, or cancelled or reset by the client before it. */
-  private closed(): void {
-    this.shared.calls.delete(this);
-    if (this.linger) clearTimeout(this.linger);
-    if (this.finished) return;
-    this.finished = true;
-    this.cleanup();
-    this.logCall("Canceled", true);
-  }
-
-  private cleanup(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+  protected release(): void {
     this.sink?.close();
     this.unregister?.();
     this.unregister = undefined;
-    if (this.release) {
-      this.release();
-      this.release = undefined;
+    if (this.releaseSlot) {
+      this.releaseSlot();
+      this.releaseSlot = undefined;
       this.shared.deps.rooms.streamClosed(this.room!, this.userId!);
     }
-    this.parts = [];
-    this.partBytes = 0;
-    this.partNeeded = 0;
-  }
-
-  private logCall(code: string, aborted: boolean): void {
-    this.log.info(
-      {
-        method: METHOD,
-        code,
-        durationMs: Math.round(performance.now() - this.started),
-        ...(this.userId ? { userId: this.userId } : {}),
-        ...(this.roomId ? { roomId: this.roomId } : {}),
-        ...(aborted ? { aborted: true } : {}),
-      },
-      "rpc",
-    );
   }
 }
 
@@ -423,7 +163,7 @@ class FastAudioSink implements AudioSink {
     this.pending--;
   };
 
-  constructor(private readonly call: AudioCall) {}
+  constructor(private readonly call: RawGrpcCall) {}
 
   push(frame: AudioFrame, format: AudioFormat | undefined): void {
     if (this.closedSink) return;
@@ -452,34 +192,9 @@ class FastAudioSink implements AudioSink {
   }
 }
 
-/**
- * Percent-encodes a status message as the gRPC spec says: only bytes outside printable ASCII,
- * and "%". (encodeURIComponent would also encode ",", ";" and others, which grpc-js, decoding
- * with decodeURI, then shows still encoded.)
- */
-function encodeGrpcMessage(message: string): string {
-  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
-    try {
-      return encodeURIComponent(c);
-    } catch {
-      return "%EF%BF%BD";
-    }
-  });
-}
-
-function tooLarge(length: number, max: number): ConnectError {
-  const size = Number.isNaN(length) ? "decompressed message size" : `message size ${length}`;
-  return new ConnectError(`${size} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
-}
-
 /** An AudioStreamResponse as one gRPC message (uncompressed). */
 function encodeResponse(message: AudioStreamResponse["message"]): Buffer {
-  const body = toBinary(AudioStreamResponseSchema, create(AudioStreamResponseSchema, { message }));
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = 0;
-  out.writeUInt32BE(body.length, 1);
-  out.set(body, 5);
-  return out;
+  return grpcFrame(toBinary(AudioStreamResponseSchema, create(AudioStreamResponseSchema, { message })));
 }
 
 /**
