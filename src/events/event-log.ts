@@ -14,8 +14,21 @@ export class EventLogClosedError extends Error {
   override readonly name = "EventLogClosedError";
 }
 
+/**
+ * A push-style subscriber (the PanelStream fast path): it gets events as they are appended and
+ * reports how many it has not handed on yet, which the log bounds as it bounds a queue.
+ */
+export interface PanelListener {
+  /** Events given to it and not yet taken by its transport. */
+  queued(): number;
+  event(event: PanelEvent): void;
+  /** The subscription is over: SubscriberOverflowError, or the reason the log closed. */
+  ended(reason: Error): void;
+}
+
 interface Subscriber {
   userId: string;
+  listener?: PanelListener;
   onOverflow: (() => void) | undefined;
   queue: PanelEvent[];
   limit: number;
@@ -133,6 +146,31 @@ export class RoomEventLog {
     }
   }
 
+  /**
+   * Push-style `subscribe`: `listener` gets the events visible to `userId` after `afterSeq` at
+   * once, then each new one as it is appended, until it falls `subscriberQueueSize` behind or the
+   * log closes. Returns the unsubscribe.
+   */
+  listen(afterSeq: bigint, userId: string, listener: PanelListener): () => void {
+    if (this.closed) throw this.closed;
+    const backlog = this.since(afterSeq, userId);
+    const sub: Subscriber = {
+      userId,
+      listener,
+      onOverflow: undefined,
+      queue: [],
+      limit: backlog.length + this.options.subscriberQueueSize,
+      wake: undefined,
+      error: undefined,
+      done: false,
+    };
+    this.subscribers.add(sub);
+    for (const event of backlog) listener.event(event);
+    return () => {
+      this.subscribers.delete(sub);
+    };
+  }
+
   /** Number of live subscribers. */
   get subscriberCount(): number {
     return this.subscribers.size;
@@ -147,17 +185,28 @@ export class RoomEventLog {
       sub.error = reason;
       sub.queue.length = 0;
       sub.wake?.();
+      if (sub.listener) {
+        this.subscribers.delete(sub);
+        sub.listener.ended(reason);
+      }
     }
   }
 
   private deliver(sub: Subscriber, event: PanelEvent): void {
     if (sub.error || !visibleTo(event, sub.userId)) return;
-    if (sub.queue.length >= sub.limit) {
+    const queued = sub.listener ? sub.listener.queued() : sub.queue.length;
+    if (queued >= sub.limit) {
       sub.queue.length = 0;
       sub.error = new SubscriberOverflowError(
         `panel stream fell more than ${this.options.subscriberQueueSize} events behind; resume from seq ${event.seq - 1n}`,
       );
       sub.onOverflow?.();
+      if (sub.listener) {
+        this.subscribers.delete(sub);
+        sub.listener.ended(sub.error);
+      }
+    } else if (sub.listener) {
+      sub.listener.event(event);
     } else {
       sub.queue.push(event);
     }

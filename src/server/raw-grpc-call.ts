@@ -233,6 +233,16 @@ export abstract class RawGrpcCall {
     return true;
   }
 
+  /**
+   * Writes one whole gRPC message without a completion callback; returns false when the stream's
+   * buffer is full (wait for "drain") or the call is over.
+   */
+  protected send(bytes: Uint8Array): boolean {
+    if (this.finished) return false;
+    if (!this.res.headersSent) this.sendHeaders();
+    return this.stream.write(bytes);
+  }
+
   /** Bytes waiting in this stream's write buffer. */
   get queuedBytes(): number {
     return this.stream.writableLength;
@@ -276,7 +286,7 @@ export abstract class RawGrpcCall {
   }
 
   /** The stream closed: normally after finish, or cancelled or reset by the client before it. */
-  private closed(): void {
+  protected closed(): void {
     this.shared.calls.delete(this);
     if (this.linger) clearTimeout(this.linger);
     if (this.finished) return;

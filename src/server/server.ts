@@ -14,6 +14,7 @@ import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/
 import { ContractService, file_handshake_v1_contract_service } from "../../gen/handshake/v1/contract_service_pb.js";
 import { file_handshake_v1_room_service, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { createAudioFastPath, isAudioFastPathRequest } from "./audio-fast-path.js";
+import { createPanelFastPath, isPanelFastPathRequest } from "./panel-fast-path.js";
 import { callerKey, createAuthInterceptor } from "./auth.js";
 import { registerContractRoutes } from "./contract-routes.js";
 import type { ServerDeps } from "./deps.js";
@@ -76,8 +77,10 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     fallback: (req, res) => void serveHttp(req, res as never, deps),
   });
 
-  // Native gRPC AudioStream calls skip connect-node: see audio-fast-path.ts for why.
+  // Native gRPC AudioStream and PanelStream calls skip connect-node: see audio-fast-path.ts and
+  // panel-fast-path.ts for why.
   const audioFastPath = createAudioFastPath(deps, shutdown.signal, streamLimiter);
+  const panelFastPath = createPanelFastPath(deps, shutdown.signal, streamLimiter);
   // HTTP/1.1 responses in flight, so shutdown can close each connection as soon as it is idle.
   const h1InFlight = new Set<http.ServerResponse>();
   let onH1Idle: (() => void) | undefined;
@@ -90,6 +93,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
       });
     }
     if (isAudioFastPathRequest(req)) return audioFastPath.handle(req, res as http2.Http2ServerResponse);
+    if (isPanelFastPathRequest(req)) return panelFastPath.handle(req, res as http2.Http2ServerResponse);
     const origin = req.headers.origin;
     if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
       res.setHeader("access-control-allow-origin", origin);

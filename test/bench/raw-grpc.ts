@@ -36,7 +36,12 @@ export function audioRequest(init: MessageInitShape<typeof AudioStreamRequestSch
 
 /** Starts an AudioStream on `session` with `headers` added (authorization, grpc-timeout, …). */
 export function rawAudioCall(session: http2.ClientHttp2Session, headers: Record<string, string> = {}): RawAudioCall {
-  const stream = session.request({ ":method": "POST", ":path": AUDIO_STREAM_PATH, "content-type": "application/grpc", te: "trailers", ...headers });
+  return rawGrpcCall(session, AUDIO_STREAM_PATH, headers);
+}
+
+/** Starts a call of `path` on `session`; `send` encodes AudioStreamRequests, `sendRaw` anything. */
+export function rawGrpcCall(session: http2.ClientHttp2Session, path: string, headers: Record<string, string> = {}): RawAudioCall {
+  const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
   const messages: Buffer[] = [];
   const waiters: { n: number; resolve: (b: Buffer) => void }[] = [];
   let held = Buffer.alloc(0);

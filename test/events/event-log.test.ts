@@ -105,4 +105,38 @@ describe("RoomEventLog", () => {
     expect(() => log.append(status(1))).toThrow(EventLogClosedError);
     log.close();
   });
+
+  it("pushes to a listener: the backlog after a seq, then live events it may see, bounded by what it has not handed on", () => {
+    const log = new RoomEventLog({ roomId: "r", capacity: 100, subscriberQueueSize: 3 });
+    log.append(status(1));
+    log.append(status(2));
+    const got: bigint[] = [];
+    let held = 0;
+    let ended: Error | undefined;
+    const stop = log.listen(1n, "u1", {
+      queued: () => held,
+      event: (e) => got.push(e.seq),
+      ended: (reason) => (ended = reason),
+    });
+    expect(got).toEqual([2n]);
+    log.append(privateTo("u2"));
+    log.append(privateTo("u1"));
+    expect(got).toEqual([2n, 4n]);
+    // The transport stops taking events: past the backlog it had plus the queue size, it is ended.
+    held = 1 + 3;
+    log.append(status(5));
+    expect(ended).toBeInstanceOf(SubscriberOverflowError);
+    expect(ended?.message).toBe("panel stream fell more than 3 events behind; resume from seq 4");
+    expect(log.subscriberCount).toBe(0);
+    stop();
+
+    const other: bigint[] = [];
+    let closedWith: Error | undefined;
+    log.listen(log.latestSeq, "u1", { queued: () => 0, event: (e) => other.push(e.seq), ended: (reason) => (closedWith = reason) });
+    log.append(status(6));
+    log.close(new EventLogClosedError("room closed"));
+    expect(other).toEqual([6n]);
+    expect(closedWith).toBeInstanceOf(EventLogClosedError);
+    expect(log.subscriberCount).toBe(0);
+  });
 });
