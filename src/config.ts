@@ -123,7 +123,7 @@ export function loadConfig(env: Env = process.env): Config {
       .map((o) => o.trim())
       .filter((o) => o !== ""),
     rooms: {
-      maxRooms: int(env, "MAX_ROOMS", 140, 1, 1_000_000),
+      maxRooms: int(env, "MAX_ROOMS", 120, 1, 1_000_000),
       leaveGraceMs: int(env, "LEAVE_GRACE_MS", 30_000, 0, 3_600_000),
       eventLogSize: int(env, "ROOM_EVENT_LOG_SIZE", 1000, 10, 100_000),
       subscriberQueueSize: int(env, "PANEL_QUEUE_SIZE", 256, 8, 100_000),
