@@ -1,9 +1,9 @@
 import type { Logger } from "pino";
 import type { AudioFormat, AudioFrame, DeviceTranscript } from "../../gen/handshake/v1/audio_pb.js";
-import type { Milestone } from "../../gen/handshake/v1/deal_pb.js";
 import type { TokenService } from "../auth/tokens.js";
 import type { Config } from "../config.js";
 import type { ContractDesk } from "../deal/contracts.js";
+import type { MilestoneService } from "../deal/milestones.js";
 import type { RoomManager } from "../room/room-manager.js";
 import type { RecognisedSpeech } from "../speech/speech-engine.js";
 import type { Store } from "../store/store.js";
@@ -15,13 +15,8 @@ export interface AudioInput {
   deviceTranscript(transcript: DeviceTranscript): RecognisedSpeech;
 }
 
-/** Milestone actions of a signed contract (src/deal/milestones.ts). */
-export interface MilestoneActions {
-  confirm(userId: string, contractId: string, milestoneId: string): Promise<Milestone>;
-  proposeAmount(userId: string, contractId: string, milestoneId: string, amountMinor: bigint): Promise<Milestone>;
-  approveAmount(userId: string, contractId: string, milestoneId: string, amountMinor: bigint): Promise<Milestone>;
-  release(userId: string, contractId: string, milestoneId: string): Promise<Milestone>;
-}
+/** The milestone actions the parties call (start-up recovery is not theirs). */
+export type MilestoneActions = Omit<MilestoneService, "resumeInterrupted">;
 
 /** A raw HTTP endpoint outside the RPC routes (the Stripe webhook). */
 export type RawHttpHandler = (body: Buffer, headers: Record<string, string | string[] | undefined>) => Promise<{ status: number; body: string }>;

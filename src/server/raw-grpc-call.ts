@@ -339,7 +339,7 @@ function tooLarge(length: number, max: number): ConnectError {
   return new ConnectError(`${size} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
 }
 
-/** `message` as one uncompressed gRPC message: flag byte, 4-byte length, the bytes. */
+/** `body` as one uncompressed gRPC message: flag byte, 4-byte length, the bytes. */
 export function grpcFrame(body: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + body.length);
   out[0] = 0;
