@@ -1,7 +1,6 @@
-import http2 from "node:http2";
+import type http2 from "node:http2";
 import type http from "node:http";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { AudioFormat, AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
 import {
   AudioStreamRequestSchema,
@@ -13,7 +12,7 @@ import { InvalidArgumentError, ResourceExhaustedError } from "../deal/errors.js"
 import type { AudioSink } from "../room/room.js";
 import type { ServerDeps } from "./deps.js";
 import { applyAudioMessage } from "./audio-messages.js";
-import { endCallsOnShutdown, grpcFrame, isNativeGrpcCall, RawGrpcCall, type RawCallShared } from "./raw-grpc-call.js";
+import { createFastPath, grpcFrame, isNativeGrpcCall, RawGrpcCall, type FastPath, type RawCallShared } from "./raw-grpc-call.js";
 import type { StreamLimiter } from "./stream-limiter.js";
 
 /**
@@ -42,14 +41,6 @@ export function isAudioFastPathRequest(req: http.IncomingMessage | http2.Http2Se
   return isNativeGrpcCall(req, AUDIO_STREAM_PATH);
 }
 
-/** The AudioStream handler on `node:http2`; one per server. */
-export interface AudioFastPath {
-  /** Serves one call; `req` must satisfy `isAudioFastPathRequest`. */
-  handle(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void;
-  /** Calls in progress (not yet ended by either side). */
-  readonly openCalls: number;
-}
-
 /**
  * A frame parsed in place from the wire: an `AudioFrame` to the room and its sinks, plus the
  * exact gRPC message it arrived in, which a native peer's sink writes out unchanged.
@@ -72,23 +63,9 @@ export class WireAudioFrame implements AudioFrame {
   }
 }
 
-/** Creates the fast path. Calls in progress end with UNAVAILABLE when `shutdownSignal` aborts. */
-export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): AudioFastPath {
-  const shared: RawCallShared = { deps, limiter, maxMessageBytes: deps.config.limits.maxMessageBytes, calls: new Set() };
-  endCallsOnShutdown(shared.calls, shutdownSignal);
-  return {
-    handle(req, res) {
-      const call = new AudioCall(shared, req, res);
-      if (shutdownSignal.aborted) {
-        call.fail(new ConnectError("server is shutting down", Code.Unavailable));
-        return;
-      }
-      call.start();
-    },
-    get openCalls() {
-      return shared.calls.size;
-    },
-  };
+/** Creates the AudioStream fast path. */
+export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): FastPath {
+  return createFastPath(deps, shutdownSignal, limiter, (shared, req, res) => new AudioCall(shared, req, res));
 }
 
 /** One AudioStream call: the format header first, then frames, transcripts and controls. */

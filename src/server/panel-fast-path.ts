@@ -7,7 +7,7 @@ import { PanelStreamRequestSchema, PanelStreamResponseSchema, type PanelStreamRe
 import { PermissionDeniedError } from "../deal/errors.js";
 import { SubscriberOverflowError } from "../events/event-log.js";
 import type { ServerDeps } from "./deps.js";
-import { endCallsOnShutdown, grpcFrame, isNativeGrpcCall, RawGrpcCall, type RawCallShared } from "./raw-grpc-call.js";
+import { createFastPath, grpcFrame, isNativeGrpcCall, RawGrpcCall, type FastPath, type RawCallShared } from "./raw-grpc-call.js";
 import type { StreamLimiter } from "./stream-limiter.js";
 
 /**
@@ -33,29 +33,9 @@ export function isPanelFastPathRequest(req: http.IncomingMessage | http2.Http2Se
   return isNativeGrpcCall(req, PANEL_STREAM_PATH);
 }
 
-/** The PanelStream handler on `node:http2`; one per server. */
-export interface PanelFastPath {
-  handle(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void;
-  readonly openCalls: number;
-}
-
-/** Creates the fast path. Calls in progress end with UNAVAILABLE when `shutdownSignal` aborts. */
-export function createPanelFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): PanelFastPath {
-  const shared: RawCallShared = { deps, limiter, maxMessageBytes: deps.config.limits.maxMessageBytes, calls: new Set() };
-  endCallsOnShutdown(shared.calls, shutdownSignal);
-  return {
-    handle(req, res) {
-      const call = new PanelCall(shared, req, res);
-      if (shutdownSignal.aborted) {
-        call.fail(new ConnectError("server is shutting down", Code.Unavailable));
-        return;
-      }
-      call.start();
-    },
-    get openCalls() {
-      return shared.calls.size;
-    },
-  };
+/** Creates the PanelStream fast path. */
+export function createPanelFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): FastPath {
+  return createFastPath(deps, shutdownSignal, limiter, (shared, req, res) => new PanelCall(shared, req, res));
 }
 
 /** Each event's response message, encoded once for all its subscribers. */

@@ -45,16 +45,41 @@ export interface RawCallShared {
   calls: Set<RawGrpcCall>;
 }
 
-/** A fast path's calls end with UNAVAILABLE when the server shuts down. */
-export function endCallsOnShutdown(calls: Set<RawGrpcCall>, shutdownSignal: AbortSignal): void {
+/** A method served on `node:http2` directly; one per server. */
+export interface FastPath {
+  /** Serves one call; `req` must be a native gRPC call of the method (see isNativeGrpcCall). */
+  handle(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void;
+}
+
+/**
+ * Creates a fast path whose calls `newCall` makes. Calls in progress end with UNAVAILABLE when
+ * `shutdownSignal` aborts, and calls arriving after it are refused with it.
+ */
+export function createFastPath(
+  deps: ServerDeps,
+  shutdownSignal: AbortSignal,
+  limiter: StreamLimiter,
+  newCall: (shared: RawCallShared, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => RawGrpcCall,
+): FastPath {
+  const shared: RawCallShared = { deps, limiter, maxMessageBytes: deps.config.limits.maxMessageBytes, calls: new Set() };
   shutdownSignal.addEventListener(
     "abort",
     () => {
       const err = shutdownSignal.reason instanceof ConnectError ? shutdownSignal.reason : new ConnectError("server is shutting down", Code.Unavailable);
-      for (const call of [...calls]) call.fail(err);
+      for (const call of [...shared.calls]) call.fail(err);
     },
     { once: true },
   );
+  return {
+    handle(req, res) {
+      const call = newCall(shared, req, res);
+      if (shutdownSignal.aborted) {
+        call.fail(new ConnectError("server is shutting down", Code.Unavailable));
+        return;
+      }
+      call.start();
+    },
+  };
 }
 
 /** One call, from its headers to its trailers; subclasses handle its messages. */
