@@ -2,17 +2,23 @@
  * The processes of a bench run: our server (bundled, as `npm start` runs it), the floor relay,
  * and the load generator, each its own process so /proc tells their CPU apart.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildServer } from "../scripts/build-server.js";
+import { promisify } from "node:util";
 import type { GeneratorConfig, GeneratorResult } from "./generator.js";
 
 /** The repository root (bench/..). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Builds the server bundle as `npm run build:server` does, in its own process; resolves with its path. */
+async function buildServerBundle(): Promise<string> {
+  await promisify(execFile)(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts", "build-server.ts")], { cwd: ROOT });
+  return path.join(ROOT, "dist", "server", "main.mjs");
+}
 /** The bench's preload in both services: garbage collection on demand and the CPU profile window. */
 const PROBE = "./bench/probe.mjs";
 /** Time given to a requested garbage collection before memory is read. */
@@ -67,7 +73,7 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     STRIPE_SECRET_KEY: "",
     ELEVENLABS_API_KEY: "",
   };
-  serverBundle ??= buildServer();
+  serverBundle ??= buildServerBundle();
   const args = ["--enable-source-maps", "--import", PROBE];
   if (options.cpuProfDir) {
     // A profile of the measurement window only: see bench/probe.mjs.

@@ -1,6 +1,6 @@
-import { startApp } from "./app.js";
+import { startApp } from "./compose/app.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./log.js";
+import { createLogger } from "./core/log.js";
 
 /** Most time shutdown may take before the process exits anyway. */
 const SHUTDOWN_LIMIT_MS = 9_000;

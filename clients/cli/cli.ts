@@ -11,7 +11,7 @@ import { BalanceSchema } from "../../gen/handshake/v1/money_pb.js";
 import { ContractSchema, MilestoneSchema, type Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { loadDialogue, type DialogueLine, type Speaker } from "./dialogue.js";
-import { contractStatusText, describeEvent, formatMoney, parseMoney } from "./format.js";
+import { contractStatusText, describeEvent, formatMoney, parseMoney } from "../shared/format.js";
 import { DealFailedError, ParticipantClosedError, contractTextHash, createParticipant, type Participant } from "./participant.js";
 import { ProfileError, buildProfile } from "./profile.js";
 import { balanceLines, contractDetail, dealSummary } from "./summary.js";

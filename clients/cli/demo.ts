@@ -11,7 +11,7 @@ import { create } from "@bufbuild/protobuf";
 import { AgentProfileSchema, EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { loadDialogue, type DialogueLine } from "./dialogue.js";
-import { describeEvent } from "./format.js";
+import { describeEvent } from "../shared/format.js";
 import { createParticipant, type DealOutcome, type Participant } from "./participant.js";
 import { balanceLines, dealSummary } from "./summary.js";
 

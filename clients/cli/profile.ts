@@ -9,7 +9,7 @@ import {
   RateUnit,
   type AgentProfile,
 } from "../../gen/handshake/v1/profile_pb.js";
-import { parseMoney } from "./format.js";
+import { parseMoney } from "../shared/format.js";
 
 /** Profile settings as given on the command line; every field is optional and overrides the file. */
 export interface ProfileFlags {

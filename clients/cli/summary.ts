@@ -9,7 +9,7 @@ import {
   milestoneStatusText,
   paymentStatusText,
   type NameOf,
-} from "./format.js";
+} from "../shared/format.js";
 import type { DealOutcome } from "./participant.js";
 
 /** The lines of a deal summary: terms, hash, signatures, payments, holds and milestones. */

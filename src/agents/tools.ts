@@ -13,7 +13,7 @@ import { AgentMessageKind, AgentMessageSchema } from "../../gen/handshake/v1/eve
 import { PriceRangeSchema } from "../../gen/handshake/v1/money_pb.js";
 import { EscrowPreference, PartyRole, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { draftFromTemplate } from "../deal/contract-template.js";
-import { formatMoney, isSupportedCurrency } from "../deal/money.js";
+import { formatMoney, isSupportedCurrency } from "../core/money.js";
 import { MAX_LINE_ITEMS, NegotiationMoveError, validateProposal } from "../deal/negotiation.js";
 import { BankError } from "../payments/bank.js";
 import type { AgentDeps } from "./agent.js";

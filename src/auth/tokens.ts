@@ -1,5 +1,5 @@
 import { SignJWT, jwtVerify, createRemoteJWKSet, errors as joseErrors, type JWTPayload } from "jose";
-import { UnauthenticatedError } from "../deal/errors.js";
+import { UnauthenticatedError } from "../core/errors.js";
 
 /** Who is calling, as established from a token. */
 export type Caller =

@@ -1,7 +1,7 @@
 import { LineItemKind, type LineItem } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import type { ContractDrafter, DraftInput } from "./contract-drafter.js";
-import { formatMoney } from "./money.js";
+import { formatMoney } from "../core/money.js";
 
 /**
  * The embedded contract drafter: a deterministic template. The same terms and parties always

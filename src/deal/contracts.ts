@@ -17,7 +17,7 @@ import type { TranscriptEntry } from "../../gen/handshake/v1/transcript_pb.js";
 import { StoreConflictError, type Store } from "../store/store.js";
 import type { ContractDrafter } from "./contract-drafter.js";
 import { draftFromTemplate } from "./contract-template.js";
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "./errors.js";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../core/errors.js";
 
 /** Lower-case hex SHA-256 of a contract text (UTF-8). The one definition of a contract's hash. */
 export function contractHash(text: string): string {

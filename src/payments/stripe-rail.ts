@@ -1,7 +1,7 @@
 import Stripe from "stripe";
 import type { Logger } from "pino";
 import { PaymentRail as PaymentRailKind } from "../../gen/handshake/v1/deal_pb.js";
-import { silentLogger } from "../log.js";
+import { silentLogger } from "../core/log.js";
 import { PaymentRailError, type PaymentRail, type RailRequest, type RailResult } from "./rail.js";
 
 /** Card authorisation window when the customer is present (customer-initiated): 7 days. */

@@ -7,7 +7,7 @@ import {
   type EscrowHold,
   type Payment,
 } from "../../gen/handshake/v1/deal_pb.js";
-import { silentLogger } from "../log.js";
+import { silentLogger } from "../core/log.js";
 import type { Store } from "../store/store.js";
 import { MERCHANT_INITIATED_AUTH_MS } from "./stripe-rail.js";
 

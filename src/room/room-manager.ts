@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
-import { PermissionDeniedError, ResourceExhaustedError } from "../deal/errors.js";
+import { PermissionDeniedError, ResourceExhaustedError } from "../core/errors.js";
 import type { PanelEventInit } from "../events/event-log.js";
 import type { Store } from "../store/store.js";
 import { Room, type RoomSettings, type RoomStages } from "./room.js";

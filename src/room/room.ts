@@ -27,13 +27,16 @@ import {
 } from "../../gen/handshake/v1/transcript_pb.js";
 import type { Agent, AgentFactory } from "../agents/agent.js";
 import type { ContractDesk } from "../deal/contracts.js";
-import { ResourceExhaustedError } from "../deal/errors.js";
+import { ResourceExhaustedError } from "../core/errors.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
 import { panelError, RoomEventLog, type PanelEventInit } from "../events/event-log.js";
 import type { BankAccount } from "../payments/bank.js";
 import type { RecognisedSpeech, SpeechEngine, SpeechEngineFactory } from "../speech/speech-engine.js";
 import type { TriggerDetector } from "../trigger/trigger-detector.js";
 import { toSessionStatus, transitionSession, type SessionEvent, type SessionState } from "./session.js";
+
+/** A recognised utterance as the room takes it (from a speech engine or a device transcript). */
+export type { RecognisedSpeech };
 
 /** Participants per room. */
 export const MAX_PARTICIPANTS = 2;

@@ -1,6 +1,6 @@
 import type { AudioStreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
-import { InvalidArgumentError } from "../deal/errors.js";
+import { InvalidArgumentError } from "../core/errors.js";
 import type { Room } from "../room/room.js";
 import type { AudioInput } from "./deps.js";
 import { checkControl } from "./validate.js";

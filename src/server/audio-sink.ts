@@ -1,5 +1,5 @@
 import type { AudioFormat, AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
-import { ResourceExhaustedError } from "../deal/errors.js";
+import { ResourceExhaustedError } from "../core/errors.js";
 import type { AudioSink } from "../room/room.js";
 
 /** What a peer-audio stream yields: the peer's format when it changes, then frames. */

@@ -1,6 +1,6 @@
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import type { Caller, TokenService } from "../auth/tokens.js";
-import { PermissionDeniedError, UnauthenticatedError } from "../deal/errors.js";
+import { PermissionDeniedError, UnauthenticatedError } from "../core/errors.js";
 
 /** The caller established by the auth interceptor; undefined on unauthenticated methods. */
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });

@@ -1,6 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
-import { InvalidArgumentError } from "../deal/errors.js";
+import { InvalidArgumentError } from "../core/errors.js";
 import { callerOf } from "./auth.js";
 import type { ServerDeps } from "./deps.js";
 import { checkAmount, checkContractId, checkMilestoneId } from "./validate.js";

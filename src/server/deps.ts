@@ -1,11 +1,10 @@
 import type { Logger } from "pino";
 import type { AudioFormat, AudioFrame, DeviceTranscript } from "../../gen/handshake/v1/audio_pb.js";
 import type { TokenService } from "../auth/tokens.js";
-import type { Config } from "../config.js";
 import type { ContractDesk } from "../deal/contracts.js";
-import type { MilestoneService } from "../deal/milestones.js";
+import type { MilestoneService } from "../settlement/milestones.js";
 import type { RoomManager } from "../room/room-manager.js";
-import type { RecognisedSpeech } from "../speech/speech-engine.js";
+import type { RecognisedSpeech } from "../room/room.js";
 import type { Store } from "../store/store.js";
 
 /** Checks of audio input at the boundary (src/audio, src/speech). Each throws a named input error. */
@@ -21,9 +20,16 @@ export type MilestoneActions = Omit<MilestoneService, "resumeInterrupted">;
 /** A raw HTTP endpoint outside the RPC routes (the Stripe webhook). */
 export type RawHttpHandler = (body: Buffer, headers: Record<string, string | string[] | undefined>) => Promise<{ status: number; body: string }>;
 
-/** Everything the transport layer calls into; built by main.ts. */
+/** The settings the transport reads; the composition root passes the whole configuration. */
+export interface ServerConfig {
+  corsOrigins: readonly string[];
+  rooms: { slowReaderGraceMs: number };
+  limits: { maxMessageBytes: number; maxStreamsPerUser: number; sendAudioPerSecond: number; maxAmountMinor: bigint };
+}
+
+/** Everything the transport layer calls into; built by src/compose/app.ts. */
 export interface ServerDeps {
-  config: Config;
+  config: ServerConfig;
   log: Logger;
   store: Store;
   tokens: TokenService;

@@ -7,7 +7,7 @@ import {
   PermissionDeniedError,
   ResourceExhaustedError,
   UnauthenticatedError,
-} from "../deal/errors.js";
+} from "../core/errors.js";
 import { NegotiationMoveError } from "../deal/negotiation.js";
 import { SubscriberOverflowError, EventLogClosedError } from "../events/event-log.js";
 import { InvalidCursorError } from "../store/cursor.js";

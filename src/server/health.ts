@@ -2,7 +2,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { NotFoundError } from "../deal/errors.js";
+import { NotFoundError } from "../core/errors.js";
 
 /** Services whose health is reported; "" is the server as a whole. */
 const SERVICES = ["", RoomService.typeName, ContractService.typeName];

@@ -4,7 +4,7 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import { AudioStreamResponseSchema, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
 import type { AudioFormat } from "../../gen/handshake/v1/audio_pb.js";
-import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../deal/errors.js";
+import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../core/errors.js";
 import type { Room } from "../room/room.js";
 import { QueuedAudioSink } from "./audio-sink.js";
 import { applyAudioMessage } from "./audio-messages.js";

@@ -13,8 +13,8 @@ import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/hea
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ContractService, file_handshake_v1_contract_service } from "../../gen/handshake/v1/contract_service_pb.js";
 import { file_handshake_v1_room_service, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { createAudioFastPath, isAudioFastPathRequest } from "./audio-fast-path.js";
-import { createPanelFastPath, isPanelFastPathRequest } from "./panel-fast-path.js";
+import { createAudioFastPath, isAudioFastPathRequest } from "./grpc-h2/audio-stream.js";
+import { createPanelFastPath, isPanelFastPathRequest } from "./grpc-h2/panel-stream.js";
 import { callerKey, createAuthInterceptor } from "./auth.js";
 import { registerContractRoutes } from "./contract-routes.js";
 import type { ServerDeps } from "./deps.js";
@@ -77,8 +77,8 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     fallback: (req, res) => void serveHttp(req, res as never, deps),
   });
 
-  // Native gRPC AudioStream and PanelStream calls skip connect-node: see audio-fast-path.ts and
-  // panel-fast-path.ts for why.
+  // Native gRPC AudioStream and PanelStream calls skip connect-node: see grpc-h2/audio-stream.ts and
+  // grpc-h2/panel-stream.ts for why.
   const audioFastPath = createAudioFastPath(deps, shutdown.signal, streamLimiter);
   const panelFastPath = createPanelFastPath(deps, shutdown.signal, streamLimiter);
   // HTTP/1.1 responses in flight, so shutdown can close each connection as soon as it is idle.

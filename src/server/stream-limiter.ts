@@ -1,4 +1,4 @@
-import { ResourceExhaustedError } from "../deal/errors.js";
+import { ResourceExhaustedError } from "../core/errors.js";
 
 /**
  * Counts a user's open streams across every kind (panel, audio on either path) and refuses past

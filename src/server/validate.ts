@@ -1,8 +1,8 @@
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioControl } from "../../gen/handshake/v1/audio_pb.js";
-import { InvalidArgumentError } from "../deal/errors.js";
-import { isSupportedCurrency } from "../deal/money.js";
+import { InvalidArgumentError } from "../core/errors.js";
+import { isSupportedCurrency } from "../core/money.js";
 
 /**
  * Validators for request fields at the boundary, one per message kind. Each throws

@@ -29,7 +29,7 @@ import {
 import { PanelEventSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { BalanceSchema, type Balance } from "../../gen/handshake/v1/money_pb.js";
 import { AgentProfileSchema, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
-import { silentLogger } from "../log.js";
+import { silentLogger } from "../core/log.js";
 import { fromContractCursor, toContractCursor } from "./cursor.js";
 import { migrate } from "./migrate.js";
 import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";

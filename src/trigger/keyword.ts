@@ -1,4 +1,4 @@
-import { plainWords } from "../agents/agreement.js";
+import { plainWords } from "../language/agreement.js";
 
 /**
  * Keyword matching for spoken text: case-insensitive, on word boundaries, tolerant of

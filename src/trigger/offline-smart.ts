@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { TriggerEventSchema, TriggerKind, type TranscriptEntry } from "../../gen/handshake/v1/transcript_pb.js";
-import { AGREEMENT_PHRASES, saysAgreement } from "../agents/agreement.js";
-import { scanAmounts } from "../agents/amounts.js";
+import { AGREEMENT_PHRASES, saysAgreement } from "../language/agreement.js";
+import { scanAmounts } from "../language/amounts.js";
 import type { SmartTriggerDetector } from "./trigger-detector.js";
 
 /** Options of the offline smart detector. */

@@ -3,10 +3,10 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { LineItemKind, LineItemSchema, PartySchema, ProposalSchema } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { TriggerKind } from "../../gen/handshake/v1/transcript_pb.js";
-import { createClaudeContractDrafter } from "../../src/agents/claude-contract-drafter.js";
-import { createClaudeSmartTrigger } from "../../src/agents/claude-smart-trigger.js";
-import { errorBody, startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic } from "../../src/agents/testing/fake-anthropic.js";
-import { entry } from "./support.js";
+import { createClaudeContractDrafter } from "../../src/agents/claude/contract-drafter.js";
+import { createClaudeSmartTrigger } from "../../src/agents/claude/smart-trigger.js";
+import { errorBody, startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic } from "../../src/agents/claude/testing/fake-anthropic.js";
+import { entry } from "../support/agents.js";
 
 const KEY = "sk-ant-test";
 let fake: FakeAnthropic;

@@ -5,7 +5,7 @@ import { AgentMessageKind, type AgentMessage } from "../../gen/handshake/v1/even
 import { AgentProfileSchema, PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { TriggerEventSchema, TriggerKind } from "../../gen/handshake/v1/transcript_pb.js";
 import type { Agent } from "../../src/agents/agent.js";
-import { createClaudeAgentFactory, type ClaudeAgentOptions } from "../../src/agents/claude.js";
+import { createClaudeAgentFactory, type ClaudeAgentOptions } from "../../src/agents/claude/claude-agent.js";
 import { createAgentTools } from "../../src/agents/tools.js";
 import {
   errorBody,
@@ -14,9 +14,9 @@ import {
   textReply,
   toolUseReply,
   type FakeAnthropic,
-} from "../../src/agents/testing/fake-anthropic.js";
+} from "../../src/agents/claude/testing/fake-anthropic.js";
 import { createNegotiationSession, type NegotiationSession } from "../../src/deal/negotiation.js";
-import { entry, makeDeps } from "./support.js";
+import { entry, makeDeps } from "../support/agents.js";
 
 const KEY = "sk-ant-test";
 const SELF = "pat";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { NegotiationStyle } from "../../gen/handshake/v1/profile_pb.js";
-import { concessionAlpha, negotiationTime, offerAt, STYLE_BETA, type Position } from "../../src/agents/concession.js";
+import { concessionAlpha, negotiationTime, offerAt, STYLE_BETA, type Position } from "../../src/agents/offline/concession.js";
 
 const provider: Position = { side: "provider", targetMinor: 100_000n, reservationMinor: 80_000n, currency: "GBP" };
 const client: Position = { side: "client", targetMinor: 40_000n, reservationMinor: 60_000n, currency: "GBP" };

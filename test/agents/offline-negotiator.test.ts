@@ -5,11 +5,11 @@ import { AgentMessageKind } from "../../gen/handshake/v1/events_pb.js";
 import { AgentProfileSchema, EscrowPreference, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { TriggerEventSchema, TriggerKind, type TranscriptEntry } from "../../gen/handshake/v1/transcript_pb.js";
 import type { Agent } from "../../src/agents/agent.js";
-import { decideRoles, sketchDeal } from "../../src/agents/deal-extraction.js";
-import { createOfflineAgentFactory } from "../../src/agents/offline-negotiator.js";
+import { decideRoles, sketchDeal } from "../../src/language/deal-extraction.js";
+import { createOfflineAgentFactory } from "../../src/agents/offline/offline-negotiator.js";
 import { createNegotiationSession, type NegotiationSession } from "../../src/deal/negotiation.js";
 import type { BankAccount } from "../../src/payments/bank.js";
-import { entry, makeDeps } from "./support.js";
+import { entry, makeDeps } from "../support/agents.js";
 
 const P = "pia";
 const C = "carl";

@@ -6,11 +6,11 @@ import { AgentMessageKind } from "../../gen/handshake/v1/events_pb.js";
 import { AgentProfileSchema, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import type { TriggerEvent } from "../../gen/handshake/v1/transcript_pb.js";
 import type { Agent } from "../../src/agents/agent.js";
-import { createOfflineAgentFactory } from "../../src/agents/offline-negotiator.js";
+import { createOfflineAgentFactory } from "../../src/agents/offline/offline-negotiator.js";
 import { createNegotiationSession, validateProposal, type NegotiationSession } from "../../src/deal/negotiation.js";
 import { createOfflineSmartTriggerDetector } from "../../src/trigger/offline-smart.js";
 import { createTriggerDetector } from "../../src/trigger/trigger-detector.js";
-import { entry, makeDeps } from "./support.js";
+import { entry, makeDeps } from "../support/agents.js";
 
 interface Fixture {
   name: string;

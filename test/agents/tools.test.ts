@@ -6,7 +6,7 @@ import { AgentProfileSchema, EscrowPreference, PartyRole, type AgentProfile } fr
 import { createAgentTools, type ProposeInput } from "../../src/agents/tools.js";
 import { createNegotiationSession, type NegotiationSession } from "../../src/deal/negotiation.js";
 import { BankError, type BankAccount, type BankBalance } from "../../src/payments/bank.js";
-import { makeDeps } from "./support.js";
+import { makeDeps } from "../support/agents.js";
 
 const PROVIDER = "pat";
 const CLIENT = "cleo";

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { createTokenService } from "../../src/auth/tokens.js";
-import { UnauthenticatedError } from "../../src/deal/errors.js";
-import { grpcTransport, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
+import { UnauthenticatedError } from "../../src/core/errors.js";
+import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
 
 const secret = new Uint8Array(32).fill(7);
 

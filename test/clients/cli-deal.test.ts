@@ -19,7 +19,7 @@ import {
 } from "../../gen/handshake/v1/deal_pb.js";
 import { runCli } from "../../clients/cli/cli.js";
 import { loadDialogue } from "../../clients/cli/dialogue.js";
-import { startTestApp, type TestApp } from "../helpers/app.js";
+import { startTestApp, type TestApp } from "../support/app.js";
 
 const DIALOGUE = path.resolve("test/fixtures/dialogues/boiler-repair.json");
 

@@ -7,7 +7,7 @@ import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { LineItemKind, NegotiationStatus, RoundAction } from "../../gen/handshake/v1/deal_pb.js";
 import { EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { DialogueError, parseDialogue } from "../../clients/cli/dialogue.js";
-import { describeEvent, formatMoney, parseMoney } from "../../clients/cli/format.js";
+import { describeEvent, formatMoney, parseMoney } from "../../clients/shared/format.js";
 import { ProfileError, buildProfile } from "../../clients/cli/profile.js";
 import { FRAME_BYTES, WavFormatError, encodeWav, parseWav, pcm16Bytes, splitFrames, toMono } from "../../clients/cli/wav.js";
 

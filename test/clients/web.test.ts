@@ -6,7 +6,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWeb } from "../../clients/web/build.js";
 import { loadDialogue } from "../../clients/cli/dialogue.js";
-import { startTestApp, type TestApp } from "../helpers/app.js";
+import { startTestApp, type TestApp } from "../support/app.js";
 
 /*
  * The browser app end to end in headless Chromium: two people in separate browser profiles join

@@ -8,11 +8,11 @@ import {
   type Contract,
   type EscrowHold,
 } from "../../gen/handshake/v1/deal_pb.js";
-import { idempotencyKey } from "../../src/deal/idempotency.js";
+import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { createLedgerRail, ledgerAccounts } from "../../src/payments/ledger-rail.js";
 import { PaymentRailError, type PaymentRail, type RailRequest } from "../../src/payments/rail.js";
 import type { Store } from "../../src/store/store.js";
-import { CLIENT, PROVIDER, item, ledgerTotal, openStore, signedContract } from "./fixtures.js";
+import { CLIENT, PROVIDER, item, ledgerTotal, openStore, signedContract } from "../support/payment-fixtures.js";
 
 let store: Store;
 let rail: PaymentRail;

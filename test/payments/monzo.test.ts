@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BankError } from "../../src/payments/bank.js";
 import { createMonzoBank } from "../../src/payments/monzo.js";
-import { startFakeMonzo, type FakeMonzo, type MonzoTransactionJson } from "./fake-monzo-server.js";
+import { startFakeMonzo, type FakeMonzo, type MonzoTransactionJson } from "../../src/payments/testing/fake-monzo-server.js";
 
 const NOW_MS = Date.parse("2026-06-01T12:00:00.000Z");
 let monzo: FakeMonzo;

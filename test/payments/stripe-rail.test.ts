@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PaymentRail as PaymentRailKind } from "../../gen/handshake/v1/deal_pb.js";
-import { idempotencyKey } from "../../src/deal/idempotency.js";
+import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { PaymentRailError, type PaymentRail, type RailRequest } from "../../src/payments/rail.js";
 import { MERCHANT_INITIATED_AUTH_MS, createStripeRail, type StripeRailOptions } from "../../src/payments/stripe-rail.js";
-import { startFakeStripe, type FakeStripe } from "./fake-stripe-server.js";
+import { startFakeStripe, type FakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
 
 let fake: FakeStripe;
 

@@ -14,7 +14,7 @@ import {
 } from "../../gen/handshake/v1/deal_pb.js";
 import { createStripeWebhookHandler, verifyStripeSignature, type StripeWebhookHandler, type StripeWebhookUpdate } from "../../src/payments/stripe-webhook.js";
 import type { Store } from "../../src/store/store.js";
-import { CLIENT, PROVIDER, item, openStore, signedContract } from "./fixtures.js";
+import { CLIENT, PROVIDER, item, openStore, signedContract } from "../support/payment-fixtures.js";
 
 const SECRET = "whsec_test_secret";
 const NOW_MS = 1_700_000_000_000;

@@ -17,10 +17,10 @@ import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { EscrowPreference, NegotiationStyle, PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
-import { idempotencyKey } from "../../src/deal/idempotency.js";
-import { grpcTransport, startTestApp, type TestApp } from "../helpers/app.js";
-import { startFakeStripe, type FakeStripe } from "../payments/fake-stripe-server.js";
-import { draftedContract, joinRoom, startChildServer, startGate, textHash, type ChildServer, type Gate, type Person } from "./support.js";
+import { idempotencyKey } from "../../src/settlement/idempotency.js";
+import { grpcTransport, startTestApp, type TestApp } from "../support/app.js";
+import { startFakeStripe, type FakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
+import { draftedContract, joinRoom, startChildServer, startGate, textHash, type ChildServer, type Gate, type Person } from "../support/restart.js";
 
 type ProfileInit = MessageInitShape<typeof AgentProfileSchema>;
 

@@ -8,8 +8,8 @@ import { ContractStatus, NegotiationStatus, PaymentStatus } from "../../gen/hand
 import { SessionStatus, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { NegotiationStyle, PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { grpcTransport, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
-import { recordPanel, type PanelRecorder } from "../helpers/panel.js";
+import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
+import { recordPanel, type PanelRecorder } from "../support/panel.js";
 
 let t: TestApp;
 beforeAll(async () => {

@@ -11,7 +11,7 @@ import type { Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { AgentProfileSchema, EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { GetRoomRequestSchema, RoomService, type AudioStreamRequest, type AudioStreamRequest as StreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { bearer, grpcTransport, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
+import { bearer, grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import {
   TEST_JWT_SECRET,
   clientsWithHeader,
@@ -25,7 +25,7 @@ import {
   rawHttp2Post,
   unsignedToken,
   type Person,
-} from "./helpers.js";
+} from "../support/security.js";
 
 /**
  * Bad input and bad credentials on every RPC of RoomService and ContractService. Each case

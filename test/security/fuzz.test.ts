@@ -9,9 +9,9 @@ import { AudioEncoding } from "../../gen/handshake/v1/audio_pb.js";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioStreamRequestSchema, RoomService, type AudioStreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
-import { grpcTransport, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
-import { grpcEnvelope, healthStatus, joinAs, rawHttp2Post, type Person } from "./helpers.js";
-import { createRandom, mutateBytes, mutateMessage, randomMessage, type Random } from "./mutate.js";
+import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
+import { grpcEnvelope, healthStatus, joinAs, rawHttp2Post, type Person } from "../support/security.js";
+import { createRandom, mutateBytes, mutateMessage, randomMessage, type Random } from "../support/mutate.js";
 
 /**
  * Bounded-time fuzzing of every RPC (FUZZ_SECONDS, default 10): random messages, valid messages

@@ -6,9 +6,9 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { PanelStreamRequestSchema, PanelStreamResponseSchema } from "../../gen/handshake/v1/room_service_pb.js";
-import { startTestApp, type TestApp } from "../helpers/app.js";
-import { recordPanel } from "../helpers/panel.js";
-import { grpcEnvelope, joinAs, type Person } from "./helpers.js";
+import { startTestApp, type TestApp } from "../support/app.js";
+import { recordPanel } from "../support/panel.js";
+import { grpcEnvelope, joinAs, type Person } from "../support/security.js";
 
 /**
  * A PanelStream reader that stops reading while its room keeps producing events. HTTP/2 flow

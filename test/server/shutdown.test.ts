@@ -6,7 +6,7 @@ import { createInterface } from "node:readline";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { grpcTransport, testProfile } from "../helpers/app.js";
+import { grpcTransport, testProfile } from "../support/app.js";
 
 describe("graceful shutdown", () => {
   it("ends an open PanelStream with a status on SIGTERM and exits 0 within 10 s", async () => {

@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { bearer, startTestApp, testProfile, type TestApp } from "../helpers/app.js";
+import { bearer, startTestApp, testProfile, type TestApp } from "../support/app.js";
 
 const run = promisify(execFile);
 const BUF = path.resolve("node_modules/.bin/buf");

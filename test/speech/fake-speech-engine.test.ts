@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createFakeSpeechFactory } from "../../src/speech/testing/fake-speech-engine.js";
-import { recordSpeech } from "./support.js";
+import { recordSpeech } from "../support/speech.js";
 
 describe("createFakeSpeechFactory", () => {
   it("records what it is fed and emits scripted finals on flush", async () => {

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createResampler } from "../../src/audio/resampler.js";
 import { createPocketSphinxEngine, detectPocketSphinx, type PocketSphinxEngine, type PocketSphinxOptions } from "../../src/speech/pocketsphinx.js";
 import type { RecognisedSpeech } from "../../src/speech/speech-engine.js";
-import { fixture, frames, recordSpeech, silence, type SpeechRecorder } from "./support.js";
+import { fixture, frames, recordSpeech, silence, type SpeechRecorder } from "../support/speech.js";
 
 const participant = { roomId: "room-1", userId: "user-1" };
 const engines: PocketSphinxEngine[] = [];

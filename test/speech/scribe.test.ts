@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createScribeEngine, stripNoiseLabels, type ScribeOptions } from "../../src/speech/scribe.js";
 import type { SpeechEngine } from "../../src/speech/speech-engine.js";
-import { FakeScribeServer, timestamped } from "./fake-scribe-server.js";
-import { frames, recordSpeech, type SpeechRecorder } from "./support.js";
+import { FakeScribeServer, timestamped } from "../../src/speech/testing/fake-scribe-server.js";
+import { frames, recordSpeech, type SpeechRecorder } from "../support/speech.js";
 
 const participant = { roomId: "room-1", userId: "user-1" };
 let server: FakeScribeServer;

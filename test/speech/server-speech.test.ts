@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createParticipant, type Participant } from "../../clients/cli/participant.js";
 import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
-import { startTestApp, testProfile, type TestApp } from "../helpers/app.js";
+import { startTestApp, testProfile, type TestApp } from "../support/app.js";
 
 const fixture = (name: string) => readFile(path.resolve("test/fixtures/audio", name));
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
-import { sampleContract, tempDir } from "./helpers.js";
+import { sampleContract, tempDir } from "../support/store.js";
 
 const writeLoop = fileURLToPath(new URL("./fixtures/write-loop.ts", import.meta.url));
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));

@@ -8,7 +8,7 @@ import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { migrate, SchemaMismatchError, SchemaTooNewError } from "../../src/store/migrate.js";
 import { LATEST_SCHEMA_VERSION, migrations } from "../../src/store/migrations.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
-import { sampleContract, tempDir } from "./helpers.js";
+import { sampleContract, tempDir } from "../support/store.js";
 import {
   v1ActiveContract,
   v1AliceProfile,

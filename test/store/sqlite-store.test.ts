@@ -24,7 +24,7 @@ import {
   receivedAccount,
 } from "../../src/store/sqlite-store.js";
 import { StoreConflictError, type LedgerTransaction, type Store } from "../../src/store/store.js";
-import { sampleContract, sampleHold, samplePayment, tempDir } from "./helpers.js";
+import { sampleContract, sampleHold, samplePayment, tempDir } from "../support/store.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;

@@ -5,7 +5,7 @@ import Database from "better-sqlite3";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
-import { tempDir } from "./helpers.js";
+import { tempDir } from "../support/store.js";
 
 let dir: string;
 let cleanup: () => Promise<void>;

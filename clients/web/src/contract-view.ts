@@ -18,7 +18,7 @@ import {
   milestoneStatusText,
   parseMoney,
   paymentStatusText,
-} from "../../cli/format.js";
+} from "../../shared/format.js";
 import { h } from "./dom.js";
 import { sha256Hex } from "./room-session.js";
 

@@ -1,6 +1,6 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { Contract } from "../../../gen/handshake/v1/deal_pb.js";
-import { contractStatusText, formatMoney } from "../../cli/format.js";
+import { contractStatusText, formatMoney } from "../../shared/format.js";
 import { contractCard } from "./contract-view.js";
 import { byId, h, replace } from "./dom.js";
 import { loadSavedProfile, profileFields, saveProfile } from "./profile-form.js";

@@ -8,7 +8,7 @@ import {
   RateUnit,
   type AgentProfile,
 } from "../../../gen/handshake/v1/profile_pb.js";
-import { minorDigitsOf, parseMoney } from "../../cli/format.js";
+import { minorDigitsOf, parseMoney } from "../../shared/format.js";
 import { h } from "./dom.js";
 
 /*

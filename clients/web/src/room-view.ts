@@ -9,7 +9,7 @@ import {
 } from "../../../gen/handshake/v1/deal_pb.js";
 import { AgentMessageKind, type AgentMessage, type ExecutionStep, type PanelEvent, type RoomStatus } from "../../../gen/handshake/v1/events_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
-import { describeProposal, negotiationStatusText, roundActionText, sessionStatusText } from "../../cli/format.js";
+import { describeProposal, negotiationStatusText, roundActionText, sessionStatusText } from "../../shared/format.js";
 import { startMic, PeerPlayer, type MicCapture } from "./audio.js";
 import { contractCard } from "./contract-view.js";
 import { h, replace } from "./dom.js";

@@ -1,0 +1,135 @@
+import { randomBytes } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+import { ContractStatus } from "../../gen/handshake/v1/deal_pb.js";
+import { createTokenService } from "../auth/tokens.js";
+import type { Config } from "../config.js";
+import { createContractDesk } from "../deal/contracts.js";
+import { createTemplateDrafter } from "../deal/contract-template.js";
+import { createNegotiationSession } from "../deal/negotiation.js";
+import { RoomManager } from "../room/room-manager.js";
+import type { RoomStages } from "../room/room.js";
+import { buildServer, type HandshakeServer } from "../server/server.js";
+import type { ServerDeps } from "../server/deps.js";
+import { createSqliteStore } from "../store/sqlite-store.js";
+import { createTriggerDetector } from "../trigger/trigger-detector.js";
+import { EventLogClosedError } from "../events/event-log.js";
+import { createEngines } from "./engines.js";
+
+/** A running Handshake: the server plus what it owns, closed in order by `close`. */
+export interface App {
+  server: HandshakeServer;
+  port: number;
+  deps: ServerDeps;
+  /** Stops accepting, ends streams with a status, destroys rooms, closes the store. Safe twice. */
+  close(): Promise<void>;
+}
+
+/** Builds every part from the configuration and starts listening on config.host:config.port. */
+export async function startApp(config: Config, log: Logger): Promise<App> {
+  await mkdir(path.dirname(config.databasePath), { recursive: true });
+  const store = await createSqliteStore({ path: config.databasePath, log });
+  const secret = config.auth.jwtSecret || (await store.getOrCreateSecret("jwt_secret", randomBytes(32).toString("base64url")));
+  const tokens = createTokenService({
+    secret: new TextEncoder().encode(secret.padEnd(32, "\u0000")),
+    sessionTtlMs: config.auth.sessionTtlMs,
+    userTtlMs: config.auth.userTtlMs,
+    ...(config.auth.oidcIssuer
+      ? { oidc: { issuer: config.auth.oidcIssuer, jwksUrl: config.auth.oidcJwksUrl, ...(config.auth.oidcAudience ? { audience: config.auth.oidcAudience } : {}) } }
+      : {}),
+  });
+  const engines = await createEngines(config, store, log);
+  const desk = createContractDesk({ store, drafter: engines.drafter ?? createTemplateDrafter(), log });
+
+  let rooms: RoomManager | undefined;
+  const stages: RoomStages = {
+    createTrigger: ({ keyword, requireBoth, onTrigger }) =>
+      createTriggerDetector({
+        keyword,
+        requireBoth,
+        dualWindowMs: config.trigger.dualWindowMs,
+        ...(engines.smartTrigger ? { smart: engines.smartTrigger } : {}),
+        onTrigger,
+        armed: false,
+        log,
+      }),
+    createNegotiation: (options) =>
+      createNegotiationSession({
+        ...options,
+        maxRounds: config.negotiation.maxRounds,
+        roundTimeoutMs: config.negotiation.roundTimeoutMs,
+        totalTimeoutMs: config.negotiation.totalTimeoutMs,
+      }),
+    agentFactory: engines.agentFactory,
+    speechFactory: engines.speechFactory,
+    toSpeechPcm: engines.toSpeechPcm,
+    desk,
+    executeContract: async (contract) => {
+      await engines.executor.execute(contract);
+      rooms?.get(contract.roomId)?.contractExecuted(contract.id);
+    },
+    bankFor: engines.bankFor,
+  };
+  rooms = new RoomManager(
+    stages,
+    store,
+    {
+      maxRooms: config.rooms.maxRooms,
+      leaveGraceMs: config.rooms.leaveGraceMs,
+      idleRoomMs: config.rooms.idleRoomMs,
+      eventLogSize: config.rooms.eventLogSize,
+      subscriberQueueSize: config.rooms.subscriberQueueSize,
+      triggerKeyword: config.trigger.keyword,
+      triggerRequireBoth: config.trigger.requireBoth,
+    },
+    log,
+  );
+  const roomManager = rooms;
+  engines.onRoomEvent((roomId, init) => roomManager.publish(roomId, init));
+
+  const deps: ServerDeps = {
+    config,
+    log,
+    store,
+    tokens,
+    rooms: roomManager,
+    desk,
+    milestones: engines.milestones,
+    audio: engines.audioInput,
+    httpEndpoints: engines.httpEndpoints,
+    webRoot: engines.webRoot,
+  };
+  const server = buildServer(deps);
+  const port = await server.listen(config.port, config.host);
+  // Payments and milestone captures interrupted by a crash are finished with the same idempotency
+  // keys, and holds of contracts still in escrow are watched for expiry again.
+  void engines.executor.resumePending().catch((err: unknown) => log.error({ err }, "resuming payments failed"));
+  void store
+    .listContractsWithStatus(ContractStatus.ACTIVE)
+    .then(async (active) => {
+      for (const contract of active) {
+        engines.executor.watchHolds(contract);
+        await engines.milestones
+          .resumeInterrupted(contract.id)
+          .catch((err: unknown) => log.error({ err, contractId: contract.id }, "resuming milestone captures failed"));
+      }
+    })
+    .catch((err: unknown) => log.error({ err }, "watching holds failed"));
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    port,
+    deps,
+    close() {
+      closing ??= (async () => {
+        await roomManager.shutdown(new EventLogClosedError("server is shutting down"));
+        await server.close();
+        await engines.close();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

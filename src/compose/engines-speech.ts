@@ -1,0 +1,57 @@
+import type { Logger } from "pino";
+import { checkAudioFormat, checkAudioFrame } from "../audio/audio-format.js";
+import { createSpeechPcmConverter } from "../audio/resampler.js";
+import type { Config } from "../config.js";
+import type { SpeechPcmConverter } from "../room/room.js";
+import type { AudioInput } from "../server/deps.js";
+import { toRecognisedSpeech } from "../speech/device-transcripts.js";
+import { createPocketSphinxEngineFactory, detectPocketSphinx } from "../speech/pocketsphinx.js";
+import type { SpeechEngineFactory } from "../speech/speech-engine.js";
+
+/** The speech engine picked by configuration and the audio checks at the boundary. */
+export interface SpeechEngines {
+  speechFactory: SpeechEngineFactory | undefined;
+  toSpeechPcm: SpeechPcmConverter;
+  audioInput: AudioInput;
+  close(): Promise<void>;
+}
+
+/**
+ * Scribe when configured; PocketSphinx when installed (or demanded); otherwise transcripts sent
+ * by clients only, with a clear log line saying which Debian packages bring local speech.
+ */
+export async function createSpeechEngines(config: Config, log: Logger): Promise<SpeechEngines & { name: string }> {
+  const audioInput: AudioInput = {
+    checkFormat: (format) => void checkAudioFormat(format),
+    checkFrame: (frame) => checkAudioFrame(frame),
+    deviceTranscript: (transcript) => toRecognisedSpeech(transcript),
+  };
+  const base = { toSpeechPcm: createSpeechPcmConverter, audioInput, close: async () => {} };
+  switch (config.speech.engine) {
+    case "device":
+      return { ...base, name: "device", speechFactory: undefined };
+    case "scribe": {
+      const { createScribeEngineFactory } = await import("../speech/scribe.js");
+      return {
+        ...base,
+        name: "scribe",
+        speechFactory: createScribeEngineFactory({
+          apiKey: config.speech.elevenLabsApiKey,
+          baseUrl: config.speech.elevenLabsBaseUrl,
+          language: config.speech.language,
+        }),
+      };
+    }
+    case "pocketsphinx":
+    case "auto": {
+      const found = await detectPocketSphinx();
+      if (!found.available) {
+        const message = `local speech needs the Debian packages ${found.missing.join(", ")} (apt-get install ${found.missing.join(" ")}); transcripts sent by clients still work`;
+        if (config.speech.engine === "pocketsphinx") log.error({ missing: found.missing }, message);
+        else log.warn({ missing: found.missing }, message);
+        return { ...base, name: "device", speechFactory: undefined };
+      }
+      return { ...base, name: "pocketsphinx", speechFactory: createPocketSphinxEngineFactory() };
+    }
+  }
+}

@@ -1,0 +1,119 @@
+import path from "node:path";
+import { existsSync } from "node:fs";
+import type { Logger } from "pino";
+import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import type { AgentFactory } from "../agents/agent.js";
+import type { Config } from "../config.js";
+import type { ContractDrafter } from "../deal/contract-drafter.js";
+import { createContractExecutor, type ContractExecutor, type ExecutionEvent } from "../settlement/execution.js";
+import { createMilestoneService, type MilestoneService } from "../settlement/milestones.js";
+import type { PanelEventInit } from "../events/event-log.js";
+import type { BankAccount } from "../payments/bank.js";
+import { createLedgerRail } from "../payments/ledger-rail.js";
+import { createMonzoBank } from "../payments/monzo.js";
+import type { PaymentRail } from "../payments/rail.js";
+import { createStripeRail } from "../payments/stripe-rail.js";
+import { createStripeWebhookHandler } from "../payments/stripe-webhook.js";
+import type { SpeechPcmConverter } from "../room/room.js";
+import type { AudioInput, RawHttpHandler } from "../server/deps.js";
+import type { SpeechEngineFactory } from "../speech/speech-engine.js";
+import type { Store } from "../store/store.js";
+import type { SmartTriggerDetector } from "../trigger/trigger-detector.js";
+import { createAgentEngines } from "./engines-agents.js";
+import { createSpeechEngines } from "./engines-speech.js";
+
+/** The engines picked by configuration: the embedded defaults, or remote services when configured. */
+export interface Engines {
+  agentFactory: AgentFactory;
+  smartTrigger: SmartTriggerDetector | undefined;
+  /** Undefined means the template drafter. */
+  drafter: ContractDrafter | undefined;
+  speechFactory: SpeechEngineFactory | undefined;
+  toSpeechPcm: SpeechPcmConverter;
+  audioInput: AudioInput;
+  rail: PaymentRail;
+  executor: ContractExecutor;
+  milestones: MilestoneService;
+  bankFor(profile: AgentProfile): BankAccount | undefined;
+  httpEndpoints: Map<string, RawHttpHandler>;
+  webRoot: string | undefined;
+  /** Registers where room events from payments and milestones go. */
+  onRoomEvent(listener: (roomId: string, init: PanelEventInit) => void): void;
+  close(): Promise<void>;
+}
+
+/** Builds the engines for `config`; logs which ones are in use. */
+export async function createEngines(config: Config, store: Store, log: Logger): Promise<Engines> {
+  let publish: (roomId: string, init: PanelEventInit) => void = () => {};
+  const onEvent = (event: ExecutionEvent) => publish(event.roomId, toPanelEvent(event));
+
+  const rail: PaymentRail =
+    config.payments.rail === "stripe"
+      ? createStripeRail({
+          secretKey: config.payments.stripeSecretKey,
+          ...(config.payments.stripeApiBase ? { apiBase: config.payments.stripeApiBase } : {}),
+          log,
+        })
+      : createLedgerRail(store);
+  const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, log });
+  const milestones = createMilestoneService({ store, rail, onEvent, log });
+
+  const httpEndpoints = new Map<string, RawHttpHandler>();
+  if (config.payments.stripeWebhookSecret) {
+    const webhook = createStripeWebhookHandler({
+      store,
+      secret: config.payments.stripeWebhookSecret,
+      onUpdate: (update) => void executor.reconcile(update.contractId).catch((err: unknown) => log.error({ err }, "reconcile after webhook failed")),
+      log,
+    });
+    httpEndpoints.set("/webhooks/stripe", (body, headers) => {
+      const signature = headers["stripe-signature"];
+      return webhook(body, Array.isArray(signature) ? signature[0] : signature);
+    });
+  }
+
+  const agents = await createAgentEngines(config, log);
+  const speech = await createSpeechEngines(config, log);
+  const webRoot = config.webRoot || path.resolve("clients/web/dist");
+  log.info(
+    { agents: config.agents.engine, speech: speech.name, payments: config.payments.rail, webhook: httpEndpoints.size > 0 },
+    "engines",
+  );
+
+  return {
+    ...agents,
+    ...speech,
+    rail,
+    executor,
+    milestones,
+    bankFor: (profile) =>
+      profile.monzoAccessToken ? createMonzoBank({ accessToken: profile.monzoAccessToken, baseUrl: config.monzoApiBase }) : undefined,
+    httpEndpoints,
+    webRoot: existsSync(webRoot) ? webRoot : undefined,
+    onRoomEvent(listener) {
+      publish = listener;
+    },
+    async close() {
+      executor.close();
+      await speech.close();
+    },
+  };
+}
+
+/** Wraps an execution event in the panel event of its room. */
+function toPanelEvent(event: ExecutionEvent): PanelEventInit {
+  switch (event.kind) {
+    case "step":
+      return { event: { case: "executionStep", value: event.step } };
+    case "payment":
+      return { event: { case: "payment", value: event.payment } };
+    case "hold":
+      return { event: { case: "escrowHold", value: event.hold } };
+    case "milestone":
+      return { event: { case: "milestone", value: event.milestone } };
+    case "contract":
+      return { event: { case: "contract", value: event.contract } };
+    case "error":
+      return { event: { case: "error", value: event.error } };
+  }
+}

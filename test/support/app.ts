@@ -1,0 +1,72 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { startApp, type App } from "../../src/compose/app.js";
+import { loadConfig } from "../../src/config.js";
+import { silentLogger } from "../../src/core/log.js";
+import { AgentProfileSchema, PartyRole, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+
+/** A server on 127.0.0.1:0 with the embedded defaults and its data in a temporary folder. */
+export interface TestApp {
+  app: App;
+  port: number;
+  baseUrl: string;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/** Starts the real app. `env` overrides settings (names as in .env.example). */
+export async function startTestApp(env: Record<string, string> = {}, dataDir?: string): Promise<TestApp> {
+  const dir = dataDir ?? (await mkdtemp(path.join(os.tmpdir(), "handshake-test-")));
+  const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", DATA_DIR: dir, LOG_LEVEL: "silent", SPEECH_ENGINE: "device", ...env });
+  const app = await startApp(config, silentLogger);
+  return {
+    app,
+    port: app.port,
+    baseUrl: `http://127.0.0.1:${app.port}`,
+    dataDir: dir,
+    async close() {
+      await app.close();
+      if (!dataDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A profile with sensible defaults for tests. */
+export function testProfile(init: MessageInitShape<typeof AgentProfileSchema> = {}): AgentProfile {
+  return create(AgentProfileSchema, {
+    displayName: "Tester",
+    role: PartyRole.CLIENT,
+    currency: "GBP",
+    maxAutoApproveMinor: 50_000n,
+    ...init,
+  });
+}
+
+/** Adds `authorization: Bearer <token>` to every call. */
+export function bearer(token: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+}
+
+/** A gRPC (HTTP/2) transport to the test app, optionally authenticated. */
+export function grpcTransport(baseUrl: string, token?: string): Transport {
+  return createGrpcTransport({ baseUrl, interceptors: token ? [bearer(token)] : [] });
+}
+
+/** Typed clients of both services over gRPC. */
+export function clients(baseUrl: string, token?: string): {
+  room: Client<typeof RoomService>;
+  contracts: Client<typeof ContractService>;
+} {
+  const transport = grpcTransport(baseUrl, token);
+  return { room: createClient(RoomService, transport), contracts: createClient(ContractService, transport) };
+}
