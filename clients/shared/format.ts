@@ -1,5 +1,5 @@
 import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
-import { AgentMessageKind, ExecutionStepStatus, SessionStatus } from "../../gen/handshake/v1/events_pb.js";
+import { AgentMessageKind, ApprovalStatus, ExecutionStepStatus, SessionStatus } from "../../gen/handshake/v1/events_pb.js";
 import {
   ContractStatus,
   EscrowHoldStatus,
@@ -168,6 +168,8 @@ export function describeEvent(event: PanelEvent, nameOf: NameOf): string {
       const confirmed = [m.providerConfirmed ? "provider" : "", m.clientConfirmed ? "client" : ""].filter(Boolean).join("+");
       return `${prefix} milestone "${m.terms?.title ?? m.id}" ${milestoneStatusText(m.status)}${proposed}${confirmed ? `, confirmed by ${confirmed}` : ""} (${m.id})`;
     }
+    case "approvalRequest":
+      return `${prefix} approval ${label(ApprovalStatus[e.value.status])} for ${nameOf(e.value.userId)}: ${e.value.summary} (${e.value.id})`;
     case "error":
       return `${prefix} error in ${e.value.stage} (${e.value.code}${e.value.retryable ? ", retrying" : ""}): ${e.value.message}`;
     case undefined:

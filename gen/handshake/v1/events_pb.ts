@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file handshake/v1/events.proto.
  */
 export const file_handshake_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("ChloYW5kc2hha2UvdjEvZXZlbnRzLnByb3RvEgxoYW5kc2hha2UudjEiiwEKC1BhcnRpY2lwYW50Eg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKDnNlc3Npb25fc3RhdHVzGAMgASgOMhsuaGFuZHNoYWtlLnYxLlNlc3Npb25TdGF0dXMSEQoJY29ubmVjdGVkGAQgASgIEg0KBW11dGVkGAUgASgIItcBCgpSb29tU3RhdHVzEg8KB3Jvb21faWQYASABKAkSLwoMcGFydGljaXBhbnRzGAIgAygLMhkuaGFuZHNoYWtlLnYxLlBhcnRpY2lwYW50Eg4KBnBhaXJlZBgDIAEoCBIXCg90cmlnZ2VyX2tleXdvcmQYBCABKAkSFQoNdHJpZ2dlcl9hcm1lZBgFIAEoCBIdChVhY3RpdmVfbmVnb3RpYXRpb25faWQYBiABKAkSEwoLY29udHJhY3RfaWQYByABKAkSEwoLaW52aXRlX29ubHkYCCABKAgigAEKDEFnZW50TWVzc2FnZRIPCgd1c2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5oYW5kc2hha2UudjEuQWdlbnRNZXNzYWdlS2luZBIMCgR0ZXh0GAMgASgJEhEKCXRvb2xfbmFtZRgEIAEoCRIQCghpc19lcnJvchgFIAEoCCKcAQoNRXhlY3V0aW9uU3RlcBITCgtjb250cmFjdF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEhQKDGxpbmVfaXRlbV9pZBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwU3RhdHVzEg4KBmRldGFpbBgGIAEoCSJNCgpQYW5lbEVycm9yEg0KBXN0YWdlGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgi8QQKClBhbmVsRXZlbnQSCwoDc2VxGAEgASgEEg0KBWF0X21zGAIgASgDEg8KB3Jvb21faWQYAyABKAkSGgoSdmlzaWJsZV90b191c2VyX2lkGAQgASgJEi8KC3Jvb21fc3RhdHVzGAogASgLMhguaGFuZHNoYWtlLnYxLlJvb21TdGF0dXNIABIzCgp0cmFuc2NyaXB0GAsgASgLMh0uaGFuZHNoYWtlLnYxLlRyYW5zY3JpcHRFbnRyeUgAEi0KB3RyaWdnZXIYDCABKAsyGi5oYW5kc2hha2UudjEuVHJpZ2dlckV2ZW50SAASMwoNYWdlbnRfbWVzc2FnZRgNIAEoCzIaLmhhbmRzaGFrZS52MS5BZ2VudE1lc3NhZ2VIABIwCgtuZWdvdGlhdGlvbhgOIAEoCzIZLmhhbmRzaGFrZS52MS5OZWdvdGlhdGlvbkgAEioKCGNvbnRyYWN0GA8gASgLMhYuaGFuZHNoYWtlLnYxLkNvbnRyYWN0SAASNQoOZXhlY3V0aW9uX3N0ZXAYECABKAsyGy5oYW5kc2hha2UudjEuRXhlY3V0aW9uU3RlcEgAEigKB3BheW1lbnQYESABKAsyFS5oYW5kc2hha2UudjEuUGF5bWVudEgAEi8KC2VzY3Jvd19ob2xkGBIgASgLMhguaGFuZHNoYWtlLnYxLkVzY3Jvd0hvbGRIABIsCgltaWxlc3RvbmUYEyABKAsyFy5oYW5kc2hha2UudjEuTWlsZXN0b25lSAASKQoFZXJyb3IYFCABKAsyGC5oYW5kc2hha2UudjEuUGFuZWxFcnJvckgAQgcKBWV2ZW50KsQBCg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASHgoaU0VTU0lPTl9TVEFUVVNfRElTQ09WRVJJTkcQARIZChVTRVNTSU9OX1NUQVRVU19BQ1RJVkUQAhIeChpTRVNTSU9OX1NUQVRVU19ORUdPVElBVElORxADEhoKFlNFU1NJT05fU1RBVFVTX1NJR05JTkcQBBIcChhTRVNTSU9OX1NUQVRVU19DT01QTEVURUQQBSqZAQoQQWdlbnRNZXNzYWdlS2luZBIiCh5BR0VOVF9NRVNTQUdFX0tJTkRfVU5TUEVDSUZJRUQQABIbChdBR0VOVF9NRVNTQUdFX0tJTkRfVEVYVBABEiAKHEFHRU5UX01FU1NBR0VfS0lORF9UT09MX0NBTEwQAhIiCh5BR0VOVF9NRVNTQUdFX0tJTkRfVE9PTF9SRVNVTFQQAyqmAQoTRXhlY3V0aW9uU3RlcFN0YXR1cxIlCiFFWEVDVVRJT05fU1RFUF9TVEFUVVNfVU5TUEVDSUZJRUQQABIhCh1FWEVDVVRJT05fU1RFUF9TVEFUVVNfU1RBUlRFRBABEiMKH0VYRUNVVElPTl9TVEVQX1NUQVRVU19TVUNDRUVERUQQAhIgChxFWEVDVVRJT05fU1RFUF9TVEFUVVNfRkFJTEVEEANiBnByb3RvMw", [file_handshake_v1_deal, file_handshake_v1_transcript]);
+  fileDesc("ChloYW5kc2hha2UvdjEvZXZlbnRzLnByb3RvEgxoYW5kc2hha2UudjEiiwEKC1BhcnRpY2lwYW50Eg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKDnNlc3Npb25fc3RhdHVzGAMgASgOMhsuaGFuZHNoYWtlLnYxLlNlc3Npb25TdGF0dXMSEQoJY29ubmVjdGVkGAQgASgIEg0KBW11dGVkGAUgASgIItcBCgpSb29tU3RhdHVzEg8KB3Jvb21faWQYASABKAkSLwoMcGFydGljaXBhbnRzGAIgAygLMhkuaGFuZHNoYWtlLnYxLlBhcnRpY2lwYW50Eg4KBnBhaXJlZBgDIAEoCBIXCg90cmlnZ2VyX2tleXdvcmQYBCABKAkSFQoNdHJpZ2dlcl9hcm1lZBgFIAEoCBIdChVhY3RpdmVfbmVnb3RpYXRpb25faWQYBiABKAkSEwoLY29udHJhY3RfaWQYByABKAkSEwoLaW52aXRlX29ubHkYCCABKAgigAEKDEFnZW50TWVzc2FnZRIPCgd1c2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5oYW5kc2hha2UudjEuQWdlbnRNZXNzYWdlS2luZBIMCgR0ZXh0GAMgASgJEhEKCXRvb2xfbmFtZRgEIAEoCRIQCghpc19lcnJvchgFIAEoCCKcAQoNRXhlY3V0aW9uU3RlcBITCgtjb250cmFjdF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEhQKDGxpbmVfaXRlbV9pZBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwU3RhdHVzEg4KBmRldGFpbBgGIAEoCSJNCgpQYW5lbEVycm9yEg0KBXN0YWdlGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiwgEKD0FwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhYKDm5lZ290aWF0aW9uX2lkGAMgASgJEg8KB3N1bW1hcnkYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhMKC2xpbWl0X21pbm9yGAYgASgDEhAKCGN1cnJlbmN5GAcgASgJEiwKBnN0YXR1cxgIIAEoDjIcLmhhbmRzaGFrZS52MS5BcHByb3ZhbFN0YXR1cyKsBQoKUGFuZWxFdmVudBILCgNzZXEYASABKAQSDQoFYXRfbXMYAiABKAMSDwoHcm9vbV9pZBgDIAEoCRIaChJ2aXNpYmxlX3RvX3VzZXJfaWQYBCABKAkSLwoLcm9vbV9zdGF0dXMYCiABKAsyGC5oYW5kc2hha2UudjEuUm9vbVN0YXR1c0gAEjMKCnRyYW5zY3JpcHQYCyABKAsyHS5oYW5kc2hha2UudjEuVHJhbnNjcmlwdEVudHJ5SAASLQoHdHJpZ2dlchgMIAEoCzIaLmhhbmRzaGFrZS52MS5UcmlnZ2VyRXZlbnRIABIzCg1hZ2VudF9tZXNzYWdlGA0gASgLMhouaGFuZHNoYWtlLnYxLkFnZW50TWVzc2FnZUgAEjAKC25lZ290aWF0aW9uGA4gASgLMhkuaGFuZHNoYWtlLnYxLk5lZ290aWF0aW9uSAASKgoIY29udHJhY3QYDyABKAsyFi5oYW5kc2hha2UudjEuQ29udHJhY3RIABI1Cg5leGVjdXRpb25fc3RlcBgQIAEoCzIbLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwSAASKAoHcGF5bWVudBgRIAEoCzIVLmhhbmRzaGFrZS52MS5QYXltZW50SAASLwoLZXNjcm93X2hvbGQYEiABKAsyGC5oYW5kc2hha2UudjEuRXNjcm93SG9sZEgAEiwKCW1pbGVzdG9uZRgTIAEoCzIXLmhhbmRzaGFrZS52MS5NaWxlc3RvbmVIABIpCgVlcnJvchgUIAEoCzIYLmhhbmRzaGFrZS52MS5QYW5lbEVycm9ySAASOQoQYXBwcm92YWxfcmVxdWVzdBgVIAEoCzIdLmhhbmRzaGFrZS52MS5BcHByb3ZhbFJlcXVlc3RIAEIHCgVldmVudCrEAQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGlNFU1NJT05fU1RBVFVTX0RJU0NPVkVSSU5HEAESGQoVU0VTU0lPTl9TVEFUVVNfQUNUSVZFEAISHgoaU0VTU0lPTl9TVEFUVVNfTkVHT1RJQVRJTkcQAxIaChZTRVNTSU9OX1NUQVRVU19TSUdOSU5HEAQSHAoYU0VTU0lPTl9TVEFUVVNfQ09NUExFVEVEEAUqmQEKEEFnZW50TWVzc2FnZUtpbmQSIgoeQUdFTlRfTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXQUdFTlRfTUVTU0FHRV9LSU5EX1RFWFQQARIgChxBR0VOVF9NRVNTQUdFX0tJTkRfVE9PTF9DQUxMEAISIgoeQUdFTlRfTUVTU0FHRV9LSU5EX1RPT0xfUkVTVUxUEAMqpgEKE0V4ZWN1dGlvblN0ZXBTdGF0dXMSJQohRVhFQ1VUSU9OX1NURVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodRVhFQ1VUSU9OX1NURVBfU1RBVFVTX1NUQVJURUQQARIjCh9FWEVDVVRJT05fU1RFUF9TVEFUVVNfU1VDQ0VFREVEEAISIAocRVhFQ1VUSU9OX1NURVBfU1RBVFVTX0ZBSUxFRBADKqcBCg5BcHByb3ZhbFN0YXR1cxIfChtBUFBST1ZBTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdBUFBST1ZBTF9TVEFUVVNfUEVORElORxABEhwKGEFQUFJPVkFMX1NUQVRVU19BUFBST1ZFRBACEhwKGEFQUFJPVkFMX1NUQVRVU19ERUNMSU5FRBADEhsKF0FQUFJPVkFMX1NUQVRVU19FWFBJUkVEEARiBnByb3RvMw", [file_handshake_v1_deal, file_handshake_v1_transcript]);
 
 /**
  * A person in a room.
@@ -283,6 +283,77 @@ export const PanelErrorSchema: GenMessage<PanelError> = /*@__PURE__*/
   messageDesc(file_handshake_v1_events, 4);
 
 /**
+ * An agent asks its own person before committing them above their max auto-approve. Only that
+ * person sees it; they answer with RoomService.AnswerApproval.
+ *
+ * @generated from message handshake.v1.ApprovalRequest
+ */
+export type ApprovalRequest = Message<"handshake.v1.ApprovalRequest"> & {
+  /**
+   * Unique id of the request.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The person who must answer (the agent's user).
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Negotiation the terms belong to.
+   *
+   * @generated from field: string negotiation_id = 3;
+   */
+  negotiationId: string;
+
+  /**
+   * What the agent would commit to, in words, e.g. "Pay £450.00 to Sam for Gutter repair".
+   *
+   * @generated from field: string summary = 4;
+   */
+  summary: string;
+
+  /**
+   * Total the person would pay, minor units.
+   *
+   * @generated from field: int64 amount_minor = 5;
+   */
+  amountMinor: bigint;
+
+  /**
+   * The person's max auto-approve it exceeds, minor units.
+   *
+   * @generated from field: int64 limit_minor = 6;
+   */
+  limitMinor: bigint;
+
+  /**
+   * ISO 4217 code of both amounts.
+   *
+   * @generated from field: string currency = 7;
+   */
+  currency: string;
+
+  /**
+   * Where the request stands.
+   *
+   * @generated from field: handshake.v1.ApprovalStatus status = 8;
+   */
+  status: ApprovalStatus;
+};
+
+/**
+ * Describes the message handshake.v1.ApprovalRequest.
+ * Use `create(ApprovalRequestSchema)` to create a new message.
+ */
+export const ApprovalRequestSchema: GenMessage<ApprovalRequest> = /*@__PURE__*/
+  messageDesc(file_handshake_v1_events, 5);
+
+/**
  * One numbered event in a room's log. PanelStream delivers them in seq order.
  *
  * @generated from message handshake.v1.PanelEvent
@@ -409,6 +480,14 @@ export type PanelEvent = Message<"handshake.v1.PanelEvent"> & {
      */
     value: PanelError;
     case: "error";
+  } | {
+    /**
+     * The viewer's own agent asks them to approve terms above their limit, or the answer.
+     *
+     * @generated from field: handshake.v1.ApprovalRequest approval_request = 21;
+     */
+    value: ApprovalRequest;
+    case: "approvalRequest";
   } | { case: undefined; value?: undefined };
 };
 
@@ -417,7 +496,7 @@ export type PanelEvent = Message<"handshake.v1.PanelEvent"> & {
  * Use `create(PanelEventSchema)` to create a new message.
  */
 export const PanelEventSchema: GenMessage<PanelEvent> = /*@__PURE__*/
-  messageDesc(file_handshake_v1_events, 5);
+  messageDesc(file_handshake_v1_events, 6);
 
 /**
  * A participant's progress through a deal.
@@ -555,4 +634,52 @@ export enum ExecutionStepStatus {
  */
 export const ExecutionStepStatusSchema: GenEnum<ExecutionStepStatus> = /*@__PURE__*/
   enumDesc(file_handshake_v1_events, 2);
+
+/**
+ * Whether a person has answered their agent's approval request.
+ *
+ * @generated from enum handshake.v1.ApprovalStatus
+ */
+export enum ApprovalStatus {
+  /**
+   * Unknown.
+   *
+   * @generated from enum value: APPROVAL_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for the person.
+   *
+   * @generated from enum value: APPROVAL_STATUS_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * The person let the agent commit to the terms.
+   *
+   * @generated from enum value: APPROVAL_STATUS_APPROVED = 2;
+   */
+  APPROVED = 2,
+
+  /**
+   * The person refused the terms.
+   *
+   * @generated from enum value: APPROVAL_STATUS_DECLINED = 3;
+   */
+  DECLINED = 3,
+
+  /**
+   * The negotiation ended before the person answered.
+   *
+   * @generated from enum value: APPROVAL_STATUS_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum handshake.v1.ApprovalStatus.
+ */
+export const ApprovalStatusSchema: GenEnum<ApprovalStatus> = /*@__PURE__*/
+  enumDesc(file_handshake_v1_events, 3);
 

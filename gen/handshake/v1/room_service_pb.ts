@@ -8,7 +8,7 @@ import type { AudioControl, AudioFormat, AudioFrame, DeviceTranscript } from "./
 import { file_handshake_v1_audio } from "./audio_pb.js";
 import type { Contract, Negotiation } from "./deal_pb.js";
 import { file_handshake_v1_deal } from "./deal_pb.js";
-import type { PanelEvent, RoomStatus } from "./events_pb.js";
+import type { ApprovalRequest, PanelEvent, RoomStatus } from "./events_pb.js";
 import { file_handshake_v1_events } from "./events_pb.js";
 import type { AgentProfile } from "./profile_pb.js";
 import { file_handshake_v1_profile } from "./profile_pb.js";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file handshake/v1/room_service.proto.
  */
 export const file_handshake_v1_room_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9oYW5kc2hha2UvdjEvcm9vbV9zZXJ2aWNlLnByb3RvEgxoYW5kc2hha2UudjEieAoPSm9pblJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSKwoHcHJvZmlsZRgCIAEoCzIaLmhhbmRzaGFrZS52MS5BZ2VudFByb2ZpbGUSEgoKdXNlcl90b2tlbhgDIAEoCRITCgtpbnZpdGVfY29kZRgEIAEoCSKVAQoQSm9pblJvb21SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEhIKCnVzZXJfdG9rZW4YAiABKAkSFQoNc2Vzc2lvbl90b2tlbhgDIAEoCRIdChVzZXNzaW9uX2V4cGlyZXNfYXRfbXMYBCABKAMSJgoEcm9vbRgFIAEoCzIYLmhhbmRzaGFrZS52MS5Sb29tU3RhdHVzIiMKEExlYXZlUm9vbVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSITChFMZWF2ZVJvb21SZXNwb25zZSIhCg5HZXRSb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIpMBCg9HZXRSb29tUmVzcG9uc2USJgoEcm9vbRgBIAEoCzIYLmhhbmRzaGFrZS52MS5Sb29tU3RhdHVzEi4KC25lZ290aWF0aW9uGAIgASgLMhkuaGFuZHNoYWtlLnYxLk5lZ290aWF0aW9uEigKCGNvbnRyYWN0GAMgASgLMhYuaGFuZHNoYWtlLnYxLkNvbnRyYWN0IkAKEVNldFByb2ZpbGVSZXF1ZXN0EisKB3Byb2ZpbGUYASABKAsyGi5oYW5kc2hha2UudjEuQWdlbnRQcm9maWxlIkEKElNldFByb2ZpbGVSZXNwb25zZRIrCgdwcm9maWxlGAEgASgLMhouaGFuZHNoYWtlLnYxLkFnZW50UHJvZmlsZSJSChhTZXRUcmlnZ2VyS2V5d29yZFJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIPCgdrZXl3b3JkGAIgASgJEhQKDHJlcXVpcmVfYm90aBgDIAEoCCJDChlTZXRUcmlnZ2VyS2V5d29yZFJlc3BvbnNlEiYKBHJvb20YASABKAsyGC5oYW5kc2hha2UudjEuUm9vbVN0YXR1cyLcAQoSQXVkaW9TdHJlYW1SZXF1ZXN0EisKBmZvcm1hdBgBIAEoCzIZLmhhbmRzaGFrZS52MS5BdWRpb0Zvcm1hdEgAEikKBWZyYW1lGAIgASgLMhguaGFuZHNoYWtlLnYxLkF1ZGlvRnJhbWVIABI0Cgp0cmFuc2NyaXB0GAMgASgLMh4uaGFuZHNoYWtlLnYxLkRldmljZVRyYW5zY3JpcHRIABItCgdjb250cm9sGAQgASgOMhouaGFuZHNoYWtlLnYxLkF1ZGlvQ29udHJvbEgAQgkKB21lc3NhZ2UiggEKE0F1ZGlvU3RyZWFtUmVzcG9uc2USMAoLcGVlcl9mb3JtYXQYASABKAsyGS5oYW5kc2hha2UudjEuQXVkaW9Gb3JtYXRIABIuCgpwZWVyX2ZyYW1lGAIgASgLMhguaGFuZHNoYWtlLnYxLkF1ZGlvRnJhbWVIAEIJCgdtZXNzYWdlIsgBChBTZW5kQXVkaW9SZXF1ZXN0EikKBmZvcm1hdBgBIAEoCzIZLmhhbmRzaGFrZS52MS5BdWRpb0Zvcm1hdBIoCgZmcmFtZXMYAiADKAsyGC5oYW5kc2hha2UudjEuQXVkaW9GcmFtZRIyCgp0cmFuc2NyaXB0GAMgASgLMh4uaGFuZHNoYWtlLnYxLkRldmljZVRyYW5zY3JpcHQSKwoHY29udHJvbBgEIAEoDjIaLmhhbmRzaGFrZS52MS5BdWRpb0NvbnRyb2wiPgoRU2VuZEF1ZGlvUmVzcG9uc2USEAoIbmV4dF9zZXEYASABKAQSFwoPZnJhbWVzX2FjY2VwdGVkGAIgASgNIiYKE1JlY2VpdmVBdWRpb1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSKDAQoUUmVjZWl2ZUF1ZGlvUmVzcG9uc2USMAoLcGVlcl9mb3JtYXQYASABKAsyGS5oYW5kc2hha2UudjEuQXVkaW9Gb3JtYXRIABIuCgpwZWVyX2ZyYW1lGAIgASgLMhguaGFuZHNoYWtlLnYxLkF1ZGlvRnJhbWVIAEIJCgdtZXNzYWdlIjgKElBhbmVsU3RyZWFtUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI+ChNQYW5lbFN0cmVhbVJlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguaGFuZHNoYWtlLnYxLlBhbmVsRXZlbnQiPwoTU2lnbkNvbnRyYWN0UmVxdWVzdBITCgtjb250cmFjdF9pZBgBIAEoCRITCgt0ZXh0X3NoYTI1NhgCIAEoCSJAChRTaWduQ29udHJhY3RSZXNwb25zZRIoCghjb250cmFjdBgBIAEoCzIWLmhhbmRzaGFrZS52MS5Db250cmFjdDLRBgoLUm9vbVNlcnZpY2USSQoISm9pblJvb20SHS5oYW5kc2hha2UudjEuSm9pblJvb21SZXF1ZXN0Gh4uaGFuZHNoYWtlLnYxLkpvaW5Sb29tUmVzcG9uc2USTAoJTGVhdmVSb29tEh4uaGFuZHNoYWtlLnYxLkxlYXZlUm9vbVJlcXVlc3QaHy5oYW5kc2hha2UudjEuTGVhdmVSb29tUmVzcG9uc2USRgoHR2V0Um9vbRIcLmhhbmRzaGFrZS52MS5HZXRSb29tUmVxdWVzdBodLmhhbmRzaGFrZS52MS5HZXRSb29tUmVzcG9uc2USTwoKU2V0UHJvZmlsZRIfLmhhbmRzaGFrZS52MS5TZXRQcm9maWxlUmVxdWVzdBogLmhhbmRzaGFrZS52MS5TZXRQcm9maWxlUmVzcG9uc2USZAoRU2V0VHJpZ2dlcktleXdvcmQSJi5oYW5kc2hha2UudjEuU2V0VHJpZ2dlcktleXdvcmRSZXF1ZXN0GicuaGFuZHNoYWtlLnYxLlNldFRyaWdnZXJLZXl3b3JkUmVzcG9uc2USVgoLQXVkaW9TdHJlYW0SIC5oYW5kc2hha2UudjEuQXVkaW9TdHJlYW1SZXF1ZXN0GiEuaGFuZHNoYWtlLnYxLkF1ZGlvU3RyZWFtUmVzcG9uc2UoATABEkwKCVNlbmRBdWRpbxIeLmhhbmRzaGFrZS52MS5TZW5kQXVkaW9SZXF1ZXN0Gh8uaGFuZHNoYWtlLnYxLlNlbmRBdWRpb1Jlc3BvbnNlElcKDFJlY2VpdmVBdWRpbxIhLmhhbmRzaGFrZS52MS5SZWNlaXZlQXVkaW9SZXF1ZXN0GiIuaGFuZHNoYWtlLnYxLlJlY2VpdmVBdWRpb1Jlc3BvbnNlMAESVAoLUGFuZWxTdHJlYW0SIC5oYW5kc2hha2UudjEuUGFuZWxTdHJlYW1SZXF1ZXN0GiEuaGFuZHNoYWtlLnYxLlBhbmVsU3RyZWFtUmVzcG9uc2UwARJVCgxTaWduQ29udHJhY3QSIS5oYW5kc2hha2UudjEuU2lnbkNvbnRyYWN0UmVxdWVzdBoiLmhhbmRzaGFrZS52MS5TaWduQ29udHJhY3RSZXNwb25zZWIGcHJvdG8z", [file_handshake_v1_audio, file_handshake_v1_deal, file_handshake_v1_events, file_handshake_v1_profile]);
+  fileDesc("Ch9oYW5kc2hha2UvdjEvcm9vbV9zZXJ2aWNlLnByb3RvEgxoYW5kc2hha2UudjEieAoPSm9pblJvb21SZXF1ZXN0Eg8KB3Jvb21faWQYASABKAkSKwoHcHJvZmlsZRgCIAEoCzIaLmhhbmRzaGFrZS52MS5BZ2VudFByb2ZpbGUSEgoKdXNlcl90b2tlbhgDIAEoCRITCgtpbnZpdGVfY29kZRgEIAEoCSKVAQoQSm9pblJvb21SZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEhIKCnVzZXJfdG9rZW4YAiABKAkSFQoNc2Vzc2lvbl90b2tlbhgDIAEoCRIdChVzZXNzaW9uX2V4cGlyZXNfYXRfbXMYBCABKAMSJgoEcm9vbRgFIAEoCzIYLmhhbmRzaGFrZS52MS5Sb29tU3RhdHVzIiMKEExlYXZlUm9vbVJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSITChFMZWF2ZVJvb21SZXNwb25zZSIhCg5HZXRSb29tUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJIpMBCg9HZXRSb29tUmVzcG9uc2USJgoEcm9vbRgBIAEoCzIYLmhhbmRzaGFrZS52MS5Sb29tU3RhdHVzEi4KC25lZ290aWF0aW9uGAIgASgLMhkuaGFuZHNoYWtlLnYxLk5lZ290aWF0aW9uEigKCGNvbnRyYWN0GAMgASgLMhYuaGFuZHNoYWtlLnYxLkNvbnRyYWN0IkAKEVNldFByb2ZpbGVSZXF1ZXN0EisKB3Byb2ZpbGUYASABKAsyGi5oYW5kc2hha2UudjEuQWdlbnRQcm9maWxlIkEKElNldFByb2ZpbGVSZXNwb25zZRIrCgdwcm9maWxlGAEgASgLMhouaGFuZHNoYWtlLnYxLkFnZW50UHJvZmlsZSJSChhTZXRUcmlnZ2VyS2V5d29yZFJlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCRIPCgdrZXl3b3JkGAIgASgJEhQKDHJlcXVpcmVfYm90aBgDIAEoCCJDChlTZXRUcmlnZ2VyS2V5d29yZFJlc3BvbnNlEiYKBHJvb20YASABKAsyGC5oYW5kc2hha2UudjEuUm9vbVN0YXR1cyLcAQoSQXVkaW9TdHJlYW1SZXF1ZXN0EisKBmZvcm1hdBgBIAEoCzIZLmhhbmRzaGFrZS52MS5BdWRpb0Zvcm1hdEgAEikKBWZyYW1lGAIgASgLMhguaGFuZHNoYWtlLnYxLkF1ZGlvRnJhbWVIABI0Cgp0cmFuc2NyaXB0GAMgASgLMh4uaGFuZHNoYWtlLnYxLkRldmljZVRyYW5zY3JpcHRIABItCgdjb250cm9sGAQgASgOMhouaGFuZHNoYWtlLnYxLkF1ZGlvQ29udHJvbEgAQgkKB21lc3NhZ2UiggEKE0F1ZGlvU3RyZWFtUmVzcG9uc2USMAoLcGVlcl9mb3JtYXQYASABKAsyGS5oYW5kc2hha2UudjEuQXVkaW9Gb3JtYXRIABIuCgpwZWVyX2ZyYW1lGAIgASgLMhguaGFuZHNoYWtlLnYxLkF1ZGlvRnJhbWVIAEIJCgdtZXNzYWdlIsgBChBTZW5kQXVkaW9SZXF1ZXN0EikKBmZvcm1hdBgBIAEoCzIZLmhhbmRzaGFrZS52MS5BdWRpb0Zvcm1hdBIoCgZmcmFtZXMYAiADKAsyGC5oYW5kc2hha2UudjEuQXVkaW9GcmFtZRIyCgp0cmFuc2NyaXB0GAMgASgLMh4uaGFuZHNoYWtlLnYxLkRldmljZVRyYW5zY3JpcHQSKwoHY29udHJvbBgEIAEoDjIaLmhhbmRzaGFrZS52MS5BdWRpb0NvbnRyb2wiPgoRU2VuZEF1ZGlvUmVzcG9uc2USEAoIbmV4dF9zZXEYASABKAQSFwoPZnJhbWVzX2FjY2VwdGVkGAIgASgNIiYKE1JlY2VpdmVBdWRpb1JlcXVlc3QSDwoHcm9vbV9pZBgBIAEoCSKDAQoUUmVjZWl2ZUF1ZGlvUmVzcG9uc2USMAoLcGVlcl9mb3JtYXQYASABKAsyGS5oYW5kc2hha2UudjEuQXVkaW9Gb3JtYXRIABIuCgpwZWVyX2ZyYW1lGAIgASgLMhguaGFuZHNoYWtlLnYxLkF1ZGlvRnJhbWVIAEIJCgdtZXNzYWdlIjgKElBhbmVsU3RyZWFtUmVxdWVzdBIPCgdyb29tX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI+ChNQYW5lbFN0cmVhbVJlc3BvbnNlEicKBWV2ZW50GAEgASgLMhguaGFuZHNoYWtlLnYxLlBhbmVsRXZlbnQiPwoTU2lnbkNvbnRyYWN0UmVxdWVzdBITCgtjb250cmFjdF9pZBgBIAEoCRITCgt0ZXh0X3NoYTI1NhgCIAEoCSJAChRTaWduQ29udHJhY3RSZXNwb25zZRIoCghjb250cmFjdBgBIAEoCzIWLmhhbmRzaGFrZS52MS5Db250cmFjdCI9ChVBbnN3ZXJBcHByb3ZhbFJlcXVlc3QSEwoLYXBwcm92YWxfaWQYASABKAkSDwoHYXBwcm92ZRgCIAEoCCJJChZBbnN3ZXJBcHByb3ZhbFJlc3BvbnNlEi8KCGFwcHJvdmFsGAEgASgLMh0uaGFuZHNoYWtlLnYxLkFwcHJvdmFsUmVxdWVzdCI9ChZEZWNsaW5lQ29udHJhY3RSZXF1ZXN0EhMKC2NvbnRyYWN0X2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJDChdEZWNsaW5lQ29udHJhY3RSZXNwb25zZRIoCghjb250cmFjdBgBIAEoCzIWLmhhbmRzaGFrZS52MS5Db250cmFjdDKOCAoLUm9vbVNlcnZpY2USSQoISm9pblJvb20SHS5oYW5kc2hha2UudjEuSm9pblJvb21SZXF1ZXN0Gh4uaGFuZHNoYWtlLnYxLkpvaW5Sb29tUmVzcG9uc2USTAoJTGVhdmVSb29tEh4uaGFuZHNoYWtlLnYxLkxlYXZlUm9vbVJlcXVlc3QaHy5oYW5kc2hha2UudjEuTGVhdmVSb29tUmVzcG9uc2USRgoHR2V0Um9vbRIcLmhhbmRzaGFrZS52MS5HZXRSb29tUmVxdWVzdBodLmhhbmRzaGFrZS52MS5HZXRSb29tUmVzcG9uc2USTwoKU2V0UHJvZmlsZRIfLmhhbmRzaGFrZS52MS5TZXRQcm9maWxlUmVxdWVzdBogLmhhbmRzaGFrZS52MS5TZXRQcm9maWxlUmVzcG9uc2USZAoRU2V0VHJpZ2dlcktleXdvcmQSJi5oYW5kc2hha2UudjEuU2V0VHJpZ2dlcktleXdvcmRSZXF1ZXN0GicuaGFuZHNoYWtlLnYxLlNldFRyaWdnZXJLZXl3b3JkUmVzcG9uc2USVgoLQXVkaW9TdHJlYW0SIC5oYW5kc2hha2UudjEuQXVkaW9TdHJlYW1SZXF1ZXN0GiEuaGFuZHNoYWtlLnYxLkF1ZGlvU3RyZWFtUmVzcG9uc2UoATABEkwKCVNlbmRBdWRpbxIeLmhhbmRzaGFrZS52MS5TZW5kQXVkaW9SZXF1ZXN0Gh8uaGFuZHNoYWtlLnYxLlNlbmRBdWRpb1Jlc3BvbnNlElcKDFJlY2VpdmVBdWRpbxIhLmhhbmRzaGFrZS52MS5SZWNlaXZlQXVkaW9SZXF1ZXN0GiIuaGFuZHNoYWtlLnYxLlJlY2VpdmVBdWRpb1Jlc3BvbnNlMAESVAoLUGFuZWxTdHJlYW0SIC5oYW5kc2hha2UudjEuUGFuZWxTdHJlYW1SZXF1ZXN0GiEuaGFuZHNoYWtlLnYxLlBhbmVsU3RyZWFtUmVzcG9uc2UwARJVCgxTaWduQ29udHJhY3QSIS5oYW5kc2hha2UudjEuU2lnbkNvbnRyYWN0UmVxdWVzdBoiLmhhbmRzaGFrZS52MS5TaWduQ29udHJhY3RSZXNwb25zZRJbCg5BbnN3ZXJBcHByb3ZhbBIjLmhhbmRzaGFrZS52MS5BbnN3ZXJBcHByb3ZhbFJlcXVlc3QaJC5oYW5kc2hha2UudjEuQW5zd2VyQXBwcm92YWxSZXNwb25zZRJeCg9EZWNsaW5lQ29udHJhY3QSJC5oYW5kc2hha2UudjEuRGVjbGluZUNvbnRyYWN0UmVxdWVzdBolLmhhbmRzaGFrZS52MS5EZWNsaW5lQ29udHJhY3RSZXNwb25zZWIGcHJvdG8z", [file_handshake_v1_audio, file_handshake_v1_deal, file_handshake_v1_events, file_handshake_v1_profile]);
 
 /**
  * Request to join a room.
@@ -619,6 +619,104 @@ export const SignContractResponseSchema: GenMessage<SignContractResponse> = /*@_
   messageDesc(file_handshake_v1_room_service, 19);
 
 /**
+ * A person's answer to their agent's approval request.
+ *
+ * @generated from message handshake.v1.AnswerApprovalRequest
+ */
+export type AnswerApprovalRequest = Message<"handshake.v1.AnswerApprovalRequest"> & {
+  /**
+   * The request being answered (ApprovalRequest.id from the caller's panel).
+   *
+   * @generated from field: string approval_id = 1;
+   */
+  approvalId: string;
+
+  /**
+   * True to let the agent commit to the terms; false to refuse them.
+   *
+   * @generated from field: bool approve = 2;
+   */
+  approve: boolean;
+};
+
+/**
+ * Describes the message handshake.v1.AnswerApprovalRequest.
+ * Use `create(AnswerApprovalRequestSchema)` to create a new message.
+ */
+export const AnswerApprovalRequestSchema: GenMessage<AnswerApprovalRequest> = /*@__PURE__*/
+  messageDesc(file_handshake_v1_room_service, 20);
+
+/**
+ * The request after the answer.
+ *
+ * @generated from message handshake.v1.AnswerApprovalResponse
+ */
+export type AnswerApprovalResponse = Message<"handshake.v1.AnswerApprovalResponse"> & {
+  /**
+   * The approval request with its outcome set.
+   *
+   * @generated from field: handshake.v1.ApprovalRequest approval = 1;
+   */
+  approval?: ApprovalRequest | undefined;
+};
+
+/**
+ * Describes the message handshake.v1.AnswerApprovalResponse.
+ * Use `create(AnswerApprovalResponseSchema)` to create a new message.
+ */
+export const AnswerApprovalResponseSchema: GenMessage<AnswerApprovalResponse> = /*@__PURE__*/
+  messageDesc(file_handshake_v1_room_service, 21);
+
+/**
+ * Request to decline the room's drafted contract.
+ *
+ * @generated from message handshake.v1.DeclineContractRequest
+ */
+export type DeclineContractRequest = Message<"handshake.v1.DeclineContractRequest"> & {
+  /**
+   * The contract to decline; must be the caller's room's contract, not yet signed by both.
+   *
+   * @generated from field: string contract_id = 1;
+   */
+  contractId: string;
+
+  /**
+   * Why, in the person's words (1–500 characters); shown to the other party.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message handshake.v1.DeclineContractRequest.
+ * Use `create(DeclineContractRequestSchema)` to create a new message.
+ */
+export const DeclineContractRequestSchema: GenMessage<DeclineContractRequest> = /*@__PURE__*/
+  messageDesc(file_handshake_v1_room_service, 22);
+
+/**
+ * The contract after declining.
+ *
+ * @generated from message handshake.v1.DeclineContractResponse
+ */
+export type DeclineContractResponse = Message<"handshake.v1.DeclineContractResponse"> & {
+  /**
+   * The contract, now CONTRACT_STATUS_DECLINED.
+   *
+   * @generated from field: handshake.v1.Contract contract = 1;
+   */
+  contract?: Contract | undefined;
+};
+
+/**
+ * Describes the message handshake.v1.DeclineContractResponse.
+ * Use `create(DeclineContractResponseSchema)` to create a new message.
+ */
+export const DeclineContractResponseSchema: GenMessage<DeclineContractResponse> = /*@__PURE__*/
+  messageDesc(file_handshake_v1_room_service, 23);
+
+/**
  * Live rooms: joining, audio, the event panel and signing. Every RPC but JoinRoom needs
  * `authorization: Bearer <session token>` from JoinRoom; the token names the caller and the room.
  *
@@ -725,6 +823,28 @@ export const RoomService: GenService<{
     methodKind: "unary";
     input: typeof SignContractRequestSchema;
     output: typeof SignContractResponseSchema;
+  },
+  /**
+   * Answers an approval request the caller's own agent raised (terms above their max auto-approve).
+   * Callable by the member the request is addressed to, once per request.
+   *
+   * @generated from rpc handshake.v1.RoomService.AnswerApproval
+   */
+  answerApproval: {
+    methodKind: "unary";
+    input: typeof AnswerApprovalRequestSchema;
+    output: typeof AnswerApprovalResponseSchema;
+  },
+  /**
+   * Declines the room's drafted contract with a reason; the room can trigger again. Callable by a
+   * party before both have signed.
+   *
+   * @generated from rpc handshake.v1.RoomService.DeclineContract
+   */
+  declineContract: {
+    methodKind: "unary";
+    input: typeof DeclineContractRequestSchema;
+    output: typeof DeclineContractResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_handshake_v1_room_service, 0);
