@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { PanelErrorSchema, PanelEventSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import { createAsyncQueue, type AsyncQueue } from "../core/async-queue.js";
 
 /** What a stage hands the log: everything but the numbering. */
 export type PanelEventInit = Pick<PanelEvent, "event"> & { visibleToUserId?: string };
@@ -30,11 +31,10 @@ interface Subscriber {
   userId: string;
   listener?: PanelListener;
   onOverflow: (() => void) | undefined;
-  queue: PanelEvent[];
+  /** The pull reader's queue (`subscribe`); a push listener has none. */
+  queue?: AsyncQueue<PanelEvent>;
   limit: number;
-  wake: (() => void) | undefined;
   error: Error | undefined;
-  done: boolean;
 }
 
 /** Options of a room's event log. */
@@ -113,35 +113,18 @@ export class RoomEventLog {
   async *subscribe(afterSeq: bigint, userId: string, signal: AbortSignal, onOverflow?: () => void): AsyncGenerator<PanelEvent> {
     if (this.closed) throw this.closed;
     const backlog = this.since(afterSeq, userId);
+    const queue = createAsyncQueue(backlog);
     const sub: Subscriber = {
       userId,
       onOverflow,
-      queue: backlog,
+      queue,
       limit: backlog.length + this.options.subscriberQueueSize,
-      wake: undefined,
       error: undefined,
-      done: false,
     };
-    const onAbort = () => {
-      sub.done = true;
-      sub.wake?.();
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
     this.subscribers.add(sub);
     try {
-      for (;;) {
-        const next = sub.queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        if (sub.error) throw sub.error;
-        if (sub.done || signal.aborted) return;
-        await new Promise<void>((resolve) => (sub.wake = resolve));
-        sub.wake = undefined;
-      }
+      yield* queue.drain(signal);
     } finally {
-      signal.removeEventListener("abort", onAbort);
       this.subscribers.delete(sub);
     }
   }
@@ -158,11 +141,8 @@ export class RoomEventLog {
       userId,
       listener,
       onOverflow: undefined,
-      queue: [],
       limit: backlog.length + this.options.subscriberQueueSize,
-      wake: undefined,
       error: undefined,
-      done: false,
     };
     this.subscribers.add(sub);
     for (const event of backlog) listener.event(event);
@@ -183,8 +163,7 @@ export class RoomEventLog {
     this.closed = reason;
     for (const sub of this.subscribers) {
       sub.error = reason;
-      sub.queue.length = 0;
-      sub.wake?.();
+      sub.queue?.fail(reason);
       if (sub.listener) {
         this.subscribers.delete(sub);
         sub.listener.ended(reason);
@@ -194,12 +173,12 @@ export class RoomEventLog {
 
   private deliver(sub: Subscriber, event: PanelEvent): void {
     if (sub.error || !visibleTo(event, sub.userId)) return;
-    const queued = sub.listener ? sub.listener.queued() : sub.queue.length;
+    const queued = sub.listener ? sub.listener.queued() : (sub.queue?.size ?? 0);
     if (queued >= sub.limit) {
-      sub.queue.length = 0;
       sub.error = new SubscriberOverflowError(
         `panel stream fell more than ${this.options.subscriberQueueSize} events behind; resume from seq ${event.seq - 1n}`,
       );
+      sub.queue?.fail(sub.error);
       sub.onOverflow?.();
       if (sub.listener) {
         this.subscribers.delete(sub);
@@ -208,9 +187,8 @@ export class RoomEventLog {
     } else if (sub.listener) {
       sub.listener.event(event);
     } else {
-      sub.queue.push(event);
+      sub.queue?.push(event);
     }
-    sub.wake?.();
   }
 
   private flushPersist(): void {

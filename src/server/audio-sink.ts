@@ -1,4 +1,5 @@
 import type { AudioFormat, AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
+import { createAsyncQueue } from "../core/async-queue.js";
 import { ResourceExhaustedError } from "../core/errors.js";
 import type { AudioSink } from "../room/room.js";
 
@@ -10,60 +11,36 @@ export type PeerAudioMessage = { case: "peerFormat"; value: AudioFormat } | { ca
  * more than `limit` messages behind loses its own stream (RESOURCE_EXHAUSTED), never memory.
  */
 export class QueuedAudioSink implements AudioSink {
-  private readonly queue: PeerAudioMessage[] = [];
-  private wake: (() => void) | undefined;
-  private failure: Error | undefined;
-  private ended = false;
+  private readonly queue = createAsyncQueue<PeerAudioMessage>();
   private lastFormat: AudioFormat | undefined;
 
   constructor(private readonly limit: number) {}
 
   push(frame: AudioFrame, format: AudioFormat | undefined): void {
-    if (this.failure || this.ended) return;
+    if (this.queue.closed) return;
     if (format && format !== this.lastFormat) {
       this.lastFormat = format;
       this.queue.push({ case: "peerFormat", value: format });
     }
-    if (this.queue.length >= this.limit) {
+    if (this.queue.size >= this.limit) {
       this.fail(new ResourceExhaustedError(`audio stream fell more than ${this.limit} frames behind`));
       return;
     }
     this.queue.push({ case: "peerFrame", value: frame });
-    this.wake?.();
   }
 
   /** Ends the stream with an error after what is queued is dropped. */
   fail(err: Error): void {
-    if (this.failure) return;
-    this.failure = err;
-    this.queue.length = 0;
-    this.wake?.();
+    this.queue.fail(err);
   }
 
   /** Ends the stream quietly. */
   end(): void {
-    this.ended = true;
-    this.wake?.();
+    this.queue.end();
   }
 
   /** Yields queued messages until ended, failed or aborted. */
-  async *drain(signal: AbortSignal): AsyncGenerator<PeerAudioMessage> {
-    const onAbort = () => this.end();
-    signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      for (;;) {
-        const next = this.queue.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        if (this.failure) throw this.failure;
-        if (this.ended || signal.aborted) return;
-        await new Promise<void>((resolve) => (this.wake = resolve));
-        this.wake = undefined;
-      }
-    } finally {
-      signal.removeEventListener("abort", onAbort);
-    }
+  drain(signal: AbortSignal): AsyncGenerator<PeerAudioMessage> {
+    return this.queue.drain(signal);
   }
 }
