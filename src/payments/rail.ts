@@ -1,4 +1,5 @@
 import type { PaymentRail as PaymentRailKind } from "../../gen/handshake/v1/deal_pb.js";
+import type { Retryable } from "../core/retry.js";
 
 /** Who pays whom, as the rail needs it. Accounts come from the parties' profiles. */
 export interface RailParties {
@@ -52,8 +53,8 @@ export interface PaymentRail {
   status(reference: string): Promise<RailResult>;
 }
 
-/** A rail refusal or failure. `retryable` is false for 4xx other than 408 and 429. */
-export class PaymentRailError extends Error {
+/** A rail refusal or failure. `retryable` follows core/retry.ts: false for 4xx other than 408 and 429. */
+export class PaymentRailError extends Error implements Retryable {
   override readonly name = "PaymentRailError";
   constructor(
     message: string,

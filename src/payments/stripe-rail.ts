@@ -2,6 +2,7 @@ import Stripe from "stripe";
 import type { Logger } from "pino";
 import { PaymentRail as PaymentRailKind } from "../../gen/handshake/v1/deal_pb.js";
 import { silentLogger } from "../core/log.js";
+import { isRetryableStatus } from "../core/retry.js";
 import { PaymentRailError, type PaymentRail, type RailRequest, type RailResult } from "./rail.js";
 
 /** Card authorisation window when the customer is present (customer-initiated): 7 days. */
@@ -279,8 +280,7 @@ export function toPaymentRailError(err: unknown): PaymentRailError {
   }
   if (err instanceof E.StripeError) {
     const status = err.statusCode ?? 0;
-    const retryable = status === 408 || status === 409 || status === 429 || status >= 500;
-    return new PaymentRailError(`Stripe error: ${err.message}`, err.code ?? "stripe_error", retryable);
+    return new PaymentRailError(`Stripe error: ${err.message}`, err.code ?? "stripe_error", isRetryableStatus(status));
   }
   const message = err instanceof Error ? err.message : String(err);
   return new PaymentRailError(`Stripe call failed: ${message}`, "stripe_error", false);

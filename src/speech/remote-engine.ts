@@ -1,8 +1,9 @@
 import type { Logger } from "pino";
+import { backoffDelayMs, type BackoffOptions, type Retryable } from "../core/retry.js";
 import type { RecognisedSpeech, SpeechEngine, SpeechError, SpeechEvents } from "./speech-engine.js";
 
 /** A speech engine failure: a stable code, a sentence fit for a person, and whether retrying may help. */
-export class SpeechEngineError extends Error {
+export class SpeechEngineError extends Error implements Retryable {
   override readonly name = "SpeechEngineError";
   /** Server-suggested wait before retrying (Retry-After), when it gave one. */
   readonly retryAfterMs: number | undefined;
@@ -21,33 +22,6 @@ export class SpeechEngineError extends Error {
   toSpeechError(): SpeechError {
     return { code: this.code, message: this.message, retryable: this.retryable };
   }
-}
-
-/** HTTP statuses worth retrying: 408, 429 and 5xx; any other 4xx is the request's fault. */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500;
-}
-
-/** Exponential backoff settings. */
-export interface BackoffOptions {
-  /** Delay before the first retry. Default 500 ms. */
-  initialDelayMs?: number;
-  /** Upper bound of any delay. Default 15 s. */
-  maxDelayMs?: number;
-  /** Growth per attempt. Default 2. */
-  multiplier?: number;
-  /** Random spread as a share of the delay, so many clients don't retry in step. Default 0.2. */
-  jitter?: number;
-}
-
-/** Delay before retry number `attempt` (1 for the first retry). */
-export function backoffDelayMs(attempt: number, options: BackoffOptions = {}, random: () => number = Math.random): number {
-  const initial = options.initialDelayMs ?? 500;
-  const max = options.maxDelayMs ?? 15_000;
-  const multiplier = options.multiplier ?? 2;
-  const jitter = options.jitter ?? 0.2;
-  const base = Math.min(max, initial * multiplier ** Math.max(0, attempt - 1));
-  return Math.round(Math.min(max, base * (1 - jitter + 2 * jitter * random())));
 }
 
 /** Settings every remote engine shares. */

@@ -2,7 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { WebSocket } from "ws";
 import { WordTimingSchema, type WordTiming } from "../../gen/handshake/v1/transcript_pb.js";
 import { SPEECH_SAMPLE_RATE_HZ } from "../audio/audio-format.js";
-import { RemoteSpeechEngine, SpeechEngineError, isRetryableStatus, type RemoteEngineOptions } from "./remote-engine.js";
+import { isRetryableStatus } from "../core/retry.js";
+import { RemoteSpeechEngine, SpeechEngineError, type RemoteEngineOptions } from "./remote-engine.js";
 import type { SpeechEngine, SpeechEngineFactory, SpeechEvents } from "./speech-engine.js";
 import { Timeline } from "./timeline.js";
 
