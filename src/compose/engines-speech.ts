@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { checkAudioFormat, checkAudioFrame } from "../audio/audio-format.js";
+import { checkAudioFrame } from "../audio/audio-format.js";
 import { createSpeechPcmConverter } from "../audio/resampler.js";
 import type { Config } from "../config.js";
 import type { SpeechPcmConverter } from "../room/room.js";
@@ -22,7 +22,6 @@ export interface SpeechEngines {
  */
 export async function createSpeechEngines(config: Config, log: Logger): Promise<SpeechEngines & { name: string }> {
   const audioInput: AudioInput = {
-    checkFormat: (format) => void checkAudioFormat(format),
     checkFrame: (frame) => checkAudioFrame(frame),
     deviceTranscript: (transcript) => toRecognisedSpeech(transcript),
   };
@@ -39,6 +38,8 @@ export async function createSpeechEngines(config: Config, log: Logger): Promise<
           apiKey: config.speech.elevenLabsApiKey,
           baseUrl: config.speech.elevenLabsBaseUrl,
           language: config.speech.language,
+          // Each engine makes a child with its name, room and user: reconnects and failures are logged.
+          log,
         }),
       };
     }
@@ -51,7 +52,7 @@ export async function createSpeechEngines(config: Config, log: Logger): Promise<
         else log.warn({ missing: found.missing }, message);
         return { ...base, name: "device", speechFactory: undefined };
       }
-      return { ...base, name: "pocketsphinx", speechFactory: createPocketSphinxEngineFactory() };
+      return { ...base, name: "pocketsphinx", speechFactory: createPocketSphinxEngineFactory({ log }) };
     }
   }
 }
