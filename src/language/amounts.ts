@@ -82,6 +82,14 @@ function currencyWord(word: string, defaultCurrency: string): { currency: string
     case "euro":
     case "euros":
       return { currency: "EUR", minor: false };
+    case "yen":
+      return { currency: "JPY", minor: false };
+    case "franc":
+    case "francs":
+      return { currency: "CHF", minor: false };
+    case "rappen":
+    case "centimes":
+      return { currency: "CHF", minor: true };
     case "dollar":
     case "dollars":
     case "buck":
@@ -125,6 +133,8 @@ const FOLLOW_OK = new Set([
   "deal", "cash", "including", "altogether", "overall", "upfront", "now", "the", "at", "though", "instead",
   "because", "each", "including", "inclusive", "all-in", "would", "will", "should", "sounds", "works", "work", "is",
   "hmm", "yes", "no", "how", "what", "you", "i", "we", "it's", "that's", "fair",
+  "depending", "depends", "give", "roughly", "ish", "last", "final", "mate", "love", "cheers", "really", "sound",
+  "good", "alright", "tops", "quid", "either", "maybe", "probably", "mind", "though", "up", "from", "or", "if",
 ]);
 
 /** Words before a bare number that make it a price. */
@@ -173,6 +183,8 @@ export function parseNumberWords(words: readonly string[]): { value: number; use
   let used = 0;
   let last: "none" | "unit" | "teen" | "tens" | "mult" | "and" = "none";
   let any = false;
+  /** "one twenty" already made hundreds: no "hundred" may follow. */
+  let spokenHundreds = false;
   for (let i = 0; i < words.length; i++) {
     const w = (words[i] ?? "").toLowerCase();
     const next = (words[i + 1] ?? "").toLowerCase();
@@ -195,16 +207,40 @@ export function parseNumberWords(words: readonly string[]): { value: number; use
     const mult = MULTIPLIERS[w];
     if (small !== undefined) {
       const teen = small >= 10;
-      // "five twenty" or "twelve thirteen" are two numbers, not one.
+      // "one twenty five": after "one twenty" (a hundred and twenty) a unit still joins.
+      if (spokenHundreds && last === "tens" && !teen && small > 0) {
+        current += small;
+        last = "unit";
+        any = true;
+        used = i + 1;
+        continue;
+      }
+      // "one fifteen" is 115, as prices are said; "twelve thirteen" stays two numbers.
+      if (last === "unit" && teen && total === 0 && current > 0 && current < 10 && !spokenHundreds) {
+        current = current * 100 + small;
+        spokenHundreds = true;
+        last = "teen";
+        used = i + 1;
+        continue;
+      }
       if (last === "unit" || last === "teen" || (last === "tens" && (teen || small === 0))) break;
       current += small;
       last = teen ? "teen" : "unit";
     } else if (tens !== undefined) {
+      // "one twenty" is 120 and "two fifty" 250: how people say prices between 100 and 999.
+      if (last === "unit" && total === 0 && current > 0 && current < 10 && !spokenHundreds) {
+        current = current * 100 + tens;
+        spokenHundreds = true;
+        last = "tens";
+        used = i + 1;
+        continue;
+      }
       if (last === "unit" || last === "teen" || last === "tens") break;
       current += tens;
       last = "tens";
     } else if (mult !== undefined) {
       if (!any && current === 0) break;
+      if (spokenHundreds) break;
       if (mult === 100) {
         current = (current === 0 ? 1 : current) * 100;
       } else {
@@ -237,37 +273,106 @@ interface NumberPhrase {
   scaled: bigint;
   /** "grand" was said: thousands of the default currency. */
   grand: boolean;
+  /** Slang that names its currency too: "a fiver", "a tenner" are pounds. */
+  currency?: string;
 }
 
-/** A number starting at token `i` (digits or words, with "thousand"/"grand"/"k" multipliers). */
+/** British money slang: the number and the currency in one word. */
+const SLANG: Record<string, { value: bigint; currency: string }> = {
+  fiver: { value: 5n, currency: "GBP" },
+  fivers: { value: 5n, currency: "GBP" },
+  tenner: { value: 10n, currency: "GBP" },
+  tenners: { value: 10n, currency: "GBP" },
+  score: { value: 20n, currency: "" },
+  pony: { value: 25n, currency: "GBP" },
+  ton: { value: 100n, currency: "GBP" },
+  monkey: { value: 500n, currency: "GBP" },
+};
+
+/** Single digits said after "point": "one point two five". */
+const DIGIT_WORDS: Record<string, string> = {
+  zero: "0", oh: "0", o: "0", nought: "0", one: "1", two: "2", three: "3", four: "4", five: "5", six: "6", seven: "7", eight: "8", nine: "9",
+};
+
+/**
+ * A number starting at token `i`: digits or words, with decimals ("one point two five"),
+ * halves ("one and a half"), "a couple of", slang ("a fiver") and the multipliers "thousand",
+ * "grand", "k", "hundred" ("a couple of hundred", "3.5k").
+ */
 function numberPhraseAt(tokens: readonly Token[], i: number): NumberPhrase | undefined {
   const tok = tokens[i];
   if (!tok) return undefined;
   let scaled: bigint;
   let end: number;
+  let currency: string | undefined;
   if (tok.kind === "num" && tok.scaled !== undefined) {
     scaled = tok.scaled;
     end = i + 1;
   } else if (tok.kind === "word") {
-    if (tok.lower === "couple" || (tok.lower === "a" && tokens[i + 1]?.lower === "couple")) {
-      // "a couple of hours" is two.
-      const at = tok.lower === "a" ? i + 1 : i;
+    const article = tok.lower === "a" || tok.lower === "an";
+    const head = article ? tokens[i + 1] : tok;
+    if (head?.kind === "word" && SLANG[head.lower] && (article || head.lower.endsWith("s") === false)) {
+      const slang = SLANG[head.lower]!;
+      // "a score" is twenty of something; only a named currency makes it money, so it stays bare.
+      if (!article && head.lower === "score") return undefined;
+      return { start: i, end: (article ? i + 2 : i + 1), scaled: slang.value * SCALE, grand: false, currency: slang.currency || undefined };
+    }
+    if (head?.lower === "half" && tokens[(article ? i + 2 : i + 1)]?.lower === "a") {
+      // "half a grand", "half a million".
+      const at = article ? i + 3 : i + 2;
+      const unit = tokens[at]?.lower;
+      if (unit === "grand" || unit === "thousand" || unit === "k") return { start: i, end: at + 1, scaled: 500n * SCALE, grand: unit === "grand" };
+      if (unit === "million") return { start: i, end: at + 1, scaled: 500_000n * SCALE, grand: false };
+      return undefined;
+    }
+    if (tok.lower === "couple" || (article && tokens[i + 1]?.lower === "couple")) {
+      // "a couple of hours" is two; "a couple of hundred" two hundred.
+      const at = article ? i + 1 : i;
       if (tokens[at + 1]?.lower !== "of") return undefined;
-      return { start: i, end: at + 2, scaled: 2n * SCALE, grand: false };
+      scaled = 2n * SCALE;
+      end = at + 2;
+      const mult = tokens[end]?.lower;
+      if (mult === "hundred") {
+        scaled *= 100n;
+        end += 1;
+      }
+    } else if (article && tokens[i + 1]?.lower === "grand") {
+      return { start: i, end: i + 2, scaled: 1000n * SCALE, grand: true };
+    } else {
+      const words: string[] = [];
+      for (let j = i; j < tokens.length && j < i + 12; j++) {
+        const t = tokens[j]!;
+        if (t.kind === "word") words.push(t.lower);
+        else if (t.kind === "punct" && t.text === "-" && t.start === tokens[j - 1]?.end) words.push("-");
+        else break;
+      }
+      const parsed = parseNumberWords(words);
+      if (!parsed) return undefined;
+      scaled = BigInt(parsed.value) * SCALE;
+      end = i + parsed.used;
+      // "one point two five": digits after "point" are said one by one.
+      if (tokens[end]?.lower === "point" && DIGIT_WORDS[tokens[end + 1]?.lower ?? ""] !== undefined) {
+        let digits = "";
+        let j = end + 1;
+        while (j < tokens.length && DIGIT_WORDS[tokens[j]!.lower] !== undefined && digits.length < 4) {
+          digits += DIGIT_WORDS[tokens[j]!.lower];
+          j += 1;
+        }
+        scaled += BigInt((digits + "0000").slice(0, 4));
+        end = j;
+      }
     }
-    const words: string[] = [];
-    for (let j = i; j < tokens.length && j < i + 12; j++) {
-      const t = tokens[j]!;
-      if (t.kind === "word") words.push(t.lower);
-      else if (t.kind === "punct" && t.text === "-" && t.start === tokens[j - 1]?.end) words.push("-");
-      else break;
-    }
-    const parsed = parseNumberWords(words);
-    if (!parsed) return undefined;
-    scaled = BigInt(parsed.value) * SCALE;
-    end = i + parsed.used;
   } else {
     return undefined;
+  }
+  // "one and a half grand", "two and a half thousand".
+  if (tokens[end]?.lower === "and" && tokens[end + 1]?.lower === "a" && tokens[end + 2]?.lower === "half") {
+    const unit = tokens[end + 3]?.lower;
+    // "an hour and a half" is time, but after a number it is half of the number's unit.
+    if (unit === "grand" || unit === "thousand" || unit === "k" || unit === "million" || unit === "hundred" || UNIT_WORDS.has(unit ?? "") || unit === undefined || CURRENCY_AFTER.has(unit ?? "")) {
+      scaled += SCALE / 2n;
+      end += 3;
+    }
   }
   let grand = false;
   const after = tokens[end];
@@ -279,16 +384,20 @@ function numberPhraseAt(tokens: readonly Token[], i: number): NumberPhrase | und
       scaled *= 1000n;
       grand = true;
       end += 1;
-    } else if (after.lower === "million" && tok.kind === "num") {
+    } else if (after.lower === "million" && (tok.kind === "num" || scaled % SCALE !== 0n)) {
       scaled *= 1_000_000n;
       end += 1;
-    } else if (after.lower === "hundred" && tok.kind === "num") {
+    } else if (after.lower === "hundred" && (tok.kind === "num" || scaled % SCALE !== 0n)) {
       scaled *= 100n;
       end += 1;
     }
   }
-  return { start: i, end, scaled, grand };
+  return { start: i, end, scaled, grand, currency };
 }
+
+/** Unit and currency words that may follow "and a half". */
+const UNIT_WORDS = new Set(["hours", "hour", "days", "day", "weeks", "week"]);
+const CURRENCY_AFTER = new Set(["pounds", "quid", "euros", "dollars", "bucks", "francs", "yen"]);
 
 /** Converts a scaled value to minor units of `currency`, rounding half up. */
 function toMinor(scaled: bigint, currency: string): bigint {
@@ -311,12 +420,23 @@ interface Candidate {
   followOk: boolean;
 }
 
+/** How `scanAmounts` reads bare numbers. */
+export interface ScanOptions {
+  /**
+   * "cued" (default): a bare number is money only after a price word ("for 260", "pay 80").
+   * "loose": any bare number not followed by a unit or a noun is money; for a conversation
+   * already known to be about a price (the deal state filters years, times and ages itself).
+   */
+  bareNumbers?: "cued" | "loose";
+}
+
 /**
  * Scans a text for money, ranges, rates and counts. Bare numbers are money only after a price
  * word ("for", "pay", "charge", "do", …) or in a range with a currency; they take
  * `defaultCurrency` (the profile's).
  */
-export function scanAmounts(text: string, defaultCurrency: string): AmountScan {
+export function scanAmounts(text: string, defaultCurrency: string, options: ScanOptions = {}): AmountScan {
+  const loose = options.bareNumbers === "loose";
   const tokens = tokenize(text);
   const candidates: Candidate[] = [];
   for (let i = 0; i < tokens.length; ) {
@@ -338,7 +458,7 @@ export function scanAmounts(text: string, defaultCurrency: string): AmountScan {
     if (b && range) {
       const currency = a.currency ?? b.currency;
       const unit = b.countUnit ?? a.countUnit;
-      if (currency !== undefined || ((a.cue || range === "strong") && unit === undefined && b.followOk)) {
+      if (currency !== undefined || ((a.cue || range === "strong" || loose) && unit === undefined && b.followOk)) {
         const cur = currency ?? defaultCurrency;
         const min = amountOf(a, cur);
         const max = amountOf(b, cur);
@@ -365,7 +485,7 @@ export function scanAmounts(text: string, defaultCurrency: string): AmountScan {
         }
       }
     }
-    if (a.currency !== undefined || (a.cue && a.countUnit === undefined && a.followOk) || a.phrase.grand) {
+    if (a.currency !== undefined || ((a.cue || loose) && a.countUnit === undefined && a.followOk) || a.phrase.grand) {
       const cur = a.currency ?? defaultCurrency;
       const amount = amountOf(a, cur);
       if (amount > 0n) {
@@ -402,14 +522,16 @@ function amountOf(c: Candidate, currency: string): bigint {
 function describe(tokens: readonly Token[], phrase: NumberPhrase, defaultCurrency: string): Candidate {
   let start = phrase.start;
   let end = phrase.end;
-  let currency: string | undefined;
+  let currency: string | undefined = phrase.currency;
   let minor = false;
   const before = tokens[start - 1];
-  if (before?.kind === "sym") {
+  if (currency !== undefined) {
+    // Slang names its own currency ("a fiver").
+  } else if (before?.kind === "sym") {
     currency = SYMBOL_CURRENCY[before.text];
     start -= 1;
-  } else if (before?.kind === "word" && CODES.has(before.text)) {
-    currency = before.text;
+  } else if (before?.kind === "word" && CODES.has(before.text.toUpperCase()) && (before.text === before.text.toUpperCase() || before.lower === "chf")) {
+    currency = before.text.toUpperCase();
     start -= 1;
   }
   const after = tokens[end];
@@ -418,6 +540,14 @@ function describe(tokens: readonly Token[], phrase: NumberPhrase, defaultCurrenc
       currency = SYMBOL_CURRENCY[after.text];
       end += 1;
     } else if (after.kind === "word") {
+      if ((after.lower === "swiss" || after.lower === "japanese") && tokens[end + 1]?.kind === "word") {
+        const named = currencyWord(tokens[end + 1]!.lower, defaultCurrency);
+        if (named) end += 1;
+      }
+    }
+    const word0 = tokens[end];
+    if (currency === undefined && word0?.kind === "word") {
+      const after = word0;
       // "50p" is fifty pence only when written together.
       const attachedP = after.lower === "p" && after.start === tokens[end - 1]!.end;
       const word = attachedP ? { currency: "GBP", minor: true } : currencyWord(after.lower, defaultCurrency);
