@@ -1,12 +1,19 @@
-// `buf breaking` against the previous commit, when there is one (a fresh repository has none).
+// `buf breaking` against the last released contract: proto/released.binpb, a buf image that
+// `npm run release:proto` writes and a release commits. Comparing with a release rather than with
+// HEAD~1 catches a breaking change spread over several commits (remove a field, then reuse its number).
+import { existsSync } from "node:fs";
 import { execFileSync } from "node:child_process";
 
-let previous;
-try {
-  previous = execFileSync("git", ["rev-parse", "--verify", "--quiet", "HEAD~1"], { encoding: "utf8" }).trim();
-} catch {
-  console.log("buf breaking: no previous commit to compare with");
+const RELEASED = "proto/released.binpb";
+
+if (!existsSync(RELEASED)) {
+  console.log(`buf breaking: no released contract (${RELEASED}) to compare with; npm run release:proto makes one`);
   process.exit(0);
 }
-execFileSync("node_modules/.bin/buf", ["breaking", "--against", `.git#ref=${previous}`], { stdio: "inherit" });
-console.log(`buf breaking: no breaking change against ${previous.slice(0, 12)}`);
+try {
+  execFileSync("node_modules/.bin/buf", ["breaking", "--against", RELEASED], { stdio: "inherit" });
+} catch {
+  console.error(`buf breaking: the contracts break ${RELEASED}, the last released contract (see above)`);
+  process.exit(1);
+}
+console.log(`buf breaking: no breaking change against the released contract (${RELEASED})`);
