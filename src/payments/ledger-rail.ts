@@ -1,19 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { EscrowHoldStatus, PaymentRail as PaymentRailKind, type EscrowHold } from "../../gen/handshake/v1/deal_pb.js";
+import { ledgerAccounts } from "../store/ledger-accounts.js";
 import type { LedgerLeg, Store } from "../store/store.js";
 import { PaymentRailError, type PaymentRail, type RailRequest, type RailResult } from "./rail.js";
 
-/**
- * Ledger account names, the convention the store's `getBalances` reads: what a user can spend,
- * what is held in escrow for them as payer, and what they have been paid as payee.
- */
-export const ledgerAccounts = {
-  available: (userId: string): string => `user:${userId}:available`,
-  held: (userId: string): string => `user:${userId}:held`,
-  received: (userId: string): string => `user:${userId}:received`,
-  /** Money entering or leaving the embedded system (top-ups). */
-  externalFunding: "external:funding",
-} as const;
+/** Ledger account names, the convention the store's `getBalances` reads (defined once, in the store). */
+export { ledgerAccounts };
 
 /** Options of the ledger rail. */
 export interface LedgerRailOptions {

@@ -31,6 +31,7 @@ import { BalanceSchema, type Balance } from "../../gen/handshake/v1/money_pb.js"
 import { AgentProfileSchema, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { silentLogger } from "../core/log.js";
 import { fromContractCursor, toContractCursor } from "./cursor.js";
+import { ledgerAccounts } from "./ledger-accounts.js";
 import { migrate } from "./migrate.js";
 import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";
 import {
@@ -66,23 +67,17 @@ const AUTO_CHECKPOINT_PAGES = 1000;
  */
 const FALLBACK_CHECKPOINT_PAGES = 4096;
 
-/** The ledger account holding what a user can spend (may go negative: the embedded ledger lets a payer overdraw). */
-export function availableAccount(userId: string): string {
-  return `user:${userId}:available`;
-}
+/** The ledger account holding what a user can spend (see ledger-accounts.ts, where the names live). */
+export const availableAccount = ledgerAccounts.available;
 
 /** The ledger account holding a payer's money while an escrow hold is open. */
-export function heldAccount(userId: string): string {
-  return `user:${userId}:held`;
-}
+export const heldAccount = ledgerAccounts.held;
 
 /** The ledger account holding what a payee has been paid (captures and immediate payments). */
-export function receivedAccount(userId: string): string {
-  return `user:${userId}:received`;
-}
+export const receivedAccount = ledgerAccounts.received;
 
 /** The ledger's counterpart for money entering or leaving the embedded system (top-ups, refunds out). */
-export const EXTERNAL_FUNDING_ACCOUNT = "external:funding";
+export const EXTERNAL_FUNDING_ACCOUNT = ledgerAccounts.externalFunding;
 
 /**
  * Opens (creating and migrating as needed) the SQLite store at `options.path`.
@@ -204,6 +199,9 @@ function prepareStatements(db: Database) {
     insertContract: p(`INSERT INTO contracts (${CONTRACT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     getContract: p(`SELECT ${CONTRACT_COLUMNS} FROM contracts WHERE id = ?`),
     setContractStatus: p("UPDATE contracts SET status = ? WHERE id = ?"),
+    declineContract: p("UPDATE contracts SET status = ? WHERE id = ? AND status = ?"),
+    insertDecline: p("INSERT INTO contract_declines (contract_id, user_id, reason, declined_at_ms) VALUES (?, ?, ?, ?)"),
+    getDecline: p("SELECT user_id, reason FROM contract_declines WHERE contract_id = ?"),
     contractsByStatus: p(`SELECT ${CONTRACT_COLUMNS} FROM contracts WHERE status = ? ORDER BY created_at_ms, id`),
     contractsForUser: p(`SELECT ${prefixed("c", CONTRACT_COLUMNS)} FROM contracts c
       JOIN contract_parties p ON p.contract_id = c.id
@@ -484,6 +482,24 @@ class SqliteStore implements Store {
     if (info.changes === 0) throw new Error(`contract ${contractId} not found`);
   }
 
+  async declineContract(contractId: string, decline: { userId: string; reason: string; atMs: number }): Promise<Contract> {
+    this.live();
+    return this.db
+      .transaction(() => {
+        const row = this.q.getContract.get(contractId) as ContractRow | undefined;
+        if (!row) throw new Error(`contract ${contractId} not found`);
+        const parties = (this.q.getParties.all(contractId) as PartyRow[]).length;
+        const signatures = (this.q.getSignatures.all(contractId) as SignatureRow[]).length;
+        // A contract every party signed is being paid: it can no longer be declined.
+        if (signatures >= parties) throw new StoreConflictError(`contract ${contractId} is signed by every party`);
+        const info = this.q.declineContract.run(ContractStatus.DECLINED, contractId, ContractStatus.AWAITING_SIGNATURES);
+        if (info.changes === 0) throw new StoreConflictError(`contract ${contractId} is not awaiting signatures`);
+        this.q.insertDecline.run(contractId, decline.userId, decline.reason, decline.atMs);
+        return this.assemble({ ...row, status: BigInt(ContractStatus.DECLINED) });
+      })
+      .immediate();
+  }
+
   async listExecutingContracts(): Promise<Contract[]> {
     return this.listContractsWithStatus(ContractStatus.EXECUTING);
   }
@@ -677,7 +693,14 @@ class SqliteStore implements Store {
       payments: byItem((this.q.paymentsForContract.all(row.id) as PaymentRow[]).map(fromPaymentRow)),
       holds: byItem((this.q.holdsForContract.all(row.id) as HoldRow[]).map(fromHoldRow)),
       milestones: byItem((this.q.milestonesForContract.all(row.id) as MilestoneRow[]).map(fromMilestoneRow)),
+      ...this.declineOf(row.id),
     });
+  }
+
+  /** Who declined the contract and why, when it was declined. */
+  private declineOf(contractId: string): { declinedReason?: string; declinedByUserId?: string } {
+    const decline = this.q.getDecline.get(contractId) as { user_id: string; reason: string } | undefined;
+    return decline ? { declinedReason: decline.reason, declinedByUserId: decline.user_id } : {};
   }
 
   /** Checks and inserts one signature; call inside a transaction. */

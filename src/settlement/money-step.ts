@@ -1,0 +1,191 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { Logger } from "pino";
+import {
+  EscrowHoldSchema,
+  EscrowHoldStatus,
+  PaymentSchema,
+  PaymentStatus,
+  type Contract,
+  type EscrowHold,
+  type LineItem,
+  type Payment,
+} from "../../gen/handshake/v1/deal_pb.js";
+import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
+import { formatMoney } from "../core/money.js";
+import { holdAmountOf, type ContractParties } from "../deal/milestones-rules.js";
+import { PaymentRailError, type PaymentRail, type RailParties, type RailRequest, type RailResult } from "../payments/rail.js";
+import type { Store } from "../store/store.js";
+import { idempotencyKey } from "./idempotency.js";
+import { askRail, holdStatusOf, railRequestFor } from "./rail-call.js";
+import type { SettlementEvents } from "./settlement-events.js";
+
+/** What one saga step needs around it. */
+export interface StepContext {
+  store: Store;
+  rail: PaymentRail;
+  events: SettlementEvents;
+  now: () => number;
+  log: Logger;
+}
+
+/** The two forward steps of the saga: pay an IMMEDIATE item now, or hold an ESCROW/CONDITIONAL one. */
+export type MoneyStepKind = "pay" | "hold";
+
+type Outcome = "succeeded" | "failed" | "other";
+
+/** What differs between paying and holding; the step itself is written once, in `moneyStep`. */
+interface StepSpec<R extends Payment | EscrowHold> {
+  stepName: string;
+  /** "Payment" / "Escrow hold", for the room and the logs. */
+  label: string;
+  intent(contract: Contract, item: LineItem, parties: ContractParties, key: string, rail: PaymentRail, atMs: bigint): R;
+  recordIntent(store: Store, intent: R): Promise<R>;
+  recordResult(store: Store, result: R): Promise<void>;
+  isPending(record: R): boolean;
+  event(record: R): { kind: "payment"; payment: Payment } | { kind: "hold"; hold: EscrowHold };
+  call(rail: PaymentRail, request: RailRequest): Promise<RailResult>;
+  result(stored: R, answer: RailResult | PaymentRailError, atMs: bigint): R;
+  outcome(record: R): Outcome;
+  started(money: string, parties: ContractParties): string;
+  succeeded(money: string, parties: ContractParties, item: LineItem): string;
+}
+
+const pay: StepSpec<Payment> = {
+  stepName: "payment",
+  label: "Payment",
+  intent: (contract, item, parties, key, rail, atMs) =>
+    create(PaymentSchema, {
+      id: `pay_${randomUUID()}`,
+      contractId: contract.id,
+      lineItemId: item.id,
+      payerUserId: parties.clientUserId,
+      payeeUserId: parties.providerUserId,
+      amountMinor: item.amountMinor,
+      currency: contract.terms?.currency ?? "",
+      status: PaymentStatus.PENDING,
+      idempotencyKey: key,
+      rail: rail.kind,
+      updatedAtMs: atMs,
+    }),
+  recordIntent: (store, intent) => store.recordPaymentIntent(intent),
+  recordResult: (store, result) => store.recordPaymentResult(result),
+  isPending: (p) => p.status === PaymentStatus.PENDING,
+  event: (payment) => ({ kind: "payment", payment }),
+  call: (rail, request) => rail.pay(request),
+  result(stored, answer, atMs) {
+    const result: Payment = { ...stored, updatedAtMs: atMs };
+    if (answer instanceof PaymentRailError || answer.status !== "succeeded") {
+      result.status = PaymentStatus.FAILED;
+      result.failureReason = answer instanceof PaymentRailError ? answer.message : answer.failureReason || `unexpected rail answer: ${answer.status}`;
+      if (!(answer instanceof PaymentRailError)) result.railReference = answer.reference;
+    } else {
+      result.status = PaymentStatus.SUCCEEDED;
+      result.railReference = answer.reference;
+      result.failureReason = "";
+    }
+    return result;
+  },
+  outcome: (p) => (p.status === PaymentStatus.SUCCEEDED ? "succeeded" : "failed"),
+  started: (money, parties) => `Paying ${money} to ${parties.providerName}`,
+  succeeded: (money, parties) => `${money} paid to ${parties.providerName}`,
+};
+
+const hold: StepSpec<EscrowHold> = {
+  stepName: "escrow_hold",
+  label: "Escrow hold",
+  intent: (contract, item, parties, key, rail, atMs) =>
+    create(EscrowHoldSchema, {
+      id: `hold_${randomUUID()}`,
+      contractId: contract.id,
+      lineItemId: item.id,
+      payerUserId: parties.clientUserId,
+      payeeUserId: parties.providerUserId,
+      amountMinor: holdAmountOf(item),
+      capturedMinor: 0n,
+      currency: contract.terms?.currency ?? "",
+      status: EscrowHoldStatus.PENDING,
+      idempotencyKey: key,
+      rail: rail.kind,
+      updatedAtMs: atMs,
+    }),
+  recordIntent: (store, intent) => store.recordHoldIntent(intent),
+  recordResult: (store, result) => store.recordHoldResult(result),
+  isPending: (h) => h.status === EscrowHoldStatus.PENDING,
+  event: (h) => ({ kind: "hold", hold: h }),
+  call: (rail, request) => rail.hold(request),
+  result(stored, answer, atMs) {
+    const result: EscrowHold = { ...stored, updatedAtMs: atMs };
+    if (answer instanceof PaymentRailError) {
+      result.status = EscrowHoldStatus.FAILED;
+      result.failureReason = answer.message;
+    } else {
+      result.railReference = answer.reference;
+      result.expiresAtMs = BigInt(answer.expiresAtMs ?? 0);
+      result.capturedMinor = answer.capturedMinor ?? (answer.status === "succeeded" ? stored.amountMinor : 0n);
+      result.failureReason = answer.failureReason ?? "";
+      result.status = holdStatusOf(answer);
+    }
+    return result;
+  },
+  outcome: (h) => (h.status === EscrowHoldStatus.HELD ? "succeeded" : h.status === EscrowHoldStatus.FAILED ? "failed" : "other"),
+  started: (money) => `Holding ${money} in escrow`,
+  succeeded: (money, _parties, item) => `${money} held in escrow until "${item.milestone?.title || item.description}" is done`,
+};
+
+/**
+ * One forward step of the saga for one line item: records the intent (PENDING, with the key made
+ * from contract + item + action) before the rail is called and the answer after, so a crash in
+ * between is finished by calling again: the stored intent and key are reused, never a new one.
+ * A step already answered does nothing. Its undo is derived from what it recorded (see `undoPlan`).
+ */
+export async function moneyStep(
+  ctx: StepContext,
+  kind: MoneyStepKind,
+  contract: Contract,
+  item: LineItem,
+  parties: ContractParties,
+  railParties: RailParties,
+): Promise<void> {
+  if (kind === "pay") await runStep(ctx, pay, "pay", contract, item, parties, railParties);
+  else await runStep(ctx, hold, "hold", contract, item, parties, railParties);
+}
+
+async function runStep<R extends Payment | EscrowHold>(
+  ctx: StepContext,
+  spec: StepSpec<R>,
+  action: MoneyStepKind,
+  contract: Contract,
+  item: LineItem,
+  parties: ContractParties,
+  railParties: RailParties,
+): Promise<void> {
+  const { store, rail, events, now, log } = ctx;
+  const key = idempotencyKey(contract.id, item.id, action);
+  const stored = await spec.recordIntent(store, spec.intent(contract, item, parties, key, rail, BigInt(now())));
+  if (!spec.isPending(stored)) return; // answered before: nothing to do
+  const noun = spec.label.toLowerCase();
+  if (stored.rail !== rail.kind) {
+    events.panelError(contract, "payment_rail_mismatch", `A${action === "hold" ? "n" : ""} ${noun} was started on another payment rail; it needs attention`, false);
+    log.error({ contractId: contract.id, lineItemId: item.id, rail: stored.rail }, `pending ${action === "hold" ? "hold" : "payment"} belongs to another rail`);
+    return;
+  }
+  const money = formatMoney(stored.amountMinor, stored.currency);
+  const at = { roomId: contract.roomId, contractId: contract.id };
+  events.emit({ ...at, ...spec.event(stored) });
+  events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: stored.payerUserId, status: ExecutionStepStatus.STARTED, detail: spec.started(money, parties) });
+  // The stored key, not a fresh one: on resume it is the key of the interrupted call.
+  const answer = await askRail(() => spec.call(rail, railRequestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor)));
+  const result = spec.result(stored, answer, BigInt(now()));
+  await spec.recordResult(store, result);
+  events.emit({ ...at, ...spec.event(result) });
+  const outcome = spec.outcome(result);
+  if (outcome === "succeeded") {
+    events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.SUCCEEDED, detail: spec.succeeded(money, parties, item) });
+  } else if (outcome === "failed") {
+    const retryable = answer instanceof PaymentRailError && answer.retryable;
+    events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.FAILED, detail: `${spec.label} of ${money} failed: ${result.failureReason}` });
+    events.panelError(contract, "payment_failed", `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, retryable);
+    log.warn({ contractId: contract.id, lineItemId: item.id, reason: result.failureReason }, `${noun} failed`);
+  }
+}
