@@ -9,7 +9,7 @@
  */
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseWav } from "../src/audio/wav.js";
+import { parseWav } from "../clients/shared/wav.js";
 import { createResampler } from "../src/audio/resampler.js";
 import { createPocketSphinxEngine, detectPocketSphinx, type PocketSphinxOptions } from "../src/speech/pocketsphinx.js";
 import type { RecognisedSpeech } from "../src/speech/speech-engine.js";

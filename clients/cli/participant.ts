@@ -20,7 +20,8 @@ import type { PanelEvent, RoomStatus } from "../../gen/handshake/v1/events_pb.js
 import { PartyRole, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioStreamRequestSchema, RoomService, type JoinRoomResponse } from "../../gen/handshake/v1/room_service_pb.js";
 import type { DialogueLine, Speaker } from "./dialogue.js";
-import { FRAME_MS, STREAM_RATE_HZ, parseWav, pcm16Bytes, splitFrames, toMono } from "./wav.js";
+import { pcm16Bytes } from "../shared/wav.js";
+import { FRAME_MS, STREAM_RATE_HZ, readPcm16Wav, splitFrames, toMono } from "./wav.js";
 
 /*
  * A native participant: joins a room over gRPC (HTTP/2), follows the room's panel with resume,
@@ -359,7 +360,7 @@ export class Participant {
    * `realtime` is false, then asks the server to commit the utterance (FLUSH).
    */
   async streamWav(wav: Uint8Array, options: { realtime?: boolean; signal?: AbortSignal } = {}): Promise<number> {
-    const pcm = pcm16Bytes(toMono(parseWav(wav), STREAM_RATE_HZ));
+    const pcm = pcm16Bytes(toMono(readPcm16Wav(wav), STREAM_RATE_HZ));
     const frames = splitFrames(pcm);
     const audio = this.openAudio();
     const signal = options.signal ? AbortSignal.any([options.signal, this.lifetime.signal]) : this.lifetime.signal;

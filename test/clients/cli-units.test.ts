@@ -9,7 +9,8 @@ import { EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../g
 import { DialogueError, parseDialogue } from "../../clients/cli/dialogue.js";
 import { describeEvent, formatMoney, parseMoney } from "../../clients/shared/format.js";
 import { ProfileError, buildProfile } from "../../clients/cli/profile.js";
-import { FRAME_BYTES, WavFormatError, encodeWav, parseWav, pcm16Bytes, splitFrames, toMono } from "../../clients/cli/wav.js";
+import { FRAME_BYTES, readPcm16Wav, splitFrames, toMono } from "../../clients/cli/wav.js";
+import { WavFormatError, encodeWav, pcm16Bytes } from "../../clients/shared/wav.js";
 
 let dir: string;
 beforeAll(async () => {
@@ -76,7 +77,7 @@ describe("money words", () => {
 describe("WAV reading", () => {
   it("reads PCM16, mixes to mono and resamples to 16 kHz", () => {
     const tone = new Int16Array(8_000).map((_, i) => (i % 2 === 0 ? 1000 : -1000));
-    const parsed = parseWav(encodeWav(tone, 8_000));
+    const parsed = readPcm16Wav(encodeWav(tone, 8_000));
     expect(parsed).toMatchObject({ sampleRateHz: 8_000, channels: 1 });
     expect(parsed.samples).toEqual(tone);
     const upsampled = toMono(parsed);
@@ -96,11 +97,11 @@ describe("WAV reading", () => {
     withList.set(plain.subarray(0, 36));
     withList.set(list, 36);
     withList.set(plain.subarray(36), 36 + list.length);
-    expect(Array.from(parseWav(withList).samples)).toEqual([1, 2, 3]);
-    expect(() => parseWav(new TextEncoder().encode("not a wav file at all"))).toThrow(WavFormatError);
+    expect(Array.from(readPcm16Wav(withList).samples)).toEqual([1, 2, 3]);
+    expect(() => readPcm16Wav(new TextEncoder().encode("not a wav file at all"))).toThrow(WavFormatError);
     const eightBit = encodeWav(new Int16Array([1]), 16_000);
     new DataView(eightBit.buffer).setUint16(34, 8, true);
-    expect(() => parseWav(eightBit)).toThrow(/only 16-bit/);
+    expect(() => readPcm16Wav(eightBit)).toThrow(/only 16-bit/);
   });
 });
 

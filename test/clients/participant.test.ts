@@ -9,7 +9,7 @@ import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
 import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { loadDialogue } from "../../clients/cli/dialogue.js";
 import { ContractTextMismatchError, contractTextHash, createParticipant, dealProgress, type Participant } from "../../clients/cli/participant.js";
-import { encodeWav } from "../../clients/cli/wav.js";
+import { encodeWav } from "../../clients/shared/wav.js";
 import { startTestApp, testProfile, type TestApp } from "../support/app.js";
 
 const DIALOGUE = path.resolve("test/fixtures/dialogues/boiler-repair.json");

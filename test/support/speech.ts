@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { parseWav } from "../../src/audio/wav.js";
+import { parseWav } from "../../clients/shared/wav.js";
 import type { RecognisedSpeech, SpeechError, SpeechEvents } from "../../src/speech/speech-engine.js";
 
 /** What an engine reported, with a way to await the next matching report. */

@@ -1,7 +1,6 @@
 import { readFileSync, readdirSync, statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { AudioFormatError } from "../../src/audio/audio-format.js";
-import { encodeWav, parseWav } from "../../src/audio/wav.js";
+import { WavFormatError, encodeWav, parseWav } from "../../clients/shared/wav.js";
 
 const dir = new URL("../fixtures/audio/", import.meta.url);
 
@@ -54,7 +53,7 @@ describe("parseWav", () => {
     const file = encodeWav(pcm, 24000);
     const wav = parseWav(file);
     expect(wav).toMatchObject({ sampleRateHz: 24000, channels: 1, bitsPerSample: 16, durationMs: 0.125 });
-    expect(wav.pcm.equals(pcm)).toBe(true);
+    expect(Buffer.from(wav.pcm).equals(pcm)).toBe(true);
     expect(wav.pcm.buffer).toBe(file.buffer);
   });
 
@@ -77,7 +76,7 @@ describe("parseWav", () => {
   });
 
   it("names what is wrong", () => {
-    expect(() => parseWav(Buffer.from("not a wav file at all"))).toThrow(new AudioFormatError("not a RIFF/WAVE file"));
+    expect(() => parseWav(Buffer.from("not a wav file at all"))).toThrow(new WavFormatError("not a RIFF/WAVE file"));
     expect(() => parseWav(riff(chunk("data", Buffer.alloc(4)), chunk("fmt ", fmt(1, 1, 16000, 16))))).toThrow(/data chunk comes before its fmt/);
     expect(() => parseWav(riff(chunk("fmt ", fmt(3, 1, 16000, 32)), chunk("data", Buffer.alloc(8))))).toThrow(/format code 3 is not integer PCM/);
     expect(() => parseWav(riff(chunk("fmt ", fmt(1, 1, 16000, 16))))).toThrow(/no data chunk/);
