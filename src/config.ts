@@ -54,6 +54,13 @@ export interface Config {
   webRoot: string;
 }
 
+/**
+ * The Claude model when ANTHROPIC_MODEL is unset: the current Sonnet, not on the SDK's
+ * deprecation list (claude-sonnet-4-5 reached end of life on 2026-11-30). The server asks the
+ * Models API at start whether the configured model exists (src/compose/engines-agents.ts).
+ */
+export const DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-5-5";
+
 /** A setting that is present but wrong; names the variable. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -99,6 +106,16 @@ function url(env: Env, name: string, fallback: string): string {
     new URL(raw);
   } catch {
     throw new ConfigError(`${name} must be a URL, got "${raw}"`);
+  }
+  return raw;
+}
+
+function modelId(env: Env, name: string, fallback: string): string {
+  const raw = str(env, name, fallback).trim();
+  // Model ids and aliases are one token (claude-sonnet-5-5, a dated snapshot, a cloud
+  // provider's "anthropic.claude-…:0" or "…@20251001"); anything else is a typo.
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/.test(raw)) {
+    throw new ConfigError(`${name} must be a model id such as ${DEFAULT_ANTHROPIC_MODEL}, got "${raw}"`);
   }
   return raw;
 }
@@ -165,7 +182,7 @@ export function loadConfig(env: Env = process.env): Config {
       engine: oneOf(env, "AGENT_ENGINE", anthropicApiKey ? "claude" : "offline", ["offline", "claude"]),
       anthropicApiKey,
       anthropicBaseUrl: url(env, "ANTHROPIC_BASE_URL", ""),
-      model: str(env, "ANTHROPIC_MODEL", "claude-sonnet-4-5"),
+      model: modelId(env, "ANTHROPIC_MODEL", DEFAULT_ANTHROPIC_MODEL),
     },
     payments: {
       rail: oneOf(env, "PAYMENT_RAIL", stripeSecretKey ? "stripe" : "ledger", ["ledger", "stripe"]),

@@ -17,7 +17,12 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const app = await startApp(config, log);
+  // Start-up checks against outside services (the Claude model) also end in a ConfigError.
+  const app = await startApp(config, log).catch((err: unknown) => {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exit(2);
+  });
   log.info({ host: config.host, port: app.port, dataDir: config.dataDir }, "listening");
 
   let stopping = false;

@@ -31,7 +31,7 @@ describe("Claude smart trigger", () => {
     expect(event).toMatchObject({ kind: TriggerKind.SMART, speakerUserId: "cleo", matchedText: "Deal!" });
     expect(event!.confidence).toBeCloseTo(0.92);
     const body = fake.requests[0]!.body;
-    expect(body.tool_choice).toEqual({ type: "tool", name: "report_deal" });
+    expect(body.tool_choice).toEqual({ type: "auto", disable_parallel_tool_use: true });
     expect((body.messages as { content: string }[])[0]!.content).toBe("The conversation, oldest first:\nA: I can fix it for £200.\nB: Deal!");
   });
 
@@ -79,7 +79,7 @@ describe("Claude contract drafter", () => {
     const draft = await drafter().draft({ proposal, parties, conversation: talk });
     expect(draft).toEqual({ title: "Boiler repair", text: `${text}\n` });
     const body = fake.requests[0]!.body;
-    expect(body.tool_choice).toEqual({ type: "tool", name: "contract" });
+    expect(body.tool_choice).toEqual({ type: "auto", disable_parallel_tool_use: true });
     const prompt = (body.messages as { content: string }[])[0]!.content;
     expect(prompt).toContain("Total: £200.00");
     expect(prompt).toContain("- [item-1] Boiler repair: £200.00, immediate");

@@ -30,16 +30,20 @@ const SYSTEM =
   "the amounts given, and the total. Explain how each item is paid: immediate items when both have signed; " +
   "escrow items held at their maximum and captured when both confirm the milestone (a ranged item at the " +
   "amount the provider proposes within the range and the client approves); conditional items only if the " +
-  "condition is met. Never add, change or drop money terms. Answer with the contract tool.";
+  "condition is met. Never add, change or drop money terms. Always answer by calling the contract tool once, with no other text.";
 
 /**
  * Drafts contract text from agreed terms with Claude. Throws when the call fails or the draft
  * leaves out the total or a party's name; the caller then falls back to the template drafter.
+ * After a fatal failure (key, access, model) it throws without calling again.
  */
 export function createClaudeContractDrafter(options: ClaudeContractDrafterOptions): ContractDrafter {
   const client = createAnthropicClient(options);
+  /** Set on a fatal failure (key, access, model): the template drafts from then on. */
+  let disabled: string | undefined;
   return {
     async draft(input) {
+      if (disabled) throw new Error(`Claude could not draft the contract: ${disabled}`);
       let response: Anthropic.Messages.Message;
       try {
         response = await client.messages.create({
@@ -47,12 +51,14 @@ export function createClaudeContractDrafter(options: ClaudeContractDrafterOption
           max_tokens: options.maxTokens ?? 4_096,
           system: SYSTEM,
           tools: [{ name: "contract", description: "The drafted contract.", input_schema: toJsonSchema(CONTRACT_SCHEMA) as Anthropic.Messages.Tool.InputSchema }],
-          tool_choice: { type: "tool", name: "contract" },
+          // Not forced: current models answer a forced tool choice with 400 (see SYSTEM).
+          tool_choice: { type: "auto", disable_parallel_tool_use: true },
           messages: [{ role: "user", content: termsPrompt(input) }],
         });
       } catch (err) {
-        const failure = describeClaudeError(err);
-        options.log?.warn({ status: failure.status }, "claude contract drafting failed");
+        const failure = describeClaudeError(err, options.model);
+        if (failure.fatal) disabled = failure.message;
+        options.log?.warn({ status: failure.status, requestId: failure.requestId, fatal: failure.fatal }, "claude contract drafting failed");
         throw new Error(`Claude could not draft the contract: ${failure.message}`, { cause: err });
       }
       if (response.stop_reason !== "tool_use" && response.stop_reason !== "end_turn") {

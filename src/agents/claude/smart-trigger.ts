@@ -31,13 +31,13 @@ const SYSTEM =
   "You watch a live conversation between two people, A and B, for the moment they agree a deal: " +
   "a service or goods for a price. Report with the report_deal tool. Only the latest lines count; " +
   "asking about a price, haggling or a vague maybe is not agreement. Say deal_agreed true only when " +
-  "a price has been named and both have said yes to it.";
+  "a price has been named and both have said yes to it. Always answer by calling report_deal once, with no other text.";
 
 /**
  * A smart trigger detector backed by Claude (structurally a `SmartTriggerDetector` from
  * src/trigger; the trigger layer may import agents, not the other way round). The room consults
  * it at most every `intervalMs` over new transcript. Failures are logged and count as "no deal";
- * a refused key stops further calls.
+ * a fatal failure (key, access, unknown model) stops further calls.
  */
 export function createClaudeSmartTrigger(options: ClaudeSmartTriggerOptions): {
   readonly intervalMs: number;
@@ -63,14 +63,16 @@ export function createClaudeSmartTrigger(options: ClaudeSmartTriggerOptions): {
           max_tokens: options.maxTokens ?? 300,
           system: SYSTEM,
           tools: [{ name: "report_deal", description: "Report whether a deal was just agreed.", input_schema: toJsonSchema(REPORT_SCHEMA) as Anthropic.Messages.Tool.InputSchema }],
-          tool_choice: { type: "tool", name: "report_deal" },
+          // Not forced ({type:"tool"}): current models (Sonnet 5.5, Opus 5.5) answer a forced
+          // tool choice with 400, so the system prompt asks for the tool instead.
+          tool_choice: { type: "auto", disable_parallel_tool_use: true },
           messages: [{ role: "user", content: `The conversation, oldest first:\n${lines.join("\n")}` }],
         });
       } catch (err) {
-        const failure = describeClaudeError(err);
+        const failure = describeClaudeError(err, options.model);
         if (failure.fatal) {
           disabled = true;
-          options.log?.error({ status: failure.status }, "smart trigger disabled: anthropic refused the api key");
+          options.log?.error({ status: failure.status, requestId: failure.requestId, model: options.model }, "smart trigger disabled: claude refused it for good");
         } else {
           options.log?.warn({ status: failure.status }, "smart trigger check failed");
         }
