@@ -21,7 +21,8 @@ import {
   JoinRoomResponseSchema,
   LeaveRoomRequestSchema,
 } from "../gen/handshake/v1/room_service_pb.js";
-import { AUDIO_STREAM_PATH, encodeFrameMessage, GrpcMessageReader, grpcMessage, nowUs, parseFrame, type ParsedFrame } from "./grpc-wire.js";
+import { AUDIO_STREAM_PATH, encodeFrameMessage, GrpcMessageReader, grpcMessage, parseFrame, type ParsedFrame } from "../src/server/grpc-h2/wire.js";
+import { nowUs } from "./clock.js";
 import { LatencyHistogram } from "./stats.js";
 
 /** What the generator is told to do. */

@@ -255,12 +255,16 @@ export class Room {
     return () => member.sinks.delete(sink);
   }
 
-  /** Sets the format of a member's audio (the AudioStream header or a SendAudio format). */
+  /**
+   * Sets the format of a member's audio (the AudioStream header or a SendAudio format). The one
+   * check of a format: the speech converter throws AudioFormatError before anything changes.
+   */
   setAudioFormat(userId: string, format: AudioFormat): void {
     const member = this.members.get(userId);
     if (!member) return;
+    const toSpeech = this.stages.toSpeechPcm(format);
     member.format = format;
-    member.toSpeech = this.stages.toSpeechPcm(format);
+    member.toSpeech = toSpeech;
     member.speechFormat = format;
   }
 

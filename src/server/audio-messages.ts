@@ -7,12 +7,13 @@ import { checkControl } from "./validate.js";
 
 /**
  * Applies one AudioStream message after the format header: checks it and hands it to the room.
- * Shared by the connect-node handler and the HTTP/2 fast path, so both keep one contract.
+ * Shared by the connect-node handler and the HTTP/2 fast path, so both keep one contract. A
+ * format is checked once, by the room as it builds the speech converter (an AudioFormatError,
+ * InvalidArgument), and a mute once, by the room.
  */
 export function applyAudioMessage(room: Room, userId: string, message: AudioStreamRequest["message"], audio: AudioInput): void {
   switch (message.case) {
     case "format":
-      audio.checkFormat(message.value);
       room.setAudioFormat(userId, message.value);
       return;
     case "frame":

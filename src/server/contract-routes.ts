@@ -1,7 +1,7 @@
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { InvalidArgumentError } from "../core/errors.js";
-import { callerOf } from "./auth.js";
+import type { CallScopes } from "./call-scope.js";
 import type { ServerDeps } from "./deps.js";
 import { checkAmount, checkContractId, checkMilestoneId } from "./validate.js";
 
@@ -10,8 +10,10 @@ const DEFAULT_PAGE_SIZE = 20;
 const MAX_PAGE_SIZE = 100;
 
 /** Registers ContractService: saved contracts and milestone actions, for the caller only. */
-export function registerContractRoutes(router: ConnectRouter, deps: ServerDeps): void {
+export function registerContractRoutes(router: ConnectRouter, deps: ServerDeps, scopes: CallScopes): void {
   const { desk, milestones, store, config } = deps;
+  /** The authenticated caller (a user or a session token: both name the user). */
+  const callerOf = (ctx: HandlerContext) => scopes.caller(ctx.values);
   router.service(ContractService, {
     async listContracts(req, ctx) {
       const { userId } = callerOf(ctx);

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { AudioFormat, AudioFrame, DeviceTranscript } from "../../gen/handshake/v1/audio_pb.js";
+import type { AudioFrame, DeviceTranscript } from "../../gen/handshake/v1/audio_pb.js";
 import type { TokenService } from "../auth/tokens.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import type { MilestoneService } from "../settlement/milestones.js";
@@ -7,9 +7,11 @@ import type { RoomManager } from "../room/room-manager.js";
 import type { RecognisedSpeech } from "../room/room.js";
 import type { Store } from "../store/store.js";
 
-/** Checks of audio input at the boundary (src/audio, src/speech). Each throws a named input error. */
+/**
+ * Checks of audio input at the boundary (src/audio, src/speech). Each throws a named input error.
+ * A format needs none here: `Room.setAudioFormat` checks it as it builds the speech converter.
+ */
 export interface AudioInput {
-  checkFormat(format: AudioFormat): void;
   checkFrame(frame: AudioFrame): void;
   deviceTranscript(transcript: DeviceTranscript): RecognisedSpeech;
 }

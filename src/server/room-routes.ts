@@ -3,13 +3,11 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { AudioStreamResponseSchema, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
-import type { AudioFormat } from "../../gen/handshake/v1/audio_pb.js";
-import { InvalidArgumentError, NotFoundError, PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError } from "../core/errors.js";
-import type { Room } from "../room/room.js";
+import { InvalidArgumentError, UnauthenticatedError } from "../core/errors.js";
 import { QueuedAudioSink } from "./audio-sink.js";
 import { applyAudioMessage } from "./audio-messages.js";
-import { sessionOf } from "./auth.js";
-import type { StreamLimiter } from "./stream-limiter.js";
+import { createBrowserAudio } from "./browser-audio.js";
+import type { CallScopes, MemberScope, SessionScope } from "./call-scope.js";
 import { rawStreamKey } from "./raw-stream.js";
 import type { ServerDeps } from "./deps.js";
 import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId } from "./validate.js";
@@ -29,36 +27,17 @@ function throwIfEndedByServer(signal: AbortSignal): void {
   if (reason instanceof ConnectError && reason.code !== Code.Canceled) throw reason;
 }
 
-/** Per-user state of browser audio: expected seq, format and a token bucket for the call rate. */
-interface BrowserAudio {
-  nextSeq: bigint;
-  format: AudioFormat | undefined;
-  tokens: number;
-  refilledAtMs: number;
-}
-
-/** Registers RoomService. Handlers authenticate, call one domain method and return. */
-export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, streams: StreamLimiter): void {
+/**
+ * Registers RoomService. Handlers take their scope from call-scope.ts (`memberRoom`,
+ * `sessionOf`), call one domain method and return.
+ */
+export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scopes: CallScopes): void {
   const { rooms, store, tokens, config, audio } = deps;
-  const browserAudio = new Map<string, BrowserAudio>();
-
-  function memberRoom(ctx: HandlerContext, roomId?: string): { room: Room; userId: string } {
-    const session = sessionOf(ctx, roomId);
-    const room = rooms.get(session.roomId);
-    if (!room) throw new NotFoundError("room not found; join it again");
-    if (!room.has(session.userId)) throw new PermissionDeniedError("you are not a member of this room; join it again");
-    return { room, userId: session.userId };
-  }
-
-  /** Takes a stream slot for the member; the returned close is for a `finally`. */
-  function openStream(room: Room, userId: string): () => void {
-    const release = streams.acquire(userId);
-    rooms.streamOpened(room, userId);
-    return () => {
-      release();
-      rooms.streamClosed(room, userId);
-    };
-  }
+  const browserAudio = createBrowserAudio(config.limits.sendAudioPerSecond);
+  /** The caller's session, for `roomId` when given. */
+  const sessionOf = (ctx: HandlerContext, roomId?: string): SessionScope => scopes.session(ctx.values, roomId);
+  /** The caller as a member of their live room, for `roomId` when given. */
+  const memberRoom = (ctx: HandlerContext, roomId?: string): MemberScope => scopes.member(ctx.values, roomId);
 
   router.service(RoomService, {
     async joinRoom(req) {
@@ -77,6 +56,8 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
       }
       await store.saveProfile(userId, profile);
       const room = await rooms.join(roomId, userId, profile, inviteCode);
+      // A join (a new member, or a reloaded page joining again) starts its browser audio afresh.
+      browserAudio.forget(room, userId);
       const session = await tokens.issueSessionToken(userId, roomId);
       return {
         userId,
@@ -89,7 +70,8 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
 
     async leaveRoom(req, ctx) {
       const { roomId, userId } = sessionOf(ctx, req.roomId);
-      browserAudio.delete(`${roomId}/${userId}`);
+      const room = rooms.get(roomId);
+      if (room) browserAudio.forget(room, userId);
       await rooms.leave(roomId, userId);
       return {};
     },
@@ -115,16 +97,16 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
     },
 
     async *audioStream(requests, ctx) {
-      const { room, userId } = memberRoom(ctx);
+      const member = memberRoom(ctx);
+      const { room, userId } = member;
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done) return;
       if (first.value.message.case !== "format") {
         throw new InvalidArgumentError("the first AudioStream message must be the format header");
       }
-      audio.checkFormat(first.value.message.value);
       room.setAudioFormat(userId, first.value.message.value);
-      const close = openStream(room, userId);
+      const close = scopes.openStream(member);
       const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
       const unregister = room.addAudioSink(userId, sink);
       try {
@@ -151,25 +133,17 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
 
     async sendAudio(req, ctx) {
       const { room, userId } = memberRoom(ctx);
-      const key = `${room.id}/${userId}`;
-      const state = browserAudio.get(key) ?? { nextSeq: 0n, format: undefined, tokens: config.limits.sendAudioPerSecond, refilledAtMs: Date.now() };
-      const now = Date.now();
-      state.tokens = Math.min(config.limits.sendAudioPerSecond, state.tokens + ((now - state.refilledAtMs) / 1000) * config.limits.sendAudioPerSecond);
-      state.refilledAtMs = now;
-      if (state.tokens < 1) throw new ResourceExhaustedError(`SendAudio is limited to ${config.limits.sendAudioPerSecond} calls per second`);
+      const state = browserAudio.of(room, userId);
+      browserAudio.admit(state);
       if (req.frames.length > MAX_FRAMES_PER_SEND) throw new InvalidArgumentError(`frames may hold at most ${MAX_FRAMES_PER_SEND} frames per call`);
-      if (req.format) audio.checkFormat(req.format);
-      const format = req.format ?? state.format;
-      if (req.frames.length > 0 && !format) throw new InvalidArgumentError("format is required on the first SendAudio call");
+      if (req.frames.length > 0 && !(req.format ?? state.format)) throw new InvalidArgumentError("format is required on the first SendAudio call");
       for (const frame of req.frames) audio.checkFrame(frame);
       const transcript = req.transcript ? audio.deviceTranscript(req.transcript) : undefined;
       const control = req.control === 0 ? undefined : checkControl(req.control);
-      state.tokens -= 1;
-      if (req.format) {
-        state.format = req.format;
-        room.setAudioFormat(userId, req.format);
-      }
-      browserAudio.set(key, state);
+      // The first change: the room checks the format (once) before it takes it.
+      if (req.format) room.setAudioFormat(userId, req.format);
+      browserAudio.charge(state);
+      if (req.format) browserAudio.restart(state, req.format);
       let accepted = 0;
       for (const frame of req.frames) {
         if (frame.seq < state.nextSeq) continue;
@@ -183,8 +157,9 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
     },
 
     async *receiveAudio(req, ctx) {
-      const { room, userId } = memberRoom(ctx, req.roomId);
-      const close = openStream(room, userId);
+      const member = memberRoom(ctx, req.roomId);
+      const { room, userId } = member;
+      const close = scopes.openStream(member);
       const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
       const unregister = room.addAudioSink(userId, sink);
       try {
@@ -197,8 +172,9 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
     },
 
     async *panelStream(req, ctx) {
-      const { room, userId } = memberRoom(ctx, req.roomId);
-      const close = openStream(room, userId);
+      const member = memberRoom(ctx, req.roomId);
+      const { room, userId } = member;
+      const close = scopes.openStream(member);
       // A reader that stopped reading keeps the handler blocked on a write that never drains; the
       // overflow status reaches a reader that drains within the grace, else the stream is reset.
       let resetTimer: NodeJS.Timeout | undefined;
@@ -218,6 +194,18 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, stre
       const contractId = checkContractId(req.contractId);
       const { room, userId } = memberRoom(ctx);
       return { contract: await room.sign(userId, contractId, req.textSha256) };
+    },
+
+    async answerApproval(req, ctx) {
+      if (req.approvalId === "" || req.approvalId.length > 64) throw new InvalidArgumentError("approval_id must be 1–64 characters");
+      const { room, userId } = memberRoom(ctx);
+      return { approval: room.answerApproval(userId, req.approvalId, req.approve) };
+    },
+
+    async declineContract(req, ctx) {
+      const contractId = checkContractId(req.contractId);
+      const { room, userId } = memberRoom(ctx);
+      return { contract: await room.decline(userId, contractId, req.reason) };
     },
   });
 }

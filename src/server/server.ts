@@ -6,24 +6,25 @@ import net from "node:net";
 import { setMaxListeners } from "node:events";
 import path from "node:path";
 import { createRegistry } from "@bufbuild/protobuf";
-import { Code, ConnectError, cors, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, cors, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import type { Logger } from "pino";
 import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ContractService, file_handshake_v1_contract_service } from "../../gen/handshake/v1/contract_service_pb.js";
 import { file_handshake_v1_room_service, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { createAudioFastPath, isAudioFastPathRequest } from "./grpc-h2/audio-stream.js";
-import { createPanelFastPath, isPanelFastPathRequest } from "./grpc-h2/panel-stream.js";
-import { callerKey, createAuthInterceptor } from "./auth.js";
+import { createCallScopes, type CallScopes } from "./call-scope.js";
 import { registerContractRoutes } from "./contract-routes.js";
 import type { ServerDeps } from "./deps.js";
-import { toConnectError } from "./errors.js";
+import { createAudioFastPath } from "./grpc-h2/audio-stream.js";
+import { createPanelFastPath } from "./grpc-h2/panel-stream.js";
+import type { FastPath } from "./grpc-h2/raw-grpc-call.js";
+import { isFastPathCall } from "./grpc-h2/routing.js";
+import { AUDIO_STREAM_PATH, PANEL_STREAM_PATH } from "./grpc-h2/wire.js";
 import { registerHealthRoutes } from "./health.js";
+import { createAuthInterceptor, createFastPathHooks, createLoggingInterceptor } from "./interceptors.js";
 import { registerReflectionRoutes } from "./reflection.js";
 import { rawStreamContext } from "./raw-stream.js";
 import { registerRoomRoutes } from "./room-routes.js";
-import { StreamLimiter } from "./stream-limiter.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Largest raw HTTP body accepted outside RPCs (webhooks). */
@@ -42,32 +43,45 @@ export interface HandshakeServer {
   readonly shutdownSignal: AbortSignal;
 }
 
+/** The scope rules of a server built from `deps` (one stream limit for every path). */
+export function createServerScopes(deps: ServerDeps): CallScopes {
+  return createCallScopes({ tokens: deps.tokens, rooms: deps.rooms, maxStreamsPerUser: deps.config.limits.maxStreamsPerUser });
+}
+
+/**
+ * Every connect-node service of the server, for `connectNodeAdapter` and for in-memory tests
+ * (`createRouterTransport(createRoutes(…), { router: { interceptors: createInterceptors(…) } })`).
+ */
+export function createRoutes(deps: ServerDeps, scopes: CallScopes, shutdownSignal: AbortSignal): (router: ConnectRouter) => void {
+  return (router) => {
+    registerRoomRoutes(router, deps, scopes);
+    registerContractRoutes(router, deps, scopes);
+    registerHealthRoutes(router, shutdownSignal);
+    registerReflectionRoutes(
+      router,
+      createRegistry(file_handshake_v1_room_service, file_handshake_v1_contract_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection),
+      [RoomService.typeName, ContractService.typeName, Health.typeName, ServerReflection.typeName],
+    );
+  };
+}
+
+/** The interceptors every connect-node call passes, outermost first: the log line (and error mapping), then authentication. */
+export function createInterceptors(deps: ServerDeps, scopes: CallScopes): Interceptor[] {
+  return [createLoggingInterceptor(deps.log), createAuthInterceptor(scopes)];
+}
+
 /**
  * Builds the one server process: gRPC over cleartext HTTP/2 for native clients and Connect /
  * gRPC-Web over HTTP/1.1 for browsers, on one port, told apart by the HTTP/2 preface.
  */
 export function buildServer(deps: ServerDeps, shutdown: AbortController = new AbortController()): HandshakeServer {
   const { log, config } = deps;
-  const streamLimiter = new StreamLimiter(config.limits.maxStreamsPerUser);
+  const scopes = createServerScopes(deps);
   // Every call links its signal to the shutdown signal; hundreds of open streams are normal.
   setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({
-    routes: (router) => {
-      registerRoomRoutes(router, deps, streamLimiter);
-      registerContractRoutes(router, deps);
-      registerHealthRoutes(router, shutdown.signal);
-      registerReflectionRoutes(
-        router,
-        createRegistry(
-          file_handshake_v1_room_service,
-          file_handshake_v1_contract_service,
-          file_grpc_health_v1_health,
-          file_grpc_reflection_v1_reflection,
-        ),
-        [RoomService.typeName, ContractService.typeName, Health.typeName, ServerReflection.typeName],
-      );
-    },
-    interceptors: [createLoggingInterceptor(log), createAuthInterceptor(deps.tokens)],
+    routes: createRoutes(deps, scopes, shutdown.signal),
+    interceptors: createInterceptors(deps, scopes),
     contextValues: rawStreamContext,
     readMaxBytes: config.limits.maxMessageBytes,
     // Panel events (a contract's text is a few KB) go out at once, not after a zlib job on the
@@ -77,10 +91,14 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     fallback: (req, res) => void serveHttp(req, res as never, deps),
   });
 
-  // Native gRPC AudioStream and PanelStream calls skip connect-node: see grpc-h2/audio-stream.ts and
-  // grpc-h2/panel-stream.ts for why.
-  const audioFastPath = createAudioFastPath(deps, shutdown.signal, streamLimiter);
-  const panelFastPath = createPanelFastPath(deps, shutdown.signal, streamLimiter);
+  // Native gRPC AudioStream and PanelStream calls skip connect-node (why: grpc-h2/routing.ts),
+  // under the same rules: the hooks call call-scope.ts and interceptors.ts.
+  const fastPathOptions = { ...createFastPathHooks(log, scopes), maxMessageBytes: config.limits.maxMessageBytes, shutdownSignal: shutdown.signal };
+  const fastPaths = new Map<string, FastPath>([
+    [AUDIO_STREAM_PATH, createAudioFastPath(fastPathOptions, { scopes, audio: deps.audio })],
+    [PANEL_STREAM_PATH, createPanelFastPath(fastPathOptions, { scopes, slowReaderGraceMs: config.rooms.slowReaderGraceMs })],
+  ]);
+  const fastPathNames = new Set(fastPaths.keys());
   // HTTP/1.1 responses in flight, so shutdown can close each connection as soon as it is idle.
   const h1InFlight = new Set<http.ServerResponse>();
   let onH1Idle: (() => void) | undefined;
@@ -92,8 +110,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
         if (h1InFlight.size === 0) onH1Idle?.();
       });
     }
-    if (isAudioFastPathRequest(req)) return audioFastPath.handle(req, res as http2.Http2ServerResponse);
-    if (isPanelFastPathRequest(req)) return panelFastPath.handle(req, res as http2.Http2ServerResponse);
+    if (isFastPathCall(req, fastPathNames)) return fastPaths.get(req.url)!.handle(req, res as http2.Http2ServerResponse);
     const origin = req.headers.origin;
     if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
       res.setHeader("access-control-allow-origin", origin);
@@ -178,52 +195,6 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
       })();
       return closing;
     },
-  };
-}
-
-/** One log line per RPC (method, code, duration, room, user), and domain errors mapped to codes. */
-function createLoggingInterceptor(log: Logger): Interceptor {
-  return (next) => async (req) => {
-    const started = performance.now();
-    const method = `${req.service.typeName}/${req.method.name}`;
-    const done = (err: unknown): ConnectError | undefined => {
-      const mapped = err === undefined ? undefined : toConnectError(err, log);
-      const caller = req.contextValues.get(callerKey);
-      const aborted = req.signal.aborted && mapped?.code === Code.Canceled;
-      log.info(
-        {
-          method,
-          code: mapped ? Code[mapped.code] : "OK",
-          durationMs: Math.round(performance.now() - started),
-          ...(caller ? { userId: caller.userId, ...(caller.kind === "session" ? { roomId: caller.roomId } : {}) } : {}),
-          ...(aborted ? { aborted: true } : {}),
-        },
-        "rpc",
-      );
-      return mapped;
-    };
-    let res;
-    try {
-      res = await next(req);
-    } catch (err) {
-      throw done(err);
-    }
-    if (!res.stream) {
-      done(undefined);
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } catch (err) {
-          throw done(err);
-        }
-        done(undefined);
-      })(),
-    };
   };
 }
 

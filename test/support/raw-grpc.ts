@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { AudioStreamRequestSchema } from "../../gen/handshake/v1/room_service_pb.js";
-import { AUDIO_STREAM_PATH, grpcMessage } from "../../bench/grpc-wire.js";
+import { AUDIO_STREAM_PATH, grpcMessage } from "../../src/server/grpc-h2/wire.js";
 
 /** The status a call ended with. */
 export interface CallStatus {

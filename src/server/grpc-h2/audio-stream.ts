@@ -1,5 +1,4 @@
 import type http2 from "node:http2";
-import type http from "node:http";
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { AudioFormat, AudioFrame } from "../../../gen/handshake/v1/audio_pb.js";
 import {
@@ -10,35 +9,32 @@ import {
 } from "../../../gen/handshake/v1/room_service_pb.js";
 import { InvalidArgumentError, ResourceExhaustedError } from "../../core/errors.js";
 import type { AudioSink } from "../../room/room.js";
-import type { ServerDeps } from "../deps.js";
 import { applyAudioMessage } from "../audio-messages.js";
-import { createFastPath, grpcFrame, isNativeGrpcCall, RawGrpcCall, type FastPath, type RawCallShared } from "./raw-grpc-call.js";
-import type { StreamLimiter } from "../stream-limiter.js";
+import type { CallScopes, MemberScope } from "../call-scope.js";
+import type { AudioInput } from "../deps.js";
+import { createFastPath, RawGrpcCall, type FastPath, type FastPathOptions, type RawCallShared } from "./raw-grpc-call.js";
+import { grpcMessage, parseFrame, type ParsedFrame } from "./wire.js";
 
 /**
- * AudioStream served straight on `node:http2` instead of through connect-node.
- *
- * Why: a relayed frame through connect-node's async-iterable pipeline costs ≈3.4× a plain byte
- * relay (async iterators, GC, protobuf decode and re-encode). Here a `frame` message is parsed
- * in place and its exact bytes are forwarded: `AudioStreamRequest.frame` and
- * `AudioStreamResponse.peer_frame` are both field 2, so the request's gRPC message *is* the
- * peer's response message. Everything else about the call (auth, membership, the format header
- * first, device transcripts, controls, status codes, deadlines, cancellation, per-user stream
- * limits, one log line per call) follows the connect-node handler in room-routes.ts; what all
- * fast paths share is in raw-grpc-call.ts.
+ * AudioStream served straight on `node:http2` instead of through connect-node (why: routing.ts).
+ * A `frame` message is parsed in place and its exact bytes are forwarded:
+ * `AudioStreamRequest.frame` and `AudioStreamResponse.peer_frame` are both field 2, so the
+ * request's gRPC message *is* the peer's response message. Everything else about the call (the
+ * format header first, device transcripts, controls, status codes, deadlines, cancellation)
+ * follows the connect-node handler in room-routes.ts; authentication, membership, the stream
+ * limit and the log line are the server's hooks (call-scope.ts, interceptors.ts).
  */
 
-/** The one path served here. */
-export const AUDIO_STREAM_PATH = "/handshake.v1.RoomService/AudioStream";
 const METHOD = "handshake.v1.RoomService/AudioStream";
 /** Peer frames queued per outgoing stream before it is ended (5 s of 20 ms frames), as in room-routes. */
 const AUDIO_QUEUE_FRAMES = 250;
 /** Bytes queued per outgoing stream before it is ended, whatever the frame count. */
 const AUDIO_QUEUE_BYTES = 1024 * 1024;
 
-/** True for a native gRPC AudioStream call (HTTP/2, binary protobuf): the calls the fast path serves. */
-export function isAudioFastPathRequest(req: http.IncomingMessage | http2.Http2ServerRequest): req is http2.Http2ServerRequest {
-  return isNativeGrpcCall(req, AUDIO_STREAM_PATH);
+/** What an AudioStream call needs besides the hooks. */
+export interface AudioStreamDeps {
+  scopes: CallScopes;
+  audio: AudioInput;
 }
 
 /**
@@ -63,37 +59,44 @@ export class WireAudioFrame implements AudioFrame {
   }
 }
 
-/** Creates the AudioStream fast path. */
-export function createAudioFastPath(deps: ServerDeps, shutdownSignal: AbortSignal, limiter: StreamLimiter): FastPath {
-  return createFastPath(deps, shutdownSignal, limiter, (shared, req, res) => new AudioCall(shared, req, res));
+/** Creates the AudioStream fast path; `options.authorize` must return the caller's member scope. */
+export function createAudioFastPath(options: FastPathOptions<MemberScope>, deps: AudioStreamDeps): FastPath {
+  return createFastPath(METHOD, options, (shared, req, res) => new AudioCall(shared, req, res, deps));
 }
 
+/** The one parse result reused for every frame (the hot path allocates only the frame). */
+const parsed: ParsedFrame = { seq: 0, capturedAtUs: 0, pcmLength: 0 };
+
 /** One AudioStream call: the format header first, then frames, transcripts and controls. */
-class AudioCall extends RawGrpcCall {
+class AudioCall extends RawGrpcCall<MemberScope> {
   private formatSeen = false;
   private sink: FastAudioSink | undefined;
   private unregister: (() => void) | undefined;
-  private releaseSlot: (() => void) | undefined;
+  private closeStream: (() => void) | undefined;
 
-  constructor(shared: RawCallShared, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) {
-    super(shared, req, res, METHOD);
+  constructor(
+    shared: RawCallShared<MemberScope>,
+    req: http2.Http2ServerRequest,
+    res: http2.Http2ServerResponse,
+    private readonly deps: AudioStreamDeps,
+  ) {
+    super(shared, req, res);
   }
 
-  /** One gRPC message at buf[off, end): 1 flag byte, 4 length bytes, the AudioStreamRequest. */
-  protected message(buf: Buffer, off: number, end: number): void {
-    const room = this.room!;
-    const userId = this.userId!;
-    if ((buf[off]! & 1) === 0 && this.formatSeen) {
-      const frame = parseWireFrame(buf, off, end);
-      if (frame) {
-        this.shared.deps.audio.checkFrame(frame);
-        room.audioFrame(userId, frame);
-        return;
-      }
+  /** One gRPC message: the AudioStreamRequest at buf[start, end), flag byte `flags`. */
+  protected message(buf: Buffer, start: number, end: number, flags: number): void {
+    const { room, userId } = this.scope;
+    if ((flags & 1) === 0 && this.formatSeen && parseFrame(buf, start, end, parsed)) {
+      const pcmStart = parsed.pcmStart!;
+      const pcm = parsed.pcmLength === 0 ? EMPTY : buf.subarray(pcmStart, pcmStart + parsed.pcmLength);
+      const frame = new WireAudioFrame(buf.subarray(start - 5, end), pcm, parsed.seq, parsed.capturedAtUs);
+      this.deps.audio.checkFrame(frame);
+      room.audioFrame(userId, frame);
+      return;
     }
-    const request = this.decode(AudioStreamRequestSchema, buf, off, end);
+    const request = this.decode(AudioStreamRequestSchema, buf, start, end, flags);
     if (!this.formatSeen) this.first(request.message);
-    else applyAudioMessage(room, userId, request.message, this.shared.deps.audio);
+    else applyAudioMessage(room, userId, request.message, this.deps.audio);
   }
 
   /** The client ended its side: the call ends with OK, as connect-node's handler does. */
@@ -104,14 +107,11 @@ class AudioCall extends RawGrpcCall {
   /** The first message must be the format header; then the stream counts and the sink listens. */
   private first(message: AudioStreamRequest["message"]): void {
     if (message.case !== "format") throw new InvalidArgumentError("the first AudioStream message must be the format header");
-    const room = this.room!;
-    const userId = this.userId!;
-    this.shared.deps.audio.checkFormat(message.value);
-    room.setAudioFormat(userId, message.value);
-    this.releaseSlot = this.shared.limiter.acquire(userId);
-    this.shared.deps.rooms.streamOpened(room, userId);
+    const scope = this.scope;
+    scope.room.setAudioFormat(scope.userId, message.value);
+    this.closeStream = this.deps.scopes.openStream(scope);
     this.sink = new FastAudioSink(this);
-    this.unregister = room.addAudioSink(userId, this.sink);
+    this.unregister = scope.room.addAudioSink(scope.userId, this.sink);
     this.formatSeen = true;
   }
 
@@ -119,11 +119,8 @@ class AudioCall extends RawGrpcCall {
     this.sink?.close();
     this.unregister?.();
     this.unregister = undefined;
-    if (this.releaseSlot) {
-      this.releaseSlot();
-      this.releaseSlot = undefined;
-      this.shared.deps.rooms.streamClosed(this.room!, this.userId!);
-    }
+    this.closeStream?.();
+    this.closeStream = undefined;
   }
 }
 
@@ -140,7 +137,7 @@ class FastAudioSink implements AudioSink {
     this.pending--;
   };
 
-  constructor(private readonly call: RawGrpcCall) {}
+  constructor(private readonly call: RawGrpcCall<MemberScope>) {}
 
   push(frame: AudioFrame, format: AudioFormat | undefined): void {
     if (this.closedSink) return;
@@ -171,73 +168,7 @@ class FastAudioSink implements AudioSink {
 
 /** An AudioStreamResponse as one gRPC message (uncompressed). */
 function encodeResponse(message: AudioStreamResponse["message"]): Buffer {
-  return grpcFrame(toBinary(AudioStreamResponseSchema, create(AudioStreamResponseSchema, { message })));
-}
-
-/**
- * Parses buf[off, end) as a gRPC message whose AudioStreamRequest holds only `frame`, with the
- * frame's fields each at most once and none unknown. Returns undefined for anything else (the
- * caller then decodes it whole), so no valid message is ever refused here.
- */
-function parseWireFrame(buf: Buffer, off: number, end: number): WireAudioFrame | undefined {
-  let p = off + 5;
-  if (p >= end || buf[p] !== 0x12) return undefined;
-  p++;
-  const frameLength = readVarint(buf, p, end);
-  if (frameLength < 0) return undefined;
-  p = varintEnd;
-  if (p + frameLength !== end) return undefined;
-  let seq = 0;
-  let capturedAtUs = 0;
-  let pcmStart = -1;
-  let pcmEnd = -1;
-  let seen = 0;
-  while (p < end) {
-    const tag = buf[p++];
-    if (tag === 0x08 && (seen & 1) === 0) {
-      seq = readVarint(buf, p, end);
-      if (seq < 0) return undefined;
-      seen |= 1;
-    } else if (tag === 0x12 && (seen & 2) === 0) {
-      const length = readVarint(buf, p, end);
-      if (length < 0 || varintEnd + length > end) return undefined;
-      pcmStart = varintEnd;
-      pcmEnd = varintEnd + length;
-      varintEnd = pcmEnd;
-      seen |= 2;
-    } else if (tag === 0x18 && (seen & 4) === 0) {
-      capturedAtUs = readVarint(buf, p, end);
-      if (capturedAtUs < 0) return undefined;
-      seen |= 4;
-    } else {
-      return undefined;
-    }
-    p = varintEnd;
-  }
-  const pcm = pcmStart < 0 ? EMPTY : buf.subarray(pcmStart, pcmEnd);
-  return new WireAudioFrame(buf.subarray(off, end), pcm, seq, capturedAtUs);
+  return grpcMessage(toBinary(AudioStreamResponseSchema, create(AudioStreamResponseSchema, { message })));
 }
 
 const EMPTY = new Uint8Array(0);
-/** Where the last varint read by readVarint ended (a module variable, so reading allocates nothing). */
-let varintEnd = 0;
-
-/**
- * Reads a varint at buf[p] below 2^53 as a number; -1 when it is cut off, longer than 8 bytes or
- * not exactly representable (negative int64s, huge values), which sends the message to the full decoder.
- */
-function readVarint(buf: Buffer, p: number, end: number): number {
-  let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 8; i++) {
-    if (p >= end) return -1;
-    const byte = buf[p++]!;
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) {
-      varintEnd = p;
-      return value <= Number.MAX_SAFE_INTEGER ? value : -1;
-    }
-    scale *= 128;
-  }
-  return -1;
-}

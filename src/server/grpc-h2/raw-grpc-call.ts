@@ -1,28 +1,20 @@
 import http2 from "node:http2";
-import type http from "node:http";
 import zlib from "node:zlib";
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Logger } from "pino";
-import type { Caller } from "../../auth/tokens.js";
-import { NotFoundError, PermissionDeniedError, UnauthenticatedError } from "../../core/errors.js";
-import type { Room } from "../../room/room.js";
-import type { ServerDeps } from "../deps.js";
-import { toConnectError } from "../errors.js";
-import type { StreamLimiter } from "../stream-limiter.js";
+import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
+import { GrpcMessageReader } from "./wire.js";
 
 /**
  * The part of a native gRPC call served straight on `node:http2` (the fast paths, see
- * grpc-h2/audio-stream.ts and grpc-h2/panel-stream.ts) that is the same for every method: compression and
- * deadline headers, authentication and room membership as the auth interceptor and room-routes
- * do them, splitting the request body into gRPC messages, the status trailers, cancellation, and
- * one log line per call. Clients cannot tell it from the connect-node handlers.
+ * routing.ts) that is the same for every method: compression and deadline headers, splitting the
+ * request body into gRPC messages, the status trailers, cancellation, shutdown. Who may call, how
+ * errors become statuses and what is logged are hooks (`FastPathOptions`), so this file knows no
+ * room, token or user; the server fills them from call-scope.ts and interceptors.ts, the same
+ * rules connect-node's interceptors apply. Clients cannot tell it from the connect-node handlers.
  */
 
 /** Request encodings understood (as connect-node's defaults); responses are never compressed. */
 export const ACCEPT_ENCODING = "gzip,br";
-const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/i;
-const BEARER = /^Bearer ([A-Za-z0-9_\-.=]+)$/;
 const TIMEOUT = /^(\d{1,8})([HMSmun])$/;
 const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 /** Largest delay setTimeout takes. */
@@ -30,38 +22,64 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** After a call has ended, how long a peer that neither reads nor closes keeps its stream. */
 const LINGER_MS = 10_000;
 
-/** True for a native gRPC call (HTTP/2, binary protobuf) to `path`. */
-export function isNativeGrpcCall(req: http.IncomingMessage | http2.Http2ServerRequest, path: string): req is http2.Http2ServerRequest {
-  if (req.httpVersionMajor !== 2 || req.method !== "POST" || req.url !== path) return false;
-  const type = req.headers["content-type"];
-  return typeof type === "string" && GRPC_CONTENT_TYPE.test(type);
+/** A call as its authorize hook sees it: before any message is read. */
+export interface RawCallStart {
+  /** `Service/Method`. */
+  method: string;
+  headers: http2.IncomingHttpHeaders;
+  /** The call's context values, for the hooks to keep what they learn (the caller). */
+  values: ContextValues;
 }
 
-/** What every call of a fast path shares. */
-export interface RawCallShared {
-  deps: ServerDeps;
-  limiter: StreamLimiter;
+/** A call as the ended hook sees it, once, when it finished or was cancelled. */
+export interface RawCallEnd {
+  method: string;
+  values: ContextValues;
+  /** The status it ended with; undefined for OK. */
+  status: ConnectError | undefined;
+  durationMs: number;
+  /** Cancelled or reset by the client before the server ended it. */
+  aborted: boolean;
+}
+
+/** The transport rules a fast path applies to each call, given by the server. */
+export interface FastPathHooks<Scope> {
+  /** Decides whether the call may go on; what it returns is the call's scope. Throwing ends the call with that error's status. */
+  authorize(call: RawCallStart): Promise<Scope>;
+  /** Turns whatever a call failed with into its status. */
+  toStatus(err: unknown): ConnectError;
+  /** Told once per call when it ends (the log line). */
+  ended(call: RawCallEnd): void;
+}
+
+/** What one fast path needs: the hooks, the message size limit and the server's shutdown signal. */
+export interface FastPathOptions<Scope> extends FastPathHooks<Scope> {
   maxMessageBytes: number;
-  calls: Set<RawGrpcCall>;
+  /** Calls in progress end with UNAVAILABLE when it aborts; later calls are refused with it. */
+  shutdownSignal: AbortSignal;
+}
+
+/** What every call of one fast path shares. */
+export interface RawCallShared<Scope> extends FastPathOptions<Scope> {
+  /** `Service/Method` of the one method served. */
+  method: string;
+  calls: Set<RawGrpcCall<Scope>>;
 }
 
 /** A method served on `node:http2` directly; one per server. */
 export interface FastPath {
-  /** Serves one call; `req` must be a native gRPC call of the method (see isNativeGrpcCall). */
+  /** Serves one call; `req` must be a native gRPC call of the method (see routing.ts). */
   handle(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void;
 }
 
-/**
- * Creates a fast path whose calls `newCall` makes. Calls in progress end with UNAVAILABLE when
- * `shutdownSignal` aborts, and calls arriving after it are refused with it.
- */
-export function createFastPath(
-  deps: ServerDeps,
-  shutdownSignal: AbortSignal,
-  limiter: StreamLimiter,
-  newCall: (shared: RawCallShared, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => RawGrpcCall,
+/** Creates a fast path for `method` (`Service/Method`) whose calls `newCall` makes. */
+export function createFastPath<Scope>(
+  method: string,
+  options: FastPathOptions<Scope>,
+  newCall: (shared: RawCallShared<Scope>, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => RawGrpcCall<Scope>,
 ): FastPath {
-  const shared: RawCallShared = { deps, limiter, maxMessageBytes: deps.config.limits.maxMessageBytes, calls: new Set() };
+  const shared: RawCallShared<Scope> = { ...options, method, calls: new Set() };
+  const { shutdownSignal } = options;
   shutdownSignal.addEventListener(
     "abort",
     () => {
@@ -82,49 +100,61 @@ export function createFastPath(
   };
 }
 
-/** One call, from its headers to its trailers; subclasses handle its messages. */
-export abstract class RawGrpcCall {
+/**
+ * One call, from its headers to its trailers; subclasses handle its messages. `scope` is what the
+ * authorize hook returned; messages are read only after it did.
+ */
+export abstract class RawGrpcCall<Scope> {
   protected readonly stream: http2.ServerHttp2Stream;
-  protected readonly log: Logger;
+  /** The call's context values, shared with the hooks. */
+  protected readonly values: ContextValues = createContextValues();
   private readonly started = performance.now();
   protected finished = false;
-  protected userId: string | undefined;
-  protected roomId: string | undefined;
-  protected room: Room | undefined;
+  private authorized: Scope | undefined;
   private timer: NodeJS.Timeout | undefined;
   private decompress: ((body: Buffer) => Buffer) | undefined;
-  /** Bytes of a message that arrived split over chunks. */
-  private parts: Buffer[] = [];
-  private partBytes = 0;
-  /** Bytes the held message needs in all (prefix included); 0 while its prefix is incomplete. */
-  private partNeeded = 0;
+  private readonly reader: GrpcMessageReader;
   private linger: NodeJS.Timeout | undefined;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
   private readonly onEnd = () =>
-    this.partBytes > 0 ? this.finish(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument)) : this.requestEnded();
+    this.reader.pendingBytes > 0 ? this.finish(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument)) : this.requestEnded();
   private readonly onClose = () => this.closed();
 
   constructor(
-    protected readonly shared: RawCallShared,
+    protected readonly shared: RawCallShared<Scope>,
     private readonly req: http2.Http2ServerRequest,
     private readonly res: http2.Http2ServerResponse,
-    private readonly method: string,
   ) {
     this.stream = res.stream;
-    this.log = shared.deps.log;
+    const max = shared.maxMessageBytes;
+    this.reader = new GrpcMessageReader(
+      (buf, start, end, flags) => {
+        this.message(buf, start, end, flags);
+        return !this.finished;
+      },
+      max,
+      (length) => tooLarge(length, max),
+    );
     shared.calls.add(this);
     this.stream.on("close", this.onClose);
     // Stream errors (a reset from the client) end in "close"; listening keeps them from throwing.
     this.stream.on("error", () => {});
   }
 
-  /** One gRPC message of the request at buf[off, end) (5-byte prefix included). */
-  protected abstract message(buf: Buffer, off: number, end: number): void;
+  /** One gRPC message of the request: its body at buf[start, end) and its flag byte. */
+  protected abstract message(buf: Buffer, start: number, end: number, flags: number): void;
   /** The client ended its request side with every message whole. */
   protected abstract requestEnded(): void;
   /** Lets go of what the call holds; runs once, when it finishes or is cancelled. */
   protected abstract release(): void;
 
+  /** What the authorize hook returned; only read once messages flow. */
+  protected get scope(): Scope {
+    if (this.authorized === undefined) throw new Error("the call is not authorized yet");
+    return this.authorized;
+  }
+
+  /** Reads the call's headers, authorizes it, then reads its messages. */
   start(): void {
     const headers = this.req.headers;
     const encoding = headers["grpc-encoding"];
@@ -142,9 +172,10 @@ export abstract class RawGrpcCall {
       const ms = Number(match[1]) * (TIMEOUT_UNIT_MS[match[2]] ?? 1);
       this.timer = setTimeout(() => this.fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)), Math.min(ms, MAX_TIMER_MS));
     }
-    void this.authenticate().then(
-      () => {
+    void this.shared.authorize({ method: this.shared.method, headers, values: this.values }).then(
+      (scope) => {
         if (this.finished) return;
+        this.authorized = scope;
         // A request that already ended (no message at all) goes straight to its end.
         if (this.stream.readableEnded) return this.onEnd();
         this.stream.on("data", this.onData);
@@ -154,86 +185,19 @@ export abstract class RawGrpcCall {
     );
   }
 
-  /** The same rules as the auth interceptor plus `sessionOf` and `memberRoom` in room-routes. */
-  private async authenticate(): Promise<void> {
-    const header = this.req.headers.authorization;
-    if (!header) throw new ConnectError("missing authorization header (Bearer token)", Code.Unauthenticated);
-    const match = BEARER.exec(header);
-    if (!match?.[1]) throw new ConnectError('authorization header must be "Bearer <token>"', Code.Unauthenticated);
-    let caller: Caller;
-    try {
-      caller = await this.shared.deps.tokens.verify(match[1]);
-    } catch (err) {
-      if (err instanceof UnauthenticatedError) throw new ConnectError(err.message, Code.Unauthenticated);
-      throw err;
-    }
-    this.userId = caller.userId;
-    if (caller.kind !== "session") throw new PermissionDeniedError("room methods need the session token from JoinRoom");
-    this.roomId = caller.roomId;
-    const room = this.shared.deps.rooms.get(caller.roomId);
-    if (!room) throw new NotFoundError("room not found; join it again");
-    if (!room.has(caller.userId)) throw new PermissionDeniedError("you are not a member of this room; join it again");
-    this.room = room;
-  }
-
-  /** Splits the request body into gRPC messages; a message split over chunks is joined once whole. */
+  /** Splits the request body into gRPC messages (wire.ts); an error ends the call with its status. */
   private receive(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.partBytes > 0) {
-      this.parts.push(chunk);
-      this.partBytes += chunk.length;
-      if (this.partNeeded === 0) {
-        // Fewer than 5 bytes were held: the length prefix itself was split.
-        if (this.partBytes < 5) return;
-        const head = Buffer.concat(this.parts, this.partBytes);
-        this.parts = [head];
-        if (!this.expect(head)) return;
-      }
-      if (this.partBytes < this.partNeeded) return;
-      buf = Buffer.concat(this.parts, this.partBytes);
-      this.parts = [];
-      this.partBytes = 0;
-      this.partNeeded = 0;
-    }
-    let off = 0;
     try {
-      while (buf.length - off >= 5) {
-        const length = buf.readUInt32BE(off + 1);
-        if (length > this.shared.maxMessageBytes) throw tooLarge(length, this.shared.maxMessageBytes);
-        const end = off + 5 + length;
-        if (end > buf.length) break;
-        this.message(buf, off, end);
-        if (this.finished) return;
-        off = end;
-      }
+      this.reader.push(chunk);
     } catch (err) {
       this.fail(err);
-      return;
-    }
-    if (off < buf.length) {
-      const rest = buf.subarray(off);
-      this.parts = [rest];
-      this.partBytes = rest.length;
-      this.partNeeded = 0;
-      if (rest.length >= 5) this.expect(rest);
     }
   }
 
-  /** Notes how many bytes the message starting `head` needs; refuses one over the limit. */
-  private expect(head: Buffer): boolean {
-    const length = head.readUInt32BE(1);
-    if (length > this.shared.maxMessageBytes) {
-      this.fail(tooLarge(length, this.shared.maxMessageBytes));
-      return false;
-    }
-    this.partNeeded = 5 + length;
-    return true;
-  }
-
-  /** Decodes the message at buf[off, end) whole, decompressing it if flagged, with connect-node's codes. */
-  protected decode<Desc extends DescMessage>(schema: Desc, buf: Buffer, off: number, end: number): MessageShape<Desc> {
-    let body = buf.subarray(off + 5, end);
-    if ((buf[off]! & 1) === 1) {
+  /** Decodes the message body at buf[start, end) whole, decompressing it if flagged, with connect-node's codes. */
+  protected decode<Desc extends DescMessage>(schema: Desc, buf: Buffer, start: number, end: number, flags: number): MessageShape<Desc> {
+    let body = buf.subarray(start, end);
+    if ((flags & 1) === 1) {
       if (!this.decompress) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
       try {
         body = this.decompress(body);
@@ -287,13 +251,13 @@ export abstract class RawGrpcCall {
     this.res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING });
   }
 
-  /** Sends the trailers (status OK when `err` is undefined) and lets go of the room. */
+  /** Sends the trailers (status OK when `err` is undefined) and lets go of what the call holds. */
   protected finish(err: unknown): void {
     if (this.finished) return;
     this.finished = true;
-    const mapped = err === undefined ? undefined : toConnectError(err, this.log);
+    const mapped = err === undefined ? undefined : this.shared.toStatus(err);
     this.cleanup();
-    this.logCall(mapped ? Code[mapped.code] : "OK", false);
+    this.report(mapped, false);
     if (this.stream.destroyed || this.stream.closed) return;
     // Stop reading, but keep draining what the client still sends until it sees our status.
     this.stream.off("data", this.onData);
@@ -317,30 +281,18 @@ export abstract class RawGrpcCall {
     if (this.finished) return;
     this.finished = true;
     this.cleanup();
-    this.logCall("Canceled", true);
+    this.report(new ConnectError("the client cancelled the call", Code.Canceled), true);
   }
 
   private cleanup(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.release();
-    this.parts = [];
-    this.partBytes = 0;
-    this.partNeeded = 0;
+    this.reader.clear();
   }
 
-  private logCall(code: string, aborted: boolean): void {
-    this.log.info(
-      {
-        method: this.method,
-        code,
-        durationMs: Math.round(performance.now() - this.started),
-        ...(this.userId ? { userId: this.userId } : {}),
-        ...(this.roomId ? { roomId: this.roomId } : {}),
-        ...(aborted ? { aborted: true } : {}),
-      },
-      "rpc",
-    );
+  private report(status: ConnectError | undefined, aborted: boolean): void {
+    this.shared.ended({ method: this.shared.method, values: this.values, status, durationMs: performance.now() - this.started, aborted });
   }
 }
 
@@ -362,13 +314,4 @@ function encodeGrpcMessage(message: string): string {
 function tooLarge(length: number, max: number): ConnectError {
   const size = Number.isNaN(length) ? "decompressed message size" : `message size ${length}`;
   return new ConnectError(`${size} is larger than configured readMaxBytes ${max}`, Code.ResourceExhausted);
-}
-
-/** `body` as one uncompressed gRPC message: flag byte, 4-byte length, the bytes. */
-export function grpcFrame(body: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = 0;
-  out.writeUInt32BE(body.length, 1);
-  out.set(body, 5);
-  return out;
 }

@@ -11,7 +11,7 @@ import type { PanelEvent } from "../../../gen/handshake/v1/events_pb.js";
 import { AudioStreamResponseSchema, RoomService, type AudioStreamRequestSchema } from "../../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../../gen/handshake/v1/transcript_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { encodeFrameMessage } from "../../../bench/grpc-wire.js";
+import { encodeFrameMessage } from "../../../src/server/grpc-h2/wire.js";
 import { clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
 import { recordPanel, type PanelRecorder } from "../../support/panel.js";
 import { audioRequest, connectRaw, rawAudioCall, type RawAudioCall } from "../../support/raw-grpc.js";

@@ -3,8 +3,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import type { Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PanelStreamRequestSchema, PanelStreamResponseSchema, RoomService } from "../../../gen/handshake/v1/room_service_pb.js";
-import { grpcMessage } from "../../../bench/grpc-wire.js";
-import { PANEL_STREAM_PATH } from "../../../src/server/grpc-h2/panel-stream.js";
+import { grpcMessage, PANEL_STREAM_PATH } from "../../../src/server/grpc-h2/wire.js";
 import { clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
 import { connectRaw, rawGrpcCall, type RawAudioCall } from "../../support/raw-grpc.js";
 

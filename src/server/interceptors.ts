@@ -1,0 +1,119 @@
+import { Code, type ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { callerKey, type CallScopes, type MemberScope } from "./call-scope.js";
+import { toConnectError } from "./errors.js";
+import type { FastPathHooks } from "./grpc-h2/raw-grpc-call.js";
+
+/**
+ * The cross-cutting rules of every call: authentication and the per-call log line. connect-node
+ * runs them as interceptors; the gRPC fast path (grpc-h2/) calls `authenticateCall` and `logCall`
+ * from its hooks, so both paths keep one copy.
+ */
+
+/** Which implementation served a call: connect-node's handlers or the node:http2 fast path. */
+export type ServedBy = "connect" | "grpc-h2";
+
+/** Methods anyone may call without a token. */
+const PUBLIC_METHODS = new Set([
+  "handshake.v1.RoomService/JoinRoom",
+  "grpc.health.v1.Health/Check",
+  "grpc.health.v1.Health/Watch",
+  "grpc.health.v1.Health/List",
+  "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+]);
+
+/** Authenticates a call of `method` (`Service/Method`) unless it is public; stores the caller in `values`. */
+export async function authenticateCall(scopes: CallScopes, method: string, values: ContextValues, authorization: string | null | undefined): Promise<void> {
+  if (PUBLIC_METHODS.has(method)) return;
+  await scopes.authenticate(values, authorization);
+}
+
+/** What one served call's log line says. */
+export interface CallRecord {
+  path: ServedBy;
+  /** `Service/Method`. */
+  method: string;
+  /** The call's context values (the caller, once authenticated). */
+  values: ContextValues;
+  /** How the call ended; undefined for OK. */
+  status: ConnectError | undefined;
+  durationMs: number;
+  /** Ended by the client (cancel, reset) rather than by the server. */
+  aborted: boolean;
+}
+
+/** The one log line per call: path, method, code, duration, user and room; never the payload. */
+export function logCall(log: Logger, call: CallRecord): void {
+  const caller = call.values.get(callerKey);
+  log.info(
+    {
+      path: call.path,
+      method: call.method,
+      code: call.status ? Code[call.status.code] : "OK",
+      durationMs: Math.round(call.durationMs),
+      ...(caller ? { userId: caller.userId, ...(caller.kind === "session" ? { roomId: caller.roomId } : {}) } : {}),
+      ...(call.aborted ? { aborted: true } : {}),
+    },
+    "rpc",
+  );
+}
+
+/** Verifies `authorization: Bearer …` on every non-public method and stores the caller. */
+export function createAuthInterceptor(scopes: CallScopes): Interceptor {
+  return (next) => async (req) => {
+    await authenticateCall(scopes, `${req.service.typeName}/${req.method.name}`, req.contextValues, req.header.get("authorization"));
+    return next(req);
+  };
+}
+
+/** One log line per RPC served by connect-node, and domain errors mapped to codes (errors.ts). */
+export function createLoggingInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const done = (err: unknown): ConnectError | undefined => {
+      const status = err === undefined ? undefined : toConnectError(err, log);
+      const aborted = req.signal.aborted && status?.code === Code.Canceled;
+      logCall(log, { path: "connect", method, values: req.contextValues, status, durationMs: performance.now() - started, aborted });
+      return status;
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw done(err);
+    }
+    if (!res.stream) {
+      done(undefined);
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* messages;
+        } catch (err) {
+          throw done(err);
+        }
+        done(undefined);
+      })(),
+    };
+  };
+}
+
+/**
+ * The fast path's counterpart of the interceptors above, for room streams: the same
+ * authentication, then the caller's member scope (call-scope.ts), the same error mapping and the
+ * same log line, marked `path: "grpc-h2"`.
+ */
+export function createFastPathHooks(log: Logger, scopes: CallScopes): FastPathHooks<MemberScope> {
+  return {
+    async authorize({ method, headers, values }) {
+      await authenticateCall(scopes, method, values, headers.authorization);
+      return scopes.member(values);
+    },
+    toStatus: (err) => toConnectError(err, log),
+    ended: (call) => logCall(log, { path: "grpc-h2", ...call }),
+  };
+}
