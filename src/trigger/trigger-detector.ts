@@ -6,7 +6,8 @@ import {
   type TranscriptEntry,
   type TriggerEvent,
 } from "../../gen/handshake/v1/transcript_pb.js";
-import { containsKeyword } from "./keyword.js";
+import { scanAmounts } from "../language/amounts.js";
+import { saysKeyword } from "./keyword.js";
 
 /**
  * Judges from the recent conversation whether a deal is being agreed. Implementations: the
@@ -22,6 +23,20 @@ export interface SmartTriggerDetector {
   consider(recent: TranscriptEntry[]): Promise<TriggerEvent | undefined>;
 }
 
+/**
+ * Why a keyword did not start a negotiation, for the room's panel. `no_new_terms`: a contract was
+ * made since the last priced words, so there is nothing new to agree; `not_armed`: the keyword came
+ * while a negotiation or a contract was under way (and was not a confirmation of it).
+ */
+export type TriggerRefusalCode = "no_new_terms" | "not_armed";
+
+/** A keyword that was heard and deliberately not turned into a trigger. */
+export interface TriggerRefusal {
+  code: TriggerRefusalCode;
+  speakerUserId: string;
+  matchedText: string;
+}
+
 /** Options of `createTriggerDetector`. */
 export interface TriggerDetectorOptions {
   /** Word or phrase that starts a negotiation, e.g. "handshake". */
@@ -32,6 +47,17 @@ export interface TriggerDetectorOptions {
   smart?: SmartTriggerDetector;
   /** Called once per firing; the detector disarms itself first. */
   onTrigger(event: TriggerEvent): void;
+  /**
+   * The keyword said again shortly after a firing, with nothing new priced in between ("OK,
+   * handshake." → "Handshake!"): it confirms that trigger and never starts another.
+   */
+  onConfirmed?(event: TriggerEvent): void;
+  /** A keyword that was heard but refused (see TriggerRefusalCode); smart findings are dropped silently. */
+  onRefused?(refusal: TriggerRefusal): void;
+  /** How long after a firing the keyword counts as its confirmation; default `dualWindowMs`. */
+  confirmWindowMs?: number;
+  /** Whether a final entry names a price; default: src/language's scanAmounts finds money. */
+  hasPrice?: (text: string) => boolean;
   now?: () => number;
   /** Final entries kept for the smart detector; default 12. */
   recentLimit?: number;
@@ -46,8 +72,18 @@ export interface TriggerDetector {
   feed(entry: TranscriptEntry): void;
   /** Changes the keyword (SetTriggerKeyword); pending dual-keyword hits are forgotten. */
   setKeyword(keyword: string, requireBoth: boolean): void;
-  /** Allows one more firing (the room calls it after a rejected or expired negotiation). */
+  /** Allows one more firing (the room calls it after a rejected or expired negotiation, or a contract). */
   arm(): void;
+  /**
+   * A contract was drafted from the last firing: from now on a new firing needs priced words said
+   * after this call (one spoken agreement gives one contract).
+   */
+  dealMade(): void;
+  /**
+   * The last contract was declined before anything was paid: its terms may be agreed again, so
+   * the requirement `dealMade` added is lifted (an earlier contract's still holds).
+   */
+  dealUndone(): void;
   /** Stops firing until armed again (a negotiation is under way). */
   disarm(): void;
   isArmed(): boolean;
@@ -63,6 +99,8 @@ export interface TriggerDetector {
 export function createTriggerDetector(options: TriggerDetectorOptions): TriggerDetector {
   const now = options.now ?? Date.now;
   const recentLimit = options.recentLimit ?? 12;
+  const confirmWindowMs = options.confirmWindowMs ?? options.dualWindowMs;
+  const hasPrice = options.hasPrice ?? ((text: string) => scanAmounts(text, "GBP").money.length > 0);
   let keyword = options.keyword;
   let requireBoth = options.requireBoth;
   let armed = options.armed ?? true;
@@ -76,50 +114,100 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
   let smartTimer: ReturnType<typeof setTimeout> | undefined;
   let smartRunning = false;
   let smartDirty = false;
+  /** Final entries fed so far; positions below are counted in it. */
+  let fed = 0;
+  /** Position of the newest final entry that named a price, and of the one before the newest entry. */
+  let lastPriced = -1;
+  let pricedBeforeCurrent = -1;
+  /** Position and time of the entry that fired last. */
+  let lastFire: { position: number; atMs: number } | undefined;
+  /** Position at each contract not declined since (`dealMade`), oldest first. */
+  const deals: number[] = [];
 
-  function fire(event: TriggerEvent): void {
+  /**
+   * Whether a would-be firing at the current entry is only the confirmation of the last one:
+   * shortly after it, with nothing priced since (the current entry's own words restate it).
+   */
+  function isConfirmation(atMs: number): boolean {
+    if (!lastFire) return false;
+    if (atMs - lastFire.atMs > confirmWindowMs) return false;
+    return pricedBeforeCurrent <= lastFire.position;
+  }
+
+  /** True when a contract was made and no price was said after it. */
+  function needsNewTerms(): boolean {
+    const boundary = deals[deals.length - 1];
+    return boundary !== undefined && lastPriced < boundary;
+  }
+
+  /**
+   * Fires unless the event confirms the last trigger or repeats a deal already made; a keyword's
+   * refusal is reported, a smart finding's is not (nobody asked for it).
+   */
+  function fire(event: TriggerEvent, atMs: number, fromKeyword: boolean): boolean {
+    if (isConfirmation(atMs)) {
+      hits.clear();
+      if (fromKeyword) options.onConfirmed?.(event);
+      return false;
+    }
+    if (needsNewTerms()) {
+      hits.clear();
+      if (fromKeyword) options.onRefused?.({ code: "no_new_terms", speakerUserId: event.speakerUserId, matchedText: event.matchedText });
+      return false;
+    }
     armed = false;
     epoch += 1;
     hits.clear();
     cancelSmartTimer();
+    lastFire = { position: fed - 1, atMs };
     options.onTrigger(event);
+    return true;
   }
 
   function entryTime(entry: TranscriptEntry): number {
     return entry.receivedAtMs > 0n ? Number(entry.receivedAtMs) : now();
   }
 
+  function keywordEvent(kind: TriggerKind, entry: TranscriptEntry): TriggerEvent {
+    return create(TriggerEventSchema, {
+      kind,
+      speakerUserId: entry.speakerUserId,
+      keyword,
+      matchedText: entry.text,
+      confidence: 1,
+      atMs: BigInt(now()),
+    });
+  }
+
+  /** A keyword heard while disarmed: a confirmation of the last firing, or refused as not armed. */
+  function heardWhileDisarmed(entry: TranscriptEntry): void {
+    if (keyword.trim() === "" || !saysKeyword(entry.text, keyword)) return;
+    const event = keywordEvent(requireBoth ? TriggerKind.DUAL_KEYWORD : TriggerKind.KEYWORD, entry);
+    if (isConfirmation(entryTime(entry))) options.onConfirmed?.(event);
+    else options.onRefused?.({ code: "not_armed", speakerUserId: entry.speakerUserId, matchedText: entry.text });
+  }
+
   function checkKeyword(entry: TranscriptEntry): boolean {
-    if (keyword.trim() === "" || !containsKeyword(entry.text, keyword)) return false;
+    // A negated or conditional keyword ("let's not shake on it yet") is talk, not agreement.
+    if (keyword.trim() === "" || !saysKeyword(entry.text, keyword)) return false;
+    const at = entryTime(entry);
     if (!requireBoth) {
-      fire(
-        create(TriggerEventSchema, {
-          kind: TriggerKind.KEYWORD,
-          speakerUserId: entry.speakerUserId,
-          keyword,
-          matchedText: entry.text,
-          confidence: 1,
-          atMs: BigInt(now()),
-        }),
-      );
+      // Said, so handled: a refused keyword is not handed to the smart detector either.
+      fire(keywordEvent(TriggerKind.KEYWORD, entry), at, true);
       return true;
     }
-    const at = entryTime(entry);
     hits.set(entry.speakerUserId, at);
     for (const [speaker, when] of hits) {
       if (speaker !== entry.speakerUserId && Math.abs(at - when) <= options.dualWindowMs) {
-        fire(
-          create(TriggerEventSchema, {
-            kind: TriggerKind.DUAL_KEYWORD,
-            speakerUserId: entry.speakerUserId,
-            keyword,
-            matchedText: entry.text,
-            confidence: 1,
-            atMs: BigInt(now()),
-          }),
-        );
+        fire(keywordEvent(TriggerKind.DUAL_KEYWORD, entry), at, true);
         return true;
       }
+    }
+    // The first of two keywords confirms a recent trigger just as a single one would.
+    if (isConfirmation(at)) {
+      hits.delete(entry.speakerUserId);
+      options.onConfirmed?.(keywordEvent(TriggerKind.DUAL_KEYWORD, entry));
+      return true;
     }
     return false;
   }
@@ -145,7 +233,8 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
     found.kind = TriggerKind.SMART;
     if (found.atMs === 0n) found.atMs = BigInt(now());
     try {
-      fire(found);
+      const newest = snapshot[snapshot.length - 1];
+      fire(found, newest ? entryTime(newest) : now(), false);
     } catch (err) {
       options.log?.error({ err }, "trigger handler failed");
     }
@@ -191,7 +280,14 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
       if (closed || !entry.isFinal) return;
       recent.push(entry);
       if (recent.length > recentLimit) recent = recent.slice(-recentLimit);
-      if (!armed) return;
+      // Priced words are tracked even while disarmed: talk during a negotiation is still talk.
+      pricedBeforeCurrent = lastPriced;
+      if (hasPrice(entry.text)) lastPriced = fed;
+      fed += 1;
+      if (!armed) {
+        heardWhileDisarmed(entry);
+        return;
+      }
       if (checkKeyword(entry)) return;
       scheduleSmart();
     },
@@ -207,6 +303,12 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
       hits.clear();
       // Talk from before the failed negotiation must not fire the next one.
       recent = [];
+    },
+    dealMade() {
+      deals.push(fed);
+    },
+    dealUndone() {
+      deals.pop();
     },
     disarm() {
       if (!armed) return;

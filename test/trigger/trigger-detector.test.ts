@@ -55,7 +55,8 @@ describe("trigger detector", () => {
     expect(fired[0]).toMatchObject({ kind: TriggerKind.KEYWORD, speakerUserId: "a", keyword: "handshake", matchedText: "OK, Handshake!", confidence: 1, atMs: 42n });
     expect(d.isArmed()).toBe(false);
     d.arm();
-    d.feed(say("b", "Handshake", 3_000));
+    // Past the confirmation window (the dual window, 10 s) the keyword starts a new trigger.
+    d.feed(say("b", "Handshake", 20_000));
     expect(fired.map((e) => e.speakerUserId)).toEqual(["a", "b"]);
   });
 
@@ -106,9 +107,9 @@ describe("trigger detector", () => {
     d.feed(say("a", "handshake", 10_000));
     d.feed(say("b", "handshake", 11_000));
     d.arm();
-    d.feed(say("a", "handshake", 12_000));
+    d.feed(say("a", "handshake", 20_000));
     expect(fired).toHaveLength(1);
-    d.feed(say("b", "handshake", 13_000));
+    d.feed(say("b", "handshake", 21_000));
     expect(fired).toHaveLength(2);
   });
 
