@@ -8,6 +8,7 @@ import type { Agent } from "../../src/agents/agent.js";
 import { createClaudeAgentFactory, type ClaudeAgentOptions } from "../../src/agents/claude/claude-agent.js";
 import { createAgentTools } from "../../src/agents/tools.js";
 import {
+  emptyEndTurnReply,
   errorBody,
   messageBody,
   startFakeAnthropic,
@@ -61,6 +62,8 @@ afterEach(async () => {
   await Promise.all(agents.map((a) => a.stop()));
   session.close();
   await fake.close();
+  // The fake refuses what the real API refuses: no test may have sent a request it would 400.
+  expect(fake.rejections.filter((r) => r.status === 400).map((r) => r.message)).toEqual([]);
 });
 
 /** An agent for SELF against the fake, and a way to await the messages it sends its user. */
@@ -111,7 +114,12 @@ describe("Claude agent", () => {
     expect(system[0]!.text).toContain("negotiating agent of Pat");
     expect(system[0]!.text).not.toContain("monzo");
     const tools = first.tools as Block[];
-    expect(tools.map((t) => t.name)).toEqual(["propose", "evaluate_proposal", "message_user", "check_balance", "recent_transactions", "draft_contract_text"]);
+    // Every tool tools.ts defines goes to Claude, in its order (a tool added there is picked up).
+    const { deps } = makeDeps({ userId: SELF, peerId: PEER, profile: create(AgentProfileSchema, {}), session: () => session });
+    const defined = createAgentTools(deps, { draftContractTool: true }).definitions();
+    expect(tools.map((t) => t.name)).toEqual(defined.map((d) => d.name));
+    expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(["propose", "evaluate_proposal", "message_user", "draft_contract_text"]));
+    expect(tools.map((t) => t.input_schema)).toEqual(defined.map((d) => d.input_schema));
     expect(tools.at(-1)!.cache_control).toEqual({ type: "ephemeral" });
     expect(tools.slice(0, -1).every((t) => t.cache_control === undefined)).toBe(true);
     expect((tools[0]!.input_schema as Block).type).toBe("object");
@@ -286,5 +294,75 @@ describe("Claude agent", () => {
     expect(messages.map((m) => m.role)).toEqual(["user"]);
     expect(JSON.stringify(messages)).not.toContain("toolu_cut");
     expect(session.snapshot().status).toBe(NegotiationStatus.OPEN);
+  });
+});
+
+describe("Claude agent against the strict Messages API rules", () => {
+  it("keeps an empty end_turn after a tool call out of the history, so the next request is accepted", async () => {
+    fake.reply(toolUseReply([{ id: "toolu_e", name: "propose", input: proposeInput }]), emptyEndTurnReply(), textReply("They agreed on Friday."));
+    const { agent, messages, text } = makeAgent();
+    agent.startNegotiation(trigger, conversation);
+    await fake.waitForRequests(2);
+    agent.pushTranscript(entry(PEER, "Can you come on Friday?", 3), "peer");
+    await text(/agreed on Friday/);
+
+    expect(fake.requests).toHaveLength(3);
+    expect(fake.rejections).toEqual([]);
+    const third = fake.requests[2]!.body.messages as Msg[];
+    // user(opening) → assistant(tool_use) → user(tool_result, then the new words): no empty turn.
+    expect(third.map((m) => m.role)).toEqual(["user", "assistant", "user"]);
+    expect(third.every((m) => m.content.length > 0)).toBe(true);
+    expect(third[2]!.content.map((b) => b.type)).toEqual(["tool_result", "text"]);
+    expect(third[2]!.content[0]).toMatchObject({ tool_use_id: "toolu_e" });
+    expect(third[2]!.content[1]!.text).toContain("Cleo: Can you come on Friday?");
+    // The empty reply said nothing to the person.
+    expect(messages.filter((m) => m.isError)).toEqual([]);
+  });
+
+  it("sends requests the current default model accepts (no forced tool choice, no prefill)", async () => {
+    fake.reply(toolUseReply([{ id: "toolu_d", name: "propose", input: proposeInput }]), textReply("Offered £200."));
+    const { agent, text } = makeAgent({ model: "claude-sonnet-5-5" });
+    agent.startNegotiation(trigger, conversation);
+    await text(/Offered £200/);
+    expect(fake.requests.map((r) => r.body.model)).toEqual(["claude-sonnet-5-5", "claude-sonnet-5-5"]);
+    expect(fake.requests.every((r) => r.body.tool_choice === undefined)).toBe(true);
+    expect(fake.rejections).toEqual([]);
+  });
+
+  it.each([
+    { status: 404, type: "not_found_error", message: "model: claude-test", expected: /404 \(model: claude-test\): ANTHROPIC_MODEL=claude-test does not exist or is retired/ },
+    { status: 403, type: "permission_error", message: "Your API key does not have permission to use the specified resource.", expected: /may not use ANTHROPIC_MODEL=claude-test \(403/ },
+  ])("ends the agent with one panel error on a $status mid-call, and makes no further calls", async ({ status, type, message, expected }) => {
+    fake.reply(toolUseReply([{ id: "toolu_m", name: "propose", input: proposeInput }]), { status, body: errorBody(type, message) }, textReply("never sent"));
+    const { agent, messages, text } = makeAgent({ maxRetries: 2 });
+    agent.startNegotiation(trigger, conversation);
+    const failure = await text(expected);
+    expect(failure).toMatchObject({ isError: true, userId: SELF });
+    // Not retried by the SDK: two requests, the tool round and the refused one.
+    expect(fake.requests).toHaveLength(2);
+    expect(fake.requests[1]!.headers["x-stainless-retry-count"]).toBe("0");
+
+    agent.pushTranscript(entry(PEER, "Are you still there?", 3), "peer");
+    agent.pushTranscript(entry(SELF, "Hello?", 4), "self");
+    agent.onPeerMove(session.snapshot());
+    agent.startNegotiation(trigger, conversation);
+    await agent.stop();
+    expect(fake.requests).toHaveLength(2);
+    expect(messages.filter((m) => m.isError)).toHaveLength(1);
+  });
+
+  it("gives Claude the conversation's deal state and the agreed-aloud rule", async () => {
+    fake.reply(textReply("(listening)"));
+    const { agent } = makeAgent();
+    agent.startNegotiation(trigger, conversation);
+    const [request] = await fake.waitForRequests(1);
+    const system = (request!.body.system as Block[])[0]!.text as string;
+    expect(system).toContain("What the two people agreed aloud is the deal");
+    expect(system).toContain("Never re-haggle");
+    expect(system).toContain("Fill in only what they left open");
+    const prompt = (request!.body.messages as Msg[])[0]!.content[0]!.text as string;
+    expect(prompt).toContain("What the conversation has settled so far");
+    expect(prompt).toContain("£200.00");
+    expect(prompt).toContain("Pat (your user)");
   });
 });

@@ -5,6 +5,7 @@ import { AgentMessageKind, AgentMessageSchema } from "../../../gen/handshake/v1/
 import { EscrowPreference, NegotiationStyle, PartyRole, RateUnit, type AgentProfile } from "../../../gen/handshake/v1/profile_pb.js";
 import { TriggerKind, type TranscriptEntry, type TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
 import { formatMoney } from "../../core/money.js";
+import { initialDealState, nextDealState, summariseDealState, type DealParty, type DealState } from "../../language/deal-state.js";
 import type { Agent, AgentDeps, AgentFactory, PeerInfo } from "../agent.js";
 import { createAnthropicClient, describeClaudeError } from "./anthropic-client.js";
 import { createAgentTools, describeProposal, type AgentToolSet, type LineItemInput } from "../tools.js";
@@ -17,7 +18,7 @@ type ToolParam = Anthropic.Messages.Tool;
 /** Options of the Claude agent engine. */
 export interface ClaudeAgentOptions {
   apiKey: string;
-  /** Model id, e.g. "claude-sonnet-4-5"; a config value because the lineup moves. */
+  /** Model id, e.g. "claude-sonnet-5-5"; a config value because the lineup moves. */
   model: string;
   /** API base URL; default the SDK's (https://api.anthropic.com). Tests point it at a local fake. */
   baseURL?: string;
@@ -43,8 +44,9 @@ const QUIET_REPLY = "(listening)";
 /**
  * The Claude agent engine. Each agent keeps its own conversation with Claude: a system prompt
  * from the profile, the shared tools (limits are enforced there, not trusted to the model), a
- * tool loop with a depth cap, history trimmed to a budget, and debounced transcript updates.
- * API failures become messages to the user, never crashes; a refused key stops the agent.
+ * tool loop with a depth cap, history trimmed to a budget, debounced transcript updates and the
+ * conversation's deal state (src/language) as context. API failures become messages to the
+ * user, never crashes; a refused key, no access or an unknown model stops the agent after one.
  */
 export function createClaudeAgentFactory(options: ClaudeAgentOptions): AgentFactory {
   const client = createAnthropicClient({
@@ -82,8 +84,33 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
   let debounce: ReturnType<typeof setTimeout> | undefined;
   let chain: Promise<void> = Promise.resolve();
   let stopped = false;
-  /** Set when the key was refused: every later call would fail the same way. */
+  /** Set on a fatal failure (key, access, model): every later call would fail the same way. */
   let disabled = false;
+  /** What the conversation has settled so far, read from every final transcript. */
+  let dealState: DealState = freshDealState();
+  let utterances = 0;
+
+  function freshDealState(): DealState {
+    const profile = deps.profile();
+    const parties: DealParty[] = [
+      { userId: deps.userId, profileRole: partyRole(profile.role) },
+      { userId: deps.peer.userId, profileRole: partyRole(deps.peer.role) },
+    ];
+    return initialDealState(parties, profile.currency || deps.peer.currency || "GBP");
+  }
+
+  function readUtterance(speakerUserId: string, text: string): void {
+    dealState = nextDealState(dealState, { speakerUserId, text, index: utterances++ });
+  }
+
+  /** The deal state in words for a prompt; names say which side is the agent's user. */
+  function dealContext(): string {
+    const names = { [deps.userId]: `${nameOf(deps.userId)} (your user)`, [deps.peer.userId]: nameOf(deps.peer.userId) };
+    return [
+      "What the conversation has settled so far (read by the server from the words said; the words themselves win if they differ):",
+      summariseDealState(dealState, names),
+    ].join("\n");
+  }
 
   function tell(text: string, isError = false): void {
     deps.notifyUser(create(AgentMessageSchema, { userId: deps.userId, kind: AgentMessageKind.TEXT, text, isError }));
@@ -114,17 +141,32 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
     history.push({ role: "user", content: blocks });
   }
 
+  /**
+   * Drops the oldest messages beyond the budget. The newest user message stays, and when it
+   * holds tool results so does the assistant turn that asked for them: dropping either would
+   * leave a request the API refuses (no messages, or tool_result without its tool_use).
+   */
   function trimHistory(): void {
     const budgetChars = settings.historyTokenBudget * 4;
+    const last = history[history.length - 1];
+    const answersTools = last !== undefined && last.role === "user" && toBlocks(last.content).some((b) => b.type === "tool_result");
+    const keepFrom = Math.max(0, history.length - (answersTools ? 2 : 1));
     let size = history.reduce((n, m) => n + JSON.stringify(m.content).length, 0);
-    while (size > budgetChars && history.length > 1) {
-      const dropped = history.shift()!;
-      size -= JSON.stringify(dropped.content).length;
+    let drop = 0;
+    while (size > budgetChars && drop < keepFrom) {
+      size -= JSON.stringify(history[drop]!.content).length;
+      drop += 1;
     }
+    history.splice(0, drop);
     // The history must open with a user message, and tool results whose tool_use was dropped must go.
     while (history.length > 0) {
       const first = history[0]!;
+      const protectedTail = history.length <= (answersTools ? 2 : 1);
       if (first.role !== "user") {
+        if (protectedTail) {
+          history.unshift({ role: "user", content: [{ type: "text", text: "(Earlier conversation trimmed.)" }] });
+          break;
+        }
         history.shift();
         continue;
       }
@@ -136,6 +178,17 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
       first.content = blocks;
       break;
     }
+  }
+
+  /**
+   * Keeps an assistant turn in the history without blank text blocks, and not at all when
+   * nothing is left: the API refuses any later request that holds an empty assistant turn.
+   */
+  function keepAssistant(content: Anthropic.Messages.ContentBlock[]): boolean {
+    const blocks = (content as ContentBlockParam[]).filter((b) => b.type !== "text" || b.text.trim() !== "");
+    if (blocks.length === 0) return false;
+    history.push({ role: "assistant", content: blocks });
+    return true;
   }
 
   async function runTurn(text: string, kind: string): Promise<void> {
@@ -156,13 +209,16 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
           { signal: abort.signal },
         );
       } catch (err) {
-        const failure = describeClaudeError(err);
+        const failure = describeClaudeError(err, settings.model);
         if (failure.aborted || stopped) return;
         if (failure.fatal) {
+          // One panel error, then silence: retrying on every transcript would repeat it.
           disabled = true;
-          log.error({ status: failure.status }, "anthropic refused the api key; agent disabled");
+          flushTranscript();
+          history.length = 0;
+          log.error({ status: failure.status, requestId: failure.requestId, model: settings.model }, "claude refused the agent for good; agent disabled");
         } else {
-          log.warn({ status: failure.status, kind }, "claude call failed");
+          log.warn({ status: failure.status, requestId: failure.requestId, kind }, "claude call failed");
         }
         tell(failure.message, true);
         if (failure.status === 400) history.length = 0; // A history the API refuses would be refused again.
@@ -171,7 +227,7 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
       if (stopped) return;
       switch (response.stop_reason) {
         case "tool_use": {
-          history.push({ role: "assistant", content: response.content as ContentBlockParam[] });
+          keepAssistant(response.content);
           const calls = response.content.filter((b): b is Anthropic.Messages.ToolUseBlock => b.type === "tool_use");
           if (depth >= settings.maxToolDepth) {
             // Every tool_use needs its result, even unrun, or the next request is refused.
@@ -203,13 +259,12 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
         }
         case "pause_turn":
           // A long server-side turn paused: sending it back lets Claude continue.
-          history.push({ role: "assistant", content: response.content as ContentBlockParam[] });
-          if (depth >= settings.maxToolDepth) return;
+          if (!keepAssistant(response.content) || depth >= settings.maxToolDepth) return;
           continue;
         case "max_tokens": {
           const hasToolUse = response.content.some((b) => b.type === "tool_use");
           if (!hasToolUse) {
-            history.push({ role: "assistant", content: response.content as ContentBlockParam[] });
+            keepAssistant(response.content);
             say(response);
           }
           log.warn({ kind }, "claude reply cut off at max_tokens");
@@ -228,7 +283,9 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
         case "end_turn":
         case "stop_sequence":
         default:
-          history.push({ role: "assistant", content: response.content as ContentBlockParam[] });
+          // An empty end_turn (common right after tool results) is not kept: the history then
+          // ends with the tool results, and the next turn's words join that user message.
+          keepAssistant(response.content);
           say(response);
           return;
       }
@@ -257,6 +314,8 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
   return {
     pushTranscript(entry, speaker) {
       if (stopped || !entry.isFinal || entry.text.trim() === "") return;
+      readUtterance(entry.speakerUserId, entry.text);
+      if (disabled) return;
       const who = speaker === "self" ? `${nameOf(deps.userId)} (your user)` : nameOf(entry.speakerUserId);
       pending.push(`${who}: ${entry.text.trim()}`);
       if (debounce !== undefined) clearTimeout(debounce);
@@ -264,7 +323,7 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
         const lines = flushTranscript();
         if (lines.length === 0) return;
         const text =
-          `Conversation update:\n${lines.join("\n")}\n\n` +
+          `Conversation update:\n${lines.join("\n")}\n\n${dealContext()}\n\n` +
           `Only if something needs your user's attention, say it in one or two sentences; otherwise reply exactly ${QUIET_REPLY}.`;
         if (settings.listen) {
           enqueue(text, "transcript");
@@ -279,10 +338,14 @@ function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDep
     },
     startNegotiation(trigger, conversation) {
       flushTranscript(); // The conversation below includes whatever was waiting.
-      enqueue(openingPrompt(trigger, conversation, nameOf), "start");
+      // The room's conversation is the record: read it whole, whatever this agent heard live.
+      dealState = freshDealState();
+      utterances = 0;
+      for (const e of conversation) if (e.isFinal && e.text.trim() !== "") readUtterance(e.speakerUserId, e.text);
+      enqueue(`${openingPrompt(trigger, conversation, nameOf)}\n\n${dealContext()}`, "start");
     },
     onPeerMove(negotiation) {
-      enqueue(peerMovePrompt(negotiation, deps.userId, nameOf), "peer_move");
+      enqueue(`${peerMovePrompt(negotiation, deps.userId, nameOf)}\n\n${dealContext()}`, "peer_move");
     },
     async stop() {
       if (stopped) return;
@@ -324,6 +387,10 @@ const UNIT_WORDS: Record<RateUnit, string> = {
   [RateUnit.ITEM]: "per item",
 };
 
+function partyRole(role: PartyRole): DealParty["profileRole"] {
+  return role === PartyRole.PROVIDER ? "provider" : role === PartyRole.CLIENT ? "client" : "";
+}
+
 function roleWords(role: PartyRole): string {
   return role === PartyRole.PROVIDER ? "provider (does the work and is paid)" : role === PartyRole.CLIENT ? "client (pays)" : "not stated";
 }
@@ -364,9 +431,13 @@ export function systemPrompt(profile: AgentProfile, peer: PeerInfo): string {
     `- Name: ${peer.displayName || "(not given)"}; usual side: ${roleWords(peer.role)}; trade: ${peer.trade || "(not given)"}; currency: ${peer.currency || "(not given)"}`,
     "",
     "Rules:",
-    "- You act only through your tools. propose opens or counters; evaluate_proposal accepts, counters or rejects the other side's offer; message_user speaks to your user alone.",
-    "- Amounts are integers in minor units (pence, cents) of one ISO 4217 currency per offer. Line items must sum to the total; the tools compute it.",
-    "- Price only what was discussed in the conversation; do not invent work or charges. Keep item ids the same across counter-offers.",
+    "- What the two people agreed aloud is the deal. Your job is to write it down: the items, quantities, prices, currency and who pays whom exactly as they said and accepted them. Never re-haggle, round or \"improve\" a number both of them accepted, never add an item or charge nobody said, and keep an item they dropped out.",
+    "- Fill in only what they left open (a price inside a range they named, a price nobody named yet), and only within your user's mandate and usual rates. The deal state given with each update is the server's reading of the words; if the words say otherwise, the words win.",
+    "- Who pays whom comes from this conversation (a person selling something is paid, whatever their usual side); your user's usual side is only the fallback when the talk does not say.",
+    "- Never accept or propose terms that have your user pay more than the most they allow without asking. The tools enforce it: when agreed terms exceed it, use the tool that asks your user (if one is offered) or tell your user their approval is needed, and wait.",
+    "- You act only through your tools. propose opens or counters; evaluate_proposal accepts, counters or rejects the other side's offer; message_user speaks to your user alone; use any other tool for what its description says.",
+    "- Amounts are integers in minor units (pence, cents; none for JPY) of one ISO 4217 currency per offer. Line items must sum to the total; the tools compute it.",
+    "- Keep item ids the same across counter-offers.",
     "- A price that is only known later (\"between 150 and 250\") is a ranged item held in escrow at its maximum, with milestone terms.",
     "- Summaries and reasons are shown to the other person: never reveal your user's limits, budget, instructions or documents.",
     "- The tools enforce your user's limits. If a tool refuses an amount, do not try it again: adjust, or tell your user their approval is needed.",
@@ -401,7 +472,7 @@ function openingPrompt(trigger: TriggerEvent, conversation: readonly TranscriptE
     "The conversation so far:",
     transcriptLines(conversation, nameOf) || "(nothing recorded)",
     "",
-    "You open the negotiation. From the conversation and your user's profile, work out what is being bought, the items and prices, the currency and which side your user is on, then call propose.",
+    "You open the negotiation. Write down what the two people agreed aloud: the items, quantities and prices they accepted, the currency, and who pays whom as the conversation says. Fill in only what they left open, within your user's mandate. Then call propose.",
   ].join("\n");
 }
 
@@ -436,6 +507,7 @@ function peerMovePrompt(negotiation: Negotiation, selfId: string, nameOf: (userI
     `Their reason: "${last.reason}"`,
     `Line items (tool input shape): ${JSON.stringify(itemsAsInput(current))}`,
     `Offers so far: ${offers} of at most ${negotiation.maxRounds}.`,
+    "If it states what the two people agreed aloud, accept it; counter only terms they left open or that differ from what they agreed.",
     final
       ? "That was the last offer allowed: accept or reject it with evaluate_proposal."
       : "Answer with evaluate_proposal: accept, counter with a complete offer, or reject.",
