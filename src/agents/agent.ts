@@ -3,6 +3,7 @@ import type { AgentProfile, PartyRole } from "../../gen/handshake/v1/profile_pb.
 import type { AgentMessage } from "../../gen/handshake/v1/events_pb.js";
 import type { Negotiation } from "../../gen/handshake/v1/deal_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../gen/handshake/v1/transcript_pb.js";
+import type { ApprovalAsk, ApprovalOutcome } from "../deal/approvals.js";
 import type { NegotiationSession } from "../deal/negotiation.js";
 import type { BankAccount } from "../payments/bank.js";
 
@@ -26,6 +27,12 @@ export interface AgentDeps {
   negotiation: () => NegotiationSession | undefined;
   /** Sends an agent message to the agent's own user only. */
   notifyUser: (message: AgentMessage) => void;
+  /**
+   * Asks the person to approve terms above their max auto-approve (an ApprovalRequest on their
+   * panel only); resolves with their answer, or "expired" when the negotiation ends first.
+   * Absent (no one to ask): the tools refuse such terms instead.
+   */
+  requestApproval?: (ask: ApprovalAsk) => Promise<ApprovalOutcome>;
   /** The person's bank, when their profile has a connection. */
   bank?: BankAccount;
   log: Logger;

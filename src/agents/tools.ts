@@ -207,8 +207,9 @@ interface ToolSpec {
 
 /**
  * Creates an agent's tools over its `AgentDeps`. Both engines use them, so the limits live here
- * once: the paying side never offers or accepts above its auto-approve limit (the user is told
- * approval is needed), the payer's escrow preference is applied, the payer's balance is checked
+ * once: the paying side never offers or accepts above its auto-approve limit without its person
+ * (`propose` and `evaluate_proposal` ask them through `deps.requestApproval` and wait; declined
+ * ends the negotiation), the payer's escrow preference is applied, the payer's balance is checked
  * before accepting, and every proposal passes the same `validateProposal` as the negotiation.
  */
 export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}): AgentToolSet {
@@ -218,7 +219,8 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
       description:
         "Make an offer in the open negotiation: the opening offer, or a counter-offer when the other side's offer is on the table. " +
         "Amounts are integers in minor units (pence, cents) of one currency. The total is the sum of the items (computed for you). " +
-        "Items whose price is only known later get a range and are held in escrow.",
+        "Items whose price is only known later get a range and are held in escrow. " +
+        "If your user would pay more than their auto-approve limit, the tool asks them and waits for their answer; if they decline, the negotiation ends.",
       schema: PROPOSE_SCHEMA,
       run: (input) => runPropose(input as ProposeInput),
       describeCall: (input) => `Offering: ${summariseInput(input as ProposalInput)}`,
@@ -227,7 +229,8 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
       name: "evaluate_proposal",
       description:
         "Answer the other side's current offer: accept it, counter with a complete new offer, or reject (walk away). " +
-        "Once the round limit is reached you may only accept or reject.",
+        "Once the round limit is reached you may only accept or reject. " +
+        "Accepting or countering above your user's auto-approve limit asks them first and waits; if they decline, the negotiation ends.",
       schema: EVALUATE_SCHEMA,
       run: (input) => runEvaluate(input as EvaluateInput),
       describeCall: (input) => {
@@ -273,6 +276,9 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
     });
   }
 
+  /** Per negotiation, the highest total the person approved above their limit. */
+  const approvedUpTo = new Map<string, { amountMinor: bigint; currency: string }>();
+
   function notify(kind: AgentMessageKind, text: string, toolName = "", isError = false): void {
     deps.notifyUser(create(AgentMessageSchema, { userId: deps.userId, kind, text, toolName, isError }));
   }
@@ -296,7 +302,7 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
     if (!negotiation) return fail("There is no open negotiation to make an offer in.");
     const built = buildProposal(input, deps);
     if ("error" in built) return fail(built.error);
-    const prepared = prepareAsPayer(built.proposal, built.notes);
+    const prepared = await prepareAsPayer(built.proposal, built.notes, negotiation.id);
     if ("result" in prepared) return prepared.result;
     const snapshot = negotiation.snapshot();
     try {
@@ -324,7 +330,7 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
         if (!input.counter) return fail("input.counter is required when decision is counter");
         const built = buildProposal(input.counter, deps);
         if ("error" in built) return fail(built.error);
-        const prepared = prepareAsPayer(built.proposal, built.notes);
+        const prepared = await prepareAsPayer(built.proposal, built.notes, negotiation.id);
         if ("result" in prepared) return prepared.result;
         try {
           negotiation.counter(deps.userId, prepared.proposal, input.reason);
@@ -339,7 +345,15 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
         if (current.clientUserId === deps.userId) {
           const profile = deps.profile();
           const limit = payerLimitProblem(current, profile);
-          if (limit) return needsApproval(limit);
+          if (limit) {
+            const approval = await seekApproval(current, limit, negotiation.id);
+            if ("result" in approval) return approval.result;
+            // The person took their time: the offer they approved must still be the one on the table.
+            const now = negotiation.snapshot();
+            if (negotiation.state() !== "open" || now.currentProposal?.id !== current.id) {
+              return fail("The negotiation moved on while your user was deciding; nothing was accepted.");
+            }
+          }
           const escrow = escrowPreferenceProblem(current, profile);
           if (escrow) return fail(`Refused: ${escrow}. Counter with those items in escrow instead.`);
           const afford = await affordability(current);
@@ -355,14 +369,72 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
     }
   }
 
+  /**
+   * Asks the person before committing them above their max auto-approve, and waits for the answer
+   * (the negotiation's round timeout still runs). Approved: the agent may go on with these terms,
+   * and with any lower total in the same negotiation without asking again. Declined: the agent
+   * walks away and the negotiation ends. Without a way to ask (or a limit in another currency),
+   * the terms are refused as before.
+   */
+  async function seekApproval(proposal: Proposal, problem: string, negotiationId: string): Promise<{ approved: true } | { result: ToolResult }> {
+    const profile = deps.profile();
+    const limitCurrency = profile.currency || proposal.currency;
+    if (!deps.requestApproval || limitCurrency !== proposal.currency) return { result: needsApproval(problem) };
+    const granted = approvedUpTo.get(negotiationId);
+    if (granted && granted.currency === proposal.currency && proposal.totalMinor <= granted.amountMinor) return { approved: true };
+    notify(AgentMessageKind.TEXT, `Approval needed: ${problem}. Approve or decline it on your panel; I am waiting for you.`);
+    const outcome = await deps.requestApproval({
+      negotiationId,
+      summary: approvalSummary(proposal),
+      amountMinor: proposal.totalMinor,
+      limitMinor: profile.maxAutoApproveMinor,
+      currency: proposal.currency,
+    });
+    switch (outcome) {
+      case "approved":
+        approvedUpTo.set(negotiationId, { amountMinor: proposal.totalMinor, currency: proposal.currency });
+        return { approved: true };
+      case "declined": {
+        const negotiation = session();
+        if (negotiation?.id === negotiationId && negotiation.state() === "open") {
+          try {
+            negotiation.reject(deps.userId, "My user declined these terms.");
+          } catch (err) {
+            return { result: moveFailed(err) };
+          }
+        }
+        return {
+          result: ok(`Your user declined paying ${money(proposal.totalMinor, proposal.currency)}, so you rejected it and the negotiation is over. Make no further offers.`),
+        };
+      }
+      case "expired":
+        return { result: fail("The negotiation ended before your user answered the approval request; nothing was agreed.") };
+    }
+  }
+
+  /** The commitment in the person's words: "Pay £450.00 to Sam for Gutter repair". */
+  function approvalSummary(proposal: Proposal): string {
+    const items = proposal.lineItems.map((item) => item.description).join(", ");
+    const what = items.length > 300 ? `${items.slice(0, 297)}…` : items;
+    return `Pay ${money(proposal.totalMinor, proposal.currency)} to ${deps.peer.displayName || "the other person"} for ${what}`;
+  }
+
   /** Applies the payer's escrow preference and limit to an offer the agent is about to make. */
-  function prepareAsPayer(proposal: Proposal, notes: string[]): { proposal: Proposal; notes: string[] } | { result: ToolResult } {
+  async function prepareAsPayer(
+    proposal: Proposal,
+    notes: string[],
+    negotiationId: string,
+  ): Promise<{ proposal: Proposal; notes: string[] } | { result: ToolResult }> {
     if (proposal.clientUserId !== deps.userId) return { proposal, notes };
     const profile = deps.profile();
     const applied = applyEscrowPreference(proposal, profile);
     if (applied.moved.length > 0) notes.push(`Moved to escrow per your user's escrow preference: ${applied.moved.join(", ")}.`);
     const limit = payerLimitProblem(applied.proposal, profile);
-    if (limit) return { result: needsApproval(limit) };
+    if (limit) {
+      const approval = await seekApproval(applied.proposal, limit, negotiationId);
+      if ("result" in approval) return approval;
+      notes.push(`Your user approved paying ${money(applied.proposal.totalMinor, applied.proposal.currency)}.`);
+    }
     const invalid = validateProposal(applied.proposal, [deps.userId, deps.peer.userId]);
     if (invalid) return { result: fail(`Proposal invalid: ${invalid}`) };
     return { proposal: applied.proposal, notes };

@@ -44,13 +44,14 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
 
   let rooms: RoomManager | undefined;
   const stages: RoomStages = {
-    createTrigger: ({ keyword, requireBoth, onTrigger }) =>
+    createTrigger: ({ keyword, requireBoth, onTrigger, onRefused }) =>
       createTriggerDetector({
         keyword,
         requireBoth,
         dualWindowMs: config.trigger.dualWindowMs,
         ...(engines.smartTrigger ? { smart: engines.smartTrigger } : {}),
         onTrigger,
+        ...(onRefused ? { onRefused } : {}),
         armed: false,
         log,
       }),

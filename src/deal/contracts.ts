@@ -44,6 +44,11 @@ export interface ContractDesk {
   draft(request: DraftRequest): Promise<Contract>;
   /** Signs as `userId`. `roomId`, when given, must be the contract's room (session tokens). */
   sign(userId: string, contractId: string, textSha256: string, roomId?: string): Promise<SignOutcome>;
+  /**
+   * Declines a drafted contract as `userId` (a party) with a reason of 1–500 characters, before
+   * both have signed; nothing is paid. `roomId`, when given, must be the contract's room.
+   */
+  decline(userId: string, contractId: string, reason: string, roomId?: string): Promise<Contract>;
   /** The contract, if `userId` is a party. */
   get(userId: string, contractId: string): Promise<Contract>;
   list(userId: string, pageSize: number, cursor?: string): Promise<{ contracts: Contract[]; nextCursor?: string }>;
@@ -58,6 +63,8 @@ export interface ContractDeskOptions {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** Longest reason for declining a contract, characters. */
+export const MAX_DECLINE_REASON = 500;
 
 /** Creates the contract desk. */
 export function createContractDesk(options: ContractDeskOptions): ContractDesk {
@@ -156,6 +163,27 @@ export function createContractDesk(options: ContractDeskOptions): ContractDesk {
         signed.status = ContractStatus.EXECUTING;
       }
       return { contract: signed, fullySigned };
+    },
+
+    async decline(userId, contractId, reason, roomId) {
+      const why = reason.trim();
+      if (why.length < 1 || [...why].length > MAX_DECLINE_REASON) {
+        throw new InvalidArgumentError(`reason must be 1–${MAX_DECLINE_REASON} characters`);
+      }
+      const contract = await getForParty(userId, contractId);
+      if (roomId !== undefined && contract.roomId !== roomId) {
+        throw new PermissionDeniedError("this contract belongs to another room");
+      }
+      if (contract.status !== ContractStatus.AWAITING_SIGNATURES) {
+        throw new FailedPreconditionError("contract is no longer awaiting signatures, so it cannot be declined");
+      }
+      try {
+        return await store.declineContract(contractId, { userId, reason: why, atMs: now() });
+      } catch (err) {
+        // Both signed (or it was declined) between the read above and the write.
+        if (err instanceof StoreConflictError) throw new FailedPreconditionError("contract is no longer awaiting signatures, so it cannot be declined");
+        throw err;
+      }
     },
 
     get: getForParty,

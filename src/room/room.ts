@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { AudioControl, type AudioFormat, type AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
 import {
+  ContractStatus,
   NegotiationStatus,
   RoundAction,
   type Contract,
@@ -15,6 +16,7 @@ import {
   ParticipantSchema,
   RoomStatusSchema,
   type AgentMessage,
+  type ApprovalRequest,
   type PanelEvent,
   type RoomStatus,
 } from "../../gen/handshake/v1/events_pb.js";
@@ -28,11 +30,12 @@ import {
 import type { Agent, AgentFactory } from "../agents/agent.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
+import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
 import { panelError, RoomEventLog, type PanelEventInit } from "../events/event-log.js";
 import type { BankAccount } from "../payments/bank.js";
 import type { RecognisedSpeech, SpeechEngine, SpeechEngineFactory } from "../speech/speech-engine.js";
-import type { TriggerDetector } from "../trigger/trigger-detector.js";
+import type { TriggerDetector, TriggerRefusal } from "../trigger/trigger-detector.js";
 import { toSessionStatus, transitionSession, type SessionEvent, type SessionState } from "./session.js";
 
 /** A recognised utterance as the room takes it (from a speech engine or a device transcript). */
@@ -54,7 +57,13 @@ export type SpeechPcmConverter = (format: AudioFormat) => (pcm: Uint8Array) => B
 
 /** The stages and services a room wires together; made once per process in main.ts. */
 export interface RoomStages {
-  createTrigger(options: { keyword: string; requireBoth: boolean; onTrigger: (event: TriggerEvent) => void }): TriggerDetector;
+  createTrigger(options: {
+    keyword: string;
+    requireBoth: boolean;
+    onTrigger: (event: TriggerEvent) => void;
+    /** A keyword heard but not turned into a trigger (nothing new priced, a deal under way). */
+    onRefused?: (refusal: TriggerRefusal) => void;
+  }): TriggerDetector;
   createNegotiation(options: {
     id: string;
     roomId: string;
@@ -109,6 +118,10 @@ export class Room {
   private lastNegotiation: Negotiation | undefined;
   private contract: Contract | undefined;
   private readonly executing = new Set<string>();
+  /** Agents' requests for their person's approval above the max auto-approve. */
+  private readonly approvals: ApprovalBook;
+  /** Signing and declining run one at a time, so a decline never races the last signature. */
+  private contractWork: Promise<unknown> = Promise.resolve();
   private triggerKeyword: string;
   private destroyed = false;
   /** Last time anyone did anything here, for idle eviction. */
@@ -137,6 +150,12 @@ export class Room {
       keyword: settings.triggerKeyword,
       requireBoth: settings.triggerRequireBoth,
       onTrigger: (event) => this.guard("trigger", () => this.onTrigger(event)),
+      onRefused: (refusal) => this.guard("trigger", () => this.onTriggerRefused(refusal)),
+    });
+    this.approvals = createApprovalBook({
+      newId: () => `apr_${randomUUID()}`,
+      now,
+      onChange: (request) => this.emit({ visibleToUserId: request.userId, event: { case: "approvalRequest", value: request } }),
     });
     this.trigger.disarm();
     this.triggerKeyword = settings.triggerKeyword;
@@ -330,7 +349,56 @@ export class Room {
   }
 
   /** Signs the room's contract as `userId`; runs payments once both have signed. */
-  async sign(userId: string, contractId: string, textSha256: string): Promise<Contract> {
+  sign(userId: string, contractId: string, textSha256: string): Promise<Contract> {
+    return this.serialContractWork(() => this.signNow(userId, contractId, textSha256));
+  }
+
+  /**
+   * Declines the room's drafted contract as `userId` (a party) before both signed: it becomes
+   * DECLINED with the reason, both see it, nothing is paid, and the room can trigger again. The
+   * declined terms may be agreed again (nothing was paid for them), so the trigger drops the
+   * "new terms after a contract" requirement this contract added.
+   */
+  decline(userId: string, contractId: string, reason: string): Promise<Contract> {
+    return this.serialContractWork(async () => {
+      this.touch();
+      const contract = await this.stages.desk.decline(userId, contractId, reason, this.id);
+      const isCurrent = this.contract?.id === contractId;
+      if (isCurrent) this.contract = contract;
+      const who = this.members.get(userId)?.profile.displayName ?? userId;
+      this.emit({
+        event: {
+          case: "executionStep",
+          value: create(ExecutionStepSchema, { contractId, step: "decline", userId, status: ExecutionStepStatus.FAILED, detail: `${who} declined: ${contract.declinedReason}` }),
+        },
+      });
+      this.emit({ event: { case: "contract", value: contract } });
+      if (isCurrent) {
+        this.moveSessions("declined");
+        this.trigger.dealUndone();
+        if (this.members.size === MAX_PARTICIPANTS && !this.negotiation) this.trigger.arm();
+      }
+      this.broadcastStatus();
+      return contract;
+    });
+  }
+
+  /**
+   * The person's answer to their agent's approval request. Only the addressed member may
+   * answer, once; an unknown id is NotFoundError.
+   */
+  answerApproval(userId: string, approvalId: string, approve: boolean): ApprovalRequest {
+    this.touch();
+    return this.approvals.answer(userId, approvalId, approve);
+  }
+
+  private serialContractWork<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.contractWork.then(work, work);
+    this.contractWork = run.catch(() => undefined);
+    return run;
+  }
+
+  private async signNow(userId: string, contractId: string, textSha256: string): Promise<Contract> {
     this.touch();
     const { contract, fullySigned } = await this.stages.desk.sign(userId, contractId, textSha256, this.id);
     this.contract = contract;
@@ -367,6 +435,7 @@ export class Room {
     if (this.destroyed) return;
     this.destroyed = true;
     this.negotiation?.close();
+    this.approvals.expire();
     this.trigger.close();
     const members = [...this.members.values()];
     this.members.clear();
@@ -394,6 +463,11 @@ export class Room {
         },
         negotiation: () => this.negotiation,
         notifyUser: (message) => this.toUser(self.userId, message),
+        requestApproval: (ask) => {
+          // Only for the negotiation that is open now; anything else has already ended.
+          if (this.negotiation?.id !== ask.negotiationId || this.negotiation.state() !== "open") return Promise.resolve("expired");
+          return this.approvals.ask(self.userId, ask);
+        },
         ...(this.bankOf(self.profile) ? { bank: this.bankOf(self.profile)! } : {}),
         log: this.log.child({ userId: self.userId, stage: "agent" }),
       });
@@ -411,6 +485,8 @@ export class Room {
       this.lastNegotiation = this.negotiation.snapshot();
       this.negotiation = undefined;
     }
+    // Nobody is left to negotiate with: what the agents were waiting on has expired.
+    this.approvals.expire();
     for (const member of this.members.values()) {
       const agent = member.agent;
       member.agent = undefined;
@@ -470,6 +546,26 @@ export class Room {
     initiator.agent.startNegotiation(event, [...initiator.transcript]);
   }
 
+  /** Says on the panel why a keyword started nothing, when the people could not tell otherwise. */
+  private onTriggerRefused(refusal: TriggerRefusal): void {
+    if (refusal.code === "no_new_terms") {
+      this.emit(
+        panelError(
+          "trigger",
+          "no_new_terms",
+          "Nothing new has been priced since the last contract, so no new negotiation was started. Say the new terms, then the keyword.",
+          false,
+        ),
+      );
+      return;
+    }
+    if (this.contract?.status === ContractStatus.AWAITING_SIGNATURES && !this.negotiation) {
+      this.emit(
+        panelError("trigger", "contract_pending", "A contract is waiting to be signed or declined; sign or decline it before starting another deal.", false),
+      );
+    }
+  }
+
   private onNegotiationChange(negotiation: Negotiation, transition: NegotiationTransition | undefined): void {
     this.touch();
     this.emit({ event: { case: "negotiation", value: negotiation } });
@@ -487,6 +583,8 @@ export class Room {
     this.negotiation = undefined;
     this.lastNegotiation = negotiation;
     session?.close();
+    // A negotiation that ended (expired, rejected, agreed) answers nothing more.
+    this.approvals.expire(negotiation.id);
     if (negotiation.status === NegotiationStatus.AGREED) {
       this.moveSessions("agreed");
       this.broadcastStatus();
@@ -505,6 +603,8 @@ export class Room {
       const contract = await this.stages.desk.draft({ roomId: this.id, negotiation, profiles, conversation });
       if (this.destroyed) return;
       this.contract = contract;
+      // One spoken agreement, one contract: the next trigger needs priced words said after this.
+      this.trigger.dealMade();
       this.emit({ event: { case: "contract", value: contract } });
       this.broadcastStatus();
     } catch (err) {

@@ -4,7 +4,7 @@ import { SessionStatus } from "../../gen/handshake/v1/events_pb.js";
 export type SessionState = "discovering" | "active" | "negotiating" | "signing" | "completed";
 
 /** What moves a session. */
-export type SessionEvent = "paired" | "unpaired" | "triggered" | "agreed" | "negotiation_ended" | "executed";
+export type SessionEvent = "paired" | "unpaired" | "triggered" | "agreed" | "negotiation_ended" | "executed" | "declined";
 
 /** A session change, emitted once per real move. */
 export interface SessionTransition {
@@ -27,8 +27,9 @@ export function nextSessionState(state: SessionState, event: SessionEvent): Sess
     case "negotiating":
       return event === "agreed" ? "signing" : event === "negotiation_ended" ? "active" : undefined;
     case "signing":
-      // A contract that could not be drafted ends the deal like a failed negotiation.
-      return event === "executed" ? "completed" : event === "negotiation_ended" ? "active" : undefined;
+      // A contract that could not be drafted, or that a party declined, ends the deal like a failed negotiation.
+      if (event === "negotiation_ended" || event === "declined") return "active";
+      return event === "executed" ? "completed" : undefined;
     case "completed":
       return event === "triggered" ? "negotiating" : event === "paired" ? "completed" : undefined;
   }

@@ -203,11 +203,22 @@ CREATE INDEX escrow_holds_pending ON escrow_holds (status) WHERE status = 1;
 CREATE INDEX escrow_holds_by_expiry ON escrow_holds (expires_at_ms) WHERE expires_at_ms > 0;
 `;
 
+const v4ContractDeclines = `
+-- Who declined a drafted contract, and why (CONTRACT_STATUS_DECLINED): at most one per contract.
+CREATE TABLE contract_declines (
+  contract_id TEXT PRIMARY KEY REFERENCES contracts (id),
+  user_id TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  declined_at_ms BIGINT NOT NULL
+);
+`;
+
 /** Every migration, oldest first. The last version is the schema this code reads and writes. */
 export const migrations: readonly Migration[] = [
   { version: 1, name: "core_tables", sql: v1CoreTables },
   { version: 2, name: "room_event_log", sql: v2RoomEvents },
   { version: 3, name: "recovery_indexes", sql: v3RecoveryIndexes },
+  { version: 4, name: "contract_declines", sql: v4ContractDeclines },
 ];
 
 /** The schema version this code expects after migrating. */

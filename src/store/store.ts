@@ -74,6 +74,11 @@ export interface Store {
    */
   addSignature(contractId: string, signature: Signature): Promise<Contract>;
   setContractStatus(contractId: string, status: ContractStatus): Promise<void>;
+  /**
+   * Declines a contract in one transaction: only while it awaits signatures and not every party
+   * has signed, else `StoreConflictError`. Records who and why; returns the contract.
+   */
+  declineContract(contractId: string, decline: { userId: string; reason: string; atMs: number }): Promise<Contract>;
   /** Contracts whose status is EXECUTING: their payments were interrupted and must be resumed. */
   listExecutingContracts(): Promise<Contract[]>;
   /** Contracts with the given status (e.g. ACTIVE ones, whose holds need expiry watching after a start). */
