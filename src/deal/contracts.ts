@@ -149,19 +149,17 @@ export function createContractDesk(options: ContractDeskOptions): ContractDesk {
       }
       let signed: Contract;
       try {
+        // The last signature moves the contract to EXECUTING in the same transaction (no stuck half).
         signed = await store.addSignature(
           contractId,
           create(SignatureSchema, { userId, textSha256, signedAtMs: BigInt(now()) }),
+          { statusWhenFullySigned: ContractStatus.EXECUTING },
         );
       } catch (err) {
         if (err instanceof StoreConflictError) throw new FailedPreconditionError("you have already signed this contract");
         throw err;
       }
       const fullySigned = signed.parties.every((p) => signed.signatures.some((s) => s.userId === p.userId));
-      if (fullySigned) {
-        await store.setContractStatus(contractId, ContractStatus.EXECUTING);
-        signed.status = ContractStatus.EXECUTING;
-      }
       return { contract: signed, fullySigned };
     },
 

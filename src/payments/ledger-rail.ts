@@ -23,9 +23,11 @@ export interface LedgerRailOptions {
  *
  * pay: payer available → payee received. hold: payer available → payer held. capture(amount):
  * payer held → payee received for `amount`, the rest of the hold back to payer available.
- * release: payer held → payer available. Each call is one transaction under the request's
- * idempotency key, so a replay returns the first transaction and moves nothing more. Holds do
- * not lapse here (no `expiresAtMs`).
+ * release: payer held → payer available. Each call is one transaction under an idempotency key,
+ * so a replay returns the first transaction and moves nothing more: pay and hold use the request's
+ * key; a capture or release uses the hold's own settlement key, so a hold is settled once however
+ * it is asked (a capture of a released hold is refused even while its record still says HELD).
+ * Holds do not lapse here (no `expiresAtMs`).
  */
 export function createLedgerRail(store: Store, options: LedgerRailOptions = {}): PaymentRail {
   const now = options.now ?? Date.now;
@@ -47,6 +49,23 @@ export function createLedgerRail(store: Store, options: LedgerRailOptions = {}):
       );
     }
     return transaction.id;
+  }
+
+  /**
+   * Posts the one settlement a hold can have (a capture or a release) under a key of the hold's
+   * own, whatever the request's key: a second settlement of any kind is a replay of the first,
+   * so a hold is never both released and captured even when its record lags the ledger after a
+   * crash. Returns what the first settlement was.
+   */
+  async function settle(hold: EscrowHold, legs: LedgerLeg[], memoText: string): Promise<Settlement> {
+    const { transaction } = await store.postLedgerTransaction({
+      id: `ltx_${randomUUID()}`,
+      idempotencyKey: settlementKey(hold.railReference),
+      legs,
+      memo: memoText,
+      atMs: now(),
+    });
+    return settlementOf(hold, transaction.legs);
   }
 
   async function holdFor(reference: string): Promise<EscrowHold> {
@@ -114,7 +133,9 @@ export function createLedgerRail(store: Store, options: LedgerRailOptions = {}):
         { account: ledgerAccounts.received(payee), currency, amountMinor: amount },
       ];
       if (rest > 0n) legs.push({ account: ledgerAccounts.available(payer), currency, amountMinor: rest });
-      await post(request, legs, memo("capture", request));
+      const first = await settle(hold, legs, memo("capture", request));
+      if (first.action === "release") throw new PaymentRailError("This hold was already released and cannot be captured", "hold_not_capturable", false);
+      if (first.capturedMinor !== amount) throw new PaymentRailError("This hold was already captured", "already_captured", false);
       return { reference, status: "captured", capturedMinor: amount };
     },
 
@@ -125,25 +146,51 @@ export function createLedgerRail(store: Store, options: LedgerRailOptions = {}):
         throw new PaymentRailError("This hold is no longer held and cannot be released", "hold_not_releasable", false);
       }
       const { payerUserId: payer, currency, amountMinor } = hold;
-      await post(
-        request,
+      const first = await settle(
+        hold,
         [
           { account: ledgerAccounts.held(payer), currency, amountMinor: -amountMinor },
           { account: ledgerAccounts.available(payer), currency, amountMinor },
         ],
         memo("release", request),
       );
+      if (first.action === "capture") throw new PaymentRailError("This hold was already captured and cannot be released", "hold_not_releasable", false);
       return { reference, status: "released", capturedMinor: 0n };
     },
 
     async status(reference) {
-      // In the embedded ledger the store is the rail: its records are the rail's view.
+      // In the embedded ledger the store is the rail: its records (and postings) are the rail's view.
       const payment = await store.getPaymentByRailReference(reference);
       if (payment && payment.rail === PaymentRailKind.LEDGER) return { reference, status: "succeeded" };
       const hold = await holdFor(reference);
+      if (hold.status === EscrowHoldStatus.HELD || hold.status === EscrowHoldStatus.PENDING) {
+        // The record may lag the ledger after a crash: the settlement posting is what happened.
+        const posted = await store.getLedgerTransaction(settlementKey(reference));
+        if (posted) {
+          const done = settlementOf(hold, posted.legs);
+          return done.action === "capture" ? { reference, status: "captured", capturedMinor: done.capturedMinor } : { reference, status: "released", capturedMinor: 0n };
+        }
+      }
       return { reference, ...holdView(hold) };
     },
   };
+}
+
+/** What settled a hold: a capture (with the amount paid out) or a release. */
+interface Settlement {
+  action: "capture" | "release";
+  capturedMinor: bigint;
+}
+
+/** The ledger key of a hold's one settlement. */
+function settlementKey(holdReference: string): string {
+  return `ledger:settle:${holdReference}`;
+}
+
+/** Reads a settlement posting: a capture credits the payee's received account, a release does not. */
+function settlementOf(hold: EscrowHold, legs: readonly LedgerLeg[]): Settlement {
+  const paid = legs.find((l) => l.account === ledgerAccounts.received(hold.payeeUserId));
+  return paid ? { action: "capture", capturedMinor: paid.amountMinor } : { action: "release", capturedMinor: 0n };
 }
 
 function holdView(hold: EscrowHold): Omit<RailResult, "reference"> {

@@ -20,6 +20,11 @@ export { askRail, holdStatusOf, railPartiesFor } from "./rail-call.js";
 export { undoPlan, type UndoStep } from "./saga.js";
 export type { ExecutionEvent, ExecutionEventListener } from "./settlement-events.js";
 
+/** Every party signed the contract's current text. */
+function isFullySigned(contract: Contract): boolean {
+  return contract.parties.length > 0 && contract.parties.every((p) => contract.signatures.some((s) => s.userId === p.userId && s.textSha256 === contract.textSha256));
+}
+
 /** Options of the contract executor. */
 export interface ContractExecutorOptions {
   store: Store;
@@ -42,8 +47,8 @@ export interface ContractExecutor {
    */
   execute(contract: Contract): Promise<Contract>;
   /**
-   * At start-up: finishes every PENDING payment or hold and every EXECUTING contract, calling the
-   * rail again with the same idempotency key, so an interrupted call is answered, never repeated.
+   * At start-up: finishes every PENDING payment or hold, every EXECUTING contract and every fully
+   * signed one still AWAITING_SIGNATURES, calling the rail again with the same idempotency key, so an interrupted call is answered, never repeated.
    */
   resumePending(): Promise<Contract[]>;
   /**
@@ -130,6 +135,11 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
       const { payments, holds } = await store.listPendingIntents();
       const ids = new Set<string>([...payments, ...holds].map((x) => x.contractId));
       for (const c of await store.listExecutingContracts()) ids.add(c.id);
+      // Signed by everyone but never moved on (a database written before signing and status were
+      // one transaction): carried out like any other, since every party agreed to it.
+      for (const c of await store.listContractsWithStatus(ContractStatus.AWAITING_SIGNATURES)) {
+        if (isFullySigned(c)) ids.add(c.id);
+      }
       const resumed: Contract[] = [];
       for (const id of ids) {
         try {

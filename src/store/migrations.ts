@@ -213,12 +213,27 @@ CREATE TABLE contract_declines (
 );
 `;
 
+const v5SettlementIntents = `
+-- A capture or release the parties decided, written before the rail is called and deleted in the
+-- transaction that records its outcome: whatever is left here after a crash is finished at start.
+CREATE TABLE settlement_intents (
+  idempotency_key TEXT PRIMARY KEY,
+  contract_id TEXT NOT NULL REFERENCES contracts (id),
+  milestone_id TEXT NOT NULL REFERENCES milestones (id),
+  hold_id TEXT NOT NULL REFERENCES escrow_holds (id),
+  action TEXT NOT NULL CHECK (action IN ('capture', 'release')),
+  amount_minor BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+`;
+
 /** Every migration, oldest first. The last version is the schema this code reads and writes. */
 export const migrations: readonly Migration[] = [
   { version: 1, name: "core_tables", sql: v1CoreTables },
   { version: 2, name: "room_event_log", sql: v2RoomEvents },
   { version: 3, name: "recovery_indexes", sql: v3RecoveryIndexes },
   { version: 4, name: "contract_declines", sql: v4ContractDeclines },
+  { version: 5, name: "settlement_intents", sql: v5SettlementIntents },
 ];
 
 /** The schema version this code expects after migrating. */

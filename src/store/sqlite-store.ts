@@ -32,6 +32,7 @@ import { AgentProfileSchema, type AgentProfile } from "../../gen/handshake/v1/pr
 import { silentLogger } from "../core/log.js";
 import { fromContractCursor, toContractCursor } from "./cursor.js";
 import { ledgerAccounts } from "./ledger-accounts.js";
+import { withKillPoint } from "./kill-point.js";
 import { migrate } from "./migrate.js";
 import { startWalCheckpointer, type WalCheckpointer } from "./wal-checkpointer.js";
 import {
@@ -39,6 +40,9 @@ import {
   type ContractPage,
   type LedgerLeg,
   type LedgerTransaction,
+  type SettlementIntent,
+  type SettlementOutcome,
+  type SignatureOptions,
   type Store,
   type UserRecord,
 } from "./store.js";
@@ -124,7 +128,8 @@ export async function createSqliteStore(options: SqliteStoreOptions): Promise<St
       db.pragma(`wal_autocheckpoint = ${FALLBACK_CHECKPOINT_PAGES}`);
     }
     log.info({ path: options.path, fromVersion: result.fromVersion, toVersion: result.toVersion }, "store opened");
-    return new SqliteStore(db, log, checkpointer);
+    // Inert unless HANDSHAKE_KILL_AT_WRITE is set (crash tests): see kill-point.ts.
+    return withKillPoint(new SqliteStore(db, log, checkpointer));
   } catch (err) {
     db.close();
     throw err;
@@ -154,6 +159,10 @@ interface MilestoneRow {
   id: string; contract_id: string; line_item_id: string; terms: Buffer | null; status: bigint;
   provider_confirmed: bigint; client_confirmed: bigint; proposed_amount_minor: bigint | null; min_minor: bigint;
   max_minor: bigint; currency: string; captured_minor: bigint; failure_reason: string; updated_at_ms: bigint;
+}
+interface IntentRow {
+  idempotency_key: string; contract_id: string; milestone_id: string; hold_id: string; action: string;
+  amount_minor: bigint; created_at_ms: bigint;
 }
 interface LedgerTxRow { id: string; idempotency_key: string; memo: string; at_ms: bigint }
 interface LegRow { account: string; currency: string; amount_minor: bigint }
@@ -265,6 +274,19 @@ function prepareStatements(db: Database) {
     milestonesForContract: p(
       `SELECT ${MILESTONE_COLUMNS} FROM milestones WHERE contract_id = ? ORDER BY created_at_ms, id`,
     ),
+
+    insertIntent: p(`INSERT INTO settlement_intents
+        (idempotency_key, contract_id, milestone_id, hold_id, action, amount_minor, created_at_ms)
+      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING`),
+    intentByKey: p(
+      "SELECT idempotency_key, contract_id, milestone_id, hold_id, action, amount_minor, created_at_ms FROM settlement_intents WHERE idempotency_key = ?",
+    ),
+    openIntents: p(
+      "SELECT idempotency_key, contract_id, milestone_id, hold_id, action, amount_minor, created_at_ms FROM settlement_intents ORDER BY created_at_ms, idempotency_key",
+    ),
+    deleteIntent: p("DELETE FROM settlement_intents WHERE idempotency_key = ?"),
+    countUnsignedParties: p(`SELECT COUNT(*) AS n FROM contract_parties p
+      WHERE p.contract_id = ? AND NOT EXISTS (SELECT 1 FROM signatures s WHERE s.contract_id = p.contract_id AND s.user_id = p.user_id)`),
 
     insertLedgerTx: p("INSERT INTO ledger_transactions (id, idempotency_key, memo, at_ms) VALUES (?, ?, ?, ?)"),
     ledgerTxByKey: p("SELECT id, idempotency_key, memo, at_ms FROM ledger_transactions WHERE idempotency_key = ?"),
@@ -464,13 +486,19 @@ class SqliteStore implements Store {
     })();
   }
 
-  async addSignature(contractId: string, signature: Signature): Promise<Contract> {
+  async addSignature(contractId: string, signature: Signature, options: SignatureOptions = {}): Promise<Contract> {
     this.live();
     return this.db
       .transaction(() => {
         const row = this.q.getContract.get(contractId) as ContractRow | undefined;
         if (!row) throw new Error(`contract ${contractId} not found`);
         this.insertSignatureRow({ id: row.id, textSha256: row.text_sha256 }, signature);
+        // The last signature and the status it leads to are one write: a crash leaves neither half.
+        const unsigned = (this.q.countUnsignedParties.get(row.id) as { n: bigint }).n;
+        if (options.statusWhenFullySigned !== undefined && unsigned === 0n) {
+          this.q.setContractStatus.run(options.statusWhenFullySigned, row.id);
+          return this.assemble({ ...row, status: BigInt(options.statusWhenFullySigned) });
+        }
         return this.assemble(row);
       })
       .immediate();
@@ -570,6 +598,45 @@ class SqliteStore implements Store {
     this.db.transaction(() => this.upsertMilestoneRow(milestone)).immediate();
   }
 
+  async recordSettlementIntent(intent: SettlementIntent, milestone?: Milestone): Promise<SettlementIntent> {
+    this.live();
+    requireText("settlement idempotency key", intent.idempotencyKey);
+    return this.db
+      .transaction(() => {
+        if (milestone) this.upsertMilestoneRow(milestone);
+        try {
+          this.q.insertIntent.run(
+            intent.idempotencyKey, intent.contractId, intent.milestoneId, intent.holdId, intent.action, intent.amountMinor, intent.createdAtMs,
+          );
+        } catch (err) {
+          throw explain(err, `settlement intent ${intent.idempotencyKey}`);
+        }
+        return fromIntentRow(this.q.intentByKey.get(intent.idempotencyKey) as IntentRow);
+      })
+      .immediate();
+  }
+
+  async recordSettlementOutcome(outcome: SettlementOutcome): Promise<void> {
+    this.live();
+    this.db
+      .transaction(() => {
+        const h = outcome.hold;
+        if (h) {
+          const info = this.q.updateHold.run(h.status, h.railReference, h.failureReason, h.updatedAtMs, h.capturedMinor, h.expiresAtMs, h.id);
+          if (info.changes === 0) throw new Error(`escrow hold ${h.id} not found`);
+        }
+        this.upsertMilestoneRow(outcome.milestone);
+        if (outcome.contractStatus !== undefined) this.q.setContractStatus.run(outcome.contractStatus, outcome.milestone.contractId);
+        if (outcome.intentKey) this.q.deleteIntent.run(outcome.intentKey);
+      })
+      .immediate();
+  }
+
+  async listSettlementIntents(): Promise<SettlementIntent[]> {
+    this.live();
+    return (this.q.openIntents.all() as IntentRow[]).map(fromIntentRow);
+  }
+
   async postLedgerTransaction(tx: LedgerTransaction): Promise<{ transaction: LedgerTransaction; replayed: boolean }> {
     this.live();
     requireText("ledger transaction id", tx.id);
@@ -597,6 +664,14 @@ class SqliteStore implements Store {
         };
       })
       .immediate();
+  }
+
+  async getLedgerTransaction(idempotencyKey: string): Promise<LedgerTransaction | undefined> {
+    this.live();
+    return this.db.transaction(() => {
+      const row = this.q.ledgerTxByKey.get(idempotencyKey) as LedgerTxRow | undefined;
+      return row && this.readLedgerTx(row);
+    })();
   }
 
   async getLedgerBalance(account: string, currency: string): Promise<bigint> {
@@ -768,6 +843,18 @@ class SqliteStore implements Store {
       legs: (this.q.legsOf.all(row.id) as LegRow[]).map((l) => ({ account: l.account, currency: l.currency, amountMinor: l.amount_minor })),
     };
   }
+}
+
+function fromIntentRow(r: IntentRow): SettlementIntent {
+  return {
+    idempotencyKey: r.idempotency_key,
+    contractId: r.contract_id,
+    milestoneId: r.milestone_id,
+    holdId: r.hold_id,
+    action: r.action === "release" ? "release" : "capture",
+    amountMinor: r.amount_minor,
+    createdAtMs: Number(r.created_at_ms),
+  };
 }
 
 function fromPaymentRow(r: PaymentRow): Payment {

@@ -36,6 +36,34 @@ export interface LedgerTransaction {
   atMs: number;
 }
 
+/** Options of `addSignature`. */
+export interface SignatureOptions {
+  /** Set in the same transaction when this signature is the last one the contract needed. */
+  statusWhenFullySigned?: ContractStatus;
+}
+
+/** A capture or release of an escrow hold, decided and about to be sent to the rail. */
+export interface SettlementIntent {
+  /** The rail call's idempotency key (contract + line item + action); the intent's id. */
+  idempotencyKey: string;
+  contractId: string;
+  milestoneId: string;
+  holdId: string;
+  action: "capture" | "release";
+  amountMinor: bigint;
+  createdAtMs: number;
+}
+
+/** What a settlement ended as, written whole. */
+export interface SettlementOutcome {
+  /** The intent this outcome answers; deleted with it. */
+  intentKey?: string;
+  /** The hold's new state (omitted when the rail refused and the hold stays as it was). */
+  hold?: EscrowHold;
+  milestone: Milestone;
+  contractStatus?: ContractStatus;
+}
+
 /** A page request for a user's contracts, newest first. */
 export interface ContractPage {
   limit: number;
@@ -72,7 +100,7 @@ export interface Store {
    * Adds a signature in one transaction. Throws `StoreConflictError` when the signer already
    * signed. (Party and hash checks are the deal layer's; this is the last line of defence.)
    */
-  addSignature(contractId: string, signature: Signature): Promise<Contract>;
+  addSignature(contractId: string, signature: Signature, options?: SignatureOptions): Promise<Contract>;
   setContractStatus(contractId: string, status: ContractStatus): Promise<void>;
   /**
    * Declines a contract in one transaction: only while it awaits signatures and not every party
@@ -97,9 +125,26 @@ export interface Store {
   listPendingIntents(): Promise<{ payments: Payment[]; holds: EscrowHold[] }>;
   saveMilestone(milestone: Milestone): Promise<void>;
 
+  // Milestone settlements: one transaction per decision.
+  /**
+   * Records a decided capture or release before its rail call, together with the milestone as the
+   * decision left it (a confirmation, an approval), in one transaction. An intent with the same
+   * key is kept; the stored one is returned.
+   */
+  recordSettlementIntent(intent: SettlementIntent, milestone?: Milestone): Promise<SettlementIntent>;
+  /**
+   * Records the outcome of a settlement in one transaction: the hold, the milestone, the contract's
+   * new status when given, and the intent (by key) deleted.
+   */
+  recordSettlementOutcome(outcome: SettlementOutcome): Promise<void>;
+  /** Intents whose outcome was never recorded (a crash between the intent and the rail's answer). */
+  listSettlementIntents(): Promise<SettlementIntent[]>;
+
   // The embedded ledger.
   /** Records a balanced transaction once per idempotency key; returns it and whether it was a replay. */
   postLedgerTransaction(tx: LedgerTransaction): Promise<{ transaction: LedgerTransaction; replayed: boolean }>;
+  /** The transaction recorded under `idempotencyKey`, if any. */
+  getLedgerTransaction(idempotencyKey: string): Promise<LedgerTransaction | undefined>;
   getLedgerBalance(account: string, currency: string): Promise<bigint>;
   /** The user's balances per currency, from their ledger accounts. */
   getBalances(userId: string): Promise<Balance[]>;

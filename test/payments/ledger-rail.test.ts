@@ -45,13 +45,13 @@ function request(lineItemId: string, action: "pay" | "hold" | "capture" | "relea
 }
 
 /** Places a hold through the rail and records it as the executor would. */
-async function placeHold(amountMinor: bigint): Promise<EscrowHold> {
-  const req = request("esc", "hold", amountMinor);
+async function placeHold(amountMinor: bigint, lineItemId = "esc"): Promise<EscrowHold> {
+  const req = request(lineItemId, "hold", amountMinor);
   const intent = await store.recordHoldIntent(
     create(EscrowHoldSchema, {
-      id: "hold_1",
+      id: lineItemId === "esc" ? "hold_1" : `hold_${lineItemId}`,
       contractId: contract.id,
-      lineItemId: "esc",
+      lineItemId,
       payerUserId: CLIENT,
       payeeUserId: PROVIDER,
       amountMinor,
@@ -136,6 +136,23 @@ describe("ledger rail", () => {
     expect(err).toMatchObject({ name: "PaymentRailError", code: "hold_not_capturable" });
     expect((await rail.status(hold.railReference)).status).toBe("released");
     expect(await balances()).toMatchObject({ clientAvailable: 0n, total: 0n });
+  });
+
+  it("settles a hold once even when its record lags the ledger (a crash after the release posted)", async () => {
+    const hold = await placeHold(10_000n);
+    await rail.release(hold.railReference, request("esc", "release", 10_000n));
+    // The hold record still says HELD, as after a crash between the posting and its record.
+    expect((await rail.status(hold.railReference)).status).toBe("released");
+    await expect(rail.capture(hold.railReference, request("esc", "capture", 10_000n))).rejects.toMatchObject({ code: "hold_not_capturable" });
+    expect(await rail.release(hold.railReference, request("esc", "release", 10_000n))).toMatchObject({ status: "released" });
+    expect(await balances()).toEqual({ clientAvailable: 0n, clientHeld: 0n, providerReceived: 0n, total: 0n });
+
+    const other = await placeHold(5_000n, "esc2");
+    await rail.capture(other.railReference, request("esc2", "capture", 4_000n));
+    expect(await rail.status(other.railReference)).toMatchObject({ status: "captured", capturedMinor: 4_000n });
+    await expect(rail.release(other.railReference, request("esc2", "release", 5_000n))).rejects.toMatchObject({ code: "hold_not_releasable" });
+    await expect(rail.capture(other.railReference, request("esc2", "capture", 5_000n))).rejects.toMatchObject({ code: "already_captured" });
+    expect(await balances()).toEqual({ clientAvailable: -4_000n, clientHeld: 0n, providerReceived: 4_000n, total: 0n });
   });
 
   it("refuses a capture above the hold, a zero amount, and paying oneself", async () => {
