@@ -47,6 +47,21 @@ describe("Claude smart trigger", () => {
     expect(fake.requests).toHaveLength(4);
   });
 
+  it("asks the current default model without a forced tool choice, which it would refuse", async () => {
+    fake.reply(toolUseReply([{ id: "toolu_s", name: "report_deal", input: { deal_agreed: true, speaker: "A", confidence_percent: 90, quote: "I can fix it for £200." } }]));
+    const smart = createClaudeSmartTrigger({ apiKey: KEY, model: "claude-sonnet-5-5", baseURL: fake.url, maxRetries: 0 });
+    expect(await smart.consider(talk)).toMatchObject({ kind: TriggerKind.SMART, speakerUserId: "pat" });
+    expect(fake.rejections).toEqual([]);
+  });
+
+  it("stops calling after a 404 for its model", async () => {
+    fake.reply({ status: 404, body: errorBody("not_found_error", "model: claude-test") }, textReply("never sent"));
+    const smart = detector();
+    expect(await smart.consider(talk)).toBeUndefined();
+    expect(await smart.consider(talk)).toBeUndefined();
+    expect(fake.requests).toHaveLength(1);
+  });
+
   it("treats API failures as no deal and stops calling after a refused key", async () => {
     fake.reply({ status: 529, body: errorBody("overloaded_error", "Overloaded") });
     expect(await detector().consider(talk)).toBeUndefined();
@@ -99,5 +114,19 @@ describe("Claude contract drafter", () => {
     await expect(drafter().draft({ proposal, parties, conversation: [] })).rejects.toThrow(/Claude could not draft the contract: Claude failed \(500\)/);
     const wrongKey = createClaudeContractDrafter({ apiKey: "nope", model: "claude-test", baseURL: fake.url, maxRetries: 0 });
     await expect(wrongKey.draft({ proposal, parties, conversation: [] })).rejects.toThrow(/API key was refused/);
+  });
+
+  it("drafts with the current default model (no forced tool choice), and stops calling after a 404", async () => {
+    const text = "Pat Smith repairs the boiler of Cleo Jones for £200.00, paid on signing.";
+    fake.reply(toolUseReply([{ id: "toolu_d", name: "contract", input: { title: "Boiler repair", text } }]));
+    const current = createClaudeContractDrafter({ apiKey: KEY, model: "claude-sonnet-5-5", baseURL: fake.url, maxRetries: 0 });
+    await expect(current.draft({ proposal, parties, conversation: talk })).resolves.toEqual({ title: "Boiler repair", text: `${text}\n` });
+    expect(fake.rejections).toEqual([]);
+
+    fake.reply({ status: 404, body: errorBody("not_found_error", "model: claude-test") }, textReply("never sent"));
+    const gone = drafter();
+    await expect(gone.draft({ proposal, parties, conversation: [] })).rejects.toThrow(/ANTHROPIC_MODEL=claude-test does not exist or is retired/);
+    await expect(gone.draft({ proposal, parties, conversation: [] })).rejects.toThrow(/ANTHROPIC_MODEL=claude-test does not exist or is retired/);
+    expect(fake.requests).toHaveLength(2);
   });
 });

@@ -107,7 +107,7 @@ describe("Claude agent", () => {
     expect(fake.requests).toHaveLength(2);
     expect(fake.requests[0]!.path).toBe("/v1/messages");
     expect(first.model).toBe("claude-test");
-    expect(first.max_tokens).toBe(1024);
+    expect(first.max_tokens).toBe(8192);
     const system = first.system as Block[];
     expect(system).toHaveLength(1);
     expect(system[0]).toMatchObject({ type: "text", cache_control: { type: "ephemeral" } });

@@ -32,7 +32,10 @@ export interface ClaudeAgentOptions {
   timeoutMs?: number;
   /** SDK retries for 429, 529 and 5xx; default 2. */
   maxRetries?: number;
-  /** max_tokens of each reply; default 1,024. */
+  /**
+   * max_tokens of each reply; default 8,192. Current models think adaptively by default and
+   * thinking counts towards max_tokens, so a small cap cuts replies off; it is a cap, not a cost.
+   */
   maxTokens?: number;
   /** When false, transcript updates only join the history and do not start a turn; default true. */
   listen?: boolean;
@@ -60,7 +63,7 @@ export function createClaudeAgentFactory(options: ClaudeAgentOptions): AgentFact
     maxToolDepth: options.maxToolDepth ?? 8,
     historyTokenBudget: options.historyTokenBudget ?? 40_000,
     debounceMs: options.debounceMs ?? 2_000,
-    maxTokens: options.maxTokens ?? 1_024,
+    maxTokens: options.maxTokens ?? 8_192,
     listen: options.listen ?? true,
   };
   return (deps) => createClaudeAgent(client, settings, deps);
@@ -434,7 +437,7 @@ export function systemPrompt(profile: AgentProfile, peer: PeerInfo): string {
     "- What the two people agreed aloud is the deal. Your job is to write it down: the items, quantities, prices, currency and who pays whom exactly as they said and accepted them. Never re-haggle, round or \"improve\" a number both of them accepted, never add an item or charge nobody said, and keep an item they dropped out.",
     "- Fill in only what they left open (a price inside a range they named, a price nobody named yet), and only within your user's mandate and usual rates. The deal state given with each update is the server's reading of the words; if the words say otherwise, the words win.",
     "- Who pays whom comes from this conversation (a person selling something is paid, whatever their usual side); your user's usual side is only the fallback when the talk does not say.",
-    "- Never accept or propose terms that have your user pay more than the most they allow without asking. The tools enforce it: when agreed terms exceed it, use the tool that asks your user (if one is offered) or tell your user their approval is needed, and wait.",
+    "- Never commit your user to pay more than the most they allow without asking. The tools enforce it: above it, propose and evaluate_proposal ask your user and wait for their answer (or refuse when no one can be asked); if your user declines, make no further offers.",
     "- You act only through your tools. propose opens or counters; evaluate_proposal accepts, counters or rejects the other side's offer; message_user speaks to your user alone; use any other tool for what its description says.",
     "- Amounts are integers in minor units (pence, cents; none for JPY) of one ISO 4217 currency per offer. Line items must sum to the total; the tools compute it.",
     "- Keep item ids the same across counter-offers.",

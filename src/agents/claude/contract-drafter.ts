@@ -10,7 +10,7 @@ import { toJsonSchema, validateInput, type SchemaNode } from "../tool-schema.js"
 /** Options of the Claude contract drafter. */
 export interface ClaudeContractDrafterOptions extends AnthropicConnection {
   model: string;
-  /** max_tokens of the draft; default 4,096. */
+  /** max_tokens of the draft; default 16,000 (adaptive thinking counts towards it; below the SDK's non-streaming ceiling). */
   maxTokens?: number;
   log?: Logger;
 }
@@ -48,7 +48,7 @@ export function createClaudeContractDrafter(options: ClaudeContractDrafterOption
       try {
         response = await client.messages.create({
           model: options.model,
-          max_tokens: options.maxTokens ?? 4_096,
+          max_tokens: options.maxTokens ?? 16_000,
           system: SYSTEM,
           tools: [{ name: "contract", description: "The drafted contract.", input_schema: toJsonSchema(CONTRACT_SCHEMA) as Anthropic.Messages.Tool.InputSchema }],
           // Not forced: current models answer a forced tool choice with 400 (see SYSTEM).

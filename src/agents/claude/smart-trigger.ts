@@ -60,7 +60,8 @@ export function createClaudeSmartTrigger(options: ClaudeSmartTriggerOptions): {
       try {
         response = await client.messages.create({
           model: options.model,
-          max_tokens: options.maxTokens ?? 300,
+          // Room for adaptive thinking (on by default on current models) before the report.
+          max_tokens: options.maxTokens ?? 2_048,
           system: SYSTEM,
           tools: [{ name: "report_deal", description: "Report whether a deal was just agreed.", input_schema: toJsonSchema(REPORT_SCHEMA) as Anthropic.Messages.Tool.InputSchema }],
           // Not forced ({type:"tool"}): current models (Sonnet 5.5, Opus 5.5) answer a forced
