@@ -366,3 +366,30 @@ describe("Claude agent against the strict Messages API rules", () => {
     expect(prompt).toContain("Pat (your user)");
   });
 });
+
+describe("Claude agent with thinking and setting errors", () => {
+  it("passes thinking blocks back unchanged with their tool_use, and drops a blank text block", async () => {
+    const thinking = { type: "thinking", thinking: "They said £200; write it down.", signature: "sig_abc" };
+    fake.reply(
+      { body: messageBody([thinking, { type: "text", text: " " }, { type: "tool_use", id: "toolu_t", name: "propose", input: proposeInput }], "tool_use") },
+      textReply("Offered."),
+    );
+    const { agent, text } = makeAgent();
+    agent.startNegotiation(trigger, conversation);
+    await text(/^Offered\.$/);
+    const assistant = (fake.requests[1]!.body.messages as Msg[])[1]!;
+    expect(assistant.content).toEqual([thinking, { type: "tool_use", id: "toolu_t", name: "propose", input: proposeInput }]);
+  });
+
+  it("ends the agent once when a setting is refused for every call (max_tokens above the model's limit)", async () => {
+    const { agent, messages, text } = makeAgent({ maxTokens: 100_000 });
+    agent.startNegotiation(trigger, conversation);
+    await text(/maximum allowed number of output tokens.*The agent has stopped using Claude/);
+    agent.onPeerMove(session.snapshot());
+    agent.pushTranscript(entry(PEER, "Hello?", 3), "peer");
+    await agent.stop();
+    expect(fake.requests).toHaveLength(1);
+    expect(messages.filter((m) => m.isError)).toHaveLength(1);
+    fake.rejections.length = 0; // The refusal was the point of this test.
+  });
+});

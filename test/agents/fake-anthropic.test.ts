@@ -10,7 +10,8 @@ let client: Anthropic;
 
 beforeEach(async () => {
   fake = await startFakeAnthropic({ validKey: KEY });
-  client = new Anthropic({ apiKey: KEY, baseURL: fake.url, maxRetries: 0 });
+  // An explicit timeout, as the server sets one: without it the SDK refuses large max_tokens itself.
+  client = new Anthropic({ apiKey: KEY, baseURL: fake.url, maxRetries: 0, timeout: 30_000 });
 });
 afterEach(async () => {
   await fake.close();
@@ -105,5 +106,12 @@ describe("Anthropic fake: the Messages API's rules, through the real SDK", () =>
     expect((many as BadRequestError).apiMessage).toBe("A maximum of 4 blocks with cache_control may be provided. Found 5.");
     const unknownTool = await send([{ role: "user", content: "Hi" }], { tool_choice: { type: "tool", name: "nope" } });
     expect((unknownTool as BadRequestError).apiMessage).toMatch(/Tool 'nope' not found/);
+  });
+});
+
+describe("Anthropic fake: limits", () => {
+  it("refuses max_tokens above the model's output limit", async () => {
+    const err = await send([{ role: "user", content: "Hi" }], { max_tokens: 64_001 });
+    expect((err as BadRequestError).apiMessage).toBe("max_tokens: 64001 > 64000, which is the maximum allowed number of output tokens for claude-test");
   });
 });

@@ -48,10 +48,15 @@ export interface ClaudeFailure {
   requestId?: string;
 }
 
-/** A 400 that names the model (not supported, not available) repeats on every call with it. */
+/**
+ * A 400 about the model or a setting the configuration fixes for every call (max_tokens,
+ * tools, tool_choice, thinking, output settings) repeats on every call; one about `messages`
+ * depends on the history, which the caller can drop and start again.
+ */
 function isModelProblem(err: APIError): boolean {
   const text = `${err.apiMessage ?? err.message}`;
-  return /\bmodel\b/i.test(text) && !/^messages[.:]/.test(text);
+  if (/^messages[.:]/.test(text)) return false;
+  return /\bmodel\b/i.test(text) || /^(model|max_tokens|tools|tool_choice|thinking|output_config|temperature|top_p|top_k)[.:]/.test(text);
 }
 
 /**

@@ -204,6 +204,9 @@ export async function startFakeAnthropic(options: { validKey?: string; models?: 
   };
 }
 
+/** Every fake model's output limit (Haiku 4.5's, the smallest current one). */
+const MAX_OUTPUT_TOKENS = 64_000;
+
 /** The Models API's object for one model. */
 function modelInfo(model: FakeModel): Record<string, unknown> {
   const lifecycle = model.lifecycle ?? "active";
@@ -216,7 +219,7 @@ function modelInfo(model: FakeModel): Record<string, unknown> {
     lifecycle,
     line: null,
     max_input_tokens: 200_000,
-    max_tokens: 64_000,
+    max_tokens: MAX_OUTPUT_TOKENS,
     retires_at: lifecycle === "active" ? null : (model.retiresAt ?? null),
     capabilities: null,
   };
@@ -259,6 +262,9 @@ function checkMessagesRequest(body: Json, models: Map<string, FakeModel>): Probl
   }
   const model = models.get(body.model);
   if (!model || model.lifecycle === "retired") return { status: 404, type: "not_found_error", message: `model: ${body.model}` };
+  if (body.max_tokens > MAX_OUTPUT_TOKENS) {
+    return invalid(`max_tokens: ${body.max_tokens} > ${MAX_OUTPUT_TOKENS}, which is the maximum allowed number of output tokens for ${model.id}`);
+  }
   if (!Array.isArray(body.messages)) return invalid("messages: Field required");
   if (body.messages.length === 0) return invalid("messages: at least one message is required");
 
