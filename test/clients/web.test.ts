@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -7,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWeb } from "../../clients/web/build.js";
 import { loadDialogue } from "../../clients/cli/dialogue.js";
 import { startTestApp, type TestApp } from "../support/app.js";
+import { sha256Hex } from "../support/hash.js";
 
 /*
  * The browser app end to end in headless Chromium: two people in separate browser profiles join
@@ -184,7 +184,7 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     }
     const text = await homeowner.getByTestId("contract-text").textContent();
     const hash = await homeowner.getByTestId("contract-hash").textContent();
-    expect(hash).toBe(createHash("sha256").update(text ?? "", "utf8").digest("hex"));
+    expect(hash).toBe(sha256Hex(text ?? ""));
     expect(await plumber.getByTestId("contract-hash").textContent()).toBe(hash);
     expect(await homeowner.getByTestId("contract-total").textContent()).toBe("£200.00");
     await homeowner.getByTestId("contract-text").evaluate((pre) => (pre.parentElement as HTMLDetailsElement).open = true);

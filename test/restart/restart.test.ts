@@ -20,7 +20,8 @@ import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
 import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { grpcTransport, startTestApp, type TestApp } from "../support/app.js";
 import { startFakeStripe, type FakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
-import { draftedContract, joinRoom, startChildServer, startGate, textHash, type ChildServer, type Gate, type Person } from "../support/restart.js";
+import { sha256Hex } from "../support/hash.js";
+import { draftedContract, joinRoom, startChildServer, startGate, type ChildServer, type Gate, type Person } from "../support/restart.js";
 
 type ProfileInit = MessageInitShape<typeof AgentProfileSchema>;
 
@@ -106,7 +107,7 @@ describe("restarting the server", () => {
     await provider.say("It will be one hundred and twenty pounds for the repair.");
     await client.say("That sounds fair. Handshake.");
     const drafted = await draftedContract(provider);
-    const afterFirst = await provider.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
+    const afterFirst = await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
     expect(afterFirst.contract?.status).toBe(ContractStatus.AWAITING_SIGNATURES);
     await leave(provider, client);
     await first.close();
@@ -119,7 +120,7 @@ describe("restarting the server", () => {
     expect(stored.signatures.map((s) => s.userId)).toEqual([provider.userId]);
     expect(stored.text).toBe(drafted.text);
 
-    const signed = await back.room.signContract({ contractId: drafted.id, textSha256: textHash(stored) });
+    const signed = await back.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(stored.text) });
     expect(signed.contract?.signatures).toHaveLength(2);
     const paid = await back.panel.waitFor((e) => e.event.case === "payment" && e.event.value.status === PaymentStatus.SUCCEEDED, "payment");
     if (paid.event.case !== "payment") throw new Error("unreachable");
@@ -149,8 +150,8 @@ describe("restarting the server", () => {
     await talkRoofDeal(provider, client);
     const drafted = await draftedContract(provider);
     const { callout, repair } = roofItems(drafted);
-    await provider.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
-    await client.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
+    await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
+    await client.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
     await client.panel.waitFor(contractIn([ContractStatus.ACTIVE]), "active contract");
     expect((await client.contracts.getBalances({})).balances).toEqual([expect.objectContaining({ heldMinor: 25_000n })]);
     await leave(provider, client);
@@ -215,8 +216,8 @@ describe("restarting the server", () => {
       await talkRoofDeal(provider, client);
       const drafted = await draftedContract(provider);
       const { callout, repair } = roofItems(drafted);
-      await provider.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
-      await client.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
+      await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
+      await client.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
       await fake.waitForRequests(1);
       const inFlight = fake.requests[0]!;
       expect(isCreate(inFlight)).toBe(true);
@@ -292,8 +293,8 @@ describe("restarting the server", () => {
       await talkRoofDeal(provider, client);
       const drafted = await draftedContract(provider);
       const { repair } = roofItems(drafted);
-      await provider.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
-      await client.room.signContract({ contractId: drafted.id, textSha256: textHash(drafted) });
+      await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
+      await client.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
       await client.panel.waitFor(contractIn([ContractStatus.ACTIVE]), "active contract");
       const milestone = (await provider.contracts.getContract({ contractId: drafted.id })).contract!.milestones.find((m) => m.lineItemId === repair.id)!;
       await provider.contracts.proposeMilestoneAmount({ contractId: drafted.id, milestoneId: milestone.id, amountMinor: 20_000n });

@@ -1,15 +1,14 @@
-import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AudioFormatSchema, AudioEncoding } from "../../gen/handshake/v1/audio_pb.js";
-import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { ContractStatus, NegotiationStatus, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { SessionStatus, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { NegotiationStyle, PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
-import { recordPanel, type PanelRecorder } from "../support/panel.js";
+import { sha256Hex } from "../support/hash.js";
+import { joinPerson, type Person } from "../support/people.js";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -19,34 +18,8 @@ afterAll(async () => {
   await t.close();
 });
 
-interface Person {
-  userId: string;
-  room: ReturnType<typeof createClient<typeof RoomService>>;
-  contracts: ReturnType<typeof createClient<typeof ContractService>>;
-  panel: PanelRecorder;
-  say(text: string): Promise<void>;
-}
-
-async function join(roomId: string, profile: Parameters<typeof testProfile>[0]): Promise<Person> {
-  const anonymous = createClient(RoomService, grpcTransport(t.baseUrl));
-  const joined = await anonymous.joinRoom({ roomId, profile: testProfile(profile) });
-  const transport = grpcTransport(t.baseUrl, joined.sessionToken);
-  const room = createClient(RoomService, transport);
-  const panel = recordPanel(room, roomId);
-  let start = 0;
-  return {
-    userId: joined.userId,
-    room,
-    contracts: createClient(ContractService, transport),
-    panel,
-    // Device transcripts through SendAudio: the same pipeline as server speech.
-    async say(text: string) {
-      const end = start + text.length * 60;
-      await room.sendAudio({ transcript: { text, isFinal: true, startMs: start, endMs: end, confidence: 0.95 } });
-      start = end + 500;
-    },
-  };
-}
+/** Joins `roomId` on the test app and opens the person's panel. */
+const join = (roomId: string, profile: Parameters<typeof testProfile>[0]): Promise<Person> => joinPerson(t.baseUrl, roomId, profile);
 
 const firstIndex = (events: PanelEvent[], match: (e: PanelEvent) => boolean) => events.findIndex(match);
 
@@ -54,7 +27,7 @@ async function signBoth(a: Person, b: Person): Promise<void> {
   const contractEvent = await a.panel.waitFor((e) => e.event.case === "contract", "contract");
   if (contractEvent.event.case !== "contract") throw new Error("unreachable");
   const contract = contractEvent.event.value;
-  const hash = createHash("sha256").update(contract.text, "utf8").digest("hex");
+  const hash = sha256Hex(contract.text);
   expect(contract.textSha256).toBe(hash);
   await a.room.signContract({ contractId: contract.id, textSha256: hash });
   await b.room.signContract({ contractId: contract.id, textSha256: hash });

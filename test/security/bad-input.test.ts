@@ -11,7 +11,7 @@ import type { Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { AgentProfileSchema, EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { GetRoomRequestSchema, RoomService, type AudioStreamRequest, type AudioStreamRequest as StreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { bearer, grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
+import { bearer, bearerHeaders, grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import {
   TEST_JWT_SECRET,
   clientsWithHeader,
@@ -400,7 +400,7 @@ describe("SendAudio rate limit (SEND_AUDIO_PER_SECOND=5)", () => {
 
 describe("raw garbage on the wire", () => {
   const getRoomPath = "/handshake.v1.RoomService/GetRoom";
-  const authed = () => ({ "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${provider.sessionToken}` });
+  const authed = () => ({ "content-type": "application/grpc", te: "trailers", ...bearerHeaders(provider.sessionToken) });
   const invalidProto = new Uint8Array(64).fill(0xff);
 
   it.each([
@@ -468,7 +468,7 @@ describe("raw garbage on the wire", () => {
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(`${t.baseUrl}${getRoomPath}`, {
         method: "POST",
-        headers: { "content-type": "application/proto", "connect-protocol-version": "1", authorization: `Bearer ${provider.sessionToken}` },
+        headers: { "content-type": "application/proto", "connect-protocol-version": "1", ...bearerHeaders(provider.sessionToken) },
       });
       req.on("response", (r) => {
         const chunks: Buffer[] = [];

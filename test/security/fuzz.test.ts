@@ -11,7 +11,7 @@ import { AudioEncoding } from "../../gen/handshake/v1/audio_pb.js";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioStreamRequestSchema, RoomService, type AudioStreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
-import { bearer, startTestApp, testProfile, type TestApp } from "../support/app.js";
+import { bearer, bearerHeaders, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import { grpcEnvelope, healthStatus, joinAs, rawHttp2Post, type Person } from "../support/security.js";
 import { createRandom, mutateBytes, mutateMessage, randomMessage, type Random } from "../support/mutate.js";
 
@@ -179,7 +179,7 @@ async function fuzzOnce(r: Random, fuzzer: Fuzzer, failures: string[]): Promise<
     const res = await rawHttp2Post(t.baseUrl, `/${service.typeName}/${method.name}`, {
       "content-type": "application/grpc",
       te: "trailers",
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(token ? bearerHeaders(token) : {}),
     }, body);
     const status = res.grpcStatus;
     // connect-es answers an undecodable body with INTERNAL ("parse binary", envelope, compression) or,

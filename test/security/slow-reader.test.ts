@@ -6,7 +6,7 @@ import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { PanelStreamRequestSchema, PanelStreamResponseSchema } from "../../gen/handshake/v1/room_service_pb.js";
-import { startTestApp, type TestApp } from "../support/app.js";
+import { bearerHeaders, startTestApp, type TestApp } from "../support/app.js";
 import { recordPanel } from "../support/panel.js";
 import { grpcEnvelope, joinAs, type Person } from "../support/security.js";
 
@@ -72,7 +72,7 @@ function openStalledPanel(token: string, baseUrl = t.baseUrl) {
     ":path": "/handshake.v1.RoomService/PanelStream",
     "content-type": "application/grpc",
     te: "trailers",
-    authorization: `Bearer ${token}`,
+    ...bearerHeaders(token),
   });
   req.end(Buffer.from(grpcEnvelope(toBinary(PanelStreamRequestSchema, create(PanelStreamRequestSchema, { roomId: ROOM, afterSeq: 0n })))));
   // No 'data' listener and paused: the client stops granting HTTP/2 window, as a stuck reader does.

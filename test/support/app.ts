@@ -4,6 +4,7 @@ import path from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
 import { startApp, type App } from "../../src/compose/app.js";
 import { loadConfig } from "../../src/config.js";
 import { silentLogger } from "../../src/core/log.js";
@@ -21,11 +22,11 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Starts the real app. `env` overrides settings (names as in .env.example). */
-export async function startTestApp(env: Record<string, string> = {}, dataDir?: string): Promise<TestApp> {
+/** Starts the real app. `env` overrides settings (names as in .env.example); `log` to read its log lines. */
+export async function startTestApp(env: Record<string, string> = {}, dataDir?: string, log: Logger = silentLogger): Promise<TestApp> {
   const dir = dataDir ?? (await mkdtemp(path.join(os.tmpdir(), "handshake-test-")));
   const config = loadConfig({ HOST: "127.0.0.1", PORT: "0", DATA_DIR: dir, LOG_LEVEL: "silent", SPEECH_ENGINE: "device", ...env });
-  const app = await startApp(config, silentLogger);
+  const app = await startApp(config, log);
   return {
     app,
     port: app.port,
@@ -49,10 +50,16 @@ export function testProfile(init: MessageInitShape<typeof AgentProfileSchema> = 
   });
 }
 
+/** The `authorization` header that carries `token`, for raw HTTP/2 and gRPC-js calls. */
+export function bearerHeaders(token: string): { authorization: string } {
+  return { authorization: `Bearer ${token}` };
+}
+
 /** Adds `authorization: Bearer <token>` to every call. */
 export function bearer(token: string): Interceptor {
+  const { authorization } = bearerHeaders(token);
   return (next) => (req) => {
-    req.header.set("authorization", `Bearer ${token}`);
+    req.header.set("authorization", authorization);
     return next(req);
   };
 }

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import {
   ContractSchema,
@@ -14,6 +13,7 @@ import { AgentProfileSchema, PartyRole } from "../../gen/handshake/v1/profile_pb
 import type { ExecutionEvent } from "../../src/settlement/execution.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
 import type { Store } from "../../src/store/store.js";
+import { sha256Hex } from "./hash.js";
 
 /** The paying side of every test contract. */
 export const CLIENT = "u_client";
@@ -64,7 +64,7 @@ export async function signedContract(
   const id = init.id ?? `ctr_test_${++contractSeq}`;
   const currency = init.currency ?? "GBP";
   const text = `Contract ${id}: ${lineItems.map((i) => i.description).join("; ")}`;
-  const sha = createHash("sha256").update(text, "utf8").digest("hex");
+  const sha = sha256Hex(text);
   const contract = create(ContractSchema, {
     id,
     roomId: "room_1",

@@ -1,61 +1,23 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { createClient, type Client } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
-import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import type { Contract } from "../../gen/handshake/v1/deal_pb.js";
-import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { grpcTransport, testProfile } from "./app.js";
-import { recordPanel, type PanelRecorder } from "./panel.js";
+import { joinPerson, type Person } from "./people.js";
 
 /** One participant of a room on a running server: clients, their panel and their tokens. */
-export interface Person {
-  userId: string;
-  userToken: string;
-  room: Client<typeof RoomService>;
-  /** ContractService authenticated with the long-lived user token (works across restarts). */
-  contracts: Client<typeof ContractService>;
-  panel: PanelRecorder;
-  say(text: string): Promise<void>;
-}
+export type { Person } from "./people.js";
 
 /**
  * Joins `roomId` on the server at `baseUrl`; with `userToken`, as the same user as before (e.g.
- * after a restart), otherwise as a new user. Opens the person's PanelStream from the start.
+ * after a restart), otherwise as a new user. Opens the person's PanelStream from the start;
+ * ContractService calls carry the long-lived user token, so they work across restarts.
  */
-export async function joinRoom(
-  baseUrl: string,
-  roomId: string,
-  profile: MessageInitShape<typeof AgentProfileSchema>,
-  userToken = "",
-): Promise<Person> {
-  const anonymous = createClient(RoomService, grpcTransport(baseUrl));
-  const joined = await anonymous.joinRoom({ roomId, profile: testProfile(profile), userToken });
-  const room = createClient(RoomService, grpcTransport(baseUrl, joined.sessionToken));
-  let start = 0;
-  return {
-    userId: joined.userId,
-    userToken: joined.userToken,
-    room,
-    contracts: createClient(ContractService, grpcTransport(baseUrl, joined.userToken)),
-    panel: recordPanel(room, roomId),
-    // On-device transcripts through SendAudio: the same pipeline as server-side speech.
-    async say(text: string) {
-      const end = start + text.length * 60;
-      await room.sendAudio({ transcript: { text, isFinal: true, startMs: start, endMs: end, confidence: 0.95 } });
-      start = end + 500;
-    },
-  };
-}
-
-/** SHA-256 (hex) of a contract's text, as a signer computes it from what they read. */
-export function textHash(contract: Contract): string {
-  return createHash("sha256").update(contract.text, "utf8").digest("hex");
+export function joinRoom(baseUrl: string, roomId: string, profile: MessageInitShape<typeof AgentProfileSchema>, userToken = ""): Promise<Person> {
+  return joinPerson(baseUrl, roomId, profile, { userToken, contractsWith: "user" });
 }
 
 /** Waits for the person's panel to show the drafted contract and returns it. */

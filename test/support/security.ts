@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import http2 from "node:http2";
 import { createClient, ConnectError, type Client, type Code, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -10,7 +10,7 @@ import type { Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { grpcTransport, testProfile, type TestApp } from "./app.js";
-import { recordPanel, type PanelRecorder } from "./panel.js";
+import { joinPerson, type Person } from "./people.js";
 
 /** A JWT secret the tests know, so they can mint expired or odd tokens the server would sign. */
 export const TEST_JWT_SECRET = "security-tests-secret-0123456789abcdefghijklmnop";
@@ -65,40 +65,11 @@ export function clientsWithHeader(baseUrl: string, authorization: string | undef
 }
 
 /** A participant of a room: its ids, tokens, clients and a live panel recorder. */
-export interface Person {
-  userId: string;
-  userToken: string;
-  sessionToken: string;
-  roomId: string;
-  room: Client<typeof RoomService>;
-  contracts: Client<typeof ContractService>;
-  panel: PanelRecorder;
-  /** Sends a final device transcript through SendAudio. */
-  say(text: string): Promise<void>;
-}
+export type { Person } from "./people.js";
 
 /** Joins `roomId` with a test profile and opens a panel recorder (which also keeps the member connected). */
-export async function joinAs(t: TestApp, roomId: string, profile: Parameters<typeof testProfile>[0], userToken = "", inviteCode = ""): Promise<Person> {
-  const anonymous = createClient(RoomService, grpcTransport(t.baseUrl));
-  const joined = await anonymous.joinRoom({ roomId, profile: testProfile(profile), userToken, inviteCode });
-  const transport = grpcTransport(t.baseUrl, joined.sessionToken);
-  const room = createClient(RoomService, transport);
-  const panel = recordPanel(room, roomId);
-  let start = 0;
-  return {
-    userId: joined.userId,
-    userToken: joined.userToken,
-    sessionToken: joined.sessionToken,
-    roomId,
-    room,
-    contracts: createClient(ContractService, transport),
-    panel,
-    async say(text: string) {
-      const end = start + text.length * 60;
-      await room.sendAudio({ transcript: { text, isFinal: true, startMs: start, endMs: end, confidence: 0.95 } });
-      start = end + 500;
-    },
-  };
+export function joinAs(t: TestApp, roomId: string, profile: Parameters<typeof testProfile>[0], userToken = "", inviteCode = ""): Promise<Person> {
+  return joinPerson(t.baseUrl, roomId, profile, { userToken, inviteCode });
 }
 
 /** A provider and a client who talk until the offline negotiator drafts a contract (unsigned). */
@@ -117,9 +88,6 @@ export async function driveDeal(t: TestApp, roomId: string): Promise<{ provider:
   await client.panel.waitFor((e) => e.event.case === "contract", "contract");
   return { provider, client, contract: event.event.value };
 }
-
-/** SHA-256 hex of a contract text, as a signer computes it. */
-export const sha256Hex = (text: string): string => createHash("sha256").update(text, "utf8").digest("hex");
 
 /** Awaits a call (or the first message of a stream) and asserts it fails with exactly `code`. */
 export async function expectCode(call: () => Promise<unknown>, code: Code): Promise<ConnectError> {

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,16 +19,12 @@ import {
   type Payment,
 } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
+import { sha256Hex } from "./hash.js";
 
 /** A fresh temporary folder and a function that removes it. */
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "handshake-store-"));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
-}
-
-/** Lower-case hex SHA-256 of UTF-8 text, as contracts store it. */
-export function sha256Hex(text: string): string {
-  return createHash("sha256").update(text, "utf8").digest("hex");
 }
 
 /**
