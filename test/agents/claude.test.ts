@@ -381,6 +381,18 @@ describe("Claude agent with thinking and setting errors", () => {
     expect(assistant.content).toEqual([thinking, { type: "tool_use", id: "toolu_t", name: "propose", input: proposeInput }]);
   });
 
+  it("stops after a 429 for the spend limit, which waiting does not lift", async () => {
+    const spent = { type: "error", error: { type: "rate_limit_error", message: "You have reached your specified API usage limits.", details: { error_code: "enforced_spend_limit_reached" } } };
+    fake.reply({ status: 429, body: spent, headers: { "x-should-retry": "false" } }, textReply("never sent"));
+    const { agent, messages, text } = makeAgent({ maxRetries: 2 });
+    agent.startNegotiation(trigger, conversation);
+    await text(/spend limit \(429\)/);
+    agent.onPeerMove(session.snapshot());
+    await agent.stop();
+    expect(fake.requests).toHaveLength(1);
+    expect(messages.filter((m) => m.isError)).toHaveLength(1);
+  });
+
   it("ends the agent once when a setting is refused for every call (max_tokens above the model's limit)", async () => {
     const { agent, messages, text } = makeAgent({ maxTokens: 100_000 });
     agent.startNegotiation(trigger, conversation);

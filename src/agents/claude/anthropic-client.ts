@@ -97,6 +97,10 @@ export function describeClaudeError(err: unknown, model?: string): ClaudeFailure
       ...requestId,
     };
   }
+  if (err instanceof RateLimitError && err.errorCode === "enforced_spend_limit_reached") {
+    // The organisation's monthly spend limit, not a rate: waiting minutes does not help.
+    return { message: "The Anthropic account reached its spend limit (429). The agent has stopped using Claude.", fatal: true, aborted: false, status: 429, ...requestId };
+  }
   if (err instanceof RateLimitError) {
     return { message: "Claude is rate-limited right now (429) and retries did not help; try again shortly.", fatal: false, aborted: false, status: 429, ...requestId };
   }
