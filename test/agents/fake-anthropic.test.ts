@@ -57,6 +57,11 @@ describe("Anthropic fake: the Messages API's rules, through the real SDK", () =>
     expect(await send([{ role: "user", content: "Hi" }, { role: "assistant", content: "" }])).toBeUndefined();
   });
 
+  it("refuses a conversation that opens with the assistant", async () => {
+    const err = await send([{ role: "assistant", content: "Hello." }, { role: "user", content: "Hi" }]);
+    expect((err as BadRequestError).apiMessage).toBe('messages: first message must use the "user" role');
+  });
+
   it("refuses a tool_use without its tool_result in the next message, and a result with no tool_use", async () => {
     const missing = await send([{ role: "user", content: "Hi" }, toolUse, { role: "user", content: "What now?" }]);
     expect((missing as BadRequestError).apiMessage).toMatch(/^messages\.2: `tool_use` ids were found without `tool_result` blocks immediately after: toolu_1\./);

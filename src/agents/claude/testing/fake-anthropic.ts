@@ -324,6 +324,9 @@ function checkMessagesRequest(body: Json, models: Map<string, FakeModel>): Probl
     else turns.push({ role: message.role, blocks: [...blocks], index: i });
   }
 
+  // Stricter than needed if the API has relaxed it: a conversation that opens with the
+  // assistant is refused, as the API long did, so a trimmed history that lost its opening shows.
+  if (turns[0]?.role !== "user") return invalid('messages: first message must use the "user" role');
   for (let t = 0; t < turns.length; t++) {
     const turn = turns[t]!;
     if (turn.role === "user") {
