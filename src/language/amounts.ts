@@ -142,6 +142,7 @@ const MONEY_CUES = new Set([
   "pay", "paying", "paid", "charge", "charging", "charges", "cost", "costs", "costing", "price", "priced", "quote",
   "quoted", "budget", "offer", "offering", "for", "say", "do", "make", "meet", "settle", "afford", "spend",
   "worth", "fee", "rate", "asking", "ask", "about", "around", "than", "over", "under", "only", "just",
+  "take", "call", "quote", "quoting", "accept", "give", "knock", "down", "like",
 ]);
 
 /** A tokenised text. */
@@ -157,7 +158,11 @@ function tokenize(text: string): Token[] {
     } else if (m[3] !== undefined) {
       tokens.push({ kind: "sym", text: raw, lower: raw, start, end: start + raw.length });
     } else if (m[4] !== undefined) {
-      tokens.push({ kind: "word", text: raw, lower: raw.toLowerCase().replace(/’/g, "'"), start, end: start + raw.length });
+      const lower = raw.toLowerCase().replace(/’/g, "'");
+      // "Three fifty's a bit low": a number word keeps its value before "'s".
+      const bare = lower.endsWith("'s") ? lower.slice(0, -2) : lower;
+      const numberish = SMALL[bare] !== undefined || TENS[bare] !== undefined || MULTIPLIERS[bare] !== undefined;
+      tokens.push({ kind: "word", text: raw, lower: numberish ? bare : lower, start, end: start + raw.length });
     } else {
       tokens.push({ kind: "punct", text: raw, lower: raw, start, end: start + raw.length });
     }
@@ -275,6 +280,8 @@ interface NumberPhrase {
   grand: boolean;
   /** Slang that names its currency too: "a fiver", "a tenner" are pounds. */
   currency?: string;
+  /** A scale word was said: hundred, thousand, grand, k, million. */
+  multiplied?: boolean;
 }
 
 /** British money slang: the number and the currency in one word. */
@@ -350,6 +357,19 @@ function numberPhraseAt(tokens: readonly Token[], i: number): NumberPhrase | und
       if (!parsed) return undefined;
       scaled = BigInt(parsed.value) * SCALE;
       end = i + parsed.used;
+      // "One eight five": three or more single digits said one by one are one number.
+      if (parsed.used === 1 && parsed.value < 10 && parsed.value > 0) {
+        let digits = String(parsed.value);
+        let j = end;
+        while (j < tokens.length && tokens[j]!.kind === "word" && (SMALL[tokens[j]!.lower] ?? 10) < 10 && digits.length < 6) {
+          digits += String(SMALL[tokens[j]!.lower]);
+          j += 1;
+        }
+        if (digits.length >= 3) {
+          scaled = BigInt(digits) * SCALE;
+          end = j;
+        }
+      }
       // "one point two five": digits after "point" are said one by one.
       if (tokens[end]?.lower === "point" && DIGIT_WORDS[tokens[end + 1]?.lower ?? ""] !== undefined) {
         let digits = "";
@@ -375,7 +395,10 @@ function numberPhraseAt(tokens: readonly Token[], i: number): NumberPhrase | und
     }
   }
   let grand = false;
+  let multiplied = tok.kind === "word" && tokens.slice(i, end).some((t) => MULTIPLIERS[t.lower] !== undefined);
+  if (tok.kind === "num" && /k$/i.test(tok.text)) multiplied = true;
   const after = tokens[end];
+  if (after?.kind === "word" && ["thousand", "k", "grand", "million", "hundred"].includes(after.lower)) multiplied = true;
   if (after?.kind === "word") {
     if (after.lower === "thousand" || after.lower === "k") {
       scaled *= 1000n;
@@ -392,7 +415,7 @@ function numberPhraseAt(tokens: readonly Token[], i: number): NumberPhrase | und
       end += 1;
     }
   }
-  return { start: i, end, scaled, grand, currency };
+  return { start: i, end, scaled, grand, currency, multiplied };
 }
 
 /** Unit and currency words that may follow "and a half". */
@@ -460,8 +483,13 @@ export function scanAmounts(text: string, defaultCurrency: string, options: Scan
       const unit = b.countUnit ?? a.countUnit;
       if (currency !== undefined || ((a.cue || range === "strong" || loose) && unit === undefined && b.followOk)) {
         const cur = currency ?? defaultCurrency;
-        const min = amountOf(a, cur);
+        let min = amountOf(a, cur);
         const max = amountOf(b, cur);
+        // "between three and four hundred", "three to five grand": the scale said once covers both.
+        if (b.phrase.multiplied && !a.phrase.multiplied && a.phrase.scaled < 100n * SCALE && min > 0n) {
+          while (min * 10n <= max) min *= 10n;
+          if (min > max) min /= 10n;
+        }
         if (min > 0n && min <= max) {
           money.push({
             amountMinor: max,
@@ -601,7 +629,13 @@ function describe(tokens: readonly Token[], phrase: NumberPhrase, defaultCurrenc
     // "3 h" is hours, but "h" alone after a long gap is not; require it attached or spaced normally.
     if (unit && !(next.lower === "h" && next.start !== tokens[end - 1]!.end)) countUnit = unit;
   }
-  const followOk = next === undefined || next.kind !== "word" || FOLLOW_OK.has(next.lower);
+  const hyphenated = next?.kind === "punct" && next.text === "-" && next.start === tokens[end - 1]!.end && tokens[end + 1]?.kind === "word" && tokens[end + 1]!.start === next.end;
+  if (hyphenated && currency === undefined) {
+    // "one-hour lessons", "two-bedroom flat": a number joined to a noun describes it.
+    const unit = UNITS[tokens[end + 1]!.lower];
+    if (unit) countUnit = unit;
+  }
+  const followOk = !hyphenated && (next === undefined || next.kind !== "word" || FOLLOW_OK.has(next.lower));
   let cue = false;
   for (let j = start - 1; j >= 0 && j >= start - 3; j--) {
     const t = tokens[j]!;

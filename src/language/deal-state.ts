@@ -1,7 +1,7 @@
 import { formatMoney } from "../core/money.js";
 import { plainWords, saysAgreement } from "./agreement.js";
 import { scanAmounts, type CountMention, type MoneyMention } from "./amounts.js";
-import { describeMention, jobPhrase, saleObject, capitalise, sameThing } from "./phrases.js";
+import { capitalise, describeMention, jobPhrase, saleObject, sameThing, topicPhrase } from "./phrases.js";
 
 /**
  * The conversation's deal state: a pure reducer that every final transcript updates
@@ -107,6 +107,8 @@ export interface DealState {
   kind: "sale" | "lessons" | "service";
   /** The job or goods the talk names, used for an item whose own words name nothing. */
   subject?: string;
+  /** The subject came from a passing mention ("it's the gutter…") and gives way to a named job. */
+  subjectWeak?: boolean;
   /** Counts said so far, newest last, for rates priced in another turn ("three hours"). */
   counts: { count: CountMention; source: SourceRef }[];
   /** The last thing said that waits for a yes: an offer or a total, by id. */
@@ -142,17 +144,27 @@ export function readConversation(
   return utterances.reduce(nextDealState, initialDealState(parties, defaultCurrency));
 }
 
-const TOTAL_BEFORE = /\b(?:total|totals|altogether|all in|all-in|in all|overall|comes? to|coming to|so that'?s|that'?s|that makes|makes it|which is|is|so|it'?s|call it)\s*(?:a|an|about|roughly)?\s*$/;
-const TOTAL_AFTER = /^\s*(?:in total|total|altogether|all in|all-in|in all|overall|for (?:the lot|everything|all of it|all three|both)|the lot)\b/;
-const SPLIT = /\b(?:split (?:the|that) difference|split it|meet (?:you )?(?:in the middle|halfway|half way)|halfway|half way|middle ground)\b/;
-const UNCERTAIN = /\b(?:depend(?:s|ing)?|depends on|not sure|can'?t (?:say|tell|know)|won'?t know|until i (?:see|open|get|look)|once i (?:see|open|get|look)|might be more|could be more|behind the|what i find|whatever it (?:takes|costs)|roughly|estimate|ballpark)\b/;
-const REFUSAL = /\b(?:too (?:much|expensive|high|steep|low|little)|can'?t (?:do|go|afford|accept|manage)|cannot (?:do|go|afford|accept)|no way|not (?:enough|happy|for that|that much)|won'?t (?:do|go|accept)|bit steep|rather not)\b|^\s*(?:no|nah|nope)\b/;
-const YES = /^\s*(?:yes|yeah|yep|yup|aye|sure|ok|okay|right|fine|alright|all right|correct|exactly|perfect|great|lovely|brilliant|cheers|go on|go on then|that'?s (?:right|correct|it|fine|fair|great|perfect|grand)|you'?ve got (?:a|yourself a) deal|it'?s a deal|done|i'?ll take (?:it|them|that)|sold|fair enough|that works|works for me|sounds (?:good|great|fair|right))\b/;
+const TOTAL_WORDS_BEFORE = /\b(?:total|totals|altogether|all in|all-in|in all|overall|comes? to|coming to|that makes|makes it|grand total|call it|so that'?s|so it'?s|so)\b[^,.;!?]*$/;
+const TOTAL_AFTER = /^\s*(?:in total|total|altogether|all in|all-in|in all|overall|for (?:the lot|everything|all of it|all three|both|all)|the lot|including|included)\b/;
+const SPLIT = /\b(?:split (?:the|that) difference|split it|meet (?:you )?(?:in the middle|halfway|half way)|middle ground)\b/;
+const UNCERTAIN = /\b(?:depend(?:s|ing)?|not sure|can'?t (?:say|tell|know)|won'?t know|until i (?:see|open|get|look)|once i (?:see|open|get|look)|might be more|could be more|what'?s behind|what i find|whatever it (?:takes|costs)|ballpark)\b/;
+const REFUSAL = /\b(?:too (?:much|expensive|high|steep|low|little|cheap)|a bit (?:low|high|much|steep|cheeky)|bit (?:low|steep|much|cheeky)|can'?t (?:do|go|afford|accept|manage)|cannot (?:do|go|afford|accept)|no way|not (?:enough|happy|for that|that much)|won'?t (?:do|go|accept)|rather not|i was thinking|more like)\b|^\s*(?:no|nah|nope)\b(?!\s+(?:problem|worries|bother))/;
+const YES = /(?:^|[.!?,]\s*)(?:yes|yeah|yep|yup|aye|sure|ok|okay|right then|fine|alright|all right|correct|exactly|perfect|great|good|lovely|brilliant|cheers|go on|go for it|that'?s (?:right|correct|it|fine|fair|great|perfect|grand|good|ok|okay)|you'?ve got (?:a|yourself a) deal|it'?s a deal|done|(?:i|we)'?ll take (?:it|them|that|the)|sold|fair enough|that works|works for me|sounds (?:good|great|fair|right)|handshake|let'?s (?:do|get) it|agreed|deal)\b/;
+/** Said between two prices, the later one replaces the earlier: "USD 400, no wait, USD 450". */
+const CORRECTION = /\b(?:no wait|wait|actually|sorry|i mean|make (?:that|it)|or rather|scratch that|no,)\b/;
+
+/** A price as read from one utterance, adjusted to the conversation ("forty" for ¥40,000). */
+interface Reading {
+  m: MoneyMention;
+  amountMinor: bigint;
+  range?: { minMinor: bigint; maxMinor: bigint };
+  described?: string;
+}
 
 /**
- * Folds one final utterance into the state. Pure: the input state is not changed. Money
- * mentions become items, offers or stated totals; a yes accepts the other side's pending offer
- * or confirms their stated total; "leave out the paint" drops an item.
+ * Folds one final utterance into the state. Pure: the input state is not changed. Prices
+ * become items, offers or stated totals; a yes (or repeating the other side's number) accepts
+ * their latest offer or confirms their stated total; "leave out the paint" drops an item.
  */
 export function nextDealState(state: DealState, utterance: DealUtterance): DealState {
   const text = utterance.text.replace(/[’‘`]/g, "'");
@@ -171,65 +183,130 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
   };
   const source: SourceRef = { index: utterance.index, speakerUserId: utterance.speakerUserId, text: utterance.text };
   const speaker = utterance.speakerUserId;
-  const scan = scanAmounts(text, s.currency, { bareNumbers: "loose" });
-  const money = scan.money.filter((m) => !notAPrice(lower, m));
-  if (!s.currencyNamed) {
-    const named = money.find((m) => m.explicitCurrency);
-    if (named) {
-      s.currency = named.currency;
-      s.currencyNamed = true;
-      // Bare numbers said before the currency was named were read in the default: re-read them.
-      for (const item of s.items) item.currency = named.currency;
-    }
-  }
-  voteRoles(s, speaker, lower, money.length > 0);
+  const readings = readMoney(s, text, lower);
+  voteRoles(s, speaker, lower, readings.length > 0);
   noteSubject(s, text);
+  const scan = scanAmounts(text, s.currency);
   for (const c of scan.counts) s.counts.push({ count: c, source });
   if (s.counts.length > 40) s.counts.splice(0, s.counts.length - 40);
 
   const dropped = applyDrops(s, speaker, lower, source);
-  const inCurrency = money.filter((m) => m.currency === s.currency);
   const refusal = REFUSAL.test(lower);
 
-  if (SPLIT.test(lower) && inCurrency.length === 0) {
-    const split = splitDifference(s, speaker, source);
-    if (split) return s;
-  }
-
-  if (inCurrency.length === 0) {
+  if (readings.length === 0) {
+    if (SPLIT.test(lower) && splitDifference(s, speaker, source)) return s;
     if (!refusal && !dropped && saysYes(lower)) accept(s, speaker, source);
     return s;
   }
 
-  // A yes that repeats the other side's number ("OK, four hundred it is") accepts it.
-  const pending = s.pending ? findOffer(s, s.pending.id) : undefined;
-  if (
-    pending &&
-    pending.speakerUserId !== speaker &&
-    !refusal &&
-    inCurrency.length === 1 &&
-    inCurrency[0]!.amountMinor === pending.amountMinor &&
-    !inCurrency[0]!.range
-  ) {
-    accept(s, speaker, source);
+  // Numbers the other side put forward, said back: a yes to them, or (with "too much") a quote.
+  const echoes = readings.map((r) => echoOf(s, speaker, r));
+  if (echoes.every((e) => e !== undefined)) {
+    if (!refusal) {
+      acceptId(s, speaker, echoes[echoes.length - 1]!, source);
+      nameFromAcceptance(s, echoes[echoes.length - 1]!, readings);
+    }
     return s;
   }
-
-  readPrices(s, speaker, text, lower, inCurrency, scan.counts, source);
+  const fresh = readings.filter((_, i) => echoes[i] === undefined);
+  readPrices(s, speaker, lower, fresh, scan.counts, source);
   return s;
+}
+
+/**
+ * The prices in an utterance: named currencies always; bare numbers after a price word, or
+ * when they fit the prices already in play ("would you take three fifty?" after £450), or
+ * as thousands when that fits ("forty" after ¥50,000). Years, times, ages, counts and house
+ * numbers are left out; a price corrected in the same breath gives way to its correction.
+ */
+function readMoney(s: DealState, text: string, lower: string): Reading[] {
+  const loose = scanAmounts(text, s.currency, { bareNumbers: "loose" }).money;
+  const cued = new Set(scanAmounts(text, s.currency).money.map((m) => m.start));
+  if (!s.currencyNamed) {
+    const named = loose.find((m) => m.explicitCurrency);
+    if (named) {
+      s.currency = named.currency;
+      s.currencyNamed = true;
+      for (const item of s.items) item.currency = named.currency;
+    }
+  }
+  const inPlay = pricesInPlay(s);
+  const out: Reading[] = [];
+  const pending: MoneyMention[] = [];
+  for (const m of loose) {
+    if (m.currency !== s.currency) continue;
+    if (notAPrice(lower, m)) continue;
+    if (m.explicitCurrency || m.per) {
+      out.push(reading(text, m, m.amountMinor, m.range));
+      continue;
+    }
+    pending.push(m);
+  }
+  for (const r of out) inPlay.push(r.amountMinor);
+  for (const m of pending) {
+    const fitsNow = inPlay.length > 0 ? fits(m.amountMinor, inPlay) : cued.has(m.start) || m.range !== undefined;
+    if (fitsNow) {
+      out.push(reading(text, m, m.amountMinor, m.range));
+      inPlay.push(m.amountMinor);
+      continue;
+    }
+    // "Would you take forty?" after ¥50,000: people drop the thousands once the scale is clear.
+    const thousand = m.amountMinor * 1000n;
+    if (inPlay.length > 0 && m.amountMinor * 100n < minOf(inPlay) && fits(thousand, inPlay)) {
+      const range = m.range ? { minMinor: m.range.minMinor * 1000n, maxMinor: m.range.maxMinor * 1000n } : undefined;
+      out.push(reading(text, m, thousand, range));
+    }
+  }
+  out.sort((a, b) => a.m.start - b.m.start);
+  // "USD 400, no wait, USD 450": the earlier price is withdrawn, its words carry over.
+  for (let i = out.length - 2; i >= 0; i--) {
+    const between = lower.slice(out[i]!.m.end, out[i + 1]!.m.start);
+    if (CORRECTION.test(between) || /^\s*[,.]?\s*(?:actually|sorry)\b/.test(between)) {
+      const [gone] = out.splice(i, 1);
+      if (gone?.described && !out[i]!.described) out[i]!.described = gone.described;
+    }
+  }
+  return out;
+}
+
+function reading(text: string, m: MoneyMention, amountMinor: bigint, range?: { minMinor: bigint; maxMinor: bigint }): Reading {
+  const described = describeMention(text, m);
+  return { m, amountMinor, range, ...(described ? { described } : {}) };
+}
+
+/** Within a factor of four of some price already said: a counter-offer or a restatement. */
+function fits(amount: bigint, inPlay: readonly bigint[]): boolean {
+  return inPlay.some((p) => amount * 4n >= p && amount <= p * 4n);
+}
+
+function minOf(values: readonly bigint[]): bigint {
+  return values.reduce((a, b) => (b < a ? b : a));
+}
+
+/** Every amount said so far: items (unit and total), offers and stated totals. */
+function pricesInPlay(s: DealState): bigint[] {
+  const out: bigint[] = [];
+  for (const i of s.items) {
+    if (i.amountMinor !== undefined) out.push(i.amountMinor);
+    if (i.unitPriceMinor !== undefined) out.push(i.unitPriceMinor);
+    if (i.range) out.push(i.range.minMinor);
+  }
+  for (const o of s.offers) out.push(o.amountMinor);
+  for (const t of s.totals) out.push(t.amountMinor);
+  return out;
 }
 
 /** Years, times, ages, house numbers and dates said as bare numbers are not prices. */
 function notAPrice(lower: string, m: MoneyMention): boolean {
-  if (m.explicitCurrency) return false;
+  if (m.explicitCurrency || m.range) return false;
   const before = lower.slice(Math.max(0, m.start - 20), m.start);
   const after = lower.slice(m.end, m.end + 16);
-  if (/\b(?:at|by|around|about|after|before|till|until|from)\s*$/.test(before) && /^\s*(?:o'?clock|am|pm|a\.m|p\.m|tomorrow|tonight|in the|on|then)\b/.test(after)) return true;
-  if (/^\s*(?:o'?clock|am|pm|a\.m\.|p\.m\.|years?|yrs?|months? old|year old|st|nd|rd|th|percent|%|minutes?|mins?|seconds?|miles?|km|metres?|meters?|feet|foot|inches|square)\b/.test(after)) return true;
-  if (/\b(?:number|no\.?|flat|house|unit|room|aged?|i'?m|he'?s|she'?s|in|since|back in|year|born in)\s*$/.test(before) && !/\b(?:for|pay|charge|cost|do)\s*$/.test(before)) {
-    // "in 2019", "number 42": only when no price cue sits right before.
-    return !/\b(?:for|pay|charge|costs?|do|offer|say)\b/.test(before);
-  }
+  const said = lower.slice(m.start, m.end);
+  if (/^(?:19|20)\d\d$/.test(said) && !/\b(?:for|pay|charge|costs?|quote|take|offer)\s*$/.test(before)) return true;
+  if (/\b(?:at|by|around|about|after|before|till|until|from)\s*$/.test(before) && /^\s*(?:o'?clock|am|pm|a\.m|p\.m|tomorrow|tonight|in the|on|then|sharp|ish)\b/.test(after)) return true;
+  if (/^\s*(?:o'?clock|am|pm|a\.m\.|p\.m\.|years?|yrs?|months?|weeks?|days?|year old|st|nd|rd|th|percent|%|minutes?|mins?|seconds?|miles?|km|kilometres?|metres?|meters?|feet|foot|inches|square|people|of (?:us|them|those|these|you))\b/.test(after)) return true;
+  if (/\b(?:number|no\.?|flat|house|unit|room|floor|aged?|i'?m|he'?s|she'?s|since|back in|born in|on the|the)\s*$/.test(before)) return true;
+  if (/\b(?:at)\s*$/.test(before) && /^\s*(?:[,.?!]|$|and|or|is|on|then)/.test(after) && !/\b(?:had it|have it|it'?s|selling|priced|listed)\s+(?:up\s+)?at\s*$/.test(before)) return true;
   return false;
 }
 
@@ -238,33 +315,62 @@ function saysYes(lower: string): boolean {
   return saysAgreement(lower) || YES.test(lower);
 }
 
-function findOffer(s: DealState, id: string): DealOffer | StatedTotal | undefined {
-  return s.offers.find((o) => o.id === id) ?? s.totals.find((t) => t.id === id);
+/** The id of the other side's offer or total that this reading repeats, if any. */
+function echoOf(s: DealState, speaker: string, r: Reading): string | undefined {
+  const same = (amount: bigint, range?: { minMinor: bigint; maxMinor: bigint }) =>
+    r.range ? range !== undefined && range.minMinor === r.range.minMinor && range.maxMinor === r.range.maxMinor : amount === r.amountMinor && range === undefined;
+  const candidates: { id: string; at: number }[] = [];
+  for (const o of s.offers) {
+    if (o.speakerUserId === speaker) continue;
+    const item = s.items.find((i) => i.id === o.scope);
+    if (item?.dropped) continue;
+    const range = item && item.amountMinor === o.amountMinor ? item.range : undefined;
+    if (same(o.amountMinor, range)) candidates.push({ id: o.id, at: o.source.index });
+  }
+  for (const t of s.totals) if (t.speakerUserId !== speaker && same(t.amountMinor)) candidates.push({ id: t.id, at: t.source.index });
+  if (candidates.length === 0) return undefined;
+  // Only a number still on the table: a later price from either side on the same thing replaces it.
+  candidates.sort((a, b) => b.at - a.at);
+  return candidates[0]!.id;
+}
+
+/** An item named only when accepted ("a hundred and five for the three chairs") takes that name. */
+function nameFromAcceptance(s: DealState, id: string, readings: readonly Reading[]): void {
+  const described = readings.find((r) => r.described)?.described;
+  if (!described) return;
+  const offer = s.offers.find((o) => o.id === id);
+  const live = s.items.filter((i) => !i.dropped);
+  const item = offer ? s.items.find((i) => i.id === offer.scope) : live.length === 1 ? live[0] : undefined;
+  const target = item ?? (live.length === 1 ? live[0] : undefined);
+  if (target && !target.description) target.description = capitalise(described);
 }
 
 /** The speaker says yes to what the other side last put forward. */
 function accept(s: DealState, speaker: string, source: SourceRef): void {
   const pending = s.pending;
-  if (!pending || pending.speakerUserId === speaker) {
-    // A yes with nothing pending from the other side still agrees to their latest prices.
-    const theirs = [...s.offers].reverse().find((o) => o.speakerUserId !== speaker);
-    if (!theirs) return;
-    if (s.acceptances.some((a) => a.ofId === theirs.id)) return;
-    const mineAfter = s.offers.some((o) => o.speakerUserId === speaker && o.source.index > theirs.source.index);
-    if (mineAfter) return;
-    record(s, speaker, theirs.id, source);
+  if (pending && pending.speakerUserId !== speaker) {
+    acceptId(s, speaker, pending.id, source);
     return;
   }
-  record(s, speaker, pending.id, source);
-  s.pending = undefined;
+  // A yes with nothing pending from the other side still agrees to their latest prices,
+  // unless the speaker named a price of their own since.
+  const theirs = [...s.offers].reverse().find((o) => o.speakerUserId !== speaker);
+  if (!theirs || s.acceptances.some((a) => a.ofId === theirs.id)) return;
+  const mineAfter = s.offers.some((o) => o.speakerUserId === speaker && o.source.index > theirs.source.index);
+  if (mineAfter) return;
+  acceptId(s, speaker, theirs.id, source);
 }
 
-function record(s: DealState, speaker: string, id: string, source: SourceRef): void {
+function acceptId(s: DealState, speaker: string, id: string, source: SourceRef): void {
   s.acceptances.push({ speakerUserId: speaker, ofId: id, source });
+  if (s.pending?.id === id) s.pending = undefined;
   const total = s.totals.find((t) => t.id === id);
   if (total) {
     total.confirmedBy = speaker;
     total.confirmSource = source;
+    // Confirming a total that sums the items agrees to the items too.
+    const live = s.items.filter((i) => !i.dropped);
+    if (liveTotal(live) === total.amountMinor) for (const item of live) if (item.pricedBy !== speaker) item.acceptedBy = speaker;
     return;
   }
   const offer = s.offers.find((o) => o.id === id);
@@ -276,28 +382,46 @@ function record(s: DealState, speaker: string, id: string, source: SourceRef): v
     const item = s.items.find((i) => i.id === o.scope);
     if (item && item.amountMinor === o.amountMinor) item.acceptedBy = speaker;
   }
-  // Accepting a total after itemised prices agrees to everything that side priced.
+  // Accepting a total offer agrees to everything that side priced.
   if (offer.scope === "total") {
     for (const item of s.items) if (!item.dropped && item.pricedBy === offer.speakerUserId) item.acceptedBy = speaker;
   }
+  // Items the speaker accepted earlier stay accepted unless repriced since.
 }
 
 /** "Leave out the paint, I'll buy it myself": marks the named item dropped. Returns whether one was. */
 function applyDrops(s: DealState, speaker: string, lower: string, source: SourceRef): boolean {
   const patterns = [
-    /\b(?:leave out|leave off|skip|drop|forget(?: about)?|scrap|take off|knock off|cut out|without|no need for|don'?t need|don'?t bother with|never mind)\s+(?:the\s+|a\s+|an\s+|your\s+|that\s+)?([a-z][a-z -]{1,40})/g,
+    /\b(?:leave out|leave off|skip|drop|forget(?: about)?|scrap|take off|knock off|cut out|without|no need for|don'?t need|don'?t bother with|never mind|not the|no)\s+(?:the\s+|a\s+|an\s+|your\s+|that\s+|doing the\s+)?([a-z][a-z -]{1,40})/g,
     /\bleave\s+(?:the\s+)?([a-z][a-z -]{1,30}?)\s+out\b/g,
-    /\bi'?ll\s+(?:buy|get|source|supply|do|provide|bring|handle)\s+(?:the\s+)?([a-z][a-z -]{1,30}?)\s+(?:myself|ourselves)\b/g,
+    /\b(?:i|we)'?ll\s+(?:buy|get|source|supply|do|provide|bring|handle|sort)\s+(?:the\s+)?([a-z][a-z -]{1,30}?)\s+(?:myself|ourselves)\b/g,
+    /\b(?:i|we)'?ll\s+(?:buy|get|source|supply|provide|bring)\s+(?:the\s+)?([a-z][a-z -]{1,30}?)(?:\s+(?:myself|ourselves|instead|separately))\b/g,
   ];
   let any = false;
+  const live = s.items.filter((i) => !i.dropped);
   for (const re of patterns) {
     for (const m of lower.matchAll(re)) {
-      const words = (m[1] ?? "").split(/\s+/).filter((w) => w.length > 0);
-      const item = s.items.find((i) => !i.dropped && sameThing(i.description, words));
-      if (!item) continue;
+      const words = (m[1] ?? "").split(/\s+/).filter((w) => w.length > 0).slice(0, 4);
+      const item = live.find((i) => !i.dropped && sameThing(i.description, words));
+      // Dropping the only item is calling the deal off, not a drop: that is for the trigger to judge.
+      if (!item || live.filter((i) => !i.dropped).length < 2) continue;
       item.dropped = source;
       s.drops.push({ itemId: item.id, speakerUserId: speaker, source });
       any = true;
+    }
+  }
+  // "Only the windows", "just the lawn": every other item is left out.
+  const only = lower.match(/\b(?:only|just)\s+(?:the\s+|do the\s+)?([a-z][a-z -]{1,30})/);
+  if (only) {
+    const words = (only[1] ?? "").split(/\s+/).slice(0, 3);
+    const keep = live.filter((i) => !i.dropped && sameThing(i.description, words));
+    if (keep.length > 0 && keep.length < live.filter((i) => !i.dropped).length) {
+      for (const item of live) {
+        if (item.dropped || keep.includes(item)) continue;
+        item.dropped = source;
+        s.drops.push({ itemId: item.id, speakerUserId: speaker, source });
+        any = true;
+      }
     }
   }
   return any;
@@ -321,7 +445,8 @@ function latestTotalOffer(s: DealState, userId: string): bigint | undefined {
   const offer = [...s.offers].reverse().find((o) => o.speakerUserId === userId);
   if (!offer) return undefined;
   if (offer.scope === "total") return offer.amountMinor;
-  return liveTotal(s.items);
+  const live = s.items.filter((i) => !i.dropped);
+  return live.length === 1 ? offer.amountMinor : liveTotal(live);
 }
 
 function liveTotal(items: readonly DealItem[]): bigint {
@@ -336,43 +461,53 @@ function pushOffer(s: DealState, speaker: string, scope: string, amount: bigint,
 }
 
 /**
- * Turns the prices of one utterance into items, offers and stated totals: a price with its own
- * words names an item; a rate takes its count; a total is stated; a lone number after items
- * exist is a counter-offer on the whole deal.
+ * Turns the new prices of one utterance into items, offers and stated totals: a price with
+ * its own words names an item; a rate takes its count; a total is stated; a bare number with
+ * items on the table is a counter-offer (on the only item, or on the whole deal).
  */
 function readPrices(
   s: DealState,
   speaker: string,
-  text: string,
   lower: string,
-  money: readonly MoneyMention[],
+  readings: readonly Reading[],
   counts: readonly CountMention[],
   source: SourceRef,
 ): void {
   const uncertain = UNCERTAIN.test(lower);
-  const priced: { amount: bigint; at: MoneyMention }[] = [];
-  let stated: MoneyMention | undefined;
-  for (const m of money) {
-    if (isTotalMention(lower, m, money, priced)) {
-      stated = m;
+  const priced: bigint[] = [];
+  let stated: Reading | undefined;
+  for (const r of readings) {
+    const m = r.m;
+    if (isTotalMention(s, lower, r, priced)) {
+      stated = r;
+      continue;
+    }
+    const live = s.items.filter((i) => !i.dropped);
+    // "Four hours, so that's a hundred and forty" after "$35/hr": the rate's total.
+    const rateItem = !m.per && !r.range ? rateTotalFor(live, r.amountMinor) : undefined;
+    if (rateItem) {
+      const quantity = Number(r.amountMinor / rateItem.unitPriceMinor!);
+      rateItem.quantity = quantity;
+      rateItem.amountMinor = r.amountMinor;
+      if (r.described && (!rateItem.description || rateItem.description === s.subject)) rateItem.description = capitalise(r.described);
+      reprice(s, rateItem, speaker, source, uncertain);
+      priced.push(r.amountMinor);
       continue;
     }
     const quantity = quantityFor(s, m, counts, lower, source);
-    const unitPrice = m.amountMinor;
-    const range = m.range;
-    const amount = range ? range.maxMinor * BigInt(quantity.count) : unitPrice * BigInt(quantity.count);
-    const described = describeMention(text, m);
-    const existing = pickItem(s, described, m, money.length);
-    if (existing === "total") {
+    const unitPrice = r.range ? r.range.maxMinor : r.amountMinor;
+    const amount = unitPrice * BigInt(quantity.count);
+    const target = pickItem(s, speaker, r, readings.length);
+    if (target === "total") {
       pushOffer(s, speaker, "total", amount, "price", source);
-      priced.push({ amount, at: m });
+      priced.push(amount);
       continue;
     }
-    let item = existing;
+    let item = target;
     if (!item) {
       item = {
         id: `item-${s.items.length + 1}`,
-        description: described ? capitalise(described) : (s.subject ?? ""),
+        description: r.described ? capitalise(r.described) : (s.subject ?? ""),
         quantity: quantity.count,
         unit: quantity.unit,
         currency: s.currency,
@@ -380,68 +515,81 @@ function readPrices(
         source,
       };
       s.items.push(item);
-    } else if (described && (!item.description || item.description === s.subject) && !sameThing(item.description, described.split(/\s+/))) {
-      item.description = capitalise(described);
+    } else if (r.described && (!item.description || item.description === s.subject) && live.length > 1) {
+      item.description = capitalise(r.described);
+    } else if (r.described && !item.description) {
+      item.description = capitalise(r.described);
     }
     item.quantity = quantity.count;
-    item.unit = quantity.unit || item.unit;
-    item.unitPriceMinor = range ? range.maxMinor : unitPrice;
+    item.unit = quantity.unit || (m.per ? m.per : item.unit);
+    item.unitPriceMinor = unitPrice;
     item.amountMinor = amount;
-    item.range = range ? { minMinor: range.minMinor * BigInt(quantity.count), maxMinor: amount } : undefined;
-    item.uncertain = item.uncertain || uncertain || range !== undefined;
-    item.pricedBy = speaker;
-    item.acceptedBy = undefined;
-    item.priceSource = source;
-    pushOffer(s, speaker, item.id, amount, "price", source);
-    priced.push({ amount, at: m });
+    item.range = r.range ? { minMinor: r.range.minMinor * BigInt(quantity.count), maxMinor: amount } : undefined;
+    item.uncertain = uncertain || r.range !== undefined;
+    reprice(s, item, speaker, source, item.uncertain);
+    priced.push(amount);
   }
   if (stated) {
-    const total: StatedTotal = {
-      id: `total-${s.totals.length + 1}`,
-      speakerUserId: speaker,
-      amountMinor: stated.amountMinor,
-      currency: s.currency,
-      source,
-    };
+    const live = s.items.filter((i) => !i.dropped);
+    const total: StatedTotal = { id: `total-${s.totals.length + 1}`, speakerUserId: speaker, amountMinor: stated.amountMinor, currency: s.currency, source };
     s.totals.push(total);
-    // A total stated alone waits for the other side's yes; one that sums this turn's own prices
-    // is that side's ask, and a yes to it confirms it too.
     s.pending = { id: total.id, speakerUserId: speaker };
-    if (priced.length === 0 && s.items.filter((i) => !i.dropped).length === 0) {
+    if (live.length === 0) {
       // "It's four hundred all in" with nothing itemised: the whole job at that price.
       const item: DealItem = {
         id: `item-${s.items.length + 1}`,
-        description: s.subject ?? "",
+        description: stated.described ? capitalise(stated.described) : (s.subject ?? ""),
         quantity: 1,
         unit: "",
         unitPriceMinor: stated.amountMinor,
         amountMinor: stated.amountMinor,
         currency: s.currency,
         uncertain,
-        pricedBy: speaker,
         source,
-        priceSource: source,
       };
       s.items.push(item);
+      reprice(s, item, speaker, source, uncertain);
+      s.pending = { id: total.id, speakerUserId: speaker };
+    } else if (live.length === 1 && stated.described && (!live[0]!.description || live[0]!.description === s.subject)) {
+      live[0]!.description = capitalise(stated.described);
     }
   }
 }
 
-/** Whether a mention is a total: total words around it, or the sum (or product) of the turn's other prices. */
-function isTotalMention(lower: string, m: MoneyMention, all: readonly MoneyMention[], pricedSoFar: readonly { amount: bigint }[]): boolean {
-  if (m.per || m.range) return false;
-  const before = lower.slice(Math.max(0, m.start - 28), m.start);
-  const after = lower.slice(m.end, m.end + 20);
-  const index = all.indexOf(m);
-  if (/\b(?:total|totals|altogether|all in|all-in|in all|overall|comes? to|coming to|that makes|makes it|grand total|call it|so that'?s|so it'?s)\b[^,.;]*$/.test(before)) return true;
-  if (TOTAL_AFTER.test(after)) return true;
-  if (index > 0 && pricedSoFar.length > 0) {
-    const sum = pricedSoFar.reduce((acc, p) => acc + p.amount, 0n);
-    if (sum === m.amountMinor && /\b(?:so|is|that'?s|makes|comes|be|which)\b[^,.;]*$/.test(before)) return true;
-    if (sum === m.amountMinor && pricedSoFar.length >= 2) return true;
-  }
-  // "That's four hundred?" said alone, with items already on the table, is a total to confirm.
-  if (all.length === 1 && TOTAL_BEFORE.test(before) && /^\s*(?:then|yeah|yes|right|ok|okay)?\s*\?/.test(after)) return true;
+/** Records a new price on an item: the speaker's offer, waiting for the other side's yes. */
+function reprice(s: DealState, item: DealItem, speaker: string, source: SourceRef, uncertain: boolean): void {
+  item.pricedBy = speaker;
+  item.acceptedBy = undefined;
+  item.priceSource = source;
+  item.uncertain = uncertain || item.range !== undefined;
+  pushOffer(s, speaker, item.id, item.amountMinor ?? 0n, "price", source);
+}
+
+/** A live per-unit item of which `amount` is an exact multiple (2 to 1000 units). */
+function rateTotalFor(live: readonly DealItem[], amount: bigint): DealItem | undefined {
+  const rates = live.filter((i) => i.unit !== "" && i.unitPriceMinor !== undefined && i.unitPriceMinor > 0n && !i.range);
+  if (rates.length !== 1) return undefined;
+  const rate = rates[0]!;
+  if (amount === rate.amountMinor) return undefined;
+  const k = amount / rate.unitPriceMinor!;
+  return amount % rate.unitPriceMinor! === 0n && k >= 2n && k <= 1000n ? rate : undefined;
+}
+
+/** Whether a reading is a total: total words around it, or the sum of the items or of this turn's prices. */
+function isTotalMention(s: DealState, lower: string, r: Reading, pricedSoFar: readonly bigint[]): boolean {
+  const m = r.m;
+  if (m.per || r.range) return false;
+  const clauseStart = Math.max(lower.lastIndexOf(",", m.start - 1), lower.lastIndexOf(".", m.start - 1), lower.lastIndexOf("?", m.start - 1), -1);
+  const before = lower.slice(Math.max(0, clauseStart + 1, m.start - 40), m.start);
+  const after = lower.slice(m.end, m.end + 24);
+  const live = s.items.filter((i) => !i.dropped);
+  const sumLive = liveTotal(live);
+  const sumHere = pricedSoFar.reduce((a, b) => a + b, 0n);
+  if (TOTAL_AFTER.test(after) && (live.length > 0 || pricedSoFar.length > 0)) return true;
+  if (pricedSoFar.length > 0 && sumHere === r.amountMinor) return true;
+  if (live.length >= 2 && sumLive === r.amountMinor) return true;
+  if (live.length >= 1 && /\b(?:total|altogether|all in|all-in|in all|overall|comes? to|that makes|grand total)\b[^,.;!?]*$/.test(before)) return true;
+  if (live.length === 1 && live[0]!.amountMinor === r.amountMinor && live[0]!.quantity > 1 && TOTAL_WORDS_BEFORE.test(before)) return true;
   return false;
 }
 
@@ -456,24 +604,19 @@ function quantityFor(
   if (!m.per) return { count: 1, unit: "" };
   if (m.per === "item") {
     const of = lower.slice(m.end).match(/\b(\w+)\s+of (?:them|those|these|em)\b/);
-    if (of) {
-      const n = wordCount(of[1] ?? "");
-      if (n) return { count: n, unit: "item" };
-    }
-    const before = lower.slice(0, m.start).match(/\b(\w+)\s+(?:of (?:them|those|these)|[a-z]+s)\s+(?:at|for|is|are)?\s*$/);
-    if (before) {
-      const n = wordCount(before[1] ?? "");
-      if (n) return { count: n, unit: "item" };
-    }
+    const n = of ? wordCount(of[1] ?? "") : undefined;
+    if (n) return { count: n, unit: "item" };
   }
-  const sameUnit = counts.filter((c) => c.unit === m.per || (SESSIONISH.has(c.unit) && SESSIONISH.has(m.per!)));
-  let count: CountMention | undefined = sameUnit[0];
+  const matches = (unit: string) => unit === m.per || (SESSIONISH.has(unit) && SESSIONISH.has(m.per!));
+  let count: CountMention | undefined = counts.find((c) => matches(c.unit) && c.start > m.end) ?? counts.find((c) => matches(c.unit));
+  let from: "here" | "before" = "here";
   if (!count) {
     for (let i = s.counts.length - 1; i >= 0; i--) {
       const seen = s.counts[i]!;
       if (seen.source.index === source.index) continue;
-      if (seen.count.unit === m.per || (SESSIONISH.has(seen.count.unit) && SESSIONISH.has(m.per))) {
+      if (matches(seen.count.unit)) {
         count = seen.count;
+        from = "before";
         break;
       }
     }
@@ -481,48 +624,50 @@ function quantityFor(
   if (!count) return { count: 1, unit: m.per };
   let n = count.countMax ?? count.count;
   // "three sessions a week for two weeks": the weekly count times the weeks.
-  const tail = lower.slice(count.end, count.end + 12);
+  const text = from === "here" ? lower : (s.counts.find((c) => c.count === count)?.source.text.toLowerCase() ?? "");
+  const tail = text.slice(count.end, count.end + 12);
   const period = /^\s*(?:a|per|each|every)\s+(week|day|month)\b/.exec(tail)?.[1];
   if (period) {
-    const span = [...counts, ...s.counts.map((c) => c.count)].find((c) => c.unit === period && c !== count);
+    const pool = from === "here" ? counts : s.counts.filter((c) => c.source.text.toLowerCase() === text).map((c) => c.count);
+    const span = pool.find((c) => c.unit === period && c.start > count!.end);
     if (span) n *= span.count;
   }
-  return { count: n, unit: count.unit === m.per ? m.per : count.unit };
+  return { count: n, unit: matches(count.unit) && count.unit !== m.per && m.per === "hour" ? count.unit : m.per };
 }
 
 const SESSIONISH = new Set(["hour", "session", "lesson", "visit"]);
 
 function wordCount(word: string): number | undefined {
-  const n = scanAmounts(`${word} items`, "GBP").counts[0];
-  return n?.count;
+  return scanAmounts(`${word} items`, "GBP").counts[0]?.count;
 }
 
 /**
- * Which item a mention prices: the item with the same words, the only item when a bare number
- * is said (a counter-offer on the whole deal: "total"), or none (a new item).
+ * Which item a price is for: the item with the same words; for a bare number, the only item
+ * (or "total", an offer on the whole deal, when several are on the table); none for a new item.
  */
-function pickItem(s: DealState, described: string | undefined, m: MoneyMention, mentions: number): DealItem | "total" | undefined {
+function pickItem(s: DealState, speaker: string, r: Reading, mentions: number): DealItem | "total" | undefined {
   const live = s.items.filter((i) => !i.dropped);
-  if (described) {
-    const words = described.split(/\s+/);
+  if (r.described) {
+    const words = r.described.split(/\s+/);
     const same = live.find((i) => sameThing(i.description, words));
     if (same) return same;
+    // One thing on the table, priced by the other side: a counter-offer names the same thing.
+    if (live.length === 1 && mentions === 1 && !live[0]!.uncertain && !r.range) {
+      const only = live[0]!;
+      if (!only.description || only.description === s.subject || (only.pricedBy !== speaker && only.acceptedBy === undefined)) return only;
+    }
     return undefined;
   }
   const unpriced = live.find((i) => i.amountMinor === undefined);
   if (unpriced) return unpriced;
-  if (m.per) {
-    const rate = live.find((i) => i.unit === m.per || (SESSIONISH.has(i.unit) && SESSIONISH.has(m.per!)));
+  if (r.m.per) {
+    const rate = live.find((i) => i.unit === r.m.per || (SESSIONISH.has(i.unit) && SESSIONISH.has(r.m.per!)));
     if (rate) return rate;
+    return undefined;
   }
-  if (live.length === 1 && mentions === 1) {
-    const only = live[0]!;
-    // A new ranged price for a single item restates that item.
-    if (m.range || only.range || m.per) return only;
-    return "total";
-  }
-  if (live.length > 1 && mentions === 1) return "total";
-  return undefined;
+  if (live.length === 0) return undefined;
+  if (live.length === 1) return live[0]!;
+  return "total";
 }
 
 /** Role words: sellers and tradespeople are paid; buyers pay. */
@@ -549,15 +694,20 @@ function noteSubject(s: DealState, text: string): void {
   const lower = text.toLowerCase();
   if (/\b(?:lessons?|tuition|tutoring|coaching|classes|class)\b/.test(lower) || /\bteach(?:ing)?\b/.test(lower)) s.kind = "lessons";
   // Buying something yourself ("I'll buy the paint myself") is no sale between the two.
-  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand)\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
-  if (s.subject) return;
-  const sold = saleObject(text);
-  if (sold) {
-    s.subject = sold;
+  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand|the listing|i'?ll take (?:it|the|them)|we'?ll take (?:it|the|them))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
+  if (s.subject && !s.subjectWeak) return;
+  const strong = saleObject(text) ?? jobPhrase(text);
+  if (strong) {
+    s.subject = strong;
+    s.subjectWeak = false;
     return;
   }
-  const job = jobPhrase(text);
-  if (job) s.subject = job;
+  if (s.subject) return;
+  const weak = topicPhrase(text);
+  if (weak) {
+    s.subject = weak;
+    s.subjectWeak = true;
+  }
 }
 
 /** Who is paid and who pays, from the talk first and the profiles when the talk does not say. */

@@ -1,5 +1,14 @@
+import nlp from "compromise";
 import type { MoneyMention } from "./amounts.js";
 import { parseNumberWords, scanAmounts } from "./amounts.js";
+
+/*
+ * Why compromise (14.x) here and not for numbers: its part-of-speech tagger tells a noun from a
+ * verb or an adverb ("labour seven hundred" vs "you had it at four fifty", "again at five"),
+ * which a word list cannot. For number words it was checked and is worse than amounts.ts: it
+ * reads "a couple of hundred" as 100, "one and a half grand" as 1.5, misses "a fiver" and
+ * "$35/hr", and returns floats; words-to-numbers turns "eighty and one twenty" into "81 20".
+ */
 
 /**
  * Noun phrases in money talk: what a price is for ("forty for the paint" → "paint"), what a job
@@ -42,16 +51,40 @@ const JOB_NOUNS: Record<string, string> = {
   paint: "painting", decorate: "decorating", clean: "cleaning", wash: "washing", mow: "mowing", cut: "cutting",
   trim: "trimming", prune: "pruning", clear: "clearance", deliver: "delivery", design: "design", develop: "development",
   move: "removal", rewire: "rewiring", plaster: "plastering", tile: "tiling", unblock: "unblocking", assemble: "assembly",
-  walk: "walking", photograph: "photography", shoot: "photography", cater: "catering", translate: "translation",
-  edit: "editing", tune: "tuning", check: "check", inspect: "inspection", sweep: "sweeping", lay: "laying",
-  plumb: "plumbing", weed: "weeding", polish: "polishing", sand: "sanding", varnish: "varnishing", re: "work",
+  walk: "walking", photograph: "photography", cater: "catering", translate: "translation",
+  edit: "editing", tune: "tuning", inspect: "inspection", sweep: "sweeping",
+  plumb: "plumbing", weed: "weeding", polish: "polishing", varnish: "varnishing",
+  mount: "mounting", restore: "restoration", reupholster: "reupholstering", upholster: "upholstery",
+  redesign: "redesign", groom: "grooming", tutor: "tutoring", teach: "lessons", coach: "coaching",
 };
 /** Nouns that already name a job: "gutter repair", "guitar lessons". */
 const JOB_TAILS = new Set([
   "repair", "repairs", "lessons", "lesson", "tuition", "cleaning", "mowing", "painting", "installation", "service",
   "servicing", "clearance", "removal", "delivery", "design", "fitting", "replacement", "tutoring", "coaching",
-  "decorating", "survey", "inspection", "work", "job", "check", "walking", "sitting", "care",
+  "decorating", "survey", "inspection", "work", "job", "check", "walking", "sitting", "care", "clean", "training",
+  "mounting", "tuning", "restoration", "rental", "hire", "fitting", "redesign", "wash", "washing", "grooming",
 ]);
+
+/** Words after which a noun phrase has ended: pronouns and verbs of the price sentence. */
+const BREAKERS = new Set([
+  "i", "i'd", "i'll", "i'm", "i've", "you", "you'd", "you'll", "we", "we'd", "we'll", "it's", "that's", "it", "that",
+  "would", "will", "should", "could", "is", "are", "was", "be", "say", "said", "normally", "usually", "probably",
+  "comes", "costs", "cost", "came", "makes", "make", "do", "does", "call", "quote", "charge", "want", "need",
+]);
+
+/** Nouns of trade talk that the tagger may read as verbs. */
+const KNOWN_NOUNS = new Set(["labour", "labor", "call-out", "callout", "parts", "materials", "delivery", "fitting", "service", "repair", "cleaning", "survey", "skip", "paint", "tiling", "mowing", "design", "plumbing", "wiring", "rewiring", "trimming", "clearance"]);
+
+/** True when the phrase holds a noun (by the tagger or a known trade noun), not only verbs and fillers. */
+export function hasNoun(phrase: string): boolean {
+  const words = tokens(phrase);
+  if (words.some((w) => KNOWN_NOUNS.has(w) || JOB_TAILS.has(w))) return true;
+  const terms = nlp(phrase).terms().json() as { terms: { tags: string[] }[] }[];
+  return terms.some((t) => {
+    const tags = t.terms[0]?.tags ?? [];
+    return (tags.includes("Noun") && !tags.includes("Pronoun") && !tags.includes("Value")) || tags.includes("Gerund");
+  });
+}
 
 /** Lower-case content words, "’" as "'". */
 function tokens(text: string): string[] {
@@ -90,8 +123,8 @@ export function contentWords(words: readonly string[]): string | undefined {
     const w = raw.replace(/[^\p{L}\p{N}'-]/gu, "");
     const lower = w.toLowerCase();
     if (["and", "plus", "but", "then", "so", "or", "if", "which", "because", "depending", "including"].includes(lower)) break;
-    if (kept.length > 0 && PREPOSITIONS.has(lower)) break;
-    if (kept.length === 0 && (STOP.has(lower) || PREPOSITIONS.has(lower))) continue;
+    if (kept.length > 0 && (PREPOSITIONS.has(lower) || BREAKERS.has(lower))) break;
+    if (kept.length === 0 && (STOP.has(lower) || PREPOSITIONS.has(lower) || BREAKERS.has(lower) || parseNumberWords([lower]) !== undefined || FILLERS.has(lower))) continue;
     if (/^\d/.test(lower)) break;
     if (w) kept.push(w);
     if (kept.length >= 4) break;
@@ -100,6 +133,9 @@ export function contentWords(words: readonly string[]): string | undefined {
   if (kept.length === 0 || kept.every((w) => STOP.has(w.toLowerCase()))) return undefined;
   return kept.join(" ");
 }
+
+/** Sounds and hedges people make while thinking. */
+const FILLERS = new Set(["um", "er", "erm", "uh", "hmm", "mm", "ah", "oh", "like", "honestly", "basically", "actually", "so", "well", "right", "okay", "ok", "yeah", "sure", "somewhere", "anywhere", "between", "from", "about", "around", "roughly", "maybe", "probably", "just", "only", "without", "except", "excluding", "minus", "all", "whole", "full"]);
 
 /** "three hours", "2 days": a count, not a name for what is bought. */
 function isQuantity(phrase: string): boolean {
@@ -115,55 +151,94 @@ function leadingWords(text: string): string[] {
 
 /**
  * Words naming what a price is for: "£80 for the call-out", "the parts are £60", "£80
- * call-out", "labour at £40 an hour". Undefined when the price names nothing.
+ * call-out", "labour at £40 an hour", "For the gutter repair, …, I'd say £185". Undefined
+ * when the price names nothing (then the talk's subject stands in).
  */
 export function describeMention(text: string, m: MoneyMention): string | undefined {
   const normal = text.replace(/[’‘`]/g, "'");
+  const ok = (phrase: string | undefined) => (phrase && !isQuantity(phrase) && hasNoun(phrase) ? phrase : undefined);
   const afterWords = leadingWords(normal.slice(m.end).replace(/^[\s,]+/, ""));
   const first = afterWords[0]?.toLowerCase();
   if (first === "for" || first === "on") {
-    const phrase = contentWords(afterWords.slice(1));
-    if (phrase && !isQuantity(phrase)) return phrase;
+    const phrase = ok(contentWords(afterWords.slice(1)));
+    if (phrase) return phrase;
   }
-  const clause = normal.slice(0, m.start).split(/[,.;:!?]|\band\b|\bplus\b|\bthen\b|\bbut\b/i).pop() ?? "";
+  const sentence = normal.slice(0, m.start).split(/[.!?;:](?=\s|$)/).pop() ?? "";
+  const clause = sentence.split(/,|\band\b|\bplus\b|\bthen\b|\bbut\b/i).pop() ?? "";
+  // "without the plumbing it's …" qualifies a price; it names no item.
+  const qualified = /\b(?:without|except|excluding|minus|not counting|but not)\b/i.test(clause);
   const verb = clause.match(
-    /^(.*?)\b(?:is|are|was|will be|would be|could be|might be|should be|'ll be|'s|comes to|costs?|runs?|at)(?:\s+(?:anything|anywhere|somewhere|roughly|about|around|approximately|probably|maybe|just|only))*(?:\s+(?:from|between))?\s*$/i,
+    /^(.*?)\b(?:is|are|was|will be|would be|could be|might be|should be|'ll be|'s|comes to|costs?|runs?|at)(?:\s+(?:anything|anywhere|somewhere|roughly|about|around|approximately|probably|maybe|just|only|like))*(?:\s+(?:from|between))?\s*$/i,
   );
-  if (verb?.[1]) {
-    const phrase = contentWords(verb[1].trim().split(/\s+/).slice(-4));
-    if (phrase && !isQuantity(phrase)) return phrase;
+  if (verb?.[1] && !qualified) {
+    const phrase = ok(contentWords(verb[1].trim().split(/\s+/).slice(-4)));
+    if (phrase) return phrase;
   }
-  // "for the paint, forty": the item named just before a price, after "for".
-  const forBefore = clause.match(/\bfor\s+((?:the|your|my|a|an)\s+)?([a-z][a-z' -]{1,30}?)\s*(?:i'?d say|i'?ll do|i can do|say|it'?s|is|would be|call it)?\s*$/i);
-  if (forBefore?.[2]) {
-    const phrase = contentWords(forBefore[2].trim().split(/\s+/));
-    if (phrase && !isQuantity(phrase)) return phrase;
+  // "For the gutter repair, new brackets…, I'd say £185": the "for" phrase of the sentence.
+  const forPhrase = sentence.match(/(?:^|[,]\s*|\b(?:so|and|but|then)\s+)for\s+(?:the|a|an|your|my|this|that|all|those|these)?\s*([a-z][a-z' -]{1,40})/i);
+  if (forPhrase?.[1]) {
+    const phrase = ok(contentWords(forPhrase[1].trim().split(/\s+/)));
+    if (phrase) return phrase;
   }
-  if (first !== undefined && !AFTER_STOPPERS.has(first) && !/^(?:an?|per)$/.test(first)) {
-    const phrase = contentWords(afterWords);
-    if (phrase && !isQuantity(phrase)) return phrase;
+  if (first !== undefined && !AFTER_STOPPERS.has(first)) {
+    const phrase = ok(contentWords(afterWords));
+    if (phrase) return phrase;
+  }
+  // "labour seven hundred", "the hedge trimming ninety": a short noun phrase right before the price.
+  const close = clause.trim().split(/\s+/).filter((w) => w.length > 0);
+  if (!qualified && close.length > 0 && close.length <= 4) {
+    const phrase = ok(contentWords(close));
+    if (phrase) return phrase;
   }
   return undefined;
 }
 
-/** "Can you fix the gutter?" → "Gutter repair"; "guitar lessons" → "Guitar lessons". Undefined when no job is named. */
+/** A verb's spoken forms: "fix", "fixes", "fixed", "fixing"; "tile", "tiled", "tiling". */
+function verbForms(verb: string): string {
+  return verb.endsWith("e") ? `${verb.slice(0, -1)}(?:e|es|ed|ing)` : `${verb}(?:s|es|ed|ing|${verb.slice(-1)}ing|${verb.slice(-1)}ed)?`;
+}
+
+const VERB_RE = new RegExp(
+  `\\b(${Object.keys(JOB_NOUNS).map(verbForms).join("|")})\\b(?:\\s+(?:up|out|over|back))?\\s+((?:the|my|your|our|a|an|some|this|that|those|these|his|her)\\s+)?([a-z][a-z'-]*(?:\\s+[a-z][a-z'-]*){0,2})`,
+  "gi",
+);
+
+function verbOf(form: string): string | undefined {
+  return Object.keys(JOB_NOUNS).find((v) => new RegExp(`^${verbForms(v)}$`).test(form));
+}
+
+/** "Can you fix the gutter?" → "Gutter repair"; "the tiling" → "Tiling"; "guitar lessons". Undefined when no job is named. */
 export function jobPhrase(text: string): string | undefined {
   const lower = text.toLowerCase().replace(/[’‘`]/g, "'");
-  const verbs = Object.keys(JOB_NOUNS).join("|");
-  const verbRe = new RegExp(`\\b(${verbs})(?:ing|ed|s)?\\s+(?:up\\s+|out\\s+|over\\s+)?((?:the|my|your|our|a|an|some|this|that|those|these|his|her)\\s+)?([a-z][a-z'-]*(?:\\s+[a-z][a-z'-]*){0,2})`, "i");
-  const m = lower.match(verbRe);
-  if (m) {
-    const object = contentWords((m[3] ?? "").split(/\s+/));
-    if (object && !isQuantity(object) && !/^(?:you|it|them|me|for|job|that|this)$/.test(object)) {
-      return capitalise(`${object} ${JOB_NOUNS[m[1]!] ?? m[1]}`);
-    }
+  // "the rewiring", "the tiling": a job said as a gerund.
+  const gerund = lower.match(/\b(?:the|a|some|your|my)\s+([a-z]+ing)\b/);
+  if (gerund?.[1] && verbOf(gerund[1]) && !/^(?:thing|morning|evening|ceiling|building|something|anything|nothing|everything|ring|spring|king)$/.test(gerund[1])) {
+    return capitalise(gerund[1]);
   }
-  const tail = lower.match(/\b([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)\s+(repair|repairs|lessons|tuition|cleaning|mowing|painting|installation|servicing|service|clearance|removal|tutoring|coaching|decorating|walking|sitting)\b/);
+  for (const m of lower.matchAll(VERB_RE)) {
+    const verb = verbOf(m[1] ?? "");
+    if (!verb) continue;
+    // "moving to Osaka", "cleaning up after": an object needs its article or a plain noun.
+    const object = contentWords((m[3] ?? "").split(/\s+/));
+    if (!object || isQuantity(object) || /^(?:you|it|them|me|for|job|that|this|to|properly|again|today|tomorrow)$/.test(object) || !hasNoun(object)) continue;
+    return capitalise(`${object} ${JOB_NOUNS[verb] ?? verb}`);
+  }
+  const tail = lower.match(/\b([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)\s+(repair|repairs|lessons|tuition|cleaning|clean|mowing|painting|installation|servicing|service|clearance|removal|tutoring|coaching|decorating|walking|sitting|training|mounting|tuning|restoration|rental|hire|fitting|redesign|design)\b/);
   if (tail) {
     const object = contentWords((tail[1] ?? "").split(/\s+/));
     if (object && !isQuantity(object)) return capitalise(`${object} ${tail[2]}`);
   }
   return undefined;
+}
+
+/** "It's the gutter round the back", "I'm here about the sofa": what the talk is about, weakly. */
+export function topicPhrase(text: string): string | undefined {
+  const lower = text.toLowerCase().replace(/[’‘`]/g, "'");
+  const m = lower.match(/\b(?:it'?s|this is|these are|is this|are these|here about|here for|interested in|about|looking at)\s+(?:the|your|my|these|those|this|that)\s+([a-z][a-z'-]*(?:\s+[a-z][a-z'-]*){0,3})/);
+  if (!m?.[1]) return undefined;
+  const object = contentWords(m[1].split(/\s+/));
+  if (!object || isQuantity(object) || !hasNoun(object)) return undefined;
+  return capitalise(object);
 }
 
 /** "I'll sell you my sofa", "how much for the bike?", "I'd buy your old guitar" → the goods. */
