@@ -33,7 +33,7 @@ export interface BrowserAudio {
 }
 
 /** Creates the SendAudio state of one server, limited to `perSecond` calls per member. */
-export function createBrowserAudio(perSecond: number, now: () => number = Date.now): BrowserAudio {
+export function createBrowserAudio(perSecond: number, now: () => number = () => Date.now()): BrowserAudio {
   const byRoom = new WeakMap<Room, Map<string, BrowserAudioState>>();
   return {
     of(room, userId) {
