@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
-import { ContractStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { createTokenService } from "../auth/tokens.js";
 import type { Config } from "../config.js";
 import { createContractDesk } from "../deal/contracts.js";
@@ -15,6 +14,7 @@ import type { ServerDeps } from "../server/deps.js";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError } from "../events/event-log.js";
+import { recoverSettlement } from "../settlement/recovery.js";
 import { createEngines } from "./engines.js";
 
 /** A running Handshake: the server plus what it owns, closed in order by `close`. */
@@ -103,20 +103,11 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   };
   const server = buildServer(deps);
   const port = await server.listen(config.port, config.host);
-  // Payments and milestone captures interrupted by a crash are finished with the same idempotency
-  // keys, and holds of contracts still in escrow are watched for expiry again.
-  void engines.executor.resumePending().catch((err: unknown) => log.error({ err }, "resuming payments failed"));
-  void store
-    .listContractsWithStatus(ContractStatus.ACTIVE)
-    .then(async (active) => {
-      for (const contract of active) {
-        engines.executor.watchHolds(contract);
-        await engines.milestones
-          .resumeInterrupted(contract.id)
-          .catch((err: unknown) => log.error({ err, contractId: contract.id }, "resuming milestone captures failed"));
-      }
-    })
-    .catch((err: unknown) => log.error({ err }, "watching holds failed"));
+  // Payments, captures and releases interrupted by a crash are finished with the same idempotency
+  // keys, records are squared with the rail and each other, and holds in escrow are watched again.
+  void recoverSettlement({ store, executor: engines.executor, milestones: engines.milestones, log }).catch((err: unknown) =>
+    log.error({ err }, "recovering payments failed"),
+  );
 
   let closing: Promise<void> | undefined;
   return {

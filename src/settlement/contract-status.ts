@@ -5,6 +5,8 @@ import {
   MilestoneStatus,
   PaymentStatus,
   type Contract,
+  type EscrowHold,
+  type Milestone,
 } from "../../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
 import type { Store } from "../store/store.js";
@@ -47,6 +49,36 @@ export function deriveContractStatus(contract: Contract): ContractStatus {
   return ContractStatus.COMPLETED;
 }
 
+/**
+ * The contract as it will stand once `changes` are recorded (a hold, a milestone), and its
+ * derived status: what a settlement writes in the same transaction as its records.
+ */
+export function contractAfter(contract: Contract, changes: { hold?: EscrowHold; milestone?: Milestone }): { contract: Contract; status: ContractStatus } {
+  const { hold, milestone } = changes;
+  const after: Contract = {
+    ...contract,
+    holds: hold ? contract.holds.map((h) => (h.id === hold.id ? hold : h)) : contract.holds,
+    milestones: milestone ? contract.milestones.map((m) => (m.id === milestone.id ? milestone : m)) : contract.milestones,
+  };
+  return { contract: after, status: deriveContractStatus(after) };
+}
+
+/**
+ * Tells the room about a contract whose status is now `contract.status`: the contract itself,
+ * then the "completed" step when it is COMPLETED (or ACTIVE, with `stepWhenActive`).
+ */
+export function announceStatus(events: SettlementEvents, contract: Contract, stepWhenActive: boolean): void {
+  events.emit({ kind: "contract", roomId: contract.roomId, contractId: contract.id, contract });
+  if (contract.status === ContractStatus.COMPLETED || (stepWhenActive && contract.status === ContractStatus.ACTIVE)) {
+    const held = contract.holds.filter((h) => h.status === EscrowHoldStatus.HELD).length;
+    events.step(contract, {
+      step: "completed",
+      status: ExecutionStepStatus.SUCCEEDED,
+      detail: held > 0 ? `Payments made; ${held} escrow hold${held === 1 ? "" : "s"} wait for milestones` : "Every payment made and every milestone settled",
+    });
+  }
+}
+
 /** How `settleStatus` tells the room. */
 export interface SettleOptions {
   /** Broadcast the contract even when its status did not change (the saga's last step does). */
@@ -68,15 +100,6 @@ export async function settleStatus(store: Store, events: SettlementEvents, contr
     await store.setContractStatus(contract.id, status);
     contract.status = status;
   }
-  if (!changed && !options.announce) return contract;
-  events.emit({ kind: "contract", roomId: contract.roomId, contractId: contract.id, contract });
-  if (status === ContractStatus.COMPLETED || (options.stepWhenActive && status === ContractStatus.ACTIVE)) {
-    const held = contract.holds.filter((h) => h.status === EscrowHoldStatus.HELD).length;
-    events.step(contract, {
-      step: "completed",
-      status: ExecutionStepStatus.SUCCEEDED,
-      detail: held > 0 ? `Payments made; ${held} escrow hold${held === 1 ? "" : "s"} wait for milestones` : "Every payment made and every milestone settled",
-    });
-  }
+  if (changed || options.announce) announceStatus(events, contract, options.stepWhenActive);
   return contract;
 }

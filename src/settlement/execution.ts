@@ -8,7 +8,7 @@ import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
 import { settleStatus } from "./contract-status.js";
 import { createHoldWatcher } from "./hold-watch.js";
 import type { StepContext } from "./money-step.js";
-import { syncMilestones } from "./reconciliation.js";
+import { squareHoldsWithRail, syncMilestones } from "./reconciliation.js";
 import { runSaga, undoSaga } from "./saga.js";
 import { createSettlementEvents, type ExecutionEventListener } from "./settlement-events.js";
 
@@ -38,6 +38,15 @@ export interface ContractExecutorOptions {
   log?: Logger;
 }
 
+/** Options of `reconcile`. */
+export interface ReconcileOptions {
+  /**
+   * Ask the rail about every HELD hold first (start-up): a capture or release it carried out but
+   * whose record a crash lost is recorded, hold and milestone in one transaction.
+   */
+  checkRail?: boolean;
+}
+
 /** Carries out signed contracts: the payment saga, its resumption after a crash, and hold expiry. */
 export interface ContractExecutor {
   /**
@@ -55,7 +64,7 @@ export interface ContractExecutor {
    * Re-reads a contract after an outside change (a Stripe webhook): brings milestones in line with
    * their holds, recomputes the status, broadcasts what changed, and (re)arms hold-expiry timers.
    */
-  reconcile(contractId: string): Promise<Contract>;
+  reconcile(contractId: string, options?: ReconcileOptions): Promise<Contract>;
   /** Compensation: releases every hold of the contract still HELD (immediate payments are not refunded). */
   releaseOutstandingHolds(contractId: string): Promise<Contract>;
   /** Arms hold-expiry timers for the contract's HELD holds (e.g. contracts loaded at start-up). */
@@ -98,7 +107,8 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
     return contract;
   }
 
-  async function reconcileLocked(contractId: string): Promise<Contract> {
+  async function reconcileLocked(contractId: string, options: ReconcileOptions = {}): Promise<Contract> {
+    if (options.checkRail) await squareHoldsWithRail(store, rail, events, now, log, await load(contractId));
     await syncMilestones(store, events, now, await load(contractId));
     return settle(contractId, false);
   }
@@ -158,7 +168,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
       return resumed;
     },
 
-    reconcile: (contractId) => lock.run(contractId, () => reconcileLocked(contractId)),
+    reconcile: (contractId, reconcileOptions) => lock.run(contractId, () => reconcileLocked(contractId, reconcileOptions)),
 
     releaseOutstandingHolds: (contractId) =>
       lock.run(contractId, async () => {

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { EscrowHoldStatus, type EscrowHold, type Milestone } from "../../gen/handshake/v1/deal_pb.js";
+import { EscrowHoldStatus, type Contract, type EscrowHold, type Milestone } from "../../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
 import { NotFoundError } from "../core/errors.js";
 import { silentLogger } from "../core/log.js";
@@ -16,11 +16,11 @@ import {
   type MilestoneDecision,
   type MilestoneScene,
 } from "../deal/milestones-rules.js";
-import { next } from "../deal/milestones-state.js";
+import { isSettledMilestone, next } from "../deal/milestones-state.js";
 import { PaymentRailError, type PaymentRail, type RailRequest } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
 import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
-import { settleStatus } from "./contract-status.js";
+import { announceStatus, contractAfter } from "./contract-status.js";
 import { idempotencyKey } from "./idempotency.js";
 import { askRail, railPartiesFor, railRequestFor } from "./rail-call.js";
 import { createSettlementEvents, type ExecutionEventListener } from "./settlement-events.js";
@@ -103,59 +103,93 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     return railRequestFor(s.contract, s.item, railParties, idempotencyKey(s.contract.id, s.item.id, action), amountMinor, hold.currency);
   }
 
-  const settleContract = async (contractId: string) => void (await settleStatus(store, events, contractId, { announce: false, stepWhenActive: false }));
+  /**
+   * One decided capture or release of `hold`, as a two-step record around the rail call: the intent
+   * (with the milestone as the decision left it, when `record`) in one transaction before the call,
+   * and the outcome (hold, milestone, contract status, intent gone) in one transaction after. A
+   * crash in between leaves the intent, which `resumeInterrupted` finishes with the same key.
+   */
+  async function settleHold(
+    s: MilestoneScene,
+    decided: Milestone,
+    record: boolean,
+    hold: EscrowHold,
+    action: "capture" | "release",
+    amountMinor: bigint,
+  ): Promise<Milestone> {
+    const key = idempotencyKey(s.contract.id, s.item.id, action);
+    const milestone = record ? { ...decided, updatedAtMs: BigInt(now()) } : decided;
+    await store.recordSettlementIntent(
+      { idempotencyKey: key, contractId: s.contract.id, milestoneId: milestone.id, holdId: hold.id, action, amountMinor, createdAtMs: now() },
+      record ? milestone : undefined,
+    );
+    if (record) events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone });
+    const money = formatMoney(amountMinor, hold.currency);
+    if (action === "capture") step(s, "capture", ExecutionStepStatus.STARTED, `Paying ${money} to ${s.parties.providerName} from escrow`);
+    else step(s, "release", ExecutionStepStatus.STARTED, `Returning ${money} to ${s.parties.clientName}`);
+    const answer = await askRail(async () => {
+      const req = await request(s, hold, action, amountMinor);
+      return action === "capture" ? rail.capture(hold.railReference, req) : rail.release(hold.railReference, req);
+    });
+    const expected = action === "capture" ? ["captured", "succeeded"] : ["released"];
+    if (answer instanceof PaymentRailError || !expected.includes(answer.status)) {
+      const reason = answer instanceof PaymentRailError ? answer.message : answer.failureReason || `unexpected rail answer: ${answer.status}`;
+      return refused(s, milestone, key, action, reason, answer instanceof PaymentRailError && answer.retryable);
+    }
+    const captured = action === "capture" ? (answer.capturedMinor ?? amountMinor) : 0n;
+    const updatedHold: EscrowHold = {
+      ...hold,
+      status: action === "capture" ? EscrowHoldStatus.CAPTURED : EscrowHoldStatus.RELEASED,
+      capturedMinor: captured,
+      failureReason: "",
+      updatedAtMs: BigInt(now()),
+    };
+    const settled = next(milestone, action === "capture" ? { type: "captured", capturedMinor: captured } : { type: "released" })!;
+    settled.updatedAtMs = BigInt(now());
+    const after = await recordOutcome(s, key, settled, updatedHold);
+    events.emit({ kind: "hold", roomId: s.contract.roomId, contractId: s.contract.id, hold: updatedHold });
+    events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone: settled });
+    if (action === "capture") {
+      const rest = hold.amountMinor - captured;
+      step(
+        s,
+        "capture",
+        ExecutionStepStatus.SUCCEEDED,
+        `${formatMoney(captured, hold.currency)} paid to ${s.parties.providerName}` +
+          (rest > 0n ? `; ${formatMoney(rest, hold.currency)} returned to ${s.parties.clientName}` : ""),
+      );
+    } else {
+      step(s, "release", ExecutionStepStatus.SUCCEEDED, `${money} returned to ${s.parties.clientName}`);
+    }
+    if (after) announceStatus(events, after, false);
+    return settled;
+  }
+
+  /**
+   * Writes an outcome whole: the hold, the milestone, the contract's status when it changes, the
+   * intent deleted. Returns the contract with its new status when the status changed.
+   */
+  async function recordOutcome(s: MilestoneScene, key: string, milestone: Milestone, hold?: EscrowHold): Promise<Contract | undefined> {
+    const { contract, status } = contractAfter(s.contract, { milestone, ...(hold ? { hold } : {}) });
+    const changed = status !== s.contract.status;
+    await store.recordSettlementOutcome({ intentKey: key, milestone, ...(hold ? { hold } : {}), ...(changed ? { contractStatus: status } : {}) });
+    if (!changed) return undefined;
+    contract.status = status;
+    return contract;
+  }
 
   /** Records a refused capture or release on the milestone (the hold stays as it was). */
-  async function failed(s: MilestoneScene, milestone: Milestone, what: "capture" | "release", reason: string, retryable: boolean): Promise<Milestone> {
-    const result = await save(s, next(milestone, { type: "refused", reason })!);
+  async function refused(s: MilestoneScene, milestone: Milestone, key: string, what: "capture" | "release", reason: string, retryable: boolean): Promise<Milestone> {
+    const result = next(milestone, { type: "refused", reason })!;
+    result.updatedAtMs = BigInt(now());
+    const after = await recordOutcome(s, key, result);
+    events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone: result });
     const message = `${what === "capture" ? "Paying out" : "Releasing"} "${s.item.description}" failed: ${reason}`;
     step(s, what, ExecutionStepStatus.FAILED, message);
     events.panelError(s.contract, `${what}_failed`, message, retryable);
     log.warn({ contractId: s.contract.id, milestoneId: milestone.id, what, reason }, "milestone settlement refused by the rail");
-    await settleContract(s.contract.id);
+    if (after) announceStatus(events, after, false);
     return result;
-  }
-
-  async function capture(s: MilestoneScene, milestone: Milestone, hold: EscrowHold, amountMinor: bigint): Promise<Milestone> {
-    const money = formatMoney(amountMinor, hold.currency);
-    step(s, "capture", ExecutionStepStatus.STARTED, `Paying ${money} to ${s.parties.providerName} from escrow`);
-    const answer = await askRail(async () => rail.capture(hold.railReference, await request(s, hold, "capture", amountMinor)));
-    if (answer instanceof PaymentRailError) return failed(s, milestone, "capture", answer.message, answer.retryable);
-    if (answer.status !== "captured" && answer.status !== "succeeded") {
-      return failed(s, milestone, "capture", answer.failureReason || `unexpected rail answer: ${answer.status}`, false);
-    }
-    const captured = answer.capturedMinor ?? amountMinor;
-    const updatedHold: EscrowHold = { ...hold, status: EscrowHoldStatus.CAPTURED, capturedMinor: captured, failureReason: "", updatedAtMs: BigInt(now()) };
-    await store.recordHoldResult(updatedHold);
-    events.emit({ kind: "hold", roomId: s.contract.roomId, contractId: s.contract.id, hold: updatedHold });
-    const done = await save(s, next(milestone, { type: "captured", capturedMinor: captured })!);
-    const rest = hold.amountMinor - captured;
-    step(
-      s,
-      "capture",
-      ExecutionStepStatus.SUCCEEDED,
-      `${formatMoney(captured, hold.currency)} paid to ${s.parties.providerName}` +
-        (rest > 0n ? `; ${formatMoney(rest, hold.currency)} returned to ${s.parties.clientName}` : ""),
-    );
-    await settleContract(s.contract.id);
-    return done;
-  }
-
-  async function release(s: MilestoneScene, milestone: Milestone, hold: EscrowHold): Promise<Milestone> {
-    const money = formatMoney(hold.amountMinor, hold.currency);
-    step(s, "release", ExecutionStepStatus.STARTED, `Returning ${money} to ${s.parties.clientName}`);
-    const answer = await askRail(async () => rail.release(hold.railReference, await request(s, hold, "release", hold.amountMinor)));
-    if (answer instanceof PaymentRailError) return failed(s, milestone, "release", answer.message, answer.retryable);
-    if (answer.status !== "released") {
-      return failed(s, milestone, "release", answer.failureReason || `unexpected rail answer: ${answer.status}`, false);
-    }
-    const updatedHold: EscrowHold = { ...hold, status: EscrowHoldStatus.RELEASED, capturedMinor: 0n, failureReason: "", updatedAtMs: BigInt(now()) };
-    await store.recordHoldResult(updatedHold);
-    events.emit({ kind: "hold", roomId: s.contract.roomId, contractId: s.contract.id, hold: updatedHold });
-    const released = await save(s, next(milestone, { type: "released" })!);
-    step(s, "release", ExecutionStepStatus.SUCCEEDED, `${money} returned to ${s.parties.clientName}`);
-    await settleContract(s.contract.id);
-    return released;
   }
 
   /** Carries out what the rules decided. */
@@ -165,12 +199,10 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
         return decision.milestone;
       case "save":
         return save(s, decision.milestone);
-      case "capture": {
-        const milestone = decision.record ? await save(s, decision.milestone) : decision.milestone;
-        return capture(s, milestone, decision.hold, decision.amountMinor);
-      }
+      case "capture":
+        return settleHold(s, decision.milestone, decision.record, decision.hold, "capture", decision.amountMinor);
       case "release":
-        return release(s, decision.milestone, decision.hold);
+        return settleHold(s, decision.milestone, false, decision.hold, "release", decision.hold.amountMinor);
     }
   }
 
@@ -186,6 +218,20 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
         const contract = await store.getContract(contractId);
         if (!contract) throw new NotFoundError(`contract ${contractId} not found`);
         const resumed: Milestone[] = [];
+        // Decisions recorded as intents first: the same call again, with the same key and amount.
+        for (const intent of (await store.listSettlementIntents()).filter((i) => i.contractId === contractId)) {
+          const current = await store.getContract(contractId);
+          if (!current) break;
+          const s = milestoneScene(current, partiesOf(current).providerUserId, intent.milestoneId);
+          if (!s.hold || s.hold.id !== intent.holdId || s.hold.status !== EscrowHoldStatus.HELD || isSettledMilestone(s.milestone)) {
+            // Settled some other way meanwhile (a webhook): the intent is spent; start-up reconciliation squares the records.
+            await store.recordSettlementOutcome({ intentKey: intent.idempotencyKey, milestone: s.milestone });
+            continue;
+          }
+          log.info({ contractId, milestoneId: intent.milestoneId, action: intent.action }, `resuming an interrupted milestone ${intent.action}`);
+          resumed.push(await settleHold(s, s.milestone, false, s.hold, intent.action, intent.amountMinor));
+        }
+        // Captures decided before intents were recorded (older databases): read from the confirmations.
         for (const { id } of contract.milestones) {
           // Read again each time: a capture settles the contract and updates its holds.
           const current = await store.getContract(contractId);
@@ -194,7 +240,7 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
           const amount = decidedCapture(s);
           if (amount === undefined || !s.hold) continue;
           log.info({ contractId, milestoneId: id }, "resuming an interrupted milestone capture");
-          resumed.push(await capture(s, s.milestone, s.hold, amount));
+          resumed.push(await settleHold(s, s.milestone, false, s.hold, "capture", amount));
         }
         return resumed;
       }),
