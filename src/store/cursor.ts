@@ -3,6 +3,8 @@ export class InvalidCursorError extends Error {
   override readonly name = "InvalidCursorError";
 }
 
+const INT64_MAX = 2n ** 63n - 1n;
+
 /** Position after the last contract of a page: contracts are ordered by (createdAtMs, id) descending. */
 export interface ContractCursor {
   createdAtMs: bigint;
@@ -32,5 +34,8 @@ export function fromContractCursor(cursor: string): ContractCursor {
     throw new InvalidCursorError("malformed page cursor");
   }
   const { c, i } = parsed as { c: string; i: string };
-  return { createdAtMs: BigInt(c), id: i };
+  // A time outside int64 cannot be bound as a query parameter; no cursor of ours holds one.
+  const createdAtMs = BigInt(c);
+  if (createdAtMs < 0n || createdAtMs > INT64_MAX) throw new InvalidCursorError("malformed page cursor");
+  return { createdAtMs, id: i };
 }

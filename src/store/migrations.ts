@@ -227,6 +227,27 @@ CREATE TABLE settlement_intents (
 );
 `;
 
+const v6RoomMembers = `
+-- Each room code's current pair and its invite code, so both outlive a restart: a room's history
+-- is restored only for the people who were in it, and a stranger on a reused code starts empty.
+CREATE TABLE rooms (
+  room_id TEXT PRIMARY KEY,
+  -- '' when anyone may join.
+  invite_code TEXT NOT NULL,
+  -- This pair's events are those after this seq; earlier ones belong to an earlier pair.
+  history_after_seq BIGINT NOT NULL,
+  created_at_ms BIGINT NOT NULL
+);
+-- Members of the room's current pair; left_at_ms is set when they leave.
+CREATE TABLE room_members (
+  room_id TEXT NOT NULL REFERENCES rooms (room_id) ON DELETE CASCADE,
+  user_id TEXT NOT NULL,
+  joined_at_ms BIGINT NOT NULL,
+  left_at_ms BIGINT,
+  PRIMARY KEY (room_id, user_id)
+);
+`;
+
 /** Every migration, oldest first. The last version is the schema this code reads and writes. */
 export const migrations: readonly Migration[] = [
   { version: 1, name: "core_tables", sql: v1CoreTables },
@@ -234,6 +255,7 @@ export const migrations: readonly Migration[] = [
   { version: 3, name: "recovery_indexes", sql: v3RecoveryIndexes },
   { version: 4, name: "contract_declines", sql: v4ContractDeclines },
   { version: 5, name: "settlement_intents", sql: v5SettlementIntents },
+  { version: 6, name: "room_members", sql: v6RoomMembers },
 ];
 
 /** The schema version this code expects after migrating. */

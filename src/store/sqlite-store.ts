@@ -40,6 +40,7 @@ import {
   type ContractPage,
   type LedgerLeg,
   type LedgerTransaction,
+  type RoomRecord,
   type SettlementIntent,
   type SettlementOutcome,
   type SignatureOptions,
@@ -305,6 +306,18 @@ function prepareStatements(db: Database) {
     trimEvents: p("DELETE FROM room_events WHERE room_id = ? AND seq < ?"),
     eventsAfter: p("SELECT event FROM room_events WHERE room_id = ? AND seq > ? ORDER BY seq"),
     lastSeq: p("SELECT MAX(seq) AS seq FROM room_events WHERE room_id = ?"),
+    getRoom: p("SELECT room_id, invite_code, history_after_seq, created_at_ms FROM rooms WHERE room_id = ?"),
+    roomMembers: p("SELECT user_id, joined_at_ms, left_at_ms FROM room_members WHERE room_id = ? ORDER BY joined_at_ms, user_id"),
+    deleteRoomMembers: p("DELETE FROM room_members WHERE room_id = ?"),
+    upsertRoom: p(
+      "INSERT INTO rooms (room_id, invite_code, history_after_seq, created_at_ms) VALUES (?, ?, ?, ?) " +
+        "ON CONFLICT (room_id) DO UPDATE SET invite_code = excluded.invite_code, history_after_seq = excluded.history_after_seq, created_at_ms = excluded.created_at_ms",
+    ),
+    upsertRoomMember: p(
+      "INSERT INTO room_members (room_id, user_id, joined_at_ms, left_at_ms) VALUES (?, ?, ?, NULL) " +
+        "ON CONFLICT (room_id, user_id) DO UPDATE SET left_at_ms = NULL",
+    ),
+    markMemberLeft: p("UPDATE room_members SET left_at_ms = ? WHERE room_id = ? AND user_id = ? AND left_at_ms IS NULL"),
   };
 }
 
@@ -727,6 +740,49 @@ class SqliteStore implements Store {
   async lastRoomSeq(roomId: string): Promise<bigint> {
     this.live();
     return (this.q.lastSeq.get(roomId) as { seq: bigint | null }).seq ?? 0n;
+  }
+
+  async getRoomRecord(roomId: string): Promise<RoomRecord | undefined> {
+    this.live();
+    const row = this.q.getRoom.get(roomId) as
+      | { room_id: string; invite_code: string; history_after_seq: bigint; created_at_ms: bigint }
+      | undefined;
+    if (!row) return undefined;
+    const members = this.q.roomMembers.all(roomId) as { user_id: string; joined_at_ms: bigint; left_at_ms: bigint | null }[];
+    return {
+      roomId: row.room_id,
+      inviteCode: row.invite_code,
+      historyAfterSeq: BigInt(row.history_after_seq),
+      createdAtMs: Number(row.created_at_ms),
+      members: members.map((m) => ({
+        userId: m.user_id,
+        joinedAtMs: Number(m.joined_at_ms),
+        leftAtMs: m.left_at_ms === null ? undefined : Number(m.left_at_ms),
+      })),
+    };
+  }
+
+  async startRoom(room: { roomId: string; inviteCode: string; historyAfterSeq: bigint; atMs: number }): Promise<void> {
+    this.live();
+    requireText("room id", room.roomId);
+    this.db
+      .transaction(() => {
+        this.q.upsertRoom.run(room.roomId, room.inviteCode, room.historyAfterSeq, room.atMs);
+        this.q.deleteRoomMembers.run(room.roomId);
+      })
+      .immediate();
+  }
+
+  async addRoomMember(roomId: string, userId: string, atMs: number): Promise<void> {
+    this.live();
+    requireText("room id", roomId);
+    requireText("user id", userId);
+    this.q.upsertRoomMember.run(roomId, userId, atMs);
+  }
+
+  async markRoomMemberLeft(roomId: string, userId: string, atMs: number): Promise<void> {
+    this.live();
+    this.q.markMemberLeft.run(atMs, roomId, userId);
   }
 
   async close(): Promise<void> {

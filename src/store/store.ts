@@ -64,6 +64,17 @@ export interface SettlementOutcome {
   contractStatus?: ContractStatus;
 }
 
+/** A room code's current pair: who is or was in it, its invite code, where its history starts. */
+export interface RoomRecord {
+  roomId: string;
+  /** Empty when anyone may join. */
+  inviteCode: string;
+  /** The pair's events are those with seq > this; earlier ones are an earlier pair's. */
+  historyAfterSeq: bigint;
+  createdAtMs: number;
+  members: { userId: string; joinedAtMs: number; leftAtMs: number | undefined }[];
+}
+
 /** A page request for a user's contracts, newest first. */
 export interface ContractPage {
   limit: number;
@@ -156,6 +167,16 @@ export interface Store {
   loadRoomEvents(roomId: string, afterSeq: bigint): Promise<PanelEvent[]>;
   /** Highest seq stored for the room, 0n when none. */
   lastRoomSeq(roomId: string): Promise<bigint>;
+
+  // Who a room belongs to (its current pair) and its invite code, across restarts.
+  /** The room code's current record with its members, or undefined when the code was never used. */
+  getRoomRecord(roomId: string): Promise<RoomRecord | undefined>;
+  /** Starts a new pair on the code: replaces any earlier record, and its members, in one transaction. */
+  startRoom(room: { roomId: string; inviteCode: string; historyAfterSeq: bigint; atMs: number }): Promise<void>;
+  /** Records `userId` as a member of the room's current pair (again, when they had left). */
+  addRoomMember(roomId: string, userId: string, atMs: number): Promise<void>;
+  /** Records that `userId` left the room's current pair; no-op for a non-member. */
+  markRoomMemberLeft(roomId: string, userId: string, atMs: number): Promise<void>;
 
   close(): Promise<void>;
 }
