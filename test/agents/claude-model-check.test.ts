@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { startFakeAnthropic, type FakeAnthropic } from "../../src/agents/claude/testing/fake-anthropic.js";
 import { createAgentEngines } from "../../src/compose/engines-agents.js";
@@ -56,6 +58,22 @@ describe("Claude model check at start", () => {
     fake = await startFakeAnthropic({ validKey: KEY }); // afterEach closes this one
     const unreachable = loadConfig({ ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: url, DATA_DIR: "/tmp/handshake-model-check" });
     await expect(createAgentEngines(unreachable, silentLogger)).resolves.toBeDefined();
+  });
+
+  it("starts (with a warning) behind a proxy that answers a bare 404 for the Models API", async () => {
+    const proxy = createServer((_req, res) => {
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("no such route");
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const { port } = proxy.address() as AddressInfo;
+    try {
+      const config = loadConfig({ ANTHROPIC_API_KEY: KEY, ANTHROPIC_BASE_URL: `http://127.0.0.1:${port}`, DATA_DIR: "/tmp/handshake-model-check" });
+      await expect(createAgentEngines(config, silentLogger)).resolves.toBeDefined();
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   it("refuses a model id that is not one token", () => {

@@ -160,7 +160,9 @@ export async function checkClaudeModel(connection: AnthropicConnection, model: s
     }
     return { ok: true, id: info.id, displayName: info.display_name, lifecycle: info.lifecycle === "deprecated" ? "deprecated" : "active", retiresAt: info.retires_at };
   } catch (err) {
-    if (err instanceof NotFoundError) {
+    // Only the API's own not_found_error says the model is unknown; a bare 404 is a proxy
+    // (ANTHROPIC_BASE_URL) without the Models API, which proves nothing about the model.
+    if (err instanceof NotFoundError && err.type === "not_found_error") {
       return { ok: false, reason: "unknown", message: `ANTHROPIC_MODEL=${model} is not a model the Anthropic API knows (404 from GET /v1/models/${model}). Set ANTHROPIC_MODEL to a current model.` };
     }
     if (err instanceof AuthenticationError) {
