@@ -9,7 +9,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { BalanceSchema } from "../../gen/handshake/v1/money_pb.js";
 import { ContractSchema, MilestoneSchema, type Contract } from "../../gen/handshake/v1/deal_pb.js";
-import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
+import { ApprovalStatus, PanelEventSchema, type ApprovalRequest } from "../../gen/handshake/v1/events_pb.js";
 import { loadDialogue, type DialogueLine, type Speaker } from "./dialogue.js";
 import { contractStatusText, describeEvent, formatMoney, parseMoney } from "../shared/format.js";
 import { DealFailedError, ParticipantClosedError, contractTextHash, createParticipant, type Participant } from "./participant.js";
@@ -63,8 +63,13 @@ profile:      --profile file.json  --name NAME  --role provider|client  --trade 
               --rate description:amount[:hour|day|job|item] (repeatable)  --experience YEARS
               --instructions TEXT
 speaking:     --wav FILE (streamed in real time)  --dialogue FILE [--as provider|client] [--audio]
-              otherwise each line typed on stdin is sent as a transcript
-behaviour:    --auto-sign  --until-complete  --timeout SECONDS (default 300)  --json
+              otherwise each line typed on stdin is sent as a transcript, except these commands:
+                /approve [id]      let your agent commit to terms above your max auto-approve
+                /reject [id]       refuse them (your agent walks away)
+                /sign              sign the room's contract
+                /decline REASON    decline the room's contract instead of signing it
+behaviour:    --auto-sign  --approvals ask|approve|decline (default ask: prompts on the terminal)
+              --until-complete  --timeout SECONDS (default 300)  --json
 `;
 
 const OPTIONS = {
@@ -91,6 +96,7 @@ const OPTIONS = {
   as: { type: "string" },
   audio: { type: "boolean" },
   "auto-sign": { type: "boolean" },
+  approvals: { type: "string" },
   "until-complete": { type: "boolean" },
   timeout: { type: "string" },
   json: { type: "boolean" },
@@ -170,6 +176,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (values.audio && !dialogue) throw new UsageError("--audio needs --dialogue (its lines name their WAV files)");
     const audioFor = values.audio && dialogue && values.dialogue ? await dialogueAudio(dialogue, values.dialogue) : undefined;
     const wav = values.wav ? await readFile(values.wav) : undefined;
+    const approvals = values.approvals ?? "ask";
+    if (approvals !== "ask" && approvals !== "approve" && approvals !== "decline") throw new UsageError("--approvals must be ask, approve or decline");
 
     // Once the outcome is printed, events from leaving the room are not.
     let finished = false;
@@ -180,8 +188,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       ...(values.token ?? io.env.HANDSHAKE_TOKEN ? { userToken: values.token ?? io.env.HANDSHAKE_TOKEN } : {}),
       ...(values.invite !== undefined && { inviteCode: values.invite }),
       autoSign: values["auto-sign"] === true,
+      ...(approvals !== "ask" && { autoApproval: approvals }),
       onEvent: (event, p) => {
         if (!finished) out(values.json ? toJsonString(PanelEventSchema, event) : describeEvent(event, (id) => p.nameOf(id)));
+        if (approvals === "ask" && event.event.case === "approvalRequest") promptApproval(event.event.value, p);
       },
       onNotice: (message) => err(`! ${message}`),
     });
@@ -345,7 +355,65 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     if (!what.wav && io.stdin) {
       const lines = createInterface({ input: io.stdin, terminal: false });
       signal.addEventListener("abort", () => lines.close(), { once: true });
-      for await (const line of lines) if (line.trim() !== "") participant.say(line.trim());
+      for await (const line of lines) {
+        const text = line.trim();
+        if (text === "") continue;
+        if (text.startsWith("/")) await typedCommand(participant, text);
+        else participant.say(text);
+      }
+    }
+  }
+
+  /** Asks the person on the terminal when their agent needs them (terms above their limit). */
+  function promptApproval(request: ApprovalRequest, participant: Participant): void {
+    if (request.status !== ApprovalStatus.PENDING || request.userId !== participant.userId) return;
+    const limit = formatMoney(request.limitMinor, request.currency);
+    err(`? your agent asks: ${request.summary}, above your auto-approve limit of ${limit}. Type /approve or /reject (${request.id})`);
+  }
+
+  /** A command typed during `join`; its failures are reported and the session goes on. */
+  async function typedCommand(participant: Participant, line: string): Promise<void> {
+    const [command = "", ...words] = line.slice(1).split(/\s+/);
+    const rest = words.join(" ").trim();
+    try {
+      switch (command) {
+        case "approve":
+        case "reject": {
+          const pending = participant.pendingApprovals();
+          const request = rest ? pending.find((a) => a.id === rest) ?? { id: rest } : pending.at(-1);
+          if (!request) {
+            err("! no approval request is waiting for you");
+            return;
+          }
+          const answered = await participant.answerApproval(request.id, command === "approve");
+          err(`${command === "approve" ? "approved" : "rejected"}: ${answered.summary}`);
+          return;
+        }
+        case "sign":
+        case "decline": {
+          const contract = participant.openContract();
+          if (!contract) {
+            err("! no contract is waiting for signatures");
+            return;
+          }
+          if (command === "sign") {
+            await participant.sign(contract);
+            err(`signed contract ${contract.id}`);
+            return;
+          }
+          if (!rest) {
+            err("! usage: /decline REASON (say why; the other party sees it)");
+            return;
+          }
+          await participant.declineContract(contract.id, rest);
+          err(`declined contract ${contract.id}`);
+          return;
+        }
+        default:
+          err(`! unknown command /${command}: /approve, /reject, /sign or /decline REASON`);
+      }
+    } catch (e) {
+      err(`! ${e instanceof ConnectError ? `server said ${Code[e.code] ?? e.code}: ${e.rawMessage}` : (e as Error).message}`);
     }
   }
 }

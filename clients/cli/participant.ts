@@ -16,7 +16,7 @@ import {
   type Milestone,
   type Payment,
 } from "../../gen/handshake/v1/deal_pb.js";
-import type { PanelEvent, RoomStatus } from "../../gen/handshake/v1/events_pb.js";
+import { ApprovalStatus, type ApprovalRequest, type PanelEvent, type RoomStatus } from "../../gen/handshake/v1/events_pb.js";
 import { PartyRole, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioStreamRequestSchema, RoomService, type JoinRoomResponse } from "../../gen/handshake/v1/room_service_pb.js";
 import type { DialogueLine, Speaker } from "./dialogue.js";
@@ -40,6 +40,11 @@ export interface ParticipantOptions {
   inviteCode?: string;
   /** Sign each contract as soon as it arrives, after checking its hash. */
   autoSign?: boolean;
+  /**
+   * Answer the agent's approval requests (terms above the max auto-approve) at once: "approve"
+   * or "decline". Unset: they wait for `answerApproval` (the CLI asks on the terminal).
+   */
+  autoApproval?: "approve" | "decline";
   /** Every room event, in seq order, after the participant has taken it in. */
   onEvent?: (event: PanelEvent, participant: Participant) => void;
   /** What the participant did or noticed itself: reconnects, signatures, failures. */
@@ -86,7 +91,7 @@ export function contractTextHash(text: string): string {
  * Judges the room's latest deal from panel events: complete when its contract is ACTIVE or
  * COMPLETED and every immediate item's payment succeeded and every escrow or conditional item's
  * hold was placed; failed on a failed payment, a contract that could not be drafted, or (when
- * `negotiationEndFails`) a negotiation that ended without agreement.
+ * `negotiationEndFails`) a negotiation that ended without agreement or a declined contract.
  */
 export function dealProgress(events: readonly PanelEvent[], negotiationEndFails = true): DealProgress {
   let contract: Contract | undefined;
@@ -128,6 +133,9 @@ export function dealProgress(events: readonly PanelEvent[], negotiationEndFails 
       default:
         break;
     }
+  }
+  if (contract?.status === ContractStatus.DECLINED && negotiationEndFails) {
+    return { state: "failed", reason: `contract declined${contract.declinedReason ? `: ${contract.declinedReason}` : ""}` };
   }
   if (contract?.status === ContractStatus.PAYMENT_FAILED) {
     const failed = [...payments.values()].find((p) => p.status === PaymentStatus.FAILED);
@@ -424,6 +432,33 @@ export class Participant {
     return res.contract;
   }
 
+  /** Approval requests addressed to this participant that are still waiting, oldest first. */
+  pendingApprovals(): ApprovalRequest[] {
+    const latest = new Map<string, ApprovalRequest>();
+    for (const e of this.history) if (e.event.case === "approvalRequest") latest.set(e.event.value.id, e.event.value);
+    return [...latest.values()].filter((a) => a.status === ApprovalStatus.PENDING && a.userId === this.userId);
+  }
+
+  /** Answers an approval request the participant's agent raised; returns it with its outcome. */
+  async answerApproval(approvalId: string, approve: boolean): Promise<ApprovalRequest> {
+    const res = await this.room.answerApproval({ approvalId, approve }, { signal: this.lifetime.signal });
+    if (!res.approval) throw new Error("AnswerApproval returned no approval");
+    return res.approval;
+  }
+
+  /** The room's latest contract still awaiting signatures, if any. */
+  openContract(): Contract | undefined {
+    const last = [...this.history].reverse().find((e) => e.event.case === "contract");
+    return last?.event.case === "contract" && last.event.value.status === ContractStatus.AWAITING_SIGNATURES ? last.event.value : undefined;
+  }
+
+  /** Declines a drafted contract with a reason (1–500 characters) instead of signing it. */
+  async declineContract(contractId: string, reason: string): Promise<Contract> {
+    const res = await this.room.declineContract({ contractId, reason }, { signal: this.lifetime.signal });
+    if (!res.contract) throw new Error("DeclineContract returned no contract");
+    return res.contract;
+  }
+
   /** Where the room's deal stands now. */
   progress(negotiationEndFails = true): DealProgress {
     return dealProgress(this.history, negotiationEndFails);
@@ -524,6 +559,7 @@ export class Participant {
       for (const party of e.value.parties) if (party.displayName) this.names.set(party.userId, party.displayName);
       if (this.options.autoSign) this.autoSign(e.value);
     }
+    if (e.case === "approvalRequest" && this.options.autoApproval) this.autoAnswer(e.value, this.options.autoApproval);
     for (const listener of [...this.listeners]) {
       try {
         listener(event);
@@ -550,6 +586,16 @@ export class Participant {
       (err: unknown) => {
         if (this.lifetime.signal.aborted) return;
         this.notice(`signing contract ${contract.id} failed: ${err instanceof ConnectError ? err.rawMessage : (err as Error).message}`);
+      },
+    );
+  }
+
+  private autoAnswer(request: ApprovalRequest, answer: "approve" | "decline"): void {
+    if (request.status !== ApprovalStatus.PENDING || request.userId !== this.userId) return;
+    this.answerApproval(request.id, answer === "approve").then(
+      () => this.notice(`${answer === "approve" ? "approved" : "declined"}: ${request.summary}`),
+      (err: unknown) => {
+        if (!this.lifetime.signal.aborted) this.notice(`answering approval ${request.id} failed: ${ConnectError.from(err).rawMessage}`);
       },
     );
   }

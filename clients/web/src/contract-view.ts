@@ -34,6 +34,8 @@ export interface ContractViewDeps {
   contracts: Client<typeof ContractService>;
   /** Signs in the live room; absent on the saved-contracts screen. */
   sign?: (contract: Contract) => Promise<void>;
+  /** Declines in the live room with the person's reason; absent on the saved-contracts screen. */
+  decline?: (contract: Contract, reason: string) => Promise<void>;
   /** A milestone changed through an action here. */
   onMilestone?: (milestone: Milestone) => void;
   /** Something failed; show it. */
@@ -90,6 +92,54 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
     );
   });
 
+  // Declining is open to a party until both have signed; it ends this deal and pays nothing.
+  const canDecline = deps.decline && me && contract.status === ContractStatus.AWAITING_SIGNATURES;
+  const declineReason = h("input", {
+    class: "decline-reason",
+    "data-testid": "decline-reason",
+    placeholder: "Why? The other person sees this.",
+    maxlength: 500,
+    "aria-label": "reason for declining",
+  });
+  const declineButton = h("button", { class: "danger", "data-testid": "decline-button", type: "submit" }, "Decline");
+  const declineForm = h(
+    "form",
+    {
+      class: "inline decline",
+      "data-testid": "decline-form",
+      onsubmit: (event: Event) => {
+        event.preventDefault();
+        const reason = declineReason.value.trim();
+        if (!deps.decline) return;
+        if (reason === "") {
+          deps.onError("Say why you decline: the other person sees your reason.");
+          return;
+        }
+        declineButton.disabled = true;
+        signButton.disabled = true;
+        declineButton.textContent = "Declining…";
+        deps.decline(contract, reason).then(
+          () => (declineButton.textContent = "Declined"),
+          (err: unknown) => {
+            declineButton.disabled = false;
+            declineButton.textContent = "Decline";
+            deps.onError(`Declining failed: ${errorText(err)}`);
+          },
+        );
+      },
+    },
+    declineReason,
+    declineButton,
+  );
+  const declined =
+    contract.status === ContractStatus.DECLINED
+      ? h(
+          "p",
+          { class: "declined", "data-testid": "declined-reason" },
+          `Declined by ${nameOf(contract.declinedByUserId)}: “${contract.declinedReason}”. Nothing was paid.`,
+        )
+      : undefined;
+
   const items = contract.terms?.lineItems ?? [];
   const terms = h(
     "table",
@@ -130,6 +180,8 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
       contract.signatures.length === 0 ? h("p", { class: "muted" }, "No one has signed yet.") : undefined,
       ...contract.signatures.map((s) => h("p", { class: "signature" }, `Signed by ${nameOf(s.userId)} at ${new Date(Number(s.signedAtMs)).toLocaleTimeString()}`)),
       canSign ? signButton : undefined,
+      canDecline ? declineForm : undefined,
+      declined,
     ),
     moneySection(payments, holds, milestones, contract, deps, nameOf),
   );

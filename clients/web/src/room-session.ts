@@ -4,7 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { AudioControl, AudioEncoding, AudioFormatSchema, DeviceTranscriptSchema, type AudioFormat, type AudioFrame } from "../../../gen/handshake/v1/audio_pb.js";
 import { ContractService } from "../../../gen/handshake/v1/contract_service_pb.js";
 import type { Contract } from "../../../gen/handshake/v1/deal_pb.js";
-import type { PanelEvent } from "../../../gen/handshake/v1/events_pb.js";
+import type { ApprovalRequest, PanelEvent } from "../../../gen/handshake/v1/events_pb.js";
 import type { AgentProfile } from "../../../gen/handshake/v1/profile_pb.js";
 import { RoomService, type JoinRoomResponse } from "../../../gen/handshake/v1/room_service_pb.js";
 
@@ -138,6 +138,20 @@ export class RoomSession {
     const hash = await sha256Hex(contract.text);
     if (hash !== contract.textSha256) throw new Error("the contract text does not match its hash; not signing");
     const res = await this.room.signContract({ contractId: contract.id, textSha256: hash });
+    if (!res.contract) throw new Error("the server returned no contract");
+    return res.contract;
+  }
+
+  /** Answers an approval request from this person's agent (terms above their max auto-approve). */
+  async answerApproval(approvalId: string, approve: boolean): Promise<ApprovalRequest> {
+    const res = await this.room.answerApproval({ approvalId, approve });
+    if (!res.approval) throw new Error("the server returned no approval");
+    return res.approval;
+  }
+
+  /** Declines a drafted contract with a reason the other party sees, instead of signing it. */
+  async declineContract(contract: Contract, reason: string): Promise<Contract> {
+    const res = await this.room.declineContract({ contractId: contract.id, reason });
     if (!res.contract) throw new Error("the server returned no contract");
     return res.contract;
   }

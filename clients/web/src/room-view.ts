@@ -7,9 +7,17 @@ import {
   type Negotiation,
   type Payment,
 } from "../../../gen/handshake/v1/deal_pb.js";
-import { AgentMessageKind, type AgentMessage, type ExecutionStep, type PanelEvent, type RoomStatus } from "../../../gen/handshake/v1/events_pb.js";
+import {
+  AgentMessageKind,
+  ApprovalStatus,
+  type AgentMessage,
+  type ApprovalRequest,
+  type ExecutionStep,
+  type PanelEvent,
+  type RoomStatus,
+} from "../../../gen/handshake/v1/events_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
-import { describeProposal, negotiationStatusText, roundActionText, sessionStatusText } from "../../shared/format.js";
+import { describeProposal, formatMoney, negotiationStatusText, roundActionText, sessionStatusText } from "../../shared/format.js";
 import { startMic, PeerPlayer, type MicCapture } from "./audio.js";
 import { contractCard } from "./contract-view.js";
 import { h, replace } from "./dom.js";
@@ -54,6 +62,9 @@ export class RoomView {
   private readonly negotiationBox = h("div", { class: "negotiation", "data-testid": "negotiation" });
   private readonly agentBox = h("ol", { class: "agent", "data-testid": "agent-messages" });
   private readonly contractSlot = h("div", { "data-testid": "contract-slot" });
+  private readonly approvalBox = h("div", { class: "approvals", "data-testid": "approvals" });
+  /** This person's approval requests by id, as last seen. */
+  private readonly approvals = new Map<string, ApprovalRequest>();
   private readonly activity = h("ol", { class: "activity", "data-testid": "activity" });
   private readonly notices = h("div", { class: "notices", "data-testid": "notices", "aria-live": "polite" });
   private readonly micButton = h("button", { class: "primary", "data-testid": "mic-toggle" }, "Start microphone");
@@ -120,6 +131,7 @@ export class RoomView {
           h("h2", {}, "Deal"),
           this.triggerBox,
           this.negotiationBox,
+          this.approvalBox,
           h("details", { class: "agent-wrap", open: true }, h("summary", {}, "Your agent"), this.agentBox),
           this.contractSlot,
           this.activity,
@@ -190,6 +202,10 @@ export class RoomView {
       case "milestone":
         this.milestones = upsert(this.milestones, e.value);
         this.renderContract();
+        return;
+      case "approvalRequest":
+        this.approvals.set(e.value.id, e.value);
+        this.renderApprovals();
         return;
       case "error":
         this.notice(`${e.value.stage}: ${e.value.message}${e.value.retryable ? " (retrying)" : ""}`);
@@ -363,6 +379,42 @@ export class RoomView {
     );
   }
 
+  /** The agent's questions to this person: Approve / Decline while pending, the answer after. */
+  private renderApprovals(): void {
+    const mine = [...this.approvals.values()].filter((a) => a.userId === this.deps.session.userId);
+    replace(
+      this.approvalBox,
+      ...mine.map((request) => {
+        const pending = request.status === ApprovalStatus.PENDING;
+        const limit = formatMoney(request.limitMinor, request.currency);
+        const answer = (approve: boolean) => {
+          for (const b of buttons) b.disabled = true;
+          this.deps.session.answerApproval(request.id, approve).then(
+            (answered) => {
+              this.approvals.set(answered.id, answered);
+              this.renderApprovals();
+            },
+            (err: unknown) => {
+              for (const b of buttons) b.disabled = false;
+              this.notice(`Could not answer: ${errorText(err)}`);
+            },
+          );
+        };
+        const approve = h("button", { class: "primary", "data-testid": "approval-approve" }, "Approve");
+        const decline = h("button", { class: "danger", "data-testid": "approval-decline" }, "Decline");
+        const buttons = [approve, decline];
+        approve.addEventListener("click", () => answer(true));
+        decline.addEventListener("click", () => answer(false));
+        return h(
+          "div",
+          { class: `approval ${pending ? "pending" : ""}`, "data-testid": "approval", "data-status": ApprovalStatus[request.status] ?? "" },
+          h("p", {}, h("strong", {}, "Your agent asks: "), `${request.summary}. That is above your auto-approve limit of ${limit}.`),
+          pending ? h("div", { class: "actions" }, approve, decline) : h("p", { class: "muted" }, approvalStatusWords(request.status)),
+        );
+      }),
+    );
+  }
+
   private renderContract(): void {
     const contract = this.contract;
     if (!contract) return;
@@ -379,6 +431,9 @@ export class RoomView {
           sign: async (c) => {
             await this.deps.session.sign(c);
           },
+          decline: async (c, reason) => {
+            await this.deps.session.declineContract(c, reason);
+          },
           onMilestone: (m) => {
             this.milestones = upsert(this.milestones, m);
             this.renderContract();
@@ -387,6 +442,19 @@ export class RoomView {
         },
       ),
     );
+  }
+}
+
+function approvalStatusWords(status: ApprovalStatus): string {
+  switch (status) {
+    case ApprovalStatus.APPROVED:
+      return "You approved it; your agent goes on.";
+    case ApprovalStatus.DECLINED:
+      return "You declined it; your agent walked away.";
+    case ApprovalStatus.EXPIRED:
+      return "The negotiation ended before you answered.";
+    default:
+      return "Waiting for your answer.";
   }
 }
 
