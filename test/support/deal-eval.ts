@@ -597,7 +597,7 @@ function judge(c: DealCase, people: Person[], o: Outcome): { diffs: string[]; ac
 
 /** Options of a whole run. */
 export interface EvalOptions {
-  /** Cases run at once, each in its own room; 4 by default. */
+  /** Cases run at once, each in its own room; 6 by default. */
   concurrency?: number;
   /** Only cases whose id contains one of these. */
   only?: string[];
@@ -639,13 +639,24 @@ export async function runDealEval(options: EvalOptions = {}): Promise<EvalReport
         print(formatResult(r));
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 4) }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 6) }, worker));
   } finally {
     await app.close();
   }
   results.sort((a, b) => a.id.localeCompare(b.id));
   const passed = results.filter((r) => r.pass).length;
   const rate = results.length === 0 ? 0 : passed / results.length;
+  const byPhenomenon = new Map<string, { pass: number; total: number }>();
+  for (const r of results) {
+    for (const ph of cases.find((c) => c.id === r.id)?.phenomena ?? []) {
+      const tally = byPhenomenon.get(ph) ?? { pass: 0, total: 0 };
+      tally.total++;
+      if (r.pass) tally.pass++;
+      byPhenomenon.set(ph, tally);
+    }
+  }
+  const tallies = [...byPhenomenon.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([ph, t]) => `${ph} ${t.pass}/${t.total}`);
+  print(`by phenomenon: ${tallies.join(", ")}`);
   print(`deal fidelity: ${passed}/${results.length} passed (${(rate * 100).toFixed(1)} %)`);
   return { results, passed, total: results.length, rate };
 }
