@@ -3,6 +3,9 @@ import { createAsyncQueue } from "../core/async-queue.js";
 import { ResourceExhaustedError } from "../core/errors.js";
 import type { AudioSink } from "../room/room.js";
 
+/** Peer audio frames queued per outgoing audio stream, on either path (5 s of 20 ms frames). */
+export const PEER_AUDIO_QUEUE_FRAMES = 250;
+
 /** What a peer-audio stream yields: the peer's format when it changes, then frames. */
 export type PeerAudioMessage = { case: "peerFormat"; value: AudioFormat } | { case: "peerFrame"; value: AudioFrame };
 

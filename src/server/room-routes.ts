@@ -4,16 +4,14 @@ import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@co
 import { AudioStreamResponseSchema, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../gen/handshake/v1/transcript_pb.js";
 import { InvalidArgumentError, UnauthenticatedError } from "../core/errors.js";
-import { QueuedAudioSink } from "./audio-sink.js";
+import { PEER_AUDIO_QUEUE_FRAMES, QueuedAudioSink } from "./audio-sink.js";
 import { applyAudioMessage } from "./audio-messages.js";
 import { createBrowserAudio } from "./browser-audio.js";
 import type { CallScopes, MemberScope, SessionScope } from "./call-scope.js";
 import { rawStreamKey } from "./raw-stream.js";
 import type { ServerDeps } from "./deps.js";
-import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId } from "./validate.js";
+import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId, newRoomId } from "./validate.js";
 
-/** Peer audio frames queued per outgoing audio stream (5 s of 20 ms frames). */
-const AUDIO_QUEUE_FRAMES = 250;
 /** Frames per SendAudio call. */
 const MAX_FRAMES_PER_SEND = 50;
 
@@ -41,7 +39,8 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
 
   router.service(RoomService, {
     async joinRoom(req) {
-      const roomId = checkRoomId(req.roomId);
+      // An empty room_id asks for a new room under an unguessable id (in the response's room).
+      const roomId = req.roomId === "" ? newRoomId() : checkRoomId(req.roomId);
       const inviteCode = checkInviteCode(req.inviteCode);
       const profile = checkProfile(req.profile, config.limits.maxAmountMinor);
       let userId: string;
@@ -49,11 +48,12 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
         const caller = await tokens.verify(req.userToken);
         if (caller.kind !== "user") throw new UnauthenticatedError("user_token must be the user token from JoinRoom");
         userId = caller.userId;
-        if (!(await store.getUser(userId))) await store.createUser({ id: userId, createdAtMs: Date.now() });
       } else {
         userId = `usr_${randomUUID()}`;
-        await store.createUser({ id: userId, createdAtMs: Date.now() });
       }
+      // Every refusal comes before the first write: a refused join stores nothing.
+      await rooms.checkJoin(roomId, userId, inviteCode);
+      if (req.userToken === "" || !(await store.getUser(userId))) await store.createUser({ id: userId, createdAtMs: Date.now() });
       await store.saveProfile(userId, profile);
       const room = await rooms.join(roomId, userId, profile, inviteCode);
       // A join (a new member, or a reloaded page joining again) starts its browser audio afresh.
@@ -107,7 +107,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
       }
       room.setAudioFormat(userId, first.value.message.value);
       const close = scopes.openStream(member);
-      const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
+      const sink = new QueuedAudioSink(PEER_AUDIO_QUEUE_FRAMES);
       const unregister = room.addAudioSink(userId, sink);
       try {
         // Requests are read concurrently with the peer audio we send back.
@@ -160,7 +160,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
       const member = memberRoom(ctx, req.roomId);
       const { room, userId } = member;
       const close = scopes.openStream(member);
-      const sink = new QueuedAudioSink(AUDIO_QUEUE_FRAMES);
+      const sink = new QueuedAudioSink(PEER_AUDIO_QUEUE_FRAMES);
       const unregister = room.addAudioSink(userId, sink);
       try {
         for await (const message of sink.drain(ctx.signal)) yield { message };

@@ -10,6 +10,7 @@ import {
 import { InvalidArgumentError, ResourceExhaustedError } from "../../core/errors.js";
 import type { AudioSink } from "../../room/room.js";
 import { applyAudioMessage } from "../audio-messages.js";
+import { PEER_AUDIO_QUEUE_FRAMES } from "../audio-sink.js";
 import type { CallScopes, MemberScope } from "../call-scope.js";
 import type { AudioInput } from "../deps.js";
 import { createFastPath, RawGrpcCall, type FastPath, type FastPathOptions, type RawCallShared } from "./raw-grpc-call.js";
@@ -26,8 +27,6 @@ import { grpcMessage, parseFrame, type ParsedFrame } from "./wire.js";
  */
 
 const METHOD = "handshake.v1.RoomService/AudioStream";
-/** Peer frames queued per outgoing stream before it is ended (5 s of 20 ms frames), as in room-routes. */
-const AUDIO_QUEUE_FRAMES = 250;
 /** Bytes queued per outgoing stream before it is ended, whatever the frame count. */
 const AUDIO_QUEUE_BYTES = 1024 * 1024;
 
@@ -127,7 +126,7 @@ class AudioCall extends RawGrpcCall<MemberScope> {
 /**
  * The peer audio of one fast-path call. Frames parsed in place go out as the exact bytes they
  * came in; others (from connect-path or browser peers) are encoded. A reader that falls more than
- * AUDIO_QUEUE_FRAMES behind loses its own stream with RESOURCE_EXHAUSTED, as with QueuedAudioSink.
+ * PEER_AUDIO_QUEUE_FRAMES behind loses its own stream with RESOURCE_EXHAUSTED, as with QueuedAudioSink.
  */
 class FastAudioSink implements AudioSink {
   private pending = 0;
@@ -145,9 +144,9 @@ class FastAudioSink implements AudioSink {
       this.lastFormat = format;
       this.send(encodeResponse({ case: "peerFormat", value: format }));
     }
-    if (this.pending >= AUDIO_QUEUE_FRAMES || this.call.queuedBytes > AUDIO_QUEUE_BYTES) {
+    if (this.pending >= PEER_AUDIO_QUEUE_FRAMES || this.call.queuedBytes > AUDIO_QUEUE_BYTES) {
       this.closedSink = true;
-      this.call.fail(new ResourceExhaustedError(`audio stream fell more than ${AUDIO_QUEUE_FRAMES} frames behind`));
+      this.call.fail(new ResourceExhaustedError(`audio stream fell more than ${PEER_AUDIO_QUEUE_FRAMES} frames behind`));
       return;
     }
     this.send(frame instanceof WireAudioFrame ? frame.wire : encodeResponse({ case: "peerFrame", value: frame }));

@@ -11,8 +11,9 @@ import type { PanelEvent } from "../../../gen/handshake/v1/events_pb.js";
 import { AudioStreamResponseSchema, RoomService, type AudioStreamRequestSchema } from "../../../gen/handshake/v1/room_service_pb.js";
 import { TranscriptSource } from "../../../gen/handshake/v1/transcript_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { createAsyncQueue } from "../../../src/core/async-queue.js";
 import { encodeFrameMessage } from "../../../src/server/grpc-h2/wire.js";
-import { clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
+import { bearerHeaders, clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
 import { recordPanel, type PanelRecorder } from "../../support/panel.js";
 import { audioRequest, connectRaw, rawAudioCall, type RawAudioCall } from "../../support/raw-grpc.js";
 
@@ -67,7 +68,7 @@ function connected(panel: PanelRecorder, userId: string, yes = true, after = 0):
 }
 
 const lastSeq = (panel: PanelRecorder) => Number(panel.events.at(-1)?.seq ?? 0n);
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const bearer = bearerHeaders;
 
 let markers = 0;
 /** Waits until a new transcript is in the panel: every message sent before it on that stream was handled. */
@@ -89,36 +90,6 @@ function decodeResponse(message: Buffer) {
   return fromBinary(AudioStreamResponseSchema, message.subarray(5));
 }
 
-/** An async iterable fed by push, for connect-node bidi calls. */
-function outbox<T>() {
-  const queue: T[] = [];
-  let wake: (() => void) | undefined;
-  let ended = false;
-  return {
-    push(item: T) {
-      queue.push(item);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    iterable: {
-      async *[Symbol.asyncIterator]() {
-        for (;;) {
-          const item = queue.shift();
-          if (item !== undefined) {
-            yield item;
-            continue;
-          }
-          if (ended) return;
-          await new Promise<void>((resolve) => (wake = resolve));
-        }
-      },
-    } as AsyncIterable<T>,
-  };
-}
-
 type Duplex = grpc.ClientDuplexStream<object, { message: string; peer_format?: { sample_rate_hz: number }; peer_frame?: { seq: string; pcm: Buffer; captured_at_us: string } }>;
 
 function grpcJsClient(): grpc.Client & { AudioStream(md: grpc.Metadata): Duplex } {
@@ -138,9 +109,9 @@ describe("AudioStream on the fast path keeps its contract", () => {
   it("relays frames unchanged between a grpc-js and a connect-node client, both ways, the peer's format first", async () => {
     const { a, b, panel } = await pair();
     // B on connect-node.
-    const bOut = outbox<MessageInitShape<typeof AudioStreamRequestSchema>>();
+    const bOut = createAsyncQueue<MessageInitShape<typeof AudioStreamRequestSchema>>();
     bOut.push({ message: { case: "format", value: { encoding: AudioEncoding.PCM16LE, sampleRateHz: 48000, channels: 1 } } });
-    const bIn = b.room.audioStream(bOut.iterable)[Symbol.asyncIterator]();
+    const bIn = b.room.audioStream(bOut.drain())[Symbol.asyncIterator]();
     await connected(panel, b.userId);
     // A on grpc-js.
     const js = grpcJsClient();

@@ -4,7 +4,7 @@ import type { Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PanelStreamRequestSchema, PanelStreamResponseSchema, RoomService } from "../../../gen/handshake/v1/room_service_pb.js";
 import { grpcMessage, PANEL_STREAM_PATH } from "../../../src/server/grpc-h2/wire.js";
-import { clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
+import { bearerHeaders, clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
 import { connectRaw, rawGrpcCall, type RawAudioCall } from "../../support/raw-grpc.js";
 
 /** gRPC status codes, as numbers on the wire. */
@@ -42,7 +42,7 @@ async function pair(): Promise<{ roomId: string; a: Member; b: Member }> {
   return { roomId, a: await joinOne("Ada"), b: await joinOne("Bo") };
 }
 
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const bearer = bearerHeaders;
 const panelRequest = (roomId: string, afterSeq = 0n) => grpcMessage(toBinary(PanelStreamRequestSchema, create(PanelStreamRequestSchema, { roomId, afterSeq })));
 
 /** A raw PanelStream call with its request sent and ended. */
