@@ -242,6 +242,25 @@ describe("mandates: above the max auto-approve the agent asks its person", () =>
 });
 
 describe("declining a drafted contract", () => {
+  it("a decline racing the last signature: exactly one wins, and money moves only if the signature did", async () => {
+    await setUp(50_000n);
+    say(SAM, "One hundred and twenty pounds.");
+    say(ALEX, "Handshake.");
+    await settle();
+    const contract = latestContract();
+    await room.sign(SAM, contract.id, contract.textSha256);
+    const [signed, declined] = await Promise.allSettled([
+      room.decline(ALEX, contract.id, "Changed my mind."),
+      room.sign(ALEX, contract.id, contract.textSha256),
+    ]);
+    await settle();
+    expect([signed.status, declined.status].sort()).toEqual(["fulfilled", "rejected"]);
+    const stored = await store.getContract(contract.id);
+    // The decline was asked first and runs first: the signature after it is refused, nothing is paid.
+    expect(stored?.status).toBe(ContractStatus.DECLINED);
+    expect(executed).toHaveLength(0);
+  });
+
   it("checks the reason and who declines, pays nothing, re-arms, and the same terms can be agreed again", async () => {
     await setUp(50_000n);
     say(SAM, "One hundred and twenty pounds for the boiler.");
