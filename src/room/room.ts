@@ -289,14 +289,18 @@ export class Room {
 
   /**
    * A frame from a member: relayed unchanged to the peer at once, then fed to their speech
-   * engine. The relay never waits on speech.
+   * engine. The relay never waits on speech. Mute is applied once for each listener: here for
+   * the peer, and by the speech engine itself (`setMuted`), which hears nothing while muted yet
+   * keeps the muted audio on the participant's clock, so later words keep their true times.
    */
   audioFrame(userId: string, frame: AudioFrame): void {
     const member = this.members.get(userId);
-    if (!member || member.muted) return;
-    for (const peer of this.members.values()) {
-      if (peer === member) continue;
-      for (const sink of peer.sinks) sink.push(frame, member.format);
+    if (!member) return;
+    if (!member.muted) {
+      for (const peer of this.members.values()) {
+        if (peer === member) continue;
+        for (const sink of peer.sinks) sink.push(frame, member.format);
+      }
     }
     if (member.speech && member.toSpeech) member.speech.write(member.toSpeech(frame.pcm));
   }
