@@ -1,0 +1,190 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { PassThrough } from "node:stream";
+import { createClient } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli } from "../../clients/cli/cli.js";
+import { ContractStatus, NegotiationStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
+import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
+import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic, type FakeAnthropicRequest } from "../../src/agents/claude/testing/fake-anthropic.js";
+import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
+import { recordPanel, type PanelRecorder } from "../support/panel.js";
+
+/** A captured stream whose text can be awaited. */
+function capture(): { stream: PassThrough; text: () => string; waitFor: (needle: string) => Promise<void> } {
+  const stream = new PassThrough();
+  let text = "";
+  const waiters: { needle: string; resolve: () => void }[] = [];
+  stream.on("data", (chunk: Buffer) => {
+    text += chunk.toString();
+    for (const w of [...waiters]) {
+      if (text.includes(w.needle)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  });
+  return {
+    stream,
+    text: () => text,
+    waitFor: (needle) => (text.includes(needle) ? Promise.resolve() : new Promise((resolve) => waiters.push({ needle, resolve }))),
+  };
+}
+
+/** The CLI's `join` in-process, typed into through stdin, stopped with Ctrl-C (the abort signal). */
+function startCliJoin(app: TestApp, dir: string, args: string[]) {
+  const stdin = new PassThrough();
+  const stdout = capture();
+  const stderr = capture();
+  const stop = new AbortController();
+  const exit = runCli(["join", "--server", app.baseUrl, "--state", path.join(dir, `state-${Math.random()}.json`), ...args], {
+    stdout: stdout.stream,
+    stderr: stderr.stream,
+    stdin,
+    env: {},
+    signal: stop.signal,
+  });
+  return {
+    type: (line: string) => stdin.write(line + "\n"),
+    stdout,
+    stderr,
+    async stop(): Promise<number> {
+      stop.abort(new Error("ctrl-c"));
+      stdin.end();
+      return exit;
+    },
+  };
+}
+
+async function joinDirect(app: TestApp, roomId: string, profile: Parameters<typeof testProfile>[0]) {
+  const joined = await createClient(RoomService, grpcTransport(app.baseUrl)).joinRoom({ roomId, profile: testProfile(profile) });
+  const room = createClient(RoomService, grpcTransport(app.baseUrl, joined.sessionToken));
+  const panel: PanelRecorder = recordPanel(room, roomId);
+  return {
+    userId: joined.userId,
+    panel,
+    say: (text: string) => room.sendAudio({ transcript: { text, isFinal: true, startMs: 0, endMs: 1_000, confidence: 0.9 } }),
+  };
+}
+
+async function contractOn(panel: PanelRecorder, status: ContractStatus): Promise<Contract> {
+  const event = await panel.waitFor((e) => e.event.case === "contract" && e.event.value.status === status, ContractStatus[status]);
+  if (event.event.case !== "contract") throw new Error("unreachable");
+  return event.event.value;
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), "handshake-cli-approvals-"));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe("CLI: declining a contract", () => {
+  let app: TestApp;
+  beforeAll(async () => {
+    app = await startTestApp();
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it("/decline REASON declines the room's contract and the other person sees why", async () => {
+    const sam = await joinDirect(app, "cli-decline", { displayName: "Sam", role: PartyRole.PROVIDER, trade: "painter" });
+    const alex = startCliJoin(app, dir, ["--room", "cli-decline", "--name", "Alex", "--role", "client", "--max-auto-approve", "400"]);
+    await alex.stderr.waitFor("joined room cli-decline");
+    await sam.panel.waitFor((e) => e.event.case === "roomStatus" && e.event.value.paired, "paired");
+    await sam.say("Painting the kitchen is two hundred and fifty pounds.");
+    await sam.panel.waitFor((e) => e.event.case === "transcript" && e.event.value.text.startsWith("Painting"), "transcript");
+    alex.type("/decline");
+    await alex.stderr.waitFor("no contract is waiting");
+    alex.type("Handshake.");
+    await contractOn(sam.panel, ContractStatus.AWAITING_SIGNATURES);
+    alex.type("/decline");
+    await alex.stderr.waitFor("usage: /decline REASON");
+    alex.type("/decline The hallway is missing.");
+    const declined = await contractOn(sam.panel, ContractStatus.DECLINED);
+    expect(declined.declinedReason).toBe("The hallway is missing.");
+    await alex.stderr.waitFor(`declined contract ${declined.id}`);
+    expect(await alex.stop()).toBe(0);
+    await sam.panel.stop();
+  });
+});
+
+/** Claude stand-in: the triggered agent proposes £450 for the gutter on its side, the other accepts. */
+function scriptedClaude(request: FakeAnthropicRequest) {
+  const system = JSON.stringify(request.body.system ?? "");
+  const messages = (request.body.messages ?? []) as { content: string | { type: string; text?: string }[] }[];
+  const content = messages[messages.length - 1]?.content;
+  const blocks = typeof content === "string" ? [{ type: "text", text: content }] : (content ?? []);
+  const newest = blocks[blocks.length - 1];
+  if (!newest || newest.type !== "text") return textReply("Done.");
+  const id = `toolu_${Math.random().toString(36).slice(2, 12)}`;
+  if (newest.text?.startsWith("A deal was triggered")) {
+    const role = system.includes("negotiating agent of Sam") ? "provider" : "client";
+    return toolUseReply([
+      {
+        id,
+        name: "propose",
+        input: {
+          summary: "Gutter repair",
+          currency: "GBP",
+          my_role: role,
+          line_items: [{ id: "gutter", description: "Gutter repair", kind: "immediate", amount_minor: 45_000 }],
+          reason: "As agreed aloud.",
+        },
+      },
+    ]);
+  }
+  if (newest.text?.includes("agent opened with")) return toolUseReply([{ id, name: "evaluate_proposal", input: { decision: "accept", reason: "As agreed." } }]);
+  return textReply("(listening)");
+}
+
+describe("CLI: approval requests", () => {
+  let fake: FakeAnthropic;
+  let app: TestApp;
+  beforeAll(async () => {
+    fake = await startFakeAnthropic({ validKey: "sk-ant-test" });
+    fake.reply(...Array.from({ length: 200 }, () => scriptedClaude));
+    app = await startTestApp({ AGENT_ENGINE: "claude", ANTHROPIC_API_KEY: "sk-ant-test", ANTHROPIC_BASE_URL: fake.url, ANTHROPIC_MODEL: "claude-test" });
+  });
+  afterAll(async () => {
+    await app.close();
+    await fake.close();
+  });
+
+  it("asks on the terminal; /approve lets the agent accept and the contract is drafted", async () => {
+    const sam = await joinDirect(app, "cli-approve", { displayName: "Sam", role: PartyRole.PROVIDER, trade: "roofer" });
+    const alex = startCliJoin(app, dir, ["--room", "cli-approve", "--name", "Alex", "--role", "client", "--max-auto-approve", "100"]);
+    await alex.stderr.waitFor("joined room cli-approve");
+    await sam.panel.waitFor((e) => e.event.case === "roomStatus" && e.event.value.paired, "paired");
+    await sam.say("Four hundred and fifty pounds for the gutter repair.");
+    await sam.say("Handshake.");
+    await alex.stderr.waitFor("? your agent asks: Pay £450.00 to Sam for Gutter repair, above your auto-approve limit of £100.00");
+    alex.type("/approve");
+    await alex.stderr.waitFor("approved: Pay £450.00 to Sam for Gutter repair");
+    const contract = await contractOn(sam.panel, ContractStatus.AWAITING_SIGNATURES);
+    expect(contract.terms?.totalMinor).toBe(45_000n);
+    alex.type("/approve");
+    await alex.stderr.waitFor("no approval request is waiting for you");
+    expect(await alex.stop()).toBe(0);
+    await sam.panel.stop();
+  });
+
+  it("--approvals decline answers at once: the agent walks away", async () => {
+    const sam = await joinDirect(app, "cli-refuse", { displayName: "Sam", role: PartyRole.PROVIDER, trade: "roofer" });
+    const alex = startCliJoin(app, dir, ["--room", "cli-refuse", "--name", "Alex", "--role", "client", "--max-auto-approve", "100", "--approvals", "decline"]);
+    await alex.stderr.waitFor("joined room cli-refuse");
+    await sam.panel.waitFor((e) => e.event.case === "roomStatus" && e.event.value.paired, "paired");
+    await sam.say("Four hundred and fifty pounds for the gutter repair.");
+    await sam.say("Handshake.");
+    await sam.panel.waitFor((e) => e.event.case === "negotiation" && e.event.value.status === NegotiationStatus.REJECTED, "rejected");
+    await alex.stderr.waitFor("declined: Pay £450.00 to Sam for Gutter repair");
+    expect(alex.stderr.text()).not.toContain("? your agent asks");
+    expect(await alex.stop()).toBe(0);
+    await sam.panel.stop();
+  });
+});
