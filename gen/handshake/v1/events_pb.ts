@@ -247,14 +247,17 @@ export const ExecutionStepSchema: GenMessage<ExecutionStep> = /*@__PURE__*/
  */
 export type PanelError = Message<"handshake.v1.PanelError"> & {
   /**
-   * Stage that failed: "speech", "agent", "negotiation", "contract", "payment", "stream".
+   * Stage that failed: "speech", "agent", "negotiation", "contract", "payment", "stream", or
+   * "trigger" when a keyword started nothing (it says why).
    *
    * @generated from field: string stage = 1;
    */
   stage: string;
 
   /**
-   * Stable machine-readable code, e.g. "speech_unavailable", "payment_failed".
+   * Stable machine-readable code, e.g. "speech_unavailable", "payment_failed"; for "trigger":
+   * "no_new_terms" (nothing new priced since the last contract), "contract_pending" (a contract
+   * awaits signatures or a decline).
    *
    * @generated from field: string code = 2;
    */
