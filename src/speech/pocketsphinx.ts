@@ -23,6 +23,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { WordTimingSchema, type WordTiming } from "../../gen/handshake/v1/transcript_pb.js";
 import { SPEECH_SAMPLE_RATE_HZ } from "../audio/audio-format.js";
+import { backoffDelayMs } from "../core/retry.js";
 import type { SpeechEngine, SpeechEngineFactory, SpeechEvents } from "./speech-engine.js";
 import { Timeline } from "./timeline.js";
 
@@ -435,8 +436,9 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
       this.fail("engine_failed", "Local speech recognition stopped and could not be restarted.");
       return;
     }
-    const delayMs = 250 * 2 ** this.restarts;
     this.restarts++;
+    // The one backoff rule, without jitter: a local process has nobody to fall in step with.
+    const delayMs = backoffDelayMs(this.restarts, { initialDelayMs: 250, jitter: 0 });
     this.emitError({
       code: "engine_restarting",
       message: "Local speech recognition stopped unexpectedly and is restarting; a few words may be lost.",

@@ -11,6 +11,10 @@ describe("backoffDelayMs", () => {
     expect(backoffDelayMs(1, { initialDelayMs: 100, jitter: 0.2 }, () => 0.999999)).toBe(120);
     expect(backoffDelayMs(20, {}, () => 1)).toBe(15_000);
   });
+
+  it("without jitter gives the same delays whatever the randomness (PocketSphinx restarts: 250, 500, 1000 ms)", () => {
+    expect([1, 2, 3].map((a) => backoffDelayMs(a, { initialDelayMs: 250, jitter: 0 }, () => 0.9))).toEqual([250, 500, 1000]);
+  });
 });
 
 describe("isRetryableStatus", () => {
