@@ -1,0 +1,129 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, describe, expect, it } from "vitest";
+import { ContractStatus, EscrowHoldStatus, MilestoneStatus } from "../../gen/handshake/v1/deal_pb.js";
+import {
+  joinRoom,
+  moneyProblems,
+  playRoofDeal,
+  readMoneyRecords,
+  resumeRoofDeal,
+  startChildServer,
+  type ChildServer,
+  type DealRun,
+  type EscrowEnding,
+} from "../support/restart.js";
+import { sha256Hex } from "../support/hash.js";
+
+// Each test kills the server at one exact write of a deal (HANDSHAKE_KILL_WRITES names the store
+// method, HANDSHAKE_KILL_AT_WRITE its count; see src/store/kill-point.ts), restarts it on the same
+// database, and checks that nothing is left half-done.
+
+const BASE_ENV = { NEGOTIATION_ROUND_TIMEOUT_MS: "20000", NEGOTIATION_TOTAL_TIMEOUT_MS: "60000" };
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function dataDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "handshake-crash-"));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function server(dir: string, env: Record<string, string> = {}): Promise<ChildServer> {
+  const child = await startChildServer({ ...BASE_ENV, DATA_DIR: dir, ...env });
+  cleanups.push(() => child.stop("SIGKILL"));
+  return child;
+}
+
+/** Plays the deal on a server that kills itself at `method`'s `n`th write; checks that it did. */
+async function killedAt(dir: string, run: DealRun, ending: EscrowEnding, method: string, n: number): Promise<void> {
+  const first = await server(dir, { HANDSHAKE_KILL_WRITES: method, HANDSHAKE_KILL_AT_WRITE: String(n) });
+  expect(await playRoofDeal(first, run, ending)).toBe(false);
+  await first.exited;
+  expect(first.process.signalCode).toBe("SIGKILL");
+  expect(first.stderr()).toContain(`kill-point ${n} ${method}`);
+}
+
+/** Restarts, finishes the deal as the people would, stops cleanly and checks every invariant. */
+async function finishAndCheck(dir: string, run: DealRun, ending: EscrowEnding): Promise<void> {
+  const second = await server(dir);
+  await resumeRoofDeal(second, run, ending);
+  await second.stop("SIGTERM");
+  const problems = moneyProblems(readMoneyRecords(dir, run.contractId!), ending, { provider: run.provider!.userId, client: run.client!.userId });
+  expect(problems).toEqual([]);
+}
+
+describe("a SIGKILL at one exact write of a deal, then a restart", () => {
+  it("right after the last signature: the contract is already EXECUTING and is carried out at start by itself", async () => {
+    const dir = await dataDir();
+    const run: DealRun = { roomId: "crash-sign" };
+    await killedAt(dir, run, "approve", "addSignature", 2);
+
+    const second = await server(dir);
+    const { provider } = run;
+    // Nobody acts: start-up recovery executes the signed contract.
+    const back = await joinRoom(second.baseUrl, run.roomId, {}, provider!.userToken);
+    cleanups.push(() => back.panel.stop());
+    await expect.poll(async () => (await back.contracts.getContract({ contractId: run.contractId! })).contract!.status, { timeout: 15_000 }).toBe(ContractStatus.ACTIVE);
+    const contract = (await back.contracts.getContract({ contractId: run.contractId! })).contract!;
+    expect(contract.signatures).toHaveLength(2);
+    await expect(back.room.signContract({ contractId: contract.id, textSha256: sha256Hex(contract.text) })).rejects.toThrow(/no longer awaiting signatures/);
+    expect(second.logs.some((l) => l.msg === "resuming contract execution" && l.contractId === contract.id)).toBe(true);
+    await back.panel.stop();
+    await second.stop("SIGTERM");
+    await finishAndCheck(dir, run, "approve");
+  }, 90_000);
+
+  it("a fully signed contract left AWAITING_SIGNATURES (written by the old two-step signing) is executed at start", async () => {
+    const dir = await dataDir();
+    const run: DealRun = { roomId: "crash-sign-legacy" };
+    await killedAt(dir, run, "approve", "addSignature", 2);
+    // What the old code left behind when it died between the signature and the status change.
+    const db = new Database(path.join(dir, "handshake.db"));
+    db.prepare("UPDATE contracts SET status = ? WHERE id = ?").run(ContractStatus.AWAITING_SIGNATURES, run.contractId);
+    db.close();
+    await finishAndCheck(dir, run, "approve");
+  }, 90_000);
+
+  it("during ReleaseEscrow, after the ledger released the hold: recovery records it, and no capture can follow", async () => {
+    const dir = await dataDir();
+    const run: DealRun = { roomId: "crash-release" };
+    // Ledger postings: the call-out, the hold, then the release.
+    await killedAt(dir, run, "release", "postLedgerTransaction", 3);
+    const second = await server(dir);
+    const client = await joinRoom(second.baseUrl, run.roomId, {}, run.client!.userToken);
+    cleanups.push(() => client.panel.stop());
+    await expect
+      .poll(async () => (await client.contracts.getContract({ contractId: run.contractId! })).contract!.holds[0]!.status, { timeout: 15_000 })
+      .toBe(EscrowHoldStatus.RELEASED);
+    const contract = (await client.contracts.getContract({ contractId: run.contractId! })).contract!;
+    expect(contract.milestones[0]!.status).toBe(MilestoneStatus.RELEASED);
+    expect(contract.status).toBe(ContractStatus.COMPLETED);
+    // The approval that used to capture the released hold a second time is refused.
+    await expect(
+      client.contracts.approveMilestoneAmount({ contractId: contract.id, milestoneId: contract.milestones[0]!.id, amountMinor: 20_000n }),
+    ).rejects.toThrow();
+    await client.panel.stop();
+    await second.stop("SIGTERM");
+    await finishAndCheck(dir, run, "release");
+  }, 90_000);
+
+  it("during ReleaseEscrow, after its intent was recorded and before the rail call: recovery releases", async () => {
+    const dir = await dataDir();
+    const run: DealRun = { roomId: "crash-release-intent" };
+    await killedAt(dir, run, "release", "recordSettlementIntent", 1);
+    await finishAndCheck(dir, run, "release");
+  }, 90_000);
+
+  it("after the capture of an approved amount, before its records: hold and milestone come back settled together", async () => {
+    const dir = await dataDir();
+    const run: DealRun = { roomId: "crash-capture" };
+    await killedAt(dir, run, "approve", "postLedgerTransaction", 3);
+    await finishAndCheck(dir, run, "approve");
+  }, 90_000);
+});
