@@ -80,8 +80,8 @@ export interface CaseExpect {
   negotiations?: number;
   /** Words the contract's title and heading must not contain (a sale of goods is no "service agreement"). */
   titleExcludes?: string[];
-  /** After the last line, the panel must say something (agent message or error), e.g. why nothing new was negotiated. */
-  panelExplainsAfterLastLine?: boolean;
+  /** After this line (0-based index), the panel must say something (agent message or error), e.g. why nothing new was negotiated. */
+  panelExplainsAfterLine?: number;
 }
 
 /** One conversation with its expected outcome. */
@@ -234,6 +234,8 @@ async function actFor(p: Person, stop: { done: boolean }): Promise<void> {
       p.handled.add(contract.id);
       const decline = p.spec.declineContract !== undefined && !p.declined;
       await sleep(decline ? 300 : 600); // reading the contract
+      const now = contractsOn(p.panel.events).get(contract.id);
+      if (now && now.status !== ContractStatus.AWAITING_SIGNATURES) continue; // the other person declined it meanwhile
       try {
         if (decline) {
           p.declined = true;
@@ -242,6 +244,9 @@ async function actFor(p: Person, stop: { done: boolean }): Promise<void> {
           await p.room.signContract({ contractId: contract.id, textSha256: sha256(contract.text) });
         }
       } catch (err) {
+        await sleep(200);
+        const later = contractsOn(p.panel.events).get(contract.id);
+        if (later?.status === ContractStatus.DECLINED && !decline) continue; // declined by the other person while signing
         p.notes.push(`${p.key} could not ${decline ? "decline" : "sign"}: ${errText(err)}`);
       }
     }
@@ -301,7 +306,8 @@ interface Outcome {
   events: PanelEvent[];
   approvals: ApprovalRequest[];
   balances: Map<string, Balance[]>;
-  lastLineSeq: bigint;
+  /** Panel seq of each line's transcript, 0n when it never showed. */
+  lineSeqs: bigint[];
 }
 
 function settled(c: Contract): boolean {
@@ -331,7 +337,7 @@ export async function runDealCase(baseUrl: string, c: DealCase, roomPrefix = "ev
     if (!paired) notes.push("room never paired and armed");
     for (const p of people) acting.push(actFor(p, stop));
 
-    let lastLineSeq = 0n;
+    const lineSeqs: bigint[] = [];
     for (const line of c.lines) {
       const speaker = byKey.get(line.who)!;
       if (line.after === "signed") {
@@ -356,7 +362,7 @@ export async function runDealCase(baseUrl: string, c: DealCase, roomPrefix = "ev
       );
       if (!echoed) notes.push(`line not echoed on the panel: "${line.say.slice(0, 30)}…"`);
       const echo = speaker.panel.events.findLast((e) => e.event.case === "transcript" && e.event.value.text === line.say);
-      if (echo) lastLineSeq = echo.seq;
+      lineSeqs.push(echo?.seq ?? 0n);
       await sleep(speakingGapMs(line.say));
     }
 
@@ -394,7 +400,7 @@ export async function runDealCase(baseUrl: string, c: DealCase, roomPrefix = "ev
     const approvals = people.flatMap((p) => [...approvalsOn(p.panel.events).values()]);
     const events = people.flatMap((p) => p.panel.events);
     notes.push(...people.flatMap((p) => p.notes));
-    const outcome: Outcome = { contracts: [...contracts.values()].sort((a, b) => Number(a.createdAtMs - b.createdAtMs)), events, approvals, balances, lastLineSeq };
+    const outcome: Outcome = { contracts: [...contracts.values()].sort((a, b) => Number(a.createdAtMs - b.createdAtMs)), events, approvals, balances, lineSeqs };
     const { diffs, actual } = judge(c, people, outcome);
     diffs.push(...notes);
     return { id: c.id, pass: diffs.length === 0, diffs, actual, durationMs: Date.now() - started };
@@ -534,9 +540,11 @@ function judge(c: DealCase, people: Person[], o: Outcome): { diffs: string[]; ac
     }
   }
 
-  if (ex.panelExplainsAfterLastLine) {
-    const said = o.events.some((e) => e.seq > o.lastLineSeq && (e.event.case === "agentMessage" || e.event.case === "error"));
-    if (!said) diffs.push("the panel said nothing after the last line (expected a reason why nothing new was negotiated)");
+  if (ex.panelExplainsAfterLine !== undefined) {
+    const after = o.lineSeqs[ex.panelExplainsAfterLine] ?? 0n;
+    const said = o.events.some((e) => e.seq > after && (e.event.case === "agentMessage" || e.event.case === "error"));
+    const line = c.lines[ex.panelExplainsAfterLine]?.say ?? "?";
+    if (!said) diffs.push(`the panel said nothing after "${line}" (expected a reason why nothing new was negotiated)`);
   }
 
   const k = live.length === 1 ? live[0] : undefined;
