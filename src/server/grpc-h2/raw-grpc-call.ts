@@ -110,7 +110,8 @@ export abstract class RawGrpcCall<Scope> {
   protected readonly values: ContextValues = createContextValues();
   private readonly started = performance.now();
   protected finished = false;
-  private authorized: Scope | undefined;
+  /** Set once the authorize hook returned (a box, so any Scope, even undefined, fits). */
+  private authorized: { scope: Scope } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private decompress: ((body: Buffer) => Buffer) | undefined;
   private readonly reader: GrpcMessageReader;
@@ -150,8 +151,8 @@ export abstract class RawGrpcCall<Scope> {
 
   /** What the authorize hook returned; only read once messages flow. */
   protected get scope(): Scope {
-    if (this.authorized === undefined) throw new Error("the call is not authorized yet");
-    return this.authorized;
+    if (!this.authorized) throw new Error("the call is not authorized yet");
+    return this.authorized.scope;
   }
 
   /** Reads the call's headers, authorizes it, then reads its messages. */
@@ -175,7 +176,7 @@ export abstract class RawGrpcCall<Scope> {
     void this.shared.authorize({ method: this.shared.method, headers, values: this.values }).then(
       (scope) => {
         if (this.finished) return;
-        this.authorized = scope;
+        this.authorized = { scope };
         // A request that already ended (no message at all) goes straight to its end.
         if (this.stream.readableEnded) return this.onEnd();
         this.stream.on("data", this.onData);
