@@ -204,6 +204,8 @@ export class Room {
     if (!member) return;
     this.touch();
     this.members.delete(userId);
+    // An agent waiting on its person's answer would hold up its own stop: the deal is over for both.
+    this.approvals.expire();
     await this.stopMember(member);
     this.unpair();
     this.broadcastStatus();

@@ -231,6 +231,19 @@ describe("mandates: above the max auto-approve the agent asks its person", () =>
     expect(room.status().triggerArmed).toBe(true);
   });
 
+  it("a person leaving while their agent waits expires the request and the leave completes", async () => {
+    await setUp(10_000n);
+    offer = { description: "Gutter repair", amountMinor: 45_000, currency: "GBP" };
+    say(SAM, "Four hundred and fifty pounds.");
+    say(ALEX, "Handshake.");
+    await settle();
+    const [pending] = approvals(ALEX);
+    expect(pending?.status).toBe(ApprovalStatus.PENDING);
+    await room.leave(ALEX);
+    expect(room.size).toBe(1);
+    expect(room.events.since(0n, ALEX).filter((e) => e.event.case === "approvalRequest").at(-1)?.event.value).toMatchObject({ status: ApprovalStatus.EXPIRED });
+  });
+
   it("within the limit nobody is asked", async () => {
     await setUp(50_000n);
     say(SAM, "One hundred and twenty pounds.");

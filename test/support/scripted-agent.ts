@@ -22,15 +22,19 @@ export function createScriptedAgents(offer: () => ScriptedOffer): { factory: Age
     const mine: ToolResult[] = [];
     results.set(deps.userId, mine);
     let stopped = false;
-    const call = async (name: string, input: unknown) => {
+    /** Calls in flight; `stop` waits for them, as the real engines do. */
+    const inFlight = new Set<Promise<void>>();
+    const call = (name: string, input: unknown) => {
       if (stopped) return;
-      mine.push(await tools.call(name, input));
+      const running = tools.call(name, input).then((result) => void mine.push(result));
+      inFlight.add(running);
+      void running.finally(() => inFlight.delete(running));
     };
     const agent: Agent = {
       pushTranscript() {},
       startNegotiation() {
         const o = offer();
-        void call("propose", {
+        call("propose", {
           summary: o.description,
           currency: o.currency,
           my_role: deps.profile().role === PartyRole.CLIENT ? "client" : "provider",
@@ -39,10 +43,11 @@ export function createScriptedAgents(offer: () => ScriptedOffer): { factory: Age
         });
       },
       onPeerMove() {
-        void call("evaluate_proposal", { decision: "accept", reason: "As we said." });
+        call("evaluate_proposal", { decision: "accept", reason: "As we said." });
       },
       async stop() {
         stopped = true;
+        await Promise.all([...inFlight]);
       },
     };
     return agent;
