@@ -142,7 +142,7 @@ const MONEY_CUES = new Set([
   "pay", "paying", "paid", "charge", "charging", "charges", "cost", "costs", "costing", "price", "priced", "quote",
   "quoted", "budget", "offer", "offering", "for", "say", "do", "make", "meet", "settle", "afford", "spend",
   "worth", "fee", "rate", "asking", "ask", "about", "around", "than", "over", "under", "only", "just",
-  "take", "call", "quote", "quoting", "accept", "give", "knock", "down", "like",
+  "take", "call", "quote", "quoting", "accept", "give", "knock", "down",
 ]);
 
 /** A tokenised text. */
@@ -161,7 +161,7 @@ function tokenize(text: string): Token[] {
       const lower = raw.toLowerCase().replace(/’/g, "'");
       // "Three fifty's a bit low": a number word keeps its value before "'s".
       const bare = lower.endsWith("'s") ? lower.slice(0, -2) : lower;
-      const numberish = SMALL[bare] !== undefined || TENS[bare] !== undefined || MULTIPLIERS[bare] !== undefined;
+      const numberish = bare !== "one" && (SMALL[bare] !== undefined || TENS[bare] !== undefined || MULTIPLIERS[bare] !== undefined);
       tokens.push({ kind: "word", text: raw, lower: numberish ? bare : lower, start, end: start + raw.length });
     } else {
       tokens.push({ kind: "punct", text: raw, lower: raw, start, end: start + raw.length });
@@ -357,6 +357,15 @@ function numberPhraseAt(tokens: readonly Token[], i: number): NumberPhrase | und
       if (!parsed) return undefined;
       scaled = BigInt(parsed.value) * SCALE;
       end = i + parsed.used;
+      // "Forty-two fifty", "twelve ninety-nine": major units then minor units, as prices are said.
+      if (parsed.value >= 10 && parsed.value < 100 && !words.slice(0, parsed.used).some((w) => MULTIPLIERS[w] !== undefined)) {
+        const rest = words.slice(parsed.used);
+        const cents = rest[0] !== undefined && TENS[rest[0]] !== undefined ? parseNumberWords(rest) : undefined;
+        if (cents && cents.value >= 10 && cents.value < 100 && !rest.slice(0, cents.used).some((w) => MULTIPLIERS[w] !== undefined)) {
+          scaled += (BigInt(cents.value) * SCALE) / 100n;
+          end += cents.used;
+        }
+      }
       // "One eight five": three or more single digits said one by one are one number.
       if (parsed.used === 1 && parsed.value < 10 && parsed.value > 0) {
         let digits = String(parsed.value);

@@ -1,7 +1,7 @@
 import { formatMoney } from "../core/money.js";
 import { plainWords, saysAgreement } from "./agreement.js";
 import { scanAmounts, type CountMention, type MoneyMention } from "./amounts.js";
-import { capitalise, describeMention, jobPhrase, saleObject, sameThing, topicPhrase } from "./phrases.js";
+import { capitalise, describeMention, jobPhrase, nearbyNoun, saleObject, sameThing, topicPhrase } from "./phrases.js";
 
 /**
  * The conversation's deal state: a pure reducer that every final transcript updates
@@ -111,6 +111,8 @@ export interface DealState {
   subjectWeak?: boolean;
   /** Counts said so far, newest last, for rates priced in another turn ("three hours"). */
   counts: { count: CountMention; source: SourceRef }[];
+  /** Index of the last utterance that asked for a price ("how much is the cake?"). */
+  priceAskedAt?: number;
   /** The last thing said that waits for a yes: an offer or a total, by id. */
   pending?: { id: string; speakerUserId: string };
   utterances: number;
@@ -150,6 +152,9 @@ const SPLIT = /\b(?:split (?:the|that) difference|split it|meet (?:you )?(?:in t
 const UNCERTAIN = /\b(?:depend(?:s|ing)?|not sure|can'?t (?:say|tell|know)|won'?t know|until i (?:see|open|get|look)|once i (?:see|open|get|look)|might be more|could be more|what'?s behind|what i find|whatever it (?:takes|costs)|ballpark)\b/;
 const REFUSAL = /\b(?:too (?:much|expensive|high|steep|low|little|cheap)|a bit (?:low|high|much|steep|cheeky)|bit (?:low|steep|much|cheeky)|can'?t (?:do|go|afford|accept|manage)|cannot (?:do|go|afford|accept)|no way|not (?:enough|happy|for that|that much)|won'?t (?:do|go|accept)|rather not|i was thinking|more like)\b|^\s*(?:no|nah|nope)\b(?!\s+(?:problem|worries|bother))/;
 const YES = /(?:^|[.!?,]\s*)(?:yes|yeah|yep|yup|aye|sure|ok|okay|right then|fine|alright|all right|correct|exactly|perfect|great|good|lovely|brilliant|cheers|go on|go for it|that'?s (?:right|correct|it|fine|fair|great|perfect|grand|good|ok|okay)|you'?ve got (?:a|yourself a) deal|it'?s a deal|done|(?:i|we)'?ll take (?:it|them|that|the)|sold|fair enough|that works|works for me|sounds (?:good|great|fair|right)|handshake|let'?s (?:do|get) it|agreed|deal)\b/;
+/** Asking for a price: the answer's bare numbers are prices. */
+const PRICE_QUESTION = /\b(?:how much|what do you charge|what would (?:that|it|the \w+) cost|what does (?:that|it) cost|what'?s the (?:damage|price|cost)|what are we looking at|what are you asking|ballpark|the price\?|the cost\?|price-wise|make me an offer)\b/;
+
 /** Said between two prices, the later one replaces the earlier: "USD 400, no wait, USD 450". */
 const CORRECTION = /\b(?:no wait|wait|actually|sorry|i mean|make (?:that|it)|or rather|scratch that|no,)\b/;
 
@@ -159,6 +164,8 @@ interface Reading {
   amountMinor: bigint;
   range?: { minMinor: bigint; maxMinor: bigint };
   described?: string;
+  /** A weaker name from the words near the price (see nearbyNoun). */
+  nearby?: string;
 }
 
 /**
@@ -183,7 +190,9 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
   };
   const source: SourceRef = { index: utterance.index, speakerUserId: utterance.speakerUserId, text: utterance.text };
   const speaker = utterance.speakerUserId;
-  const readings = readMoney(s, text, lower);
+  const asked = s.priceAskedAt !== undefined && utterance.index - s.priceAskedAt <= 2;
+  const readings = readMoney(s, text, lower, asked);
+  if (PRICE_QUESTION.test(lower)) s.priceAskedAt = utterance.index;
   voteRoles(s, speaker, lower, readings.length > 0);
   noteSubject(s, text);
   const scan = scanAmounts(text, s.currency);
@@ -194,7 +203,15 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
   const refusal = REFUSAL.test(lower);
 
   if (readings.length === 0) {
-    if (SPLIT.test(lower) && splitDifference(s, speaker, source)) return s;
+    if (SPLIT.test(lower)) {
+      // "Fine, split the difference" after the other side proposed it: a yes to their split.
+      const pendingOffer = s.pending ? s.offers.find((o) => o.id === s.pending!.id) : undefined;
+      if (pendingOffer?.how === "split" && pendingOffer.speakerUserId !== speaker) {
+        if (!refusal) acceptId(s, speaker, pendingOffer.id, source);
+        return s;
+      }
+      if (splitDifference(s, speaker, source)) return s;
+    }
     if (!refusal && !dropped && saysYes(lower)) accept(s, speaker, source);
     return s;
   }
@@ -219,7 +236,7 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
  * as thousands when that fits ("forty" after ¥50,000). Years, times, ages, counts and house
  * numbers are left out; a price corrected in the same breath gives way to its correction.
  */
-function readMoney(s: DealState, text: string, lower: string): Reading[] {
+function readMoney(s: DealState, text: string, lower: string, answersPriceQuestion: boolean): Reading[] {
   const loose = scanAmounts(text, s.currency, { bareNumbers: "loose" }).money;
   const cued = new Set(scanAmounts(text, s.currency).money.map((m) => m.start));
   if (!s.currencyNamed) {
@@ -236,7 +253,8 @@ function readMoney(s: DealState, text: string, lower: string): Reading[] {
   for (const m of loose) {
     if (m.currency !== s.currency) continue;
     if (notAPrice(lower, m)) continue;
-    if (m.explicitCurrency || m.per) {
+    // "2.5k" is money talk by itself, as is a rate ("fifty an hour").
+    if (m.explicitCurrency || m.per || /\d[kK]\b/.test(text.slice(m.start, m.end))) {
       out.push(reading(text, m, m.amountMinor, m.range));
       continue;
     }
@@ -244,7 +262,8 @@ function readMoney(s: DealState, text: string, lower: string): Reading[] {
   }
   for (const r of out) inPlay.push(r.amountMinor);
   for (const m of pending) {
-    const fitsNow = inPlay.length > 0 ? fits(m.amountMinor, inPlay) : cued.has(m.start) || m.range !== undefined;
+    // With nothing priced yet, a bare number needs a price word, a range, or to answer "how much?".
+    const fitsNow = inPlay.length > 0 ? fits(m.amountMinor, inPlay) : cued.has(m.start) || m.range !== undefined || answersPriceQuestion;
     if (fitsNow) {
       out.push(reading(text, m, m.amountMinor, m.range));
       inPlay.push(m.amountMinor);
@@ -271,7 +290,8 @@ function readMoney(s: DealState, text: string, lower: string): Reading[] {
 
 function reading(text: string, m: MoneyMention, amountMinor: bigint, range?: { minMinor: bigint; maxMinor: bigint }): Reading {
   const described = describeMention(text, m);
-  return { m, amountMinor, range, ...(described ? { described } : {}) };
+  const nearby = described ? undefined : nearbyNoun(text, m);
+  return { m, amountMinor, range, ...(described ? { described } : {}), ...(nearby ? { nearby } : {}) };
 }
 
 /** Within a factor of four of some price already said: a counter-offer or a restatement. */
@@ -302,6 +322,9 @@ function notAPrice(lower: string, m: MoneyMention): boolean {
   const before = lower.slice(Math.max(0, m.start - 20), m.start);
   const after = lower.slice(m.end, m.end + 16);
   const said = lower.slice(m.start, m.end);
+  if (/\d[:.]\s*$/.test(before) || /^\s*[:.]\d/.test(after)) return true;
+  if (/\bby\s*$/.test(before) || /^\s*by\s+\w/.test(after)) return true;
+  if (/\b(?:serves|feeds|sleeps|seats|fits|holds|takes)\s+(?:about|around|up to|roughly)?\s*$/.test(before)) return true;
   if (/^(?:19|20)\d\d$/.test(said) && !/\b(?:for|pay|charge|costs?|quote|take|offer)\s*$/.test(before)) return true;
   if (/\b(?:at|by|around|about|after|before|till|until|from)\s*$/.test(before) && /^\s*(?:o'?clock|am|pm|a\.m|p\.m|tomorrow|tonight|in the|on|then|sharp|ish)\b/.test(after)) return true;
   if (/^\s*(?:o'?clock|am|pm|a\.m\.|p\.m\.|years?|yrs?|months?|weeks?|days?|year old|st|nd|rd|th|percent|%|minutes?|mins?|seconds?|miles?|km|kilometres?|metres?|meters?|feet|foot|inches|square|people|of (?:us|them|those|these|you))\b/.test(after)) return true;
@@ -505,9 +528,11 @@ function readPrices(
     }
     let item = target;
     if (!item) {
+      // The price's own words, else the talk's subject for the first item, else the words nearby.
+      const name = r.described ?? (live.length === 0 && s.subject ? s.subject : (r.nearby ?? s.subject ?? ""));
       item = {
         id: `item-${s.items.length + 1}`,
-        description: r.described ? capitalise(r.described) : (s.subject ?? ""),
+        description: capitalise(name),
         quantity: quantity.count,
         unit: quantity.unit,
         currency: s.currency,
@@ -660,6 +685,13 @@ function pickItem(s: DealState, speaker: string, r: Reading, mentions: number): 
   }
   const unpriced = live.find((i) => i.amountMinor === undefined);
   if (unpriced) return unpriced;
+  // "First a survey, £200. Then the insulation itself, £800": the same person listing items.
+  if (r.nearby && live.length > 0 && live.every((i) => i.pricedBy === speaker) && !r.m.per) {
+    const words = r.nearby.split(/\s+/);
+    const same = live.find((i) => sameThing(i.description, words));
+    if (same) return same;
+    if (!(s.subject && sameThing(s.subject, words) && live.length === 1 && live[0]!.description === s.subject)) return undefined;
+  }
   if (r.m.per) {
     const rate = live.find((i) => i.unit === r.m.per || (SESSIONISH.has(i.unit) && SESSIONISH.has(r.m.per!)));
     if (rate) return rate;
@@ -670,7 +702,11 @@ function pickItem(s: DealState, speaker: string, r: Reading, mentions: number): 
   return "total";
 }
 
-/** Role words: sellers and tradespeople are paid; buyers pay. */
+/**
+ * Role words: sellers and tradespeople are paid; buyers pay. Strong words (sell, buy, "I'll
+ * give you £120 for them", "make me an offer") weigh 3 and outweigh a profile; weak ones
+ * ("can you…", "my rate") weigh 1 and only break a tie.
+ */
 function voteRoles(s: DealState, speaker: string, lower: string, priced: boolean): void {
   const other = s.parties.find((p) => p.userId !== speaker)?.userId;
   const vote = (payee: string | undefined, weight: number) => {
@@ -679,14 +715,19 @@ function voteRoles(s: DealState, speaker: string, lower: string, priced: boolean
     const rest = s.parties.find((p) => p.userId !== payee)?.userId;
     if (rest !== undefined) s.payeeVotes[rest] = (s.payeeVotes[rest] ?? 0) - weight;
   };
-  if (/\bi(?:'?ll| will| can| could|'?d| would| am|'?m)?\s+(?:happy to |willing to |looking to |trying to )?(?:sell|selling|flog|let you have|part with)\b/.test(lower)) vote(speaker, 3);
+  const I = "(?:i|we)(?:'?ll|'?d| will| can| could| would| am|'?m|'?re| are)?";
+  // Taking a thing physically ("I'll take it down") is no purchase.
+  const takeIt = new RegExp(`\\b${I}\\s+take (?:it|them|the \\w+|those|these)(?!\\s+(?:down|up|off|out|away|back|apart|home|round|over|in))\\b`);
+  if (new RegExp(`\\b${I}\\s+(?:happy to |willing to |looking to |trying to |like to )?(?:sell|selling|flog|flogging|let you have|part with)\\b`).test(lower)) vote(speaker, 3);
+  if (/\bmake me an offer\b|\byou(?:'re| are) paying me\b|\b(?:you )?pay me\b/.test(lower)) vote(speaker, 3);
   if (/\b(?:are you|you'?re|you are)\s+(?:selling|flogging)\b|\bwould you sell\b|\bhow much (?:do you want|are you asking|would you want)\b|\bwhat are you asking\b/.test(lower)) vote(other, 3);
-  if (/\bi(?:'?ll| will| can| could|'?d| would)?\s+(?:like to |want to |happy to )?(?:buy|purchase)\b|\bi(?:'?ll| will)? take (?:it|them|the)\b/.test(lower)) vote(other, 3);
-  if (/\b(?:do you|would you|you)\s+(?:want to |wanna )?(?:buy|purchase)\b/.test(lower)) vote(speaker, 3);
-  if (/\bi(?:'?ll| will| can| could)?\s+(?:only )?pay\b|\bi(?:'?ll| will| can| could)? give you\b|\bmy budget\b|\bcan you\b|\bcould you\b|\bi need (?:a|an|some|my|the|someone|somebody)\b/.test(lower)) vote(other, 1);
-  if (/\bi(?:'?ll| will| can| could|'?d| would)? charge\b|\bmy (?:rate|price|fee|quote|day rate|hourly rate)\b|\bi(?:'?d| would) (?:want|ask|need|charge)\b|\bi can (?:do|fix|repair|come|teach|paint|clean|mow|tutor)\b|\byou(?:'?ll| will| can)? pay me\b/.test(lower)) vote(speaker, 1);
+  if (new RegExp(`\\b${I}\\s+(?:like to |want to |happy to )?(?:buy|purchase)\\b`).test(lower) || takeIt.test(lower)) vote(other, 3);
+  if (priced && new RegExp(`\\b${I}\\s+(?:give|pay|offer) you\\b`).test(lower)) vote(other, 3);
+  if (/\b(?:do you|would you|you)\s+(?:want to |wanna )?(?:buy|purchase)\b|\bdo you want (?:those|these|the|my|it|them)\b/.test(lower)) vote(speaker, 2);
+  if (/\bi(?:'?ll| will| can| could)?\s+(?:only )?pay\b|\bmy budget\b|\bcan you\b|\bcould you\b|\bi need (?:a|an|some|my|the|someone|somebody)\b/.test(lower)) vote(other, 1);
+  if (/\bi(?:'?ll| will| can| could|'?d| would)? charge\b|\bmy (?:rate|price|fee|quote|day rate|hourly rate)\b|\bi(?:'?d| would) (?:want|ask|need|charge|quote)\b|\bi can (?:do|fix|repair|come|teach|paint|clean|mow|tutor|help)\b/.test(lower)) vote(speaker, 1);
   if (/\bi(?:'?ll| will| can) (?:teach|tutor|coach)\b/.test(lower)) vote(speaker, 1);
-  if (priced && /\bfor (?:it|them|the lot)\b/.test(lower) && /\bi(?:'?ll| will| can| could)? (?:give|offer|do you)\b/.test(lower)) vote(other, 1);
+  if (/^\W*sold\b|,\s*sold\b/.test(lower)) vote(speaker, 2);
 }
 
 /** Notes what the talk is about (the job or the goods) and what kind of deal it is. */
@@ -694,8 +735,9 @@ function noteSubject(s: DealState, text: string): void {
   const lower = text.toLowerCase();
   if (/\b(?:lessons?|tuition|tutoring|coaching|classes|class)\b/.test(lower) || /\bteach(?:ing)?\b/.test(lower)) s.kind = "lessons";
   // Buying something yourself ("I'll buy the paint myself") is no sale between the two.
-  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand|the listing|i'?ll take (?:it|the|them)|we'?ll take (?:it|the|them))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
-  if (s.subject && !s.subjectWeak) return;
+  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand|the listing|(?:i|we)'?ll take (?:it|the|them)(?!\s+(?:down|up|off|out|away|back|apart|home)))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
+  // Until a price is said, the latest job named is the subject ("could be a fitting" … "the leak repair?").
+  if (s.subject && !s.subjectWeak && s.offers.length > 0) return;
   const strong = saleObject(text) ?? jobPhrase(text);
   if (strong) {
     s.subject = strong;
@@ -777,7 +819,7 @@ export function dealTerms(state: DealState): DealTerms | undefined {
   if (live.length === 0 && state.offers.length === 0 && state.totals.length === 0) return undefined;
   const items: AgreedItem[] = live.map((i, n) => ({
     id: `item-${n + 1}`,
-    description: i.description || state.subject || "",
+    description: i.description || state.subject || unitName(i.unit),
     quantity: i.quantity,
     unit: i.unit,
     unitPriceMinor: i.unitPriceMinor,
@@ -828,6 +870,11 @@ export function dealTerms(state: DealState): DealTerms | undefined {
     payerOfferMinor: payerOffer,
     totalSource: agreedTotal?.source,
   };
+}
+
+/** "lesson" → "Lessons": a name for counted work when nothing better was said. */
+function unitName(unit: string): string {
+  return unit === "" || unit === "item" || unit === "hour" || unit === "day" ? "" : capitalise(`${unit}s`);
 }
 
 /**

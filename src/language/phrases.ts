@@ -27,6 +27,7 @@ const STOP = new Set([
   "tomorrow", "week", "then", "too", "very", "really", "right", "fine", "sure", "think", "reckon", "say", "said",
   "how", "much", "more", "less", "extra", "other", "another", "same", "first", "second", "last", "next", "it's", "that's",
   "i'll", "i'd", "i'm", "you're", "we'll", "not", "don't", "can't", "any", "anything", "something", "bit", "lots",
+  "listing", "advert", "ad", "one's", "ones", "itself", "asking", "offer", "quote", "estimate", "ballpark",
 ]);
 
 const PREPOSITIONS = new Set([
@@ -42,6 +43,7 @@ const AFTER_STOPPERS = new Set([
   "per", "all", "in", "total", "altogether", "cash", "please", "yeah", "ok", "okay", "right", "at", "to", "on", "you",
   "i", "we", "is", "was", "plus", "on", "sound", "sounds", "work", "works", "fine", "max", "maximum", "tops", "flat",
   "upfront", "now", "up", "front", "instead", "though", "the", "this", "that", "there", "here", "every", "from",
+  "with", "including", "incl", "included", "inc", "plus", "minus", "without", "except", "excluding",
 ]);
 
 /** Job verbs and the noun the contract uses for the work: "mow the lawn" → "Lawn mowing". */
@@ -54,7 +56,7 @@ const JOB_NOUNS: Record<string, string> = {
   walk: "walking", photograph: "photography", cater: "catering", translate: "translation",
   edit: "editing", tune: "tuning", inspect: "inspection", sweep: "sweeping",
   plumb: "plumbing", weed: "weeding", polish: "polishing", varnish: "varnishing",
-  mount: "mounting", restore: "restoration", reupholster: "reupholstering", upholster: "upholstery",
+  mount: "mounting", iron: "ironing", film: "filming", restore: "restoration", reupholster: "reupholstering", upholster: "upholstery",
   redesign: "redesign", groom: "grooming", tutor: "tutoring", teach: "lessons", coach: "coaching",
 };
 /** Nouns that already name a job: "gutter repair", "guitar lessons". */
@@ -72,18 +74,24 @@ const BREAKERS = new Set([
   "comes", "costs", "cost", "came", "makes", "make", "do", "does", "call", "quote", "charge", "want", "need",
 ]);
 
+/** Verbs that end in "s" like plural nouns: "serves about twenty" names nothing. */
+const VERBS_IN_S = new Set(["serves", "takes", "gives", "costs", "comes", "goes", "looks", "seems", "works", "sounds", "needs", "wants", "makes", "does", "says", "gets", "runs", "includes", "means", "helps", "lasts", "depends", "fits", "holds", "keeps", "leaves", "lets", "puts", "sells", "buys", "pays", "charges", "thinks", "knows"]);
+
 /** Nouns of trade talk that the tagger may read as verbs. */
-const KNOWN_NOUNS = new Set(["labour", "labor", "call-out", "callout", "parts", "materials", "delivery", "fitting", "service", "repair", "cleaning", "survey", "skip", "paint", "tiling", "mowing", "design", "plumbing", "wiring", "rewiring", "trimming", "clearance"]);
+const KNOWN_NOUNS = new Set(["move", "plans", "drawings", "video", "film", "ironing", "labour", "labor", "call-out", "callout", "parts", "materials", "delivery", "fitting", "service", "repair", "cleaning", "survey", "skip", "paint", "tiling", "mowing", "design", "plumbing", "wiring", "rewiring", "trimming", "clearance"]);
 
 /** True when the phrase holds a noun (by the tagger or a known trade noun), not only verbs and fillers. */
 export function hasNoun(phrase: string): boolean {
   const words = tokens(phrase);
   if (words.some((w) => KNOWN_NOUNS.has(w) || JOB_TAILS.has(w))) return true;
+  const noun = (tags: readonly string[]) => (tags.includes("Noun") && !tags.includes("Pronoun") && !tags.includes("Value")) || tags.includes("Gerund");
   const terms = nlp(phrase).terms().json() as { terms: { tags: string[] }[] }[];
-  return terms.some((t) => {
-    const tags = t.terms[0]?.tags ?? [];
-    return (tags.includes("Noun") && !tags.includes("Pronoun") && !tags.includes("Value")) || tags.includes("Gerund");
-  });
+  if (terms.some((t) => noun(t.terms[0]?.tags ?? []))) return true;
+  // Alone, "tiles" or "plans" reads as a verb; after an article the tagger sees the plural noun.
+  const last = words[words.length - 1] ?? "";
+  if (!/[^s]s$/.test(last) || VERBS_IN_S.has(last)) return false;
+  const framed = nlp(`the ${last}`).terms().json() as { terms: { tags: string[] }[] }[];
+  return noun(framed[1]?.terms[0]?.tags ?? []);
 }
 
 /** Lower-case content words, "’" as "'". */
@@ -122,8 +130,11 @@ export function contentWords(words: readonly string[]): string | undefined {
   for (const raw of words) {
     const w = raw.replace(/[^\p{L}\p{N}'-]/gu, "");
     const lower = w.toLowerCase();
-    if (["and", "plus", "but", "then", "so", "or", "if", "which", "because", "depending", "including"].includes(lower)) break;
-    if (kept.length > 0 && (PREPOSITIONS.has(lower) || BREAKERS.has(lower))) break;
+    if (["and", "plus", "but", "then", "so", "or", "if", "which", "because", "depending", "including"].includes(lower)) {
+      if (kept.length > 0) break;
+      continue;
+    }
+    if (kept.length > 0 && (PREPOSITIONS.has(lower) || BREAKERS.has(lower) || parseNumberWords([lower]) !== undefined)) break;
     if (kept.length === 0 && (STOP.has(lower) || PREPOSITIONS.has(lower) || BREAKERS.has(lower) || parseNumberWords([lower]) !== undefined || FILLERS.has(lower))) continue;
     if (/^\d/.test(lower)) break;
     if (w) kept.push(w);
@@ -171,11 +182,12 @@ export function describeMention(text: string, m: MoneyMention): string | undefin
     /^(.*?)\b(?:is|are|was|will be|would be|could be|might be|should be|'ll be|'s|comes to|costs?|runs?|at)(?:\s+(?:anything|anywhere|somewhere|roughly|about|around|approximately|probably|maybe|just|only|like))*(?:\s+(?:from|between))?\s*$/i,
   );
   if (verb?.[1] && !qualified) {
-    const phrase = ok(contentWords(verb[1].trim().split(/\s+/).slice(-4)));
+    // The head of the phrase names the item: "Labour for painting the living room is …" → "Labour".
+    const phrase = ok(contentWords(verb[1].trim().split(/\s+/).slice(-6))) ?? ok(contentWords(verb[1].trim().split(/\s+/).slice(-3)));
     if (phrase) return phrase;
   }
   // "For the gutter repair, new brackets…, I'd say £185": the "for" phrase of the sentence.
-  const forPhrase = sentence.match(/(?:^|[,]\s*|\b(?:so|and|but|then)\s+)for\s+(?:the|a|an|your|my|this|that|all|those|these)?\s*([a-z][a-z' -]{1,40})/i);
+  const forPhrase = sentence.match(/(?:^|[,]\s*|\b(?:so|and|but|then)\s+)for\s+(?:(?:the|a|an|your|my|this|that|all|those|these)\s+)?([a-z][a-z' -]{1,40})/i);
   if (forPhrase?.[1]) {
     const phrase = ok(contentWords(forPhrase[1].trim().split(/\s+/)));
     if (phrase) return phrase;
@@ -184,10 +196,34 @@ export function describeMention(text: string, m: MoneyMention): string | undefin
     const phrase = ok(contentWords(afterWords));
     if (phrase) return phrase;
   }
-  // "labour seven hundred", "the hedge trimming ninety": a short noun phrase right before the price.
-  const close = clause.trim().split(/\s+/).filter((w) => w.length > 0);
-  if (!qualified && close.length > 0 && close.length <= 4) {
-    const phrase = ok(contentWords(close));
+  // "labour seven hundred": a noun right before the price, in its own clause.
+  const own = clause.trim().split(/\s+/).filter((w) => w.length > 0);
+  if (!qualified && own.length > 0 && own.length <= 3) {
+    const phrase = ok(contentWords(own));
+    if (phrase) return phrase;
+  }
+  return undefined;
+}
+
+/**
+ * A weaker name for a price: the nearest short noun phrase before it in the same sentence,
+ * past fillers ("I'll need a skip, that's £150"; "The repair, um, somewhere between…").
+ * Used to tell one item from the next when the same person lists them.
+ */
+export function nearbyNoun(text: string, m: MoneyMention): string | undefined {
+  const normal = text.replace(/[’‘`]/g, "'");
+  const ok = (phrase: string | undefined) => (phrase && !isQuantity(phrase) && hasNoun(phrase) ? phrase : undefined);
+  const sentence = normal.slice(0, m.start).split(/[.!?;:](?=\s|$)/).pop() ?? "";
+  // "labour seven hundred", "I'll need a skip, that's £150", "The repair, um, somewhere between…":
+  // the nearest short noun phrase before the price in the same sentence, past fillers.
+  const segments = sentence.split(/,|\band\b|\bplus\b|\bbut\b/i);
+  for (let i = segments.length - 1, looked = 0; i >= 0 && looked < 3; i--) {
+    const words = segments[i]!.trim().split(/\s+/).filter((w) => w.length > 0);
+    if (words.length === 0 || words.every((w) => FILLERS.has(w.toLowerCase()) || STOP.has(w.toLowerCase()) || BREAKERS.has(w.toLowerCase()))) continue;
+    looked += 1;
+    if (/\b(?:without|except|excluding|minus)\b/i.test(segments[i]!)) continue;
+    if (words.length > 6) break;
+    const phrase = ok(contentWords(words));
     if (phrase) return phrase;
   }
   return undefined;
@@ -220,10 +256,13 @@ export function jobPhrase(text: string): string | undefined {
     if (!verb) continue;
     // "moving to Osaka", "cleaning up after": an object needs its article or a plain noun.
     const object = contentWords((m[3] ?? "").split(/\s+/));
+    // "moving to Osaka", "cut down last month": a preposition or particle first is no object.
+    const firstWord = (m[3] ?? "").split(/\s+/)[0] ?? "";
+    if (!m[2] && (PREPOSITIONS.has(firstWord) || STOP.has(firstWord) || FILLERS.has(firstWord))) continue;
     if (!object || isQuantity(object) || /^(?:you|it|them|me|for|job|that|this|to|properly|again|today|tomorrow)$/.test(object) || !hasNoun(object)) continue;
     return capitalise(`${object} ${JOB_NOUNS[verb] ?? verb}`);
   }
-  const tail = lower.match(/\b([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)\s+(repair|repairs|lessons|tuition|cleaning|clean|mowing|painting|installation|servicing|service|clearance|removal|tutoring|coaching|decorating|walking|sitting|training|mounting|tuning|restoration|rental|hire|fitting|redesign|design)\b/);
+  const tail = lower.match(/\b([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)\s+(repair|repairs|lessons|tuition|cleaning|clean|mowing|painting|installation|servicing|service|clearance|removal|tutoring|coaching|decorating|walking|sitting|training|mounting|tuning|restoration|rental|hire|fitting|redesign|design|video|photography|plans)\b/);
   if (tail) {
     const object = contentWords((tail[1] ?? "").split(/\s+/));
     if (object && !isQuantity(object)) return capitalise(`${object} ${tail[2]}`);
