@@ -2,7 +2,7 @@ import { ResourceExhaustedError } from "../core/errors.js";
 
 /**
  * Counts a user's open streams across every kind (panel, audio on either path) and refuses past
- * the limit. One instance per server.
+ * the limit. One instance per server, owned by its call scopes (call-scope.ts).
  */
 export class StreamLimiter {
   private readonly open = new Map<string, number>();
