@@ -37,7 +37,7 @@ describe("grpc-h2 wire helpers", () => {
     const all = Buffer.concat(messages);
     for (const cut of [1, 3, 5, 6, 200, all.length]) {
       const seen: number[][] = [];
-      const reader = new GrpcMessageReader((buf, start, end, flags) => void seen.push([end - start, flags]));
+      const reader = new GrpcMessageReader((_buf, start, end, flags) => void seen.push([end - start, flags]));
       for (let off = 0; off < all.length; off += cut) reader.push(all.subarray(off, off + cut));
       expect({ cut, seen, pending: reader.pendingBytes }).toEqual({ cut, seen: [[1, 0], [300, 0], [0, 0]], pending: 0 });
     }
