@@ -1,6 +1,4 @@
 import { randomBytes } from "node:crypto";
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { create, toBinary, type DescMessage, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import { readdirSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -13,6 +11,7 @@ import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioStreamRequestSchema, RoomService, type AudioStreamRequest } from "../../gen/handshake/v1/room_service_pb.js";
 import { bearer, bearerHeaders, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import { grpcEnvelope, healthStatus, joinAs, rawHttp2Post, type Person } from "../support/security.js";
+import { gc } from "../support/memory.js";
 import { createRandom, mutateBytes, mutateMessage, randomMessage, type Random } from "../support/mutate.js";
 
 /**
@@ -51,18 +50,6 @@ let t: TestApp;
 let talkerA: Person;
 let talkerB: Person;
 
-/** Returns a gc function without needing --expose-gc on the command line. */
-function gcFunction(): (() => void) | undefined {
-  const fromGlobal = (globalThis as { gc?: () => void }).gc;
-  if (fromGlobal) return fromGlobal;
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    return runInNewContext("gc") as () => void;
-  } catch {
-    return undefined;
-  }
-}
-const gc = gcFunction();
 
 /** Open file descriptors of this process (sockets included), where /proc tells; undefined elsewhere. */
 function openDescriptors(): number | undefined {

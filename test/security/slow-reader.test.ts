@@ -1,12 +1,11 @@
 import http2 from "node:http2";
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { PanelStreamRequestSchema, PanelStreamResponseSchema } from "../../gen/handshake/v1/room_service_pb.js";
 import { bearerHeaders, startTestApp, type TestApp } from "../support/app.js";
+import { gc } from "../support/memory.js";
 import { recordPanel } from "../support/panel.js";
 import { grpcEnvelope, joinAs, type Person } from "../support/security.js";
 
@@ -27,16 +26,6 @@ let t: TestApp;
 let speaker: Person;
 let listener: Person;
 
-const gc: (() => void) | undefined = (() => {
-  const fromGlobal = (globalThis as { gc?: () => void }).gc;
-  if (fromGlobal) return fromGlobal;
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    return runInNewContext("gc") as () => void;
-  } catch {
-    return undefined;
-  }
-})();
 
 function heapUsed(): number {
   gc?.();

@@ -4,9 +4,10 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
-import { sampleContract, tempDir } from "../support/store.js";
+import { sampleContract } from "../support/store.js";
+import { tempDirPerTest } from "../support/temp-dir.js";
 
 const writeLoop = fileURLToPath(new URL("./fixtures/write-loop.ts", import.meta.url));
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -14,16 +15,7 @@ const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
 /** How many commits the child must report before it is killed. */
 const COMMITS_BEFORE_KILL = 300;
 
-let dir: string;
-let cleanup: () => Promise<void>;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-});
-
-afterEach(async () => {
-  await cleanup();
-});
+const dir = tempDirPerTest();
 
 /** Runs the write loop, SIGKILLs it once it has reported enough commits, and returns the last reported index. */
 function runAndKill(dbPath: string): Promise<number> {
@@ -52,7 +44,7 @@ function runAndKill(dbPath: string): Promise<number> {
 }
 
 it("keeps every committed transaction whole after a SIGKILL mid-write, and none half-written", async () => {
-  const dbPath = join(dir, "crash.db");
+  const dbPath = join(dir(), "crash.db");
   const lastReported = await runAndKill(dbPath);
   expect(lastReported).toBeGreaterThanOrEqual(COMMITS_BEFORE_KILL - 1);
   // The dead process left its write-ahead log behind: reopening has to recover from it.

@@ -3,12 +3,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { migrate, SchemaMismatchError, SchemaTooNewError } from "../../src/store/migrate.js";
 import { LATEST_SCHEMA_VERSION, migrations } from "../../src/store/migrations.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
-import { sampleContract, tempDir } from "../support/store.js";
+import { sampleContract } from "../support/store.js";
+import { tempDirPerTest } from "../support/temp-dir.js";
 import {
   v1ActiveContract,
   v1AliceProfile,
@@ -21,16 +22,7 @@ import {
 
 const fixture = fileURLToPath(new URL("./fixtures/v1.sqlite", import.meta.url));
 
-let dir: string;
-let cleanup: () => Promise<void>;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-});
-
-afterEach(async () => {
-  await cleanup();
-});
+const dir = tempDirPerTest();
 
 function appliedVersions(path: string): { version: number; name: string }[] {
   const db = new Database(path, { readonly: true });
@@ -56,14 +48,14 @@ describe("migrations", () => {
   });
 
   it("build the latest schema from an empty file", async () => {
-    const path = join(dir, "fresh.db");
+    const path = join(dir(), "fresh.db");
     const store = await createSqliteStore({ path });
     await store.close();
     expect(appliedVersions(path)).toEqual(allVersions);
   });
 
   it("are not applied twice when the store is reopened", async () => {
-    const path = join(dir, "again.db");
+    const path = join(dir(), "again.db");
     await (await createSqliteStore({ path })).close();
     const db = new Database(path);
     try {
@@ -74,7 +66,7 @@ describe("migrations", () => {
   });
 
   it.each(migrations.map((m) => m.version - 1))("bring a database at version %i to the latest, keeping its rows", async (from) => {
-    const path = join(dir, `v${from}.db`);
+    const path = join(dir(), `v${from}.db`);
     const db = new Database(path);
     expect(migrate(db, { targetVersion: from }).toVersion).toBe(from);
     if (from >= 1) {
@@ -107,7 +99,7 @@ describe("migrations", () => {
     }
     expect(appliedVersions(fixture)).toEqual([{ version: 1, name: "core_tables" }]);
 
-    const path = join(dir, "from-v1.db");
+    const path = join(dir(), "from-v1.db");
     await copyFile(fixture, path);
     const store = await createSqliteStore({ path });
     try {
@@ -136,7 +128,7 @@ describe("migrations", () => {
   });
 
   it("refuse a database written by newer code, and leave it untouched", async () => {
-    const path = join(dir, "future.db");
+    const path = join(dir(), "future.db");
     await (await createSqliteStore({ path })).close();
     const db = new Database(path);
     db.prepare("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)").run(LATEST_SCHEMA_VERSION + 1, "from_the_future", 0);
@@ -148,7 +140,7 @@ describe("migrations", () => {
   });
 
   it("refuse a database whose recorded migrations differ from the code's", async () => {
-    const path = join(dir, "diverged.db");
+    const path = join(dir(), "diverged.db");
     const db = new Database(path);
     migrate(db, { targetVersion: 1 });
     db.prepare("UPDATE schema_migrations SET name = 'something_else' WHERE version = 1").run();
@@ -157,7 +149,7 @@ describe("migrations", () => {
   });
 
   it("roll back a migration that fails part-way, keeping the version before it", () => {
-    const db = new Database(join(dir, "broken.db"));
+    const db = new Database(join(dir(), "broken.db"));
     try {
       const list = [
         { version: 1, name: "one", sql: "CREATE TABLE a (x INTEGER);" },

@@ -2,26 +2,17 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import Database from "better-sqlite3";
-import { afterEach, beforeEach, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { PanelEventSchema } from "../../gen/handshake/v1/events_pb.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
-import { tempDir } from "../support/store.js";
+import { tempDirPerTest } from "../support/temp-dir.js";
 
-let dir: string;
-let cleanup: () => Promise<void>;
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-});
-
-afterEach(async () => {
-  await cleanup();
-});
+const dir = tempDirPerTest();
 
 const walBytes = (path: string) => (existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0);
 
 it("keeps the WAL bounded by checkpointing it from its worker while the loop commits, and loses nothing", async () => {
-  const path = join(dir, "handshake.db");
+  const path = join(dir(), "handshake.db");
   const store = await createSqliteStore({ path, checkpointIntervalMs: 20 });
   const text = "x".repeat(2000);
   const commits = 3000;
