@@ -508,7 +508,8 @@ function judge(c: DealCase, people: Person[], o: Outcome): { diffs: string[]; ac
     const payer = people.find((p) => p.userId === t.clientUserId);
     if (!payer) continue;
     const limit = payer.profile.maxAutoApproveMinor;
-    if (t.totalMinor > limit) {
+    // A limit in another currency cannot be compared without a rate; the agent asking is then the product's call.
+    if (t.currency === payer.profile.currency && t.totalMinor > limit) {
       const approved = o.approvals.some((a) => a.userId === payer.userId && a.status === ApprovalStatus.APPROVED && a.amountMinor >= t.totalMinor);
       if (!approved) diffs.push(`total ${formatMoney(t.totalMinor, t.currency)} above ${payer.key}'s max auto-approve ${formatMoney(limit, t.currency)} without their approval`);
     }
