@@ -37,11 +37,13 @@ function seen(userId: string): PanelEvent[] {
   return room.events.since(0n, userId);
 }
 
-function of<C extends PanelEvent["event"]["case"]>(userId: string, kind: C) {
-  return seen(userId)
-    .map((e) => e.event)
-    .filter((e): e is Extract<PanelEvent["event"], { case: C }> => e.case === kind)
-    .map((e) => e.value);
+type ValueOf<C> = Extract<PanelEvent["event"], { case: C }> extends { value: infer V } ? V : never;
+
+/** The values of one kind of event that `userId` sees, oldest first. */
+function of<C extends NonNullable<PanelEvent["event"]["case"]>>(userId: string, kind: C): ValueOf<C>[] {
+  const out: ValueOf<C>[] = [];
+  for (const e of seen(userId)) if (e.event.case === kind) out.push(e.event.value as ValueOf<C>);
+  return out;
 }
 
 function latestContract(): Contract {
