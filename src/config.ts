@@ -120,6 +120,19 @@ function modelId(env: Env, name: string, fallback: string): string {
   return raw;
 }
 
+/** Shortest HMAC secret, in bytes (UTF-8): HS256 wants a key at least as long as its 256-bit hash (RFC 7518 §3.2). */
+export const MIN_JWT_SECRET_BYTES = 32;
+
+function jwtSecret(env: Env, name: string): string {
+  const raw = str(env, name, "");
+  // Empty means "generate one and keep it in the store"; a short one would sign guessable tokens.
+  const bytes = Buffer.byteLength(raw, "utf8");
+  if (raw !== "" && bytes < MIN_JWT_SECRET_BYTES) {
+    throw new ConfigError(`${name} must be at least ${MIN_JWT_SECRET_BYTES} bytes, got ${bytes} (or leave it empty to have one generated)`);
+  }
+  return raw;
+}
+
 /**
  * Reads and validates the configuration. Throws ConfigError naming the first bad variable.
  * Remote engines switch on when their key is set and their engine variable is not forced.
@@ -159,7 +172,7 @@ export function loadConfig(env: Env = process.env): Config {
       totalTimeoutMs: int(env, "NEGOTIATION_TOTAL_TIMEOUT_MS", 120_000, 100, 3_600_000),
     },
     auth: {
-      jwtSecret: str(env, "JWT_SECRET", ""),
+      jwtSecret: jwtSecret(env, "JWT_SECRET"),
       sessionTtlMs: int(env, "SESSION_TTL_MS", 12 * 3_600_000, 1000, 7 * 86_400_000),
       userTtlMs: int(env, "USER_TOKEN_TTL_MS", 365 * 86_400_000, 60_000, 3650 * 86_400_000),
       oidcIssuer: str(env, "OIDC_ISSUER", ""),

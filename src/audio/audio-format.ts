@@ -48,8 +48,12 @@ export function checkPcmFrame(pcm: Uint8Array): void {
   if (n > MAX_FRAME_BYTES) throw new AudioFormatError(`frame has ${n} bytes; at most ${MAX_FRAME_BYTES} are allowed`);
 }
 
-/** Validates an `AudioFrame` message (its PCM payload); throws `AudioFormatError`. */
+/** Largest frame number: int64's maximum, so `seq + 1` (the next expected frame) still fits a uint64 reply. */
+export const MAX_FRAME_SEQ = 2n ** 63n - 1n;
+
+/** Validates an `AudioFrame` message (its number and PCM payload); throws `AudioFormatError`. */
 export function checkAudioFrame(frame: AudioFrame): void {
+  if (frame.seq > MAX_FRAME_SEQ) throw new AudioFormatError(`frame seq ${frame.seq} is above the largest frame number ${MAX_FRAME_SEQ}`);
   checkPcmFrame(frame.pcm);
 }
 

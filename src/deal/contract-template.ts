@@ -11,17 +11,32 @@ export function createTemplateDrafter(): ContractDrafter {
   return { draft: async (input) => draftFromTemplate(input) };
 }
 
+/** Format characters that reorder text on screen (bidi embeddings, overrides, isolates and marks). */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+/** Control characters, line and paragraph separators: what could start a new line of the contract. */
+const LINE_BREAKERS = /[\p{Cc}\u2028\u2029]/gu;
+
+/**
+ * Quotes what people (or their agents) said, on one line: line breaks and controls become spaces,
+ * bidi controls go, and the result is a JSON string literal, so no input can pass as a clause.
+ */
+export function quoteUserText(text: string): string {
+  return JSON.stringify(text.replace(BIDI_CONTROLS, "").replace(LINE_BREAKERS, " ").replace(/\s+/g, " ").trim());
+}
+
 /** Renders the template synchronously (also the fallback when a remote drafter fails). */
 export function draftFromTemplate({ proposal, parties, conversation }: DraftInput): { title: string; text: string } {
   const provider = parties.find((p) => p.role === PartyRole.PROVIDER);
   const client = parties.find((p) => p.role === PartyRole.CLIENT);
   const money = (minor: bigint) => formatMoney(minor, proposal.currency);
-  const title = firstSentence(proposal.summary) || "Service agreement";
+  const q = quoteUserText;
+  const title = firstSentence(proposal.summary.replace(BIDI_CONTROLS, "").replace(LINE_BREAKERS, " ")) || "Service agreement";
   const lines: string[] = [];
-  lines.push(`SERVICE AGREEMENT: ${title}`, "");
-  lines.push("Parties", `- Provider: ${provider?.displayName ?? "?"} (user ${provider?.userId ?? "?"})`);
-  lines.push(`- Client: ${client?.displayName ?? "?"} (user ${client?.userId ?? "?"})`, "");
-  lines.push("1. Scope", proposal.summary || title, "");
+  // Everything people or agents wrote is quoted (q); only the template's own words are bare.
+  lines.push(`SERVICE AGREEMENT: ${q(title)}`, "");
+  lines.push("Parties", `- Provider: ${provider ? q(provider.displayName) : "?"} (user ${provider?.userId ?? "?"})`);
+  lines.push(`- Client: ${client ? q(client.displayName) : "?"} (user ${client?.userId ?? "?"})`, "");
+  lines.push("1. Scope", `  ${q(proposal.summary || title)}`, "");
   lines.push(`2. Price: ${money(proposal.totalMinor)} in total (${proposal.currency}), made up of:`);
   proposal.lineItems.forEach((item, i) => lines.push(...describeItem(item, i + 1, money)));
   lines.push("");
@@ -39,7 +54,7 @@ export function draftFromTemplate({ proposal, parties, conversation }: DraftInpu
     lines.push("- Conversation excerpts:");
     for (const entry of quotes) {
       const who = parties.find((p) => p.userId === entry.speakerUserId)?.displayName ?? entry.speakerUserId;
-      lines.push(`  ${who}: "${entry.text.replace(/\s+/g, " ").trim()}"`);
+      lines.push(`  ${q(who)}: ${q(entry.text)}`);
     }
   }
   lines.push("", `Proposal ${proposal.id}`);
@@ -52,16 +67,17 @@ function describeItem(item: LineItem, n: number, money: (minor: bigint) => strin
   const price = item.range
     ? `between ${money(item.range.minMinor)} and ${money(item.range.maxMinor)}`
     : item.quantity > 1
-      ? `${item.quantity} ${item.unit || "units"} × ${money(item.unitPriceMinor)} = ${money(item.amountMinor)}`
+      ? `${item.quantity} ${item.unit ? quoteUserText(item.unit) : "units"} × ${money(item.unitPriceMinor)} = ${money(item.amountMinor)}`
       : money(item.amountMinor);
-  const out = [`  ${n}. ${item.description}: ${price} (${kind})`];
-  for (const factor of item.pricingFactors) out.push(`     - ${factor.name}: ${money(factor.impactMinor)}${factor.description ? ` (${factor.description})` : ""}`);
-  if (item.condition) out.push(`     Condition: ${item.condition}`);
+  const q = quoteUserText;
+  const out = [`  ${n}. ${q(item.description)}: ${price} (${kind})`];
+  for (const factor of item.pricingFactors) out.push(`     - ${q(factor.name)}: ${money(factor.impactMinor)}${factor.description ? ` (${q(factor.description)})` : ""}`);
+  if (item.condition) out.push(`     Condition: ${q(item.condition)}`);
   if (item.milestone) {
-    out.push(`     Milestone: ${item.milestone.title}`);
-    if (item.milestone.deliverables.length) out.push(`     Deliverables: ${item.milestone.deliverables.join("; ")}`);
-    if (item.milestone.verificationMethod) out.push(`     Verified by: ${item.milestone.verificationMethod}`);
-    if (item.milestone.completionCriteria) out.push(`     Complete when: ${item.milestone.completionCriteria}`);
+    out.push(`     Milestone: ${q(item.milestone.title)}`);
+    if (item.milestone.deliverables.length) out.push(`     Deliverables: ${item.milestone.deliverables.map(q).join("; ")}`);
+    if (item.milestone.verificationMethod) out.push(`     Verified by: ${q(item.milestone.verificationMethod)}`);
+    if (item.milestone.completionCriteria) out.push(`     Complete when: ${q(item.milestone.completionCriteria)}`);
   }
   return out;
 }

@@ -2,8 +2,8 @@ import type { Logger } from "pino";
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { PermissionDeniedError, ResourceExhaustedError } from "../core/errors.js";
 import type { PanelEventInit } from "../events/event-log.js";
-import type { Store } from "../store/store.js";
-import { Room, type RoomSettings, type RoomStages } from "./room.js";
+import type { RoomRecord, Store } from "../store/store.js";
+import { MAX_PARTICIPANTS, Room, type RoomSettings, type RoomStages } from "./room.js";
 
 /** Settings of the registry. */
 export interface RoomManagerSettings extends RoomSettings {
@@ -21,6 +21,8 @@ export class RoomManager {
   /** Rooms being created (restoring their event log from the store). */
   private readonly creating = new Map<string, Promise<Room>>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Each live room's pair as kept in the store (members who may be away, e.g. after a restart), who need no invite code. */
+  private readonly pairs = new Map<string, Set<string>>();
   private readonly idleTimer: NodeJS.Timeout;
   private closed = false;
 
@@ -44,13 +46,28 @@ export class RoomManager {
   }
 
   /**
+   * Throws what `join` would refuse this caller for (shutting down, the room limit, the invite
+   * code, a full room, live or kept in the store) and changes nothing: JoinRoom asks before it
+   * stores anything, so a refused join writes nothing.
+   */
+  async checkJoin(roomId: string, userId: string, inviteCode: string): Promise<void> {
+    if (this.closed) throw new ResourceExhaustedError("server is shutting down");
+    const room = this.rooms.get(roomId);
+    if (room) return checkLiveRoom(room, userId, inviteCode, this.isPairMember(roomId, userId));
+    if (!this.creating.has(roomId) && this.rooms.size + this.creating.size >= this.settings.maxRooms) {
+      throw new ResourceExhaustedError(`the server is at its limit of ${this.settings.maxRooms} rooms`);
+    }
+    checkKeptRoom(await this.store.getRoomRecord(roomId), userId, inviteCode);
+  }
+
+  /**
    * Joins `userId` to `roomId`, creating the room if needed. A repeated join is a no-op (the
    * profile is refreshed). Throws ResourceExhaustedError when full or at the room limit.
    */
   async join(roomId: string, userId: string, profile: AgentProfile, inviteCode: string): Promise<Room> {
     if (this.closed) throw new ResourceExhaustedError("server is shutting down");
-    const room = this.rooms.get(roomId) ?? (await this.create(roomId, inviteCode));
-    if (room.inviteCode !== undefined && room.inviteCode !== inviteCode && !room.has(userId)) {
+    const room = this.rooms.get(roomId) ?? (await this.create(roomId, inviteCode, userId));
+    if (room.inviteCode !== undefined && room.inviteCode !== inviteCode && !room.has(userId) && !this.isPairMember(roomId, userId)) {
       throw new PermissionDeniedError("this room needs a valid invite code");
     }
     try {
@@ -59,6 +76,10 @@ export class RoomManager {
       if (room.size === 0) await this.drop(room);
       throw err;
     }
+    this.pairs.get(roomId)?.add(userId);
+    // Membership decides who gets this history back after a restart; a lost write errs towards
+    // privacy (the member would start an empty room), so it does not fail the join.
+    await this.store.addRoomMember(roomId, userId, this.now()).catch((err: unknown) => this.log.error({ err, roomId, userId }, "room member not recorded"));
     this.cancelGrace(roomId, userId);
     // A member who joins but never opens a stream is removed like one whose streams closed.
     if (room.openStreams(userId) === 0) this.scheduleGraceIfIdle(room, userId);
@@ -71,6 +92,7 @@ export class RoomManager {
     const room = this.rooms.get(roomId);
     if (!room) return;
     await room.leave(userId);
+    await this.recordLeft(roomId, [userId]);
     if (room.size === 0) await this.drop(room);
   }
 
@@ -102,19 +124,33 @@ export class RoomManager {
     await Promise.allSettled(rooms.map((room) => room.destroy(reason)));
   }
 
-  private async create(roomId: string, inviteCode: string): Promise<Room> {
+  /**
+   * Creates the live room for `roomId`, first joined by `userId`. A room code whose pair is still
+   * in it (after a restart) or that `userId` was in comes back with its invite code and history;
+   * anyone else on the code starts a new pair: an empty room, numbered on from the old events.
+   */
+  private async create(roomId: string, inviteCode: string, userId: string): Promise<Room> {
     const pending = this.creating.get(roomId);
     if (pending) return pending;
     if (this.rooms.size + this.creating.size >= this.settings.maxRooms) {
       throw new ResourceExhaustedError(`the server is at its limit of ${this.settings.maxRooms} rooms`);
     }
     const creation = (async () => {
+      const record = await this.store.getRoomRecord(roomId);
+      checkKeptRoom(record, userId, inviteCode);
       const lastSeq = await this.store.lastRoomSeq(roomId);
-      const restored = lastSeq > 0n ? { lastSeq, events: await this.store.loadRoomEvents(roomId, 0n) } : undefined;
+      const continues = record !== undefined && (record.members.some((m) => m.userId === userId) || currentMembers(record).length > 0);
+      const invite = continues ? record.inviteCode : inviteCode;
+      const historyAfterSeq = continues ? record.historyAfterSeq : lastSeq;
+      if (!continues) await this.store.startRoom({ roomId, inviteCode, historyAfterSeq, atMs: this.now() });
+      this.pairs.set(roomId, new Set(continues ? record.members.map((m) => m.userId) : []));
+      // Sequence numbers go on from the last stored event either way; only this pair's events come back.
+      const events = lastSeq > historyAfterSeq ? await this.store.loadRoomEvents(roomId, historyAfterSeq) : [];
+      const restored = lastSeq > 0n ? { lastSeq, events } : undefined;
       const log = this.log.child({ roomId });
       const room = new Room(
         roomId,
-        inviteCode === "" ? undefined : inviteCode,
+        invite === "" ? undefined : invite,
         this.stages,
         this.settings,
         log,
@@ -137,9 +173,23 @@ export class RoomManager {
     }
   }
 
+  /** Marks members as gone from the room's pair in the store; a failed write is logged. */
+  private async recordLeft(roomId: string, userIds: string[]): Promise<void> {
+    for (const userId of userIds) {
+      await this.store
+        .markRoomMemberLeft(roomId, userId, this.now())
+        .catch((err: unknown) => this.log.error({ err, roomId, userId }, "room member's leaving not recorded"));
+    }
+  }
+
+  private isPairMember(roomId: string, userId: string): boolean {
+    return this.pairs.get(roomId)?.has(userId) ?? false;
+  }
+
   private async drop(room: Room): Promise<void> {
     if (this.rooms.get(room.id) !== room) return;
     this.rooms.delete(room.id);
+    this.pairs.delete(room.id);
     await room.destroy();
     this.log.info({ roomId: room.id, rooms: this.rooms.size }, "room destroyed");
   }
@@ -170,8 +220,34 @@ export class RoomManager {
     for (const room of [...this.rooms.values()]) {
       if (room.lastActivityMs < cutoff && room.events.subscriberCount === 0) {
         this.log.info({ roomId: room.id }, "idle room evicted");
+        // An evicted room has ended: its code is free for a new pair, its history for its members only.
+        await this.recordLeft(room.id, room.status().participants.map((p) => p.userId));
         await this.drop(room);
       }
     }
   }
+}
+
+/** Members of a kept room's pair who have not left. */
+function currentMembers(record: RoomRecord): RoomRecord["members"] {
+  return record.members.filter((m) => m.leftAtMs === undefined);
+}
+
+/** What a live room refuses: a wrong invite code (unless one of its pair), or a third person. */
+function checkLiveRoom(room: Room, userId: string, inviteCode: string, pairMember: boolean): void {
+  if (room.has(userId)) return;
+  if (room.inviteCode !== undefined && room.inviteCode !== inviteCode && !pairMember) throw new PermissionDeniedError("this room needs a valid invite code");
+  if (room.size >= MAX_PARTICIPANTS) throw new ResourceExhaustedError("room is full");
+}
+
+/**
+ * What a room kept in the store refuses (its pair still in it, e.g. across a restart): a stranger
+ * without its invite code, or a third person. Its members, and anyone once the pair has left, pass.
+ */
+function checkKeptRoom(record: RoomRecord | undefined, userId: string, inviteCode: string): void {
+  if (!record || record.members.some((m) => m.userId === userId)) return;
+  const current = currentMembers(record);
+  if (current.length === 0) return;
+  if (record.inviteCode !== "" && record.inviteCode !== inviteCode) throw new PermissionDeniedError("this room needs a valid invite code");
+  if (current.length >= MAX_PARTICIPANTS) throw new ResourceExhaustedError("room is full");
 }

@@ -11,6 +11,7 @@ import {
 import { NegotiationMoveError } from "../deal/negotiation.js";
 import { SubscriberOverflowError, EventLogClosedError } from "../events/event-log.js";
 import { InvalidCursorError } from "../store/cursor.js";
+import { asStoreUnavailable } from "../store/store-errors.js";
 
 /**
  * The one place domain errors become status codes. Named errors keep their message; anything
@@ -21,6 +22,12 @@ export function toConnectError(err: unknown, log: Logger): ConnectError {
   const code = codeOf(err);
   if (code !== undefined) return new ConnectError((err as Error).message, code);
   if (isAudioInputError(err)) return new ConnectError((err as Error).message, Code.InvalidArgument);
+  // A full disk or a failing one: the client may retry later; operators must hear of it.
+  const storeDown = asStoreUnavailable(err);
+  if (storeDown) {
+    log.error({ err, reason: storeDown.reason }, "store unavailable");
+    return new ConnectError(storeDown.message, Code.Unavailable);
+  }
   log.error({ err }, "internal error");
   return new ConnectError("internal error", Code.Internal);
 }

@@ -10,7 +10,7 @@ import { createBrowserAudio } from "./browser-audio.js";
 import type { CallScopes, MemberScope, SessionScope } from "./call-scope.js";
 import { rawStreamKey } from "./raw-stream.js";
 import type { ServerDeps } from "./deps.js";
-import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId } from "./validate.js";
+import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId, newRoomId } from "./validate.js";
 
 /** Frames per SendAudio call. */
 const MAX_FRAMES_PER_SEND = 50;
@@ -39,7 +39,8 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
 
   router.service(RoomService, {
     async joinRoom(req) {
-      const roomId = checkRoomId(req.roomId);
+      // An empty room_id asks for a new room under an unguessable id (in the response's room).
+      const roomId = req.roomId === "" ? newRoomId() : checkRoomId(req.roomId);
       const inviteCode = checkInviteCode(req.inviteCode);
       const profile = checkProfile(req.profile, config.limits.maxAmountMinor);
       let userId: string;
@@ -47,11 +48,12 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
         const caller = await tokens.verify(req.userToken);
         if (caller.kind !== "user") throw new UnauthenticatedError("user_token must be the user token from JoinRoom");
         userId = caller.userId;
-        if (!(await store.getUser(userId))) await store.createUser({ id: userId, createdAtMs: Date.now() });
       } else {
         userId = `usr_${randomUUID()}`;
-        await store.createUser({ id: userId, createdAtMs: Date.now() });
       }
+      // Every refusal comes before the first write: a refused join stores nothing.
+      await rooms.checkJoin(roomId, userId, inviteCode);
+      if (req.userToken === "" || !(await store.getUser(userId))) await store.createUser({ id: userId, createdAtMs: Date.now() });
       await store.saveProfile(userId, profile);
       const room = await rooms.join(roomId, userId, profile, inviteCode);
       // A join (a new member, or a reloaded page joining again) starts its browser audio afresh.

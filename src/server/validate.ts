@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { AudioControl } from "../../gen/handshake/v1/audio_pb.js";
@@ -19,6 +20,11 @@ export function checkRoomId(roomId: string, field = "room_id"): string {
   return roomId;
 }
 
+/** A new room's id: 128 random bits (22 URL-safe characters), so nobody can guess their way in. */
+export function newRoomId(): string {
+  return `rm_${randomBytes(16).toString("base64url")}`;
+}
+
 /** A contract id as the server issues them. */
 export function checkContractId(id: string): string {
   if (!CONTRACT_ID.test(id)) throw new InvalidArgumentError("contract_id is not a contract id");
@@ -37,8 +43,9 @@ export function checkInviteCode(code: string): string {
   return code;
 }
 
-/** A trigger keyword: 1–50 characters with a letter or digit. */
+/** A trigger keyword: 1–50 characters with a letter or digit, on one line. */
 export function checkKeyword(keyword: string): string {
+  checkLine(keyword, "keyword");
   const trimmed = keyword.trim();
   if (trimmed.length < 1 || trimmed.length > 50 || !/[\p{L}\p{N}]/u.test(trimmed)) {
     throw new InvalidArgumentError("keyword must be 1–50 characters including a letter or digit");
@@ -59,9 +66,24 @@ export function checkControl(control: AudioControl): AudioControl {
   return control;
 }
 
-function checkText(value: string, field: string, min: number, max: number): void {
+/** Controls other than tab, line feed and carriage return (which multi-line texts may hold). */
+const CONTROLS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+/** Any control character, or a line or paragraph separator: what breaks a one-line text. */
+const LINE_BREAKING = /[\p{Cc}\u2028\u2029]/u;
+/** Bidi embeddings, overrides and isolates, which make text display in another order than it reads. */
+const BIDI_OVERRIDES = /[\u202a-\u202e\u2066-\u2069]/;
+
+/** A one-line text (a name, a trade, an item): no control characters, newlines or bidi overrides. */
+function checkLine(value: string, field: string): void {
+  if (LINE_BREAKING.test(value)) throw new InvalidArgumentError(`${field} must be one line without control characters`);
+  if (BIDI_OVERRIDES.test(value)) throw new InvalidArgumentError(`${field} contains bidi override characters`);
+}
+
+function checkText(value: string, field: string, min: number, max: number, multiLine = false): void {
   if (value.length < min || value.length > max) throw new InvalidArgumentError(`${field} must be ${min}–${max} characters`);
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(value)) throw new InvalidArgumentError(`${field} contains control characters`);
+  if (!multiLine) return checkLine(value, field);
+  if (CONTROLS.test(value)) throw new InvalidArgumentError(`${field} contains control characters`);
+  if (BIDI_OVERRIDES.test(value)) throw new InvalidArgumentError(`${field} contains bidi override characters`);
 }
 
 function checkEnum(value: number, enumObject: object, field: string): void {
@@ -72,6 +94,7 @@ function checkEnum(value: number, enumObject: object, field: string): void {
 export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bigint): AgentProfile {
   if (!profile) throw new InvalidArgumentError("profile is required");
   checkText(profile.displayName.trim(), "profile.display_name", 1, 100);
+  checkLine(profile.displayName, "profile.display_name");
   checkEnum(profile.role, PartyRole, "profile.role");
   checkText(profile.trade, "profile.trade", 0, 100);
   if (profile.experienceYears > 80) throw new InvalidArgumentError("profile.experience_years must be 0–80");
@@ -90,11 +113,11 @@ export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bi
   if (profile.escrowThresholdMinor < 0n || profile.escrowThresholdMinor > ceilingMinor) {
     throw new InvalidArgumentError(`profile.escrow_threshold_minor must be 0–${ceilingMinor}`);
   }
-  checkText(profile.customInstructions, "profile.custom_instructions", 0, 4000);
+  checkText(profile.customInstructions, "profile.custom_instructions", 0, 4000, true);
   if (profile.contextDocuments.length > 10) throw new InvalidArgumentError("profile.context_documents may hold at most 10 documents");
   profile.contextDocuments.forEach((doc, i) => {
     checkText(doc.title, `profile.context_documents[${i}].title`, 1, 200);
-    checkText(doc.text, `profile.context_documents[${i}].text`, 0, 20_000);
+    checkText(doc.text, `profile.context_documents[${i}].text`, 0, 20_000, true);
   });
   const ids: [string, string, RegExp][] = [
     [profile.stripeAccountId, "profile.stripe_account_id", /^acct_[A-Za-z0-9]{1,64}$/],

@@ -16,6 +16,9 @@ export class TranscriptInputError extends Error {
   override readonly name = "TranscriptInputError";
 }
 
+/** Controls (line breaks included), line and paragraph separators, bidi embeddings, overrides and isolates. */
+const FORGED_TEXT = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+
 function checkConfidence(value: number, what: string): void {
   if (!Number.isFinite(value) || value < 0 || value > 1) {
     throw new TranscriptInputError(`${what} confidence ${value} is outside [0, 1]`);
@@ -33,6 +36,8 @@ export function toRecognisedSpeech(transcript: DeviceTranscript): RecognisedSpee
   let chars = 0;
   for (const _ of text) if (++chars > MAX_TRANSCRIPT_CHARS) break;
   if (chars > MAX_TRANSCRIPT_CHARS) throw new TranscriptInputError(`transcript text is longer than ${MAX_TRANSCRIPT_CHARS} characters`);
+  // Speech has no control characters or bidi overrides; text with them is forged, and it reaches contracts.
+  if (FORGED_TEXT.test(text)) throw new TranscriptInputError("transcript text contains control characters or bidi overrides");
   if (transcript.endMs < transcript.startMs) {
     throw new TranscriptInputError(`transcript ends (${transcript.endMs} ms) before it starts (${transcript.startMs} ms)`);
   }
@@ -43,6 +48,7 @@ export function toRecognisedSpeech(transcript: DeviceTranscript): RecognisedSpee
   const words = transcript.words.map((w, i) => {
     const wordText = w.text.trim();
     if (wordText.length === 0) throw new TranscriptInputError(`word ${i} has no text`);
+    if (FORGED_TEXT.test(wordText)) throw new TranscriptInputError(`word ${i} contains control characters or bidi overrides`);
     if (wordText.length > MAX_TRANSCRIPT_CHARS) throw new TranscriptInputError(`word ${i} is longer than ${MAX_TRANSCRIPT_CHARS} characters`);
     if (w.endMs < w.startMs) throw new TranscriptInputError(`word ${i} ends (${w.endMs} ms) before it starts (${w.startMs} ms)`);
     checkConfidence(w.confidence, `word ${i}`);

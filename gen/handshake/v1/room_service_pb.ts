@@ -27,7 +27,8 @@ export const file_handshake_v1_room_service: GenFile = /*@__PURE__*/
  */
 export type JoinRoomRequest = Message<"handshake.v1.JoinRoomRequest"> & {
   /**
-   * Room to join: 1–64 characters of A–Z, a–z, 0–9, "-" and "_".
+   * Room to join: 1–64 characters of A–Z, a–z, 0–9, "-" and "_"; empty to create a new room
+   * under an unguessable id chosen by the server (returned in `room.room_id`).
    *
    * @generated from field: string room_id = 1;
    */
