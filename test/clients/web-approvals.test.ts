@@ -1,0 +1,118 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildWeb } from "../../clients/web/build.js";
+import { startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic, type FakeAnthropicRequest } from "../../src/agents/claude/testing/fake-anthropic.js";
+import { startTestApp, type TestApp } from "../support/app.js";
+
+/*
+ * The browser app's approval and decline controls in headless Chromium: the homeowner's agent asks
+ * before paying above her limit (Approve / Decline on her page only), she approves, then declines
+ * the drafted contract with a reason, and the plumber's page shows why. Claude's part is played by
+ * the local Messages API fake: the triggered agent proposes £450, the other accepts.
+ */
+
+function scriptedClaude(request: FakeAnthropicRequest) {
+  const system = JSON.stringify(request.body.system ?? "");
+  const messages = (request.body.messages ?? []) as { content: string | { type: string; text?: string }[] }[];
+  const content = messages[messages.length - 1]?.content;
+  const blocks = typeof content === "string" ? [{ type: "text", text: content }] : (content ?? []);
+  const newest = blocks[blocks.length - 1];
+  if (!newest || newest.type !== "text") return textReply("Done.");
+  const id = `toolu_${Math.random().toString(36).slice(2, 12)}`;
+  if (newest.text?.startsWith("A deal was triggered")) {
+    const role = system.includes("negotiating agent of Sam") ? "provider" : "client";
+    return toolUseReply([
+      {
+        id,
+        name: "propose",
+        input: {
+          summary: "Gutter repair",
+          currency: "GBP",
+          my_role: role,
+          line_items: [{ id: "gutter", description: "Gutter repair", kind: "immediate", amount_minor: 45_000 }],
+          reason: "As agreed aloud.",
+        },
+      },
+    ]);
+  }
+  if (newest.text?.includes("agent opened with")) return toolUseReply([{ id, name: "evaluate_proposal", input: { decision: "accept", reason: "As agreed." } }]);
+  return textReply("(listening)");
+}
+
+let webRoot: string;
+let fake: FakeAnthropic;
+let app: TestApp;
+let browser: Browser;
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  webRoot = await mkdtemp(path.join(os.tmpdir(), "handshake-web-approvals-"));
+  await buildWeb({ outDir: webRoot });
+  fake = await startFakeAnthropic({ validKey: "sk-ant-test" });
+  fake.reply(...Array.from({ length: 200 }, () => scriptedClaude));
+  app = await startTestApp({ WEB_ROOT: webRoot, AGENT_ENGINE: "claude", ANTHROPIC_API_KEY: "sk-ant-test", ANTHROPIC_BASE_URL: fake.url, ANTHROPIC_MODEL: "claude-test" });
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"] });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await app?.close();
+  await fake?.close();
+  await rm(webRoot, { recursive: true, force: true });
+});
+
+async function person(roomId: string, name: string, role: string, maxAutoApprove?: string): Promise<Page> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.on("pageerror", (err) => pageErrors.push(err.message));
+  await page.goto(`${app.baseUrl}/?room=${roomId}`);
+  await page.getByTestId("profile-name").fill(name);
+  await page.getByTestId("profile-role").selectOption(role);
+  if (maxAutoApprove) await page.getByTestId("profile-max-auto-approve").fill(maxAutoApprove);
+  await page.getByTestId("join").click();
+  await page.getByTestId("room-screen").waitFor();
+  return page;
+}
+
+async function say(page: Page, text: string): Promise<void> {
+  await page.getByTestId("say-input").fill(text);
+  await page.getByTestId("say-input").press("Enter");
+  await page.getByTestId("transcript").getByText(text).waitFor();
+}
+
+describe("browser app: mandates and declining", () => {
+  it("shows the approval request to its person only, approves it, then declines the contract with a reason both see", async () => {
+    const roomId = `approve-${Date.now().toString(36)}`;
+    const sam = await person(roomId, "Sam", "provider");
+    const alex = await person(roomId, "Alex", "client", "100");
+    await say(sam, "Four hundred and fifty pounds for the gutter repair.");
+    await say(sam, "Handshake.");
+
+    const request = alex.getByTestId("approval");
+    await request.waitFor();
+    expect(await request.getAttribute("data-status")).toBe("PENDING");
+    expect(await request.textContent()).toContain("Pay £450.00 to Sam for Gutter repair");
+    expect(await sam.getByTestId("approval").count()).toBe(0);
+    await alex.getByTestId("approval-approve").click();
+    await alex.locator('[data-testid="approval"][data-status="APPROVED"]').waitFor();
+
+    await alex.locator('[data-testid="contract"][data-status="AWAITING_SIGNATURES"]').waitFor();
+    expect(await alex.getByTestId("contract-total").textContent()).toBe("£450.00");
+    await alex.getByTestId("decline-button").click();
+    await alex.getByTestId("notices").getByText("Say why you decline").waitFor();
+    await alex.getByTestId("decline-reason").fill("I found someone closer.");
+    await alex.getByTestId("decline-button").click();
+
+    for (const page of [sam, alex]) {
+      await page.locator('[data-testid="contract"][data-status="DECLINED"]').waitFor();
+      expect(await page.getByTestId("declined-reason").textContent()).toContain("I found someone closer.");
+      expect(await page.getByTestId("decline-form").count()).toBe(0);
+      expect(await page.getByTestId("sign-button").count()).toBe(0);
+    }
+    await alex.locator('[data-testid="trigger-state"] [data-armed="true"]').waitFor();
+    expect(pageErrors).toEqual([]);
+  }, 120_000);
+});
