@@ -25,6 +25,7 @@ import { createAuthInterceptor, createFastPathHooks, createLoggingInterceptor } 
 import { registerReflectionRoutes } from "./reflection.js";
 import { rawStreamContext } from "./raw-stream.js";
 import { registerRoomRoutes } from "./room-routes.js";
+import { decodedPath } from "./validate.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Largest raw HTTP body accepted outside RPCs (webhooks). */
@@ -87,6 +88,9 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     // Panel events (a contract's text is a few KB) go out at once, not after a zlib job on the
     // thread pool; only large answers such as contract listings are worth compressing.
     compressMinBytes: 16 * 1024,
+    // An enum name this server does not know is INVALID_ARGUMENT, not a silent UNSPECIFIED
+    // (protobuf-es ignores unknown fields and enum names together, so both are refused in JSON).
+    jsonOptions: { ignoreUnknownFields: false },
     shutdownSignal: shutdown.signal,
     fallback: (req, res) => void serveHttp(req, res as never, deps),
   });
@@ -220,6 +224,8 @@ async function serveHttp(
     res.end(body);
   };
   try {
+    const pathname = decodedPath(url.pathname);
+    if (pathname === undefined) return send(400, "bad request: malformed percent-encoding in the path");
     const endpoint = deps.httpEndpoints.get(url.pathname);
     if (endpoint) {
       if (req.method !== "POST") return send(405, "method not allowed");
@@ -234,7 +240,7 @@ async function serveHttp(
       return send(result.status, result.body, "application/json");
     }
     if (deps.webRoot && (req.method === "GET" || req.method === "HEAD")) {
-      const relative = url.pathname === "/" ? "index.html" : decodeURIComponent(url.pathname).replace(/^\/+/, "");
+      const relative = pathname === "/" ? "index.html" : pathname.replace(/^\/+/, "");
       const file = path.resolve(deps.webRoot, relative);
       if (file.startsWith(path.resolve(deps.webRoot) + path.sep)) {
         const info = await stat(file).catch(() => undefined);

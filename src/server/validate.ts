@@ -25,6 +25,15 @@ export function newRoomId(): string {
   return `rm_${randomBytes(16).toString("base64url")}`;
 }
 
+/** A URL path with its percent-encoding decoded, or undefined when that encoding is malformed (`/%`). */
+export function decodedPath(pathname: string): string | undefined {
+  try {
+    return decodeURIComponent(pathname);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A contract id as the server issues them. */
 export function checkContractId(id: string): string {
   if (!CONTRACT_ID.test(id)) throw new InvalidArgumentError("contract_id is not a contract id");
