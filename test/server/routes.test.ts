@@ -7,7 +7,7 @@ import { RoomService, type AudioStreamRequestSchema } from "../../gen/handshake/
 import { createAsyncQueue } from "../../src/core/async-queue.js";
 import { createInterceptors, createRoutes, createServerScopes } from "../../src/server/server.js";
 import { bearer, startTestApp, testProfile, type TestApp } from "../support/app.js";
-import { driveDeal } from "../support/security.js";
+import { driveDeal, expectCode } from "../support/security.js";
 
 /**
  * The connect-node handlers in memory: `createRouterTransport` over the server's own routes and
@@ -39,15 +39,6 @@ const FORMAT = { encoding: AudioEncoding.PCM16LE, sampleRateHz: 16000, channels:
 const frames = (from: number, to: number): MessageInitShape<typeof AudioFrameSchema>[] =>
   Array.from({ length: to - from }, (_, i) => ({ seq: BigInt(from + i), pcm: new Uint8Array(640) }));
 
-async function codeOf(call: () => Promise<unknown>): Promise<Code | "OK"> {
-  try {
-    await call();
-    return "OK";
-  } catch (err) {
-    return ConnectError.from(err).code;
-  }
-}
-
 let rooms = 0;
 async function joinOne(roomId = `mem-${rooms++}`, name = "Ada", userToken = "") {
   const joined = await inMemory().room.joinRoom({ roomId, profile: testProfile({ displayName: name }), userToken });
@@ -71,11 +62,11 @@ describe("RoomService in memory", () => {
 
   it("maps domain errors to codes: no token, another room, a bad room id, a room that is gone", async () => {
     const a = await joinOne();
-    expect(await codeOf(() => inMemory().room.getRoom({ roomId: a.roomId }))).toBe(Code.Unauthenticated);
-    expect(await codeOf(() => a.room.getRoom({ roomId: "another-room" }))).toBe(Code.PermissionDenied);
-    expect(await codeOf(() => inMemory().room.joinRoom({ roomId: "no spaces", profile: testProfile() }))).toBe(Code.InvalidArgument);
+    await expectCode(() => inMemory().room.getRoom({ roomId: a.roomId }), Code.Unauthenticated);
+    await expectCode(() => a.room.getRoom({ roomId: "another-room" }), Code.PermissionDenied);
+    await expectCode(() => inMemory().room.joinRoom({ roomId: "no spaces", profile: testProfile() }), Code.InvalidArgument);
     await a.room.leaveRoom({});
-    expect(await codeOf(() => a.room.getRoom({}))).toBe(Code.NotFound);
+    await expectCode(() => a.room.getRoom({}), Code.NotFound);
   });
 });
 
@@ -96,9 +87,9 @@ describe("ContractService in memory", () => {
 
   it("refuses a malformed contract id, an unknown one and a caller without a token", async () => {
     const a = await joinOne();
-    expect(await codeOf(() => a.contracts.getContract({ contractId: "ctr_x" }))).toBe(Code.InvalidArgument);
-    expect(await codeOf(() => a.contracts.getContract({ contractId: "ctr_00000000-0000-4000-8000-000000000000" }))).toBe(Code.NotFound);
-    expect(await codeOf(() => inMemory().contracts.listContracts({}))).toBe(Code.Unauthenticated);
+    await expectCode(() => a.contracts.getContract({ contractId: "ctr_x" }), Code.InvalidArgument);
+    await expectCode(() => a.contracts.getContract({ contractId: "ctr_00000000-0000-4000-8000-000000000000" }), Code.NotFound);
+    await expectCode(() => inMemory().contracts.listContracts({}), Code.Unauthenticated);
   });
 });
 
@@ -156,12 +147,12 @@ describe("SendAudio state", () => {
     const again = await joinOne(a.roomId, "Ada", a.userToken);
     expect(again.userId).toBe(a.userId);
     // Nothing of the old state is left: no format, numbering from 0.
-    expect(await codeOf(() => again.room.sendAudio({ frames: frames(0, 1) }))).toBe(Code.InvalidArgument);
+    await expectCode(() => again.room.sendAudio({ frames: frames(0, 1) }), Code.InvalidArgument);
     expect(await again.room.sendAudio({ format: FORMAT, frames: frames(0, 1) })).toMatchObject({ framesAccepted: 1 });
 
     await again.room.leaveRoom({});
     const reborn = await joinOne(a.roomId, "Ada", a.userToken);
-    expect(await codeOf(() => reborn.room.sendAudio({ frames: frames(0, 1) }))).toBe(Code.InvalidArgument);
+    await expectCode(() => reborn.room.sendAudio({ frames: frames(0, 1) }), Code.InvalidArgument);
     await reborn.room.leaveRoom({});
   });
 });
