@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { AudioStreamRequestSchema } from "../../gen/handshake/v1/room_service_pb.js";
-import { AUDIO_STREAM_PATH, grpcMessage } from "../../src/server/grpc-h2/wire.js";
+import { AUDIO_STREAM_PATH, GrpcMessageReader, grpcMessage } from "../../src/server/grpc-h2/wire.js";
 
 /** The status a call ended with. */
 export interface CallStatus {
@@ -44,21 +44,16 @@ export function rawGrpcCall(session: http2.ClientHttp2Session, path: string, hea
   const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
   const messages: Buffer[] = [];
   const waiters: { n: number; resolve: (b: Buffer) => void }[] = [];
-  let held = Buffer.alloc(0);
-  stream.on("data", (chunk: Buffer) => {
-    held = Buffer.concat([held, chunk]);
-    while (held.length >= 5 && held.length >= 5 + held.readUInt32BE(1)) {
-      const end = 5 + held.readUInt32BE(1);
-      messages.push(Buffer.from(held.subarray(0, end)));
-      held = held.subarray(end);
-      for (const w of [...waiters]) {
-        if (messages.length >= w.n) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(messages[w.n - 1]!);
-        }
+  const reader = new GrpcMessageReader((buf, start, end) => {
+    messages.push(Buffer.from(buf.subarray(start - 5, end)));
+    for (const w of [...waiters]) {
+      if (messages.length >= w.n) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(messages[w.n - 1]!);
       }
     }
   });
+  stream.on("data", (chunk: Buffer) => reader.push(chunk));
   const status = new Promise<CallStatus>((resolve) => {
     let fromHeaders: CallStatus | undefined;
     stream.on("response", (h) => {
