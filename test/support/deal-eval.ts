@@ -481,6 +481,8 @@ function judge(c: DealCase, people: Person[], o: Outcome): { diffs: string[]; ac
     `negotiations=${negotiationIds.size}${negotiationText.length ? `: ${negotiationText.join(", ")}` : ""}`,
   ];
   if (declined.length) actualParts.push(`declined=${declined.length}`);
+  const errors = [...new Set(o.events.flatMap((e) => (e.event.case === "error" ? [`${e.event.value.stage}/${e.event.value.code}: ${e.event.value.message}`] : [])))];
+  if (errors.length) actualParts.push(`panel errors: ${errors.join(" | ")}`);
   if (o.approvals.length) actualParts.push(`approvals=${[...new Set(o.approvals.map((a) => `${nameOf(a.userId)}:${ApprovalStatus[a.status]}`))].join(",")}`);
   const actual = actualParts.join("; ");
 
