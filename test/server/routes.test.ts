@@ -32,6 +32,8 @@ beforeAll(async () => {
 afterAll(async () => {
   shutdown.abort();
   await t.close();
+  // The in-memory calls open none; the app's own clients went with the server.
+  expect(process.getActiveResourcesInfo().filter((r) => r.startsWith("TCP"))).toEqual([]);
 });
 
 const FORMAT = { encoding: AudioEncoding.PCM16LE, sampleRateHz: 16000, channels: 1 };
