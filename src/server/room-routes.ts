@@ -53,8 +53,9 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
       }
       // Every refusal comes before the first write: a refused join stores nothing.
       await rooms.checkJoin(roomId, userId, inviteCode);
-      if (req.userToken === "" || !(await store.getUser(userId))) await store.createUser({ id: userId, createdAtMs: Date.now() });
-      await store.saveProfile(userId, profile);
+      // One transaction, so a full disk leaves no user without a profile behind.
+      if (req.userToken === "" || !(await store.getUser(userId))) await store.createUserWithProfile({ id: userId, createdAtMs: Date.now() }, profile);
+      else await store.saveProfile(userId, profile);
       const room = await rooms.join(roomId, userId, profile, inviteCode);
       // A join (a new member, or a reloaded page joining again) starts its browser audio afresh.
       browserAudio.forget(room, userId);

@@ -365,6 +365,17 @@ class SqliteStore implements Store {
     }
   }
 
+  async createUserWithProfile(user: UserRecord, profile: AgentProfile): Promise<void> {
+    this.live();
+    requireText("user id", user.id);
+    this.db
+      .transaction(() => {
+        if (!this.q.getUser.get(user.id)) this.q.insertUser.run(user.id, user.createdAtMs);
+        this.q.upsertProfile.run(user.id, toBinary(AgentProfileSchema, profile));
+      })
+      .immediate();
+  }
+
   async getProfile(userId: string): Promise<AgentProfile | undefined> {
     this.live();
     const row = this.q.getProfile.get(userId) as { profile: Buffer } | undefined;

@@ -93,6 +93,8 @@ export interface Store {
   getUser(id: string): Promise<UserRecord | undefined>;
   /** Stores the profile as given (including the Monzo token, which the API never returns). */
   saveProfile(userId: string, profile: AgentProfile): Promise<void>;
+  /** Creates the user (unless they exist) and stores their profile in one transaction: both or neither. */
+  createUserWithProfile(user: UserRecord, profile: AgentProfile): Promise<void>;
   getProfile(userId: string): Promise<AgentProfile | undefined>;
   /** Returns the stored value for `name`, storing `value` first when there is none. */
   getOrCreateSecret(name: string, value: string): Promise<string>;
