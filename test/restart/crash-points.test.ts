@@ -7,12 +7,13 @@ import { ContractStatus, EscrowHoldStatus, MilestoneStatus } from "../../gen/han
 import {
   joinRoom,
   moneyProblems,
-  playRoofDeal,
+  playDeal,
   readMoneyRecords,
-  resumeRoofDeal,
+  resumeDeal,
   startChildServer,
   type ChildServer,
   type DealRun,
+  roofDeal,
   type EscrowEnding,
 } from "../support/restart.js";
 import { sha256Hex } from "../support/hash.js";
@@ -43,7 +44,7 @@ async function server(dir: string, env: Record<string, string> = {}): Promise<Ch
 /** Plays the deal on a server that kills itself at `method`'s `n`th write; checks that it did. */
 async function killedAt(dir: string, run: DealRun, ending: EscrowEnding, method: string, n: number): Promise<void> {
   const first = await server(dir, { HANDSHAKE_KILL_WRITES: method, HANDSHAKE_KILL_AT_WRITE: String(n) });
-  expect(await playRoofDeal(first, run, ending)).toBe(false);
+  expect(await playDeal(first, run, ending)).toBe(false);
   await first.exited;
   expect(first.process.signalCode).toBe("SIGKILL");
   expect(first.stderr()).toContain(`kill-point ${n} ${method}`);
@@ -52,16 +53,16 @@ async function killedAt(dir: string, run: DealRun, ending: EscrowEnding, method:
 /** Restarts, finishes the deal as the people would, stops cleanly and checks every invariant. */
 async function finishAndCheck(dir: string, run: DealRun, ending: EscrowEnding): Promise<void> {
   const second = await server(dir);
-  await resumeRoofDeal(second, run, ending);
+  await resumeDeal(second, run, ending);
   await second.stop("SIGTERM");
-  const problems = moneyProblems(readMoneyRecords(dir, run.contractId!), ending, { provider: run.provider!.userId, client: run.client!.userId });
+  const problems = moneyProblems(readMoneyRecords(dir, run.contract!.id), run, ending);
   expect(problems).toEqual([]);
 }
 
 describe("a SIGKILL at one exact write of a deal, then a restart", () => {
   it("right after the last signature: the contract is already EXECUTING and is carried out at start by itself", async () => {
     const dir = await dataDir();
-    const run: DealRun = { roomId: "crash-sign" };
+    const run: DealRun = { roomId: "crash-sign", deal: roofDeal };
     await killedAt(dir, run, "approve", "addSignature", 2);
 
     const second = await server(dir);
@@ -69,8 +70,8 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
     // Nobody acts: start-up recovery executes the signed contract.
     const back = await joinRoom(second.baseUrl, run.roomId, {}, provider!.userToken);
     cleanups.push(() => back.panel.stop());
-    await expect.poll(async () => (await back.contracts.getContract({ contractId: run.contractId! })).contract!.status, { timeout: 15_000 }).toBe(ContractStatus.ACTIVE);
-    const contract = (await back.contracts.getContract({ contractId: run.contractId! })).contract!;
+    await expect.poll(async () => (await back.contracts.getContract({ contractId: run.contract!.id })).contract!.status, { timeout: 15_000 }).toBe(ContractStatus.ACTIVE);
+    const contract = (await back.contracts.getContract({ contractId: run.contract!.id })).contract!;
     expect(contract.signatures).toHaveLength(2);
     await expect(back.room.signContract({ contractId: contract.id, textSha256: sha256Hex(contract.text) })).rejects.toThrow(/no longer awaiting signatures/);
     expect(second.logs.some((l) => l.msg === "resuming contract execution" && l.contractId === contract.id)).toBe(true);
@@ -81,27 +82,27 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
 
   it("a fully signed contract left AWAITING_SIGNATURES (written by the old two-step signing) is executed at start", async () => {
     const dir = await dataDir();
-    const run: DealRun = { roomId: "crash-sign-legacy" };
+    const run: DealRun = { roomId: "crash-sign-legacy", deal: roofDeal };
     await killedAt(dir, run, "approve", "addSignature", 2);
     // What the old code left behind when it died between the signature and the status change.
     const db = new Database(path.join(dir, "handshake.db"));
-    db.prepare("UPDATE contracts SET status = ? WHERE id = ?").run(ContractStatus.AWAITING_SIGNATURES, run.contractId);
+    db.prepare("UPDATE contracts SET status = ? WHERE id = ?").run(ContractStatus.AWAITING_SIGNATURES, run.contract!.id);
     db.close();
     await finishAndCheck(dir, run, "approve");
   }, 90_000);
 
   it("during ReleaseEscrow, after the ledger released the hold: recovery records it, and no capture can follow", async () => {
     const dir = await dataDir();
-    const run: DealRun = { roomId: "crash-release" };
+    const run: DealRun = { roomId: "crash-release", deal: roofDeal };
     // Ledger postings: the call-out, the hold, then the release.
     await killedAt(dir, run, "release", "postLedgerTransaction", 3);
     const second = await server(dir);
     const client = await joinRoom(second.baseUrl, run.roomId, {}, run.client!.userToken);
     cleanups.push(() => client.panel.stop());
     await expect
-      .poll(async () => (await client.contracts.getContract({ contractId: run.contractId! })).contract!.holds[0]!.status, { timeout: 15_000 })
+      .poll(async () => (await client.contracts.getContract({ contractId: run.contract!.id })).contract!.holds[0]!.status, { timeout: 15_000 })
       .toBe(EscrowHoldStatus.RELEASED);
-    const contract = (await client.contracts.getContract({ contractId: run.contractId! })).contract!;
+    const contract = (await client.contracts.getContract({ contractId: run.contract!.id })).contract!;
     expect(contract.milestones[0]!.status).toBe(MilestoneStatus.RELEASED);
     expect(contract.status).toBe(ContractStatus.COMPLETED);
     // The approval that used to capture the released hold a second time is refused.
@@ -115,14 +116,14 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
 
   it("during ReleaseEscrow, after its intent was recorded and before the rail call: recovery releases", async () => {
     const dir = await dataDir();
-    const run: DealRun = { roomId: "crash-release-intent" };
+    const run: DealRun = { roomId: "crash-release-intent", deal: roofDeal };
     await killedAt(dir, run, "release", "recordSettlementIntent", 1);
     await finishAndCheck(dir, run, "release");
   }, 90_000);
 
   it("after the capture of an approved amount, before its records: hold and milestone come back settled together", async () => {
     const dir = await dataDir();
-    const run: DealRun = { roomId: "crash-capture" };
+    const run: DealRun = { roomId: "crash-capture", deal: roofDeal };
     await killedAt(dir, run, "approve", "postLedgerTransaction", 3);
     await finishAndCheck(dir, run, "approve");
   }, 90_000);

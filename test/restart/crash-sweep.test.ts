@@ -4,52 +4,57 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   moneyProblems,
-  playRoofDeal,
+  playDeal,
   readMoneyRecords,
-  resumeRoofDeal,
+  resumeDeal,
   startChildServer,
   type ChildServer,
   type DealRun,
+  roofDeal,
+  webDesignDeal,
   type EscrowEnding,
+  type SpokenDeal,
 } from "../support/restart.js";
 
-// The SIGKILL sweep over every money-path write of a deal (src/store/kill-point.ts): the roof deal
-// (a £60 call-out paid now, a £150–£250 repair held in escrow) is played on a server that kills
-// itself right after its Nth write, then finished on a restarted server; every run must end with
-// each item paid once, the hold captured or released once, records agreeing with the ledger, and
-// the contract COMPLETED. Writes of the deal, in order (ledger rail):
-//   1–2 the two signatures (the second with EXECUTING), 3–5 the call-out's intent, ledger posting
-//   and result, 6–8 the hold's, 9 ACTIVE; approve: 10 the proposal, 11 the approval with the
-//   capture intent, 12 the capture posting, 13 the outcome; release: 10 the release intent,
-//   11 the release posting, 12 the outcome.
-// `npm test` runs a sample; `npm run test:crash` (HANDSHAKE_CRASH_SWEEP=all) runs every point.
+// The SIGKILL sweep over every money-path write of a deal (src/store/kill-point.ts): a deal is
+// played on a server that kills itself right after its Nth write, then finished on a restarted
+// server; every run must end with each item paid once, each hold captured or released once,
+// records agreeing with the ledger, and the contract COMPLETED (see `moneyProblems`).
+//   approve, release: the roof deal (a £60 call-out paid now, a £150–£250 repair in escrow):
+//     1–2 the two signatures (the second with EXECUTING), 3–5 the call-out's intent, ledger posting
+//     and result, 6–8 the hold's, 9 ACTIVE; then approve: 10 the proposal, 11 the approval with
+//     the capture intent, 12 the capture posting, 13 the outcome; or release: 10 the release
+//     intent, 11 the release posting, 12 the outcome.
+//   confirm: the web-design deal (one fixed price, all in escrow): 1–2 signatures, 3–5 the hold,
+//     6 ACTIVE, 7 the provider's confirmation, 8 the client's with the capture intent, 9 the
+//     capture posting, 10 the outcome.
+// `npm test` runs a sample; `npm run test:crash` (HANDSHAKE_CRASH_SWEEP=all) runs every point, and
+// checks that one write past the last, the deal finishes untouched (so no write was missed).
 
-const APPROVE_WRITES = 13;
-const RELEASE_WRITES = 12;
-/** Writes 1–9 are the same whichever way the escrow ends; the release sweep covers the rest. */
-const SHARED_WRITES = 9;
+const SIGNED = ["addSignature", "addSignature"];
+const HELD = ["recordHoldIntent", "postLedgerTransaction", "recordHoldResult"];
+const PAID = ["recordPaymentIntent", "postLedgerTransaction", "recordPaymentResult"];
+const SETTLED = ["recordSettlementIntent", "postLedgerTransaction", "recordSettlementOutcome"];
 
-/** The store method of each write, as the kill point names it. */
-const SHARED_METHODS = [
-  "addSignature", "addSignature",
-  "recordPaymentIntent", "postLedgerTransaction", "recordPaymentResult",
-  "recordHoldIntent", "postLedgerTransaction", "recordHoldResult",
-  "setContractStatus",
-];
-const METHODS: Record<EscrowEnding, string[]> = {
-  approve: [...SHARED_METHODS, "saveMilestone", "recordSettlementIntent", "postLedgerTransaction", "recordSettlementOutcome"],
-  release: [...SHARED_METHODS, "recordSettlementIntent", "postLedgerTransaction", "recordSettlementOutcome"],
+/** Each ending's deal and the store method of each of its writes, as the kill point names them. */
+const SWEEPS: Record<EscrowEnding, { deal: SpokenDeal; writes: string[]; from: number }> = {
+  approve: { deal: roofDeal, writes: [...SIGNED, ...PAID, ...HELD, "setContractStatus", "saveMilestone", ...SETTLED], from: 1 },
+  // The first nine writes are the approve sweep's; only what differs is swept again.
+  release: { deal: roofDeal, writes: [...SIGNED, ...PAID, ...HELD, "setContractStatus", ...SETTLED], from: 10 },
+  // Signatures, hold and ACTIVE are swept above; the confirmations are new.
+  confirm: { deal: webDesignDeal, writes: [...SIGNED, ...HELD, "setContractStatus", "saveMilestone", ...SETTLED], from: 7 },
 };
 
 const ALL = process.env.HANDSHAKE_CRASH_SWEEP === "all";
-const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const endings: EscrowEnding[] = ["approve", "release", "confirm"];
 const points: { n: number; ending: EscrowEnding }[] = ALL
-  ? [...range(1, APPROVE_WRITES).map((n) => ({ n, ending: "approve" as const })), ...range(SHARED_WRITES + 1, RELEASE_WRITES).map((n) => ({ n, ending: "release" as const }))]
+  ? endings.flatMap((ending) => SWEEPS[ending].writes.map((_, i) => ({ n: i + 1, ending })).filter(({ n }) => n >= SWEEPS[ending].from))
   : [
       { n: 4, ending: "approve" },
       { n: 8, ending: "approve" },
       { n: 12, ending: "approve" },
       { n: 11, ending: "release" },
+      { n: 8, ending: "confirm" },
     ];
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -72,29 +77,26 @@ async function freshDir(): Promise<string> {
 describe(`SIGKILL sweep over a deal's writes (${ALL ? "every point" : "a sample"})`, () => {
   it.each(points)("killed after write $n ($ending): finished after a restart with nothing half-done", async ({ n, ending }) => {
     const dir = await freshDir();
-    const run: DealRun = { roomId: `sweep-${ending}-${n}` };
+    const run: DealRun = { roomId: `sweep-${ending}-${n}`, deal: SWEEPS[ending].deal };
     const first = await server(dir, { HANDSHAKE_KILL_AT_WRITE: String(n) });
-    expect(await playRoofDeal(first, run, ending)).toBe(false);
+    expect(await playDeal(first, run, ending)).toBe(false);
     await first.exited;
     expect(first.process.signalCode).toBe("SIGKILL");
-    expect(first.stderr()).toContain(`kill-point ${n} ${METHODS[ending][n - 1]}\n`);
+    expect(first.stderr()).toContain(`kill-point ${n} ${SWEEPS[ending].writes[n - 1]}\n`);
 
     const second = await server(dir);
-    await resumeRoofDeal(second, run, ending);
+    await resumeDeal(second, run, ending);
     await second.stop("SIGTERM");
-    expect(moneyProblems(readMoneyRecords(dir, run.contractId!), ending, { provider: run.provider!.userId, client: run.client!.userId })).toEqual([]);
+    expect(moneyProblems(readMoneyRecords(dir, run.contract!.id), run, ending)).toEqual([]);
   }, 90_000);
 
-  it.runIf(ALL).each([
-    { n: APPROVE_WRITES + 1, ending: "approve" as const },
-    { n: RELEASE_WRITES + 1, ending: "release" as const },
-  ])("covers every write: with the kill at $n ($ending) the deal finishes untouched", async ({ n, ending }) => {
+  it.runIf(ALL).each(endings)("covers every write: with the kill one write past the last (%s), the deal finishes untouched", async (ending) => {
     const dir = await freshDir();
-    const run: DealRun = { roomId: `sweep-end-${ending}` };
-    const only = await server(dir, { HANDSHAKE_KILL_AT_WRITE: String(n) });
-    expect(await playRoofDeal(only, run, ending)).toBe(true);
+    const run: DealRun = { roomId: `sweep-end-${ending}`, deal: SWEEPS[ending].deal };
+    const only = await server(dir, { HANDSHAKE_KILL_AT_WRITE: String(SWEEPS[ending].writes.length + 1) });
+    expect(await playDeal(only, run, ending)).toBe(true);
     await only.stop("SIGTERM");
     expect(only.process.exitCode).toBe(0);
-    expect(moneyProblems(readMoneyRecords(dir, run.contractId!), ending, { provider: run.provider!.userId, client: run.client!.userId })).toEqual([]);
+    expect(moneyProblems(readMoneyRecords(dir, run.contract!.id), run, ending)).toEqual([]);
   }, 90_000);
 });
