@@ -448,6 +448,8 @@ interface Candidate {
   per?: string;
   /** A unit noun follows directly: a count, not money. */
   countUnit?: string;
+  /** A plural noun follows ("four jars"): a count of that noun. */
+  nounUnit?: string;
   cue: boolean;
   followOk: boolean;
 }
@@ -537,6 +539,8 @@ export function scanAmounts(text: string, defaultCurrency: string, options: Scan
       }
     } else if (a.countUnit !== undefined && isWhole(a.phrase.scaled) && a.phrase.scaled > 0n) {
       counts.push({ count: Number(a.phrase.scaled / SCALE), unit: a.countUnit, start: tokens[a.start]!.start, end: tokens[a.end]!.end });
+    } else if (a.nounUnit !== undefined && isWhole(a.phrase.scaled) && a.phrase.scaled > 0n) {
+      counts.push({ count: Number(a.phrase.scaled / SCALE), unit: a.nounUnit, start: tokens[a.start]!.start, end: tokens[a.end]!.end });
     }
   }
   return { money, counts };
@@ -621,6 +625,18 @@ function describe(tokens: readonly Token[], phrase: NumberPhrase, defaultCurrenc
   if (r0 && (r0.lower === "a" || r0.lower === "an" || r0.lower === "per" || r0.text === "/") && r1?.kind === "word" && UNITS[r1.lower]) {
     per = UNITS[r1.lower];
     end += 2;
+  } else if (
+    currency !== undefined &&
+    r0 &&
+    (r0.lower === "a" || r0.lower === "an" || r0.lower === "per") &&
+    r1?.kind === "word" &&
+    r1.lower.length >= 3 &&
+    !NOT_UNITS.has(r1.lower) &&
+    currencyWord(r1.lower, defaultCurrency) === undefined
+  ) {
+    // "€12.50 a jar", "£40 a bag": a price per thing is a rate in that thing.
+    per = singular(r1.lower);
+    end += 2;
   } else if (r0?.lower === "each") {
     per = "item";
     end += 1;
@@ -632,8 +648,11 @@ function describe(tokens: readonly Token[], phrase: NumberPhrase, defaultCurrenc
     end += 1;
   }
   let countUnit: string | undefined;
+  let nounUnit: string | undefined;
   const next = tokens[end];
   if (currency === undefined && next?.kind === "word") {
+    // "four jars": a count of things, kept for rates in those things.
+    if (UNITS[next.lower] === undefined && /[^s]s$/.test(next.lower) && next.lower.length > 3 && !FOLLOW_OK.has(next.lower)) nounUnit = singular(next.lower);
     const unit = UNITS[next.lower];
     // "3 h" is hours, but "h" alone after a long gap is not; require it attached or spaced normally.
     if (unit && !(next.lower === "h" && next.start !== tokens[end - 1]!.end)) countUnit = unit;
@@ -656,7 +675,18 @@ function describe(tokens: readonly Token[], phrase: NumberPhrase, defaultCurrenc
   }
   // A stand-alone number right at a clause start after "£" was handled above; after "from"/"between"
   // cues come from the range rule.
-  return { phrase, start, end, currency, minor, per, countUnit, cue, followOk };
+  return { phrase, start, end, currency, minor, per, countUnit, nounUnit, cue, followOk };
+}
+
+/** Words after "a" that are no unit of sale: "£50 a bargain", "a bit". */
+const NOT_UNITS = new Set(["lot", "bit", "little", "couple", "few", "deal", "bargain", "steal", "great", "good", "fair", "fortune", "pop", "throw", "shot", "fiver", "tenner", "grand", "total", "discount", "quid", "the", "and", "but"]);
+
+/** "jars" → "jar", "boxes" → "box", "berries" → "berry". */
+function singular(word: string): string {
+  if (word.length > 4 && word.endsWith("ies")) return word.slice(0, -3) + "y";
+  if (word.length > 4 && /(?:ches|shes|xes|sses)$/.test(word)) return word.slice(0, -2);
+  if (word.length > 3 && word.endsWith("s") && !word.endsWith("ss")) return word.slice(0, -1);
+  return word;
 }
 
 /**

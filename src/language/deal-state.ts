@@ -67,6 +67,8 @@ export interface DealOffer {
   currency: string;
   /** "price" as said, "split" when splitting the difference. */
   how: "price" | "split";
+  /** Said as a ceiling ("I can pay 400 at most", "my budget is"), not an offer to pay it. */
+  cap?: boolean;
   source: SourceRef;
 }
 
@@ -150,8 +152,11 @@ const TOTAL_WORDS_BEFORE = /\b(?:total|totals|altogether|all in|all-in|in all|ov
 const TOTAL_AFTER = /^\s*(?:in total|total|altogether|all in|all-in|in all|overall|for (?:the lot|everything|all of it|all three|both|all)|the lot|including|included)\b/;
 const SPLIT = /\b(?:split (?:the|that) difference|split it|meet (?:you )?(?:in the middle|halfway|half way)|middle ground)\b/;
 const UNCERTAIN = /\b(?:depend(?:s|ing)?|not sure|can'?t (?:say|tell|know)|won'?t know|until i (?:see|open|get|look)|once i (?:see|open|get|look)|might be more|could be more|what'?s behind|what i find|whatever it (?:takes|costs)|ballpark)\b/;
-const REFUSAL = /\b(?:too (?:much|expensive|high|steep|low|little|cheap)|a bit (?:low|high|much|steep|cheeky)|bit (?:low|steep|much|cheeky)|can'?t (?:do|go|afford|accept|manage)|cannot (?:do|go|afford|accept)|no way|not (?:enough|happy|for that|that much)|won'?t (?:do|go|accept)|rather not|i was thinking|more like)\b|^\s*(?:no|nah|nope)\b(?!\s+(?:problem|worries|bother))/;
+const REFUSAL = /\b(?:too (?:much|expensive|high|steep|low|little|cheap)|a bit (?:low|high|much|steep|cheeky)|bit (?:low|steep|much|cheeky)|can'?t (?:do|go|afford|accept|manage)|cannot (?:do|go|afford|accept)|no way|not (?:enough|happy|for that|that much)|won'?t (?:do|go|accept)|rather not|i was thinking|more like|not there yet|not yet|let'?s see|the agents|agents (?:can|will|sort|work)|work it out|sort it out|settle it)\b|^\s*(?:no|nah|nope)\b(?!\s+(?:problem|worries|bother))/;
 const YES = /(?:^|[.!?,]\s*)(?:yes|yeah|yep|yup|aye|sure|ok|okay|right then|fine|alright|all right|correct|exactly|perfect|great|good|lovely|brilliant|cheers|go on|go for it|that'?s (?:right|correct|it|fine|fair|great|perfect|grand|good|ok|okay)|you'?ve got (?:a|yourself a) deal|it'?s a deal|done|(?:i|we)'?ll take (?:it|them|that|the)|sold|fair enough|that works|works for me|sounds (?:good|great|fair|right)|handshake|let'?s (?:do|get) it|agreed|deal)\b/;
+/** A ceiling, not an offer: "I can pay 400 at most", "my budget is". */
+const BUDGET = /\b(?:budget|at most|no more than|tops|max(?:imum)?|can only (?:pay|afford|do|spend)|only have|can'?t go (?:above|over|higher)|cannot go (?:above|over|higher)|up to)\b/;
+
 /** Asking for a price: the answer's bare numbers are prices. */
 const PRICE_QUESTION = /\b(?:how much|what do you charge|what would (?:that|it|the \w+) cost|what does (?:that|it) cost|what'?s the (?:damage|price|cost)|what are we looking at|what are you asking|ballpark|the price\?|the cost\?|price-wise|make me an offer)\b/;
 
@@ -405,10 +410,8 @@ function acceptId(s: DealState, speaker: string, id: string, source: SourceRef):
     const item = s.items.find((i) => i.id === o.scope);
     if (item && item.amountMinor === o.amountMinor) item.acceptedBy = speaker;
   }
-  // Accepting a total offer agrees to everything that side priced.
-  if (offer.scope === "total") {
-    for (const item of s.items) if (!item.dropped && item.pricedBy === offer.speakerUserId) item.acceptedBy = speaker;
-  }
+  // A yes agrees to everything that side has priced and the speaker has not re-priced since.
+  for (const item of s.items) if (!item.dropped && item.pricedBy === offer.speakerUserId) item.acceptedBy = speaker;
   // Items the speaker accepted earlier stay accepted unless repriced since.
 }
 
@@ -497,6 +500,8 @@ function readPrices(
   source: SourceRef,
 ): void {
   const uncertain = UNCERTAIN.test(lower);
+  const capped = BUDGET.test(lower);
+  const firstOffer = s.offers.length;
   const priced: bigint[] = [];
   let stated: Reading | undefined;
   for (const r of readings) {
@@ -507,7 +512,7 @@ function readPrices(
     }
     const live = s.items.filter((i) => !i.dropped);
     // "Four hours, so that's a hundred and forty" after "$35/hr": the rate's total.
-    const rateItem = !m.per && !r.range ? rateTotalFor(live, r.amountMinor) : undefined;
+    const rateItem = !m.per && !r.range ? rateTotalFor(s, live, r.amountMinor, speaker, lower.slice(0, m.start), counts) : undefined;
     if (rateItem) {
       const quantity = Number(r.amountMinor / rateItem.unitPriceMinor!);
       rateItem.quantity = quantity;
@@ -554,6 +559,7 @@ function readPrices(
     reprice(s, item, speaker, source, item.uncertain);
     priced.push(amount);
   }
+  if (capped) for (const o of s.offers.slice(firstOffer)) o.cap = true;
   if (stated) {
     const live = s.items.filter((i) => !i.dropped);
     const total: StatedTotal = { id: `total-${s.totals.length + 1}`, speakerUserId: speaker, amountMinor: stated.amountMinor, currency: s.currency, source };
@@ -590,14 +596,27 @@ function reprice(s: DealState, item: DealItem, speaker: string, source: SourceRe
   pushOffer(s, speaker, item.id, item.amountMinor ?? 0n, "price", source);
 }
 
-/** A live per-unit item of which `amount` is an exact multiple (2 to 1000 units). */
-function rateTotalFor(live: readonly DealItem[], amount: bigint): DealItem | undefined {
-  const rates = live.filter((i) => i.unit !== "" && i.unitPriceMinor !== undefined && i.unitPriceMinor > 0n && !i.range);
+/**
+ * The live per-unit item whose total `amount` is, when the same person works it out aloud:
+ * an exact multiple (2 to 1000 units) with that count said now or just before, or after "so".
+ */
+function rateTotalFor(
+  s: DealState,
+  live: readonly DealItem[],
+  amount: bigint,
+  speaker: string,
+  before: string,
+  counts: readonly CountMention[],
+): DealItem | undefined {
+  const rates = live.filter((i) => i.unit !== "" && i.unitPriceMinor !== undefined && i.unitPriceMinor > 0n && !i.range && i.pricedBy === speaker);
   if (rates.length !== 1) return undefined;
   const rate = rates[0]!;
-  if (amount === rate.amountMinor) return undefined;
-  const k = amount / rate.unitPriceMinor!;
-  return amount % rate.unitPriceMinor! === 0n && k >= 2n && k <= 1000n ? rate : undefined;
+  if (amount === rate.amountMinor || amount % rate.unitPriceMinor! !== 0n) return undefined;
+  const k = Number(amount / rate.unitPriceMinor!);
+  if (k < 2 || k > 1000) return undefined;
+  const recent = s.counts.slice(-6).map((c) => c.count);
+  const said = [...counts, ...recent].some((c) => c.count === k || c.countMax === k);
+  return said || /\b(?:so|that'?s|that makes|makes it|comes to)\b/.test(before) ? rate : undefined;
 }
 
 /** Whether a reading is a total: total words around it, or the sum of the items or of this turn's prices. */
@@ -679,7 +698,7 @@ function pickItem(s: DealState, speaker: string, r: Reading, mentions: number): 
     // One thing on the table, priced by the other side: a counter-offer names the same thing.
     if (live.length === 1 && mentions === 1 && !live[0]!.uncertain && !r.range) {
       const only = live[0]!;
-      if (!only.description || only.description === s.subject || (only.pricedBy !== speaker && only.acceptedBy === undefined)) return only;
+      if (!only.description || (only.pricedBy !== speaker && only.acceptedBy === undefined)) return only;
     }
     return undefined;
   }
@@ -735,7 +754,7 @@ function noteSubject(s: DealState, text: string): void {
   const lower = text.toLowerCase();
   if (/\b(?:lessons?|tuition|tutoring|coaching|classes|class)\b/.test(lower) || /\bteach(?:ing)?\b/.test(lower)) s.kind = "lessons";
   // Buying something yourself ("I'll buy the paint myself") is no sale between the two.
-  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand|the listing|(?:i|we)'?ll take (?:it|the|them)(?!\s+(?:down|up|off|out|away|back|apart|home)))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
+  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand|the listing|(?:i|we)'?ll take (?:it|the|them|a|an|one|two|three|four|five|six|\d+)(?!\s+(?:down|up|off|out|away|back|apart|home)))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
   // Until a price is said, the latest job named is the subject ("could be a fitting" … "the leak repair?").
   if (s.subject && !s.subjectWeak && s.offers.length > 0) return;
   const strong = saleObject(text) ?? jobPhrase(text);
@@ -802,6 +821,8 @@ export interface DealTerms {
   /** The paid side's latest ask for everything, and the paying side's latest offer. */
   payeeAskMinor?: bigint;
   payerOfferMinor?: bigint;
+  /** The paying side's stated ceiling ("400 at most"), when they gave one. */
+  payerCapMinor?: bigint;
   /** Where the agreed total came from. */
   totalSource?: SourceRef;
 }
@@ -845,13 +866,23 @@ export function dealTerms(state: DealState): DealTerms | undefined {
   const lastItemPrice = live.reduce((max, i) => Math.max(max, i.priceSource?.index ?? -1), -1);
   if (agreedTotal && (lastItemPrice > agreedTotal.at || lastDropIndex > agreedTotal.at)) agreedTotal = undefined;
 
+  // A side's position: their last offer for everything, else every live item at the price they
+  // last named for it (or its current price where they named none).
   const lastPrice = (userId: string) => {
-    const offer = [...state.offers].reverse().find((o) => o.speakerUserId === userId);
+    const theirs = state.offers.filter((o) => o.speakerUserId === userId);
+    const offer = theirs[theirs.length - 1];
     if (!offer) return undefined;
-    return offer.scope === "total" ? offer.amountMinor : liveTotal(live);
+    if (offer.scope === "total") return offer.amountMinor;
+    return live.reduce((sum, item) => {
+      const mine = [...theirs].reverse().find((o) => o.scope === item.id);
+      return sum + (mine?.amountMinor ?? item.amountMinor ?? 0n);
+    }, 0n);
   };
   const payeeAsk = lastPrice(roles.payeeUserId);
-  const payerOffer = lastPrice(roles.payerUserId);
+  const payerOffers = state.offers.filter((o) => o.speakerUserId === roles.payerUserId);
+  const lastPayer = payerOffers[payerOffers.length - 1];
+  const payerOffer = lastPayer && !lastPayer.cap ? lastPrice(roles.payerUserId) : undefined;
+  const capOffer = [...payerOffers].reverse().find((o) => o.cap);
   const everyPriced = live.length > 0 && live.every((i) => i.amountMinor !== undefined);
   const everyAccepted = everyPriced && live.every((i) => i.acceptedBy !== undefined && i.acceptedBy !== i.pricedBy);
   const agreed = agreedTotal !== undefined || everyAccepted;
@@ -868,6 +899,7 @@ export function dealTerms(state: DealState): DealTerms | undefined {
     agreed,
     payeeAskMinor: payeeAsk,
     payerOfferMinor: payerOffer,
+    payerCapMinor: capOffer?.amountMinor,
     totalSource: agreedTotal?.source,
   };
 }

@@ -170,10 +170,6 @@ export function describeMention(text: string, m: MoneyMention): string | undefin
   const ok = (phrase: string | undefined) => (phrase && !isQuantity(phrase) && hasNoun(phrase) ? phrase : undefined);
   const afterWords = leadingWords(normal.slice(m.end).replace(/^[\s,]+/, ""));
   const first = afterWords[0]?.toLowerCase();
-  if (first === "for" || first === "on") {
-    const phrase = ok(contentWords(afterWords.slice(1)));
-    if (phrase) return phrase;
-  }
   const sentence = normal.slice(0, m.start).split(/[.!?;:](?=\s|$)/).pop() ?? "";
   const clause = sentence.split(/,|\band\b|\bplus\b|\bthen\b|\bbut\b/i).pop() ?? "";
   // "without the plumbing it's …" qualifies a price; it names no item.
@@ -181,9 +177,16 @@ export function describeMention(text: string, m: MoneyMention): string | undefin
   const verb = clause.match(
     /^(.*?)\b(?:is|are|was|will be|would be|could be|might be|should be|'ll be|'s|comes to|costs?|runs?|at)(?:\s+(?:anything|anywhere|somewhere|roughly|about|around|approximately|probably|maybe|just|only|like))*(?:\s+(?:from|between))?\s*$/i,
   );
+  // "From Oerlikon to the airport is 37.50": a journey names itself.
+  const journey = verb?.[1]?.match(/\bfrom\s+([a-z][\w' -]{0,30}?)\s+to\s+(?:the\s+)?([a-z][\w' -]{0,30}?)\s*$/i);
+  if (journey?.[1] && journey[2]) return `Trip from ${journey[1].trim()} to ${journey[2].trim()}`;
   if (verb?.[1] && !qualified) {
     // The head of the phrase names the item: "Labour for painting the living room is …" → "Labour".
     const phrase = ok(contentWords(verb[1].trim().split(/\s+/).slice(-6))) ?? ok(contentWords(verb[1].trim().split(/\s+/).slice(-3)));
+    if (phrase) return phrase;
+  }
+  if (first === "for" || first === "on") {
+    const phrase = ok(contentWords(afterWords.slice(1)));
     if (phrase) return phrase;
   }
   // "For the gutter repair, new brackets…, I'd say £185": the "for" phrase of the sentence.

@@ -4,10 +4,10 @@ import { AgentMessageKind, AgentMessageSchema } from "../../../gen/handshake/v1/
 import { PartyRole, RateUnit, type AgentProfile } from "../../../gen/handshake/v1/profile_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
 import { formatMoney, minorDigits } from "../../core/money.js";
+import { dealTerms, initialDealState, nextDealState, type AgreedItem, type DealParty, type DealState, type DealTerms } from "../../language/deal-state.js";
 import type { Agent, AgentDeps, AgentFactory } from "../agent.js";
-import { ceilTo, floorTo, negotiationTime, offerAt, STYLE_BETA, type Position } from "./concession.js";
-import { sketchDeal, type DealSketch, type SketchItem } from "../../language/deal-extraction.js";
 import { createAgentTools, escrowPreferenceProblem, type LineItemInput, type ProposalInput, type ToolResult } from "../tools.js";
+import { ceilTo, floorTo, negotiationTime, offerAt, STYLE_BETA, type Position } from "./concession.js";
 
 /** Options of the offline (embedded, model-free) negotiator. */
 export interface OfflineAgentOptions {
@@ -23,10 +23,13 @@ export interface OfflineAgentOptions {
 }
 
 /**
- * The embedded agent engine: reads items and prices from the conversation, decides who provides
- * and who pays, and negotiates with Faratin time-dependent concession (see concession.ts)
- * between its user's target and reservation, through the same tools as Claude. Deterministic:
- * the same conversation and profiles give the same deal.
+ * The embedded agent engine. It reads the conversation into a deal state (src/language) and
+ * writes down what the two people agreed aloud: the items, prices and who pays whom that the
+ * talk settled, escrow for work whose price is uncertain. It fills only what the talk left
+ * open (a missing price from its person's rates) and never re-haggles a number both accepted.
+ * Where the people did not agree, it negotiates with Faratin time-dependent concession (see
+ * concession.ts) between its person's target and reservation. Every move goes through the
+ * tools, which hold the limits: above max auto-approve they ask the person. Deterministic.
  */
 export function createOfflineAgentFactory(options: OfflineAgentOptions = {}): AgentFactory {
   const discountBps = BigInt(options.defaultMaxDiscountBps ?? 2000);
@@ -43,13 +46,19 @@ interface Settings {
 
 /** What this agent intends for the open negotiation. */
 interface Plan {
-  sketch: DealSketch;
+  /** The items it would write down at the talk's prices (before any concession). */
+  items: DraftItem[];
   position: Position;
+  /** The people agreed these terms aloud: offer and accept exactly them. */
+  agreed: boolean;
+  summary: string;
 }
 
 function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
   const tools = createAgentTools(deps);
   const conversation: TranscriptEntry[] = [];
+  /** The deal state of every final transcript pushed so far (folded as they arrive). */
+  let talk: DealState | undefined;
   let stopped = false;
   let chain: Promise<void> = Promise.resolve();
   /** Negotiation id and offer count last answered, so a repeated snapshot is not answered twice. */
@@ -87,6 +96,27 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
     await call("evaluate_proposal", { decision: "reject", reason });
   }
 
+  function parties(): DealParty[] {
+    return [
+      { userId: deps.userId, profileRole: roleName(deps.profile().role) },
+      { userId: deps.peer.userId, profileRole: roleName(deps.peer.role) },
+    ];
+  }
+
+  function defaultCurrency(): string {
+    return deps.profile().currency || deps.peer.currency || "GBP";
+  }
+
+  /** The deal state of `source` (folded now), or of everything pushed so far. */
+  function stateOf(source: readonly TranscriptEntry[] | undefined): DealState {
+    if (source === undefined || source.length === 0) {
+      const state = talk ?? initialDealState(parties(), defaultCurrency());
+      // Profiles may have changed since the talk was read: roles fall back on the current ones.
+      return { ...state, parties: parties() };
+    }
+    return fold(source.filter((e) => e.isFinal), parties(), defaultCurrency());
+  }
+
   /** The payer's balance in the deal currency, read once per negotiation; undefined when unknown. */
   async function payerBalance(negotiationId: string, currency: string): Promise<bigint | undefined> {
     if (!deps.bank) return undefined;
@@ -102,23 +132,39 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
     return balance.currency === currency && balance.minor >= 0n ? balance.minor : undefined;
   }
 
-  /** Target and reservation of this agent's user for the sketched deal. */
-  async function plan(sketch: DealSketch, negotiationId: string): Promise<Plan | { problem: string }> {
+  /**
+   * This agent's plan for the talk's terms: agreed aloud → exactly those terms; otherwise a
+   * target and a reservation for its side. A problem when it may not act for its person.
+   */
+  async function plan(terms: DealTerms, negotiationId: string): Promise<Plan | { problem: string }> {
     const profile = deps.profile();
-    const currency = sketch.currency;
-    const ask = sketch.providerAskMinor ?? sketch.itemsTotalMinor;
-    if (sketch.providerUserId === deps.userId) {
-      const target = sketch.providerAgreed && sketch.clientOfferMinor !== undefined ? sketch.clientOfferMinor : ask;
-      const floor = providerFloor(sketch, profile, target, settings.discountBps);
-      return { sketch, position: { side: "provider", targetMinor: target, reservationMinor: floor < target ? floor : target, currency } };
+    const currency = terms.currency;
+    const payee = terms.payeeUserId === deps.userId;
+    const items = draftItems(terms, payee ? profile : undefined, tradeDescription(profile, deps.peer.trade));
+    if (items.length === 0) return { problem: "no price was named for anything in the conversation" };
+    const total = items.reduce((sum, i) => sum + i.amountMinor, 0n);
+    const summary = summaryOf(terms, items, currency);
+    if (terms.agreed) {
+      // What both said yes to is the deal: no concession either way. The tools ask the payer's
+      // person when it is above their limit.
+      return { items, agreed: true, summary, position: { side: payee ? "provider" : "client", targetMinor: total, reservationMinor: total, currency } };
+    }
+    const ask = terms.payeeAskMinor ?? total;
+    if (payee) {
+      const target = ask;
+      let floor = providerFloor(items, profile, target, currency, settings.discountBps);
+      // Never concede below what the payer already offered.
+      if (terms.payerOfferMinor !== undefined && terms.payerOfferMinor <= target && floor < terms.payerOfferMinor) floor = terms.payerOfferMinor;
+      return { items, agreed: false, summary, position: { side: "provider", targetMinor: target, reservationMinor: floor < target ? floor : target, currency } };
     }
     const limitCurrency = profile.currency || currency;
     if (limitCurrency !== currency) {
       return { problem: `the price was discussed in ${currency} but your auto-approve limit is in ${limitCurrency}` };
     }
     if (profile.maxAutoApproveMinor <= 0n) return { problem: "your auto-approve limit is zero, so I may not agree to pay anything" };
+    // Haggling for its person, the agent stays within their mandate, budget and balance.
     let cap = profile.maxAutoApproveMinor;
-    const ceiling = sketch.clientBudgetMinor ?? ask;
+    const ceiling = terms.payerCapMinor ?? ask;
     if (ceiling < cap) cap = ceiling;
     const funds = await payerBalance(negotiationId, currency);
     if (funds !== undefined && funds < cap) cap = funds;
@@ -130,53 +176,40 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
           `I will not agree to more than ${money(cap, currency)} without you.`,
       );
     }
-    let target = sketch.clientAgreed ? ask : (sketch.clientOfferMinor ?? sketch.clientBudgetMinor ?? ask);
+    let target = terms.payerOfferMinor ?? terms.payerCapMinor ?? ask;
     if (target > cap) target = cap;
-    return { sketch, position: { side: "client", targetMinor: target, reservationMinor: cap, currency } };
+    return { items, agreed: false, summary, position: { side: "client", targetMinor: target, reservationMinor: cap, currency } };
   }
 
   function beta(): number {
     return STYLE_BETA[deps.profile().style] ?? 1;
   }
 
-  function sketchFor(source: readonly TranscriptEntry[], currency: string, roles?: { providerUserId: string; clientUserId: string }) {
-    const profile = deps.profile();
-    return sketchDeal(
-      source,
-      [
-        { userId: deps.userId, role: profile.role },
-        { userId: deps.peer.userId, role: deps.peer.role },
-      ],
-      currency,
-      { roles, fallbackDescription: tradeDescription(profile, deps.peer.trade) },
-    );
-  }
-
   async function open(trigger: TriggerEvent, given: readonly TranscriptEntry[]): Promise<void> {
     const negotiation = deps.negotiation();
     if (!negotiation || negotiation.state() !== "open") return;
-    const source = given.length > 0 ? given : conversation;
-    const profile = deps.profile();
-    const sketch = sketchFor(source, profile.currency || deps.peer.currency || "GBP");
-    if (!sketch) {
+    const terms = dealTerms(stateOf(given));
+    const priced = terms?.items.some((i) => i.amountMinor !== undefined) ?? false;
+    if (!terms || !priced) {
       tell("I could not find a price in the conversation, so there is nothing to offer yet.");
       await reject("No price was named in the conversation, so there is nothing to agree yet.");
       return;
     }
-    const planned = await plan(sketch, negotiation.id);
+    const planned = await plan(terms, negotiation.id);
     if ("problem" in planned) {
       tell(`Approval needed: ${planned.problem}.`, true);
       await reject("My user needs to approve this deal themselves.");
       return;
     }
-    const total = offerAt(planned.position, 0, beta(), settings.kappa);
-    const items = fromSketch(sketch.items, sketch.itemsTotalMinor, total, planned.position);
-    log.info({ trigger: trigger.kind, offerMinor: total.toString() }, "offline agent opening");
+    const from = planned.items.reduce((sum, i) => sum + i.amountMinor, 0n);
+    const total = planned.agreed ? from : offerAt(planned.position, 0, beta(), settings.kappa);
+    const items = scaleLineItems(planned.items, from, total, planned.position);
+    log.info({ trigger: trigger.kind, offerMinor: total.toString(), agreedAloud: planned.agreed }, "offline agent opening");
     const result = await call("propose", {
-      ...proposalInput(sketch, planned.position, items),
-      reason: "Opening offer, as discussed in the conversation.",
+      ...proposalInput(planned.summary, planned.position, items),
+      reason: planned.agreed ? "As we agreed in the conversation." : "Opening offer, from what was said in the conversation.",
     });
-    if (result.isError) await reject(`I could not make a valid offer: ${result.content}`);
+    if (result.isError && deps.negotiation()?.state() === "open") await reject(`I could not make a valid offer: ${result.content}`);
   }
 
   async function answer(snapshot: Negotiation): Promise<void> {
@@ -191,50 +224,62 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
     if (!live || live.id !== snapshot.id || live.state() !== "open") return;
 
     const profile = deps.profile();
-    const mine: "provider" | "client" = current.providerUserId === deps.userId ? "provider" : "client";
-    if ((profile.role === PartyRole.PROVIDER && mine === "client") || (profile.role === PartyRole.CLIENT && mine === "provider")) {
-      await reject(`The offer has the roles the wrong way round: my user is the ${profile.role === PartyRole.PROVIDER ? "provider" : "client"}.`);
-      return;
-    }
-    const sketch = sketchFor(conversation, current.currency, {
-      providerUserId: current.providerUserId,
-      clientUserId: current.clientUserId,
-    });
+    const canCounter = offersSoFar < snapshot.maxRounds;
+    const terms = dealTerms(stateOf(undefined));
+    const talkFits = terms !== undefined && terms.currency === current.currency && terms.items.some((i) => i.amountMinor !== undefined);
     // With nothing priced in the talk, the peer's own offer is the only anchor: accept it within limits.
-    const planned: Plan | { problem: string } = sketch && sketch.currency === current.currency
-      ? await plan(sketch, snapshot.id)
-      : await plan(sketchFromProposal(current), snapshot.id);
+    const planned: Plan | { problem: string } = talkFits ? await plan(terms, snapshot.id) : await plan(termsFromProposal(current), snapshot.id);
     if ("problem" in planned) {
       tell(`Approval needed: ${planned.problem}.`, true);
       await reject("My user needs to approve this deal themselves.");
       return;
     }
     const { position } = planned;
+    const mine: "provider" | "client" = current.providerUserId === deps.userId ? "provider" : "client";
+    const agreedItems = planned.items;
+    const agreedTotal = agreedItems.reduce((sum, i) => sum + i.amountMinor, 0n);
+    if (mine !== position.side) {
+      // The talk says who pays whom; an offer the other way round is corrected, not accepted.
+      if (!canCounter) {
+        await reject(`The offer has the roles the wrong way round: in our conversation my user ${position.side === "provider" ? "is paid" : "pays"}.`);
+        return;
+      }
+      const result = await call("evaluate_proposal", {
+        decision: "counter",
+        reason: `In our conversation my user ${position.side === "provider" ? "is the one paid" : "is the one paying"}; here are the terms as said.`,
+        counter: proposalInput(planned.summary, position, planned.agreed ? agreedItems : scaleLineItems(agreedItems, agreedTotal, position.targetMinor, position)),
+      });
+      if (result.isError && deps.negotiation()?.state() === "open") await reject(`I could not counter: ${result.content}`);
+      return;
+    }
+
+    if (planned.agreed) {
+      // Agreed aloud: accept exactly those terms, or put them back on the table.
+      if (matchesTerms(current, agreedItems)) {
+        await acceptOffer(current, profile, planned, canCounter, position);
+        return;
+      }
+      if (!canCounter) {
+        await reject("The final offer is not what we agreed in the conversation.");
+        return;
+      }
+      const result = await call("evaluate_proposal", {
+        decision: "counter",
+        reason: "These are the terms we agreed in the conversation.",
+        counter: proposalInput(planned.summary, position, agreedItems),
+      });
+      if (result.isError && deps.negotiation()?.state() === "open") await reject(`I could not counter: ${result.content}`);
+      return;
+    }
+
     const offered = current.totalMinor;
-    const canCounter = offersSoFar < snapshot.maxRounds;
     const next = offerAt(position, negotiationTime(offersSoFar, snapshot.maxRounds), beta(), settings.kappa);
     const withinReservation = position.side === "provider" ? offered >= position.reservationMinor : offered <= position.reservationMinor;
     // AC_next: accept when the offer is at least as good as the one we would make next.
     const acceptable = position.side === "provider" ? offered >= next : offered <= next;
 
     if (withinReservation && (acceptable || !canCounter)) {
-      const escrow = mine === "client" ? escrowPreferenceProblem(current, profile) : undefined;
-      if (escrow) {
-        if (!canCounter) {
-          await reject("The final offer pays immediately for work my user wants held in escrow.");
-          return;
-        }
-        // Same money, held in escrow: the tool applies the preference to the counter.
-        const result = await call("evaluate_proposal", {
-          decision: "counter",
-          reason: "The price is fine; my user wants this held in escrow until the work is confirmed.",
-          counter: proposalInput(planned.sketch, position, fromProposal(current.lineItems), current.summary),
-        });
-        if (result.isError) await reject(`I could not counter: ${result.content}`);
-        return;
-      }
-      const result = await call("evaluate_proposal", { decision: "accept", reason: "The offer is acceptable." });
-      if (result.isError) await reject(`I cannot accept this offer: ${result.content}`);
+      await acceptOffer(current, profile, planned, canCounter, position);
       return;
     }
     if (!canCounter) {
@@ -257,16 +302,42 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
     const result = await call("evaluate_proposal", {
       decision: "counter",
       reason: `Counter-offer: ${money(items.reduce((sum, i) => sum + i.amountMinor, 0n), current.currency)}.`,
-      counter: proposalInput(planned.sketch, position, items, current.summary),
+      counter: proposalInput(current.summary || planned.summary, position, items),
     });
-    if (result.isError) await reject(`I could not counter: ${result.content}`);
+    if (result.isError && deps.negotiation()?.state() === "open") await reject(`I could not counter: ${result.content}`);
+  }
+
+  /** Accepts the peer's offer, or, when the payer's escrow preference is not met, counters the same money held in escrow. */
+  async function acceptOffer(current: Proposal, profile: AgentProfile, planned: Plan, canCounter: boolean, position: Position): Promise<void> {
+    const escrow = position.side === "client" ? escrowPreferenceProblem(current, profile) : undefined;
+    if (escrow) {
+      if (!canCounter) {
+        await reject("The final offer pays immediately for work my user wants held in escrow.");
+        return;
+      }
+      // Same money, held in escrow: the tool applies the preference to the counter.
+      const result = await call("evaluate_proposal", {
+        decision: "counter",
+        reason: "The price is fine; my user wants this held in escrow until the work is confirmed.",
+        counter: proposalInput(current.summary || planned.summary, position, fromProposal(current.lineItems)),
+      });
+      if (result.isError && deps.negotiation()?.state() === "open") await reject(`I could not counter: ${result.content}`);
+      return;
+    }
+    const result = await call("evaluate_proposal", { decision: "accept", reason: planned.agreed ? "These are the terms we agreed." : "The offer is acceptable." });
+    if (result.isError && deps.negotiation()?.state() === "open") await reject(`I cannot accept this offer: ${result.content}`);
   }
 
   return {
     pushTranscript(entry) {
       if (!entry.isFinal || stopped) return;
       conversation.push(entry);
-      if (conversation.length > 500) conversation.splice(0, conversation.length - 500);
+      if (conversation.length > 500) {
+        conversation.splice(0, conversation.length - 500);
+        talk = fold(conversation, parties(), defaultCurrency());
+        return;
+      }
+      talk = nextDealState(talk ?? initialDealState(parties(), defaultCurrency()), toUtterance(entry, conversation.length - 1));
     },
     startNegotiation(trigger, given) {
       const copy = [...given];
@@ -280,6 +351,18 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
       await chain;
     },
   };
+}
+
+function toUtterance(entry: TranscriptEntry, index: number) {
+  return { speakerUserId: entry.speakerUserId, text: entry.text, index };
+}
+
+function fold(entries: readonly TranscriptEntry[], parties: DealParty[], currency: string): DealState {
+  return entries.reduce((state, entry, i) => nextDealState(state, toUtterance(entry, i)), initialDealState(parties, currency));
+}
+
+function roleName(role: PartyRole): DealParty["profileRole"] {
+  return role === PartyRole.PROVIDER ? "provider" : role === PartyRole.CLIENT ? "client" : "";
 }
 
 /** A draft item: the negotiable numbers plus what stays fixed across offers. */
@@ -296,19 +379,71 @@ interface DraftItem {
   condition: string;
 }
 
-function fromSketch(items: readonly SketchItem[], from: bigint, to: bigint, position: Position): DraftItem[] {
-  const drafts = items.map<DraftItem>((item) => ({
+/**
+ * The talk's items as draft line items: uncertain prices (a range, "it depends") go to escrow
+ * with their range; an item nobody priced takes the payee's profile rate when one fits, else
+ * it is left out (nothing is invented).
+ */
+function draftItems(terms: DealTerms, payeeProfile: AgentProfile | undefined, fallback: string): DraftItem[] {
+  const out: DraftItem[] = [];
+  for (const item of terms.items) {
+    let amount = item.amountMinor;
+    if (amount === undefined && payeeProfile) amount = matchRate(item, payeeProfile);
+    if (amount === undefined || amount <= 0n) continue;
+    const counted = item.quantity > 1 && item.unitPriceMinor !== undefined && item.unitPriceMinor * BigInt(item.quantity) === amount;
+    out.push({
+      id: `item-${out.length + 1}`,
+      description: item.description || fallback,
+      kind: item.range || item.uncertain ? LineItemKind.ESCROW : LineItemKind.IMMEDIATE,
+      amountMinor: amount,
+      quantity: counted ? item.quantity : 1,
+      unitPriceMinor: counted ? item.unitPriceMinor! : amount,
+      unit: counted ? item.unit : "",
+      range: item.range ? { ...item.range } : undefined,
+      condition: "",
+    });
+  }
+  return out;
+}
+
+/** Whether a proposal says what the talk agreed: same total, same items' amounts, ranges and escrow. */
+function matchesTerms(proposal: Proposal, items: readonly DraftItem[]): boolean {
+  const total = items.reduce((sum, i) => sum + i.amountMinor, 0n);
+  if (proposal.totalMinor !== total || proposal.lineItems.length !== items.length) return false;
+  return items.every((want, i) => {
+    const got = proposal.lineItems[i]!;
+    if (got.amountMinor !== want.amountMinor) return false;
+    if (want.range && (!got.range || got.range.minMinor !== want.range.minMinor || got.range.maxMinor !== want.range.maxMinor)) return false;
+    // Uncertain work must be held; the payer's preference may hold more, never less.
+    return want.kind !== LineItemKind.ESCROW || got.kind !== LineItemKind.IMMEDIATE;
+  });
+}
+
+/** A proposal standing in for the conversation when the talk priced nothing. */
+function termsFromProposal(proposal: Proposal): DealTerms {
+  const items: AgreedItem[] = proposal.lineItems.map((item) => ({
     id: item.id,
     description: item.description,
-    kind: item.range ? LineItemKind.ESCROW : LineItemKind.IMMEDIATE,
-    amountMinor: item.amountMinor,
     quantity: item.quantity,
-    unitPriceMinor: item.unitPriceMinor,
     unit: item.unit,
-    range: item.range,
-    condition: "",
+    unitPriceMinor: item.unitPriceMinor,
+    amountMinor: item.amountMinor,
+    range: item.range ? { minMinor: item.range.minMinor, maxMinor: item.range.maxMinor } : undefined,
+    uncertain: item.kind !== LineItemKind.IMMEDIATE,
+    source: { index: -1, speakerUserId: proposal.proposedByUserId, text: "" },
   }));
-  return scaleLineItems(drafts, from, to, position);
+  return {
+    currency: proposal.currency,
+    payeeUserId: proposal.providerUserId,
+    payerUserId: proposal.clientUserId,
+    rolesFromTalk: false,
+    kind: "service",
+    items,
+    agreedTotalMinor: proposal.totalMinor,
+    agreed: true,
+    payeeAskMinor: proposal.totalMinor,
+    payerOfferMinor: proposal.totalMinor,
+  };
 }
 
 function fromProposal(items: readonly LineItem[]): DraftItem[] {
@@ -326,20 +461,15 @@ function fromProposal(items: readonly LineItem[]): DraftItem[] {
   }));
 }
 
-/** A proposal standing in for the conversation when the talk priced nothing. */
-function sketchFromProposal(proposal: Proposal): DealSketch {
-  return {
-    providerUserId: proposal.providerUserId,
-    clientUserId: proposal.clientUserId,
-    currency: proposal.currency,
-    items: [],
-    itemsTotalMinor: proposal.totalMinor,
-    providerAskMinor: proposal.totalMinor,
-    clientAgreed: true,
-    providerAgreed: true,
-    clientOfferMinor: proposal.totalMinor,
-    jobDescription: proposal.summary,
-  };
+/**
+ * The proposal's summary, in the deal's own words: "Sale of Sofa", "Lessons: Piano lessons",
+ * or the job; the contract's title is drawn from it.
+ */
+function summaryOf(terms: DealTerms, items: readonly DraftItem[], currency: string): string {
+  const total = items.reduce((sum, i) => sum + i.amountMinor, 0n);
+  const what = terms.subject && items.length > 1 ? terms.subject : items.map((i) => i.description).join(", ");
+  const head = terms.kind === "sale" ? `Sale of ${what}` : terms.kind === "lessons" && !/lesson|tuition|tutor/i.test(what) ? `Lessons: ${what}` : what;
+  return `${head}. ${items.length} item${items.length === 1 ? "" : "s"}, ${formatMoney(total, currency)} in total.`;
 }
 
 /**
@@ -397,10 +527,9 @@ function kindName(kind: LineItemKind): LineItemInput["kind"] {
   return kind === LineItemKind.ESCROW ? "escrow" : kind === LineItemKind.CONDITIONAL ? "conditional" : "immediate";
 }
 
-function proposalInput(sketch: DealSketch, position: Position, items: readonly DraftItem[], summary?: string): ProposalInput {
-  const total = items.reduce((s, i) => s + i.amountMinor, 0n);
+function proposalInput(summary: string, position: Position, items: readonly DraftItem[]): ProposalInput {
   return {
-    summary: summary ?? `${sketch.jobDescription}. ${items.length} item${items.length === 1 ? "" : "s"}, ${formatMoney(total, position.currency)} in total.`,
+    summary,
     currency: position.currency,
     my_role: position.side,
     line_items: items.map((item) => {
@@ -429,25 +558,25 @@ function proposalInput(sketch: DealSketch, position: Position, items: readonly D
 }
 
 /**
- * The provider's floor for the sketched items: its profile rates where one fits an item (per
+ * The provider's floor for the items: its profile rates where one fits an item (per
  * hour/day/item × quantity, or a per-job rate whose words match), else the stated price less
  * the default discount. Never above the target.
  */
-function providerFloor(sketch: DealSketch, profile: AgentProfile, target: bigint, discountBps: bigint): bigint {
+function providerFloor(items: readonly DraftItem[], profile: AgentProfile, target: bigint, currency: string, discountBps: bigint): bigint {
   const discounted = (amount: bigint) => (amount * (10_000n - discountBps) + 9_999n) / 10_000n;
-  if (sketch.items.length === 0 || sketch.itemsTotalMinor <= 0n || (profile.currency && profile.currency !== sketch.currency)) {
-    return discounted(target);
-  }
+  const sum = items.reduce((s, i) => s + i.amountMinor, 0n);
+  if (items.length === 0 || sum <= 0n || (profile.currency && profile.currency !== currency)) return discounted(target);
   let floor = 0n;
-  for (const item of sketch.items) {
-    const rate = matchRate(item, profile);
+  for (const item of items) {
+    const rate = item.range ? undefined : matchRate(item, profile);
     // Without a rate, the item's share of the latest ask (a haggled-down price stands) less the discount.
-    floor += rate !== undefined ? rate : discounted((item.amountMinor * target) / sketch.itemsTotalMinor);
+    floor += rate !== undefined ? rate : discounted((item.amountMinor * target) / sum);
   }
   return floor < target ? floor : target;
 }
 
-function matchRate(item: SketchItem, profile: AgentProfile): bigint | undefined {
+/** The profile rate that prices an item: same unit, or a per-job rate with words in common. */
+function matchRate(item: { description: string; unit: string; quantity: number }, profile: AgentProfile): bigint | undefined {
   const unitOf: Partial<Record<RateUnit, string>> = {
     [RateUnit.HOUR]: "hour",
     [RateUnit.DAY]: "day",
@@ -462,7 +591,6 @@ function matchRate(item: SketchItem, profile: AgentProfile): bigint | undefined 
   });
   const chosen = candidates.find((r) => overlaps(r.description)) ?? candidates[0];
   if (!chosen || chosen.amountMinor <= 0n) return undefined;
-  if (item.range) return undefined; // A range is uncertain by nature: the default discount applies.
   return unitOf[chosen.unit] !== undefined ? chosen.amountMinor * BigInt(item.quantity) : chosen.amountMinor;
 }
 
@@ -470,3 +598,4 @@ function tradeDescription(profile: AgentProfile, peerTrade: string): string {
   const trade = profile.role === PartyRole.PROVIDER && profile.trade ? profile.trade : peerTrade || profile.trade;
   return trade ? `${trade[0]!.toUpperCase()}${trade.slice(1)} services` : "Services as discussed";
 }
+
