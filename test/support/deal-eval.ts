@@ -616,6 +616,8 @@ export interface EvalOptions {
   print?: (line: string) => void;
   /** Folder of cases. */
   dir?: string;
+  /** Print what passing cases produced as well. */
+  verbose?: boolean;
 }
 
 /** The outcome of a whole run. */
@@ -627,10 +629,10 @@ export interface EvalReport {
   rate: number;
 }
 
-/** Formats one case result as the eval's output line. */
-export function formatResult(r: CaseResult): string {
+/** Formats one case result as the eval's output line; `verbose` shows what a passing case produced too. */
+export function formatResult(r: CaseResult, verbose = false): string {
   const head = `${r.pass ? "PASS" : "FAIL"} ${r.id} (${(r.durationMs / 1000).toFixed(1)} s)`;
-  if (r.pass) return head;
+  if (r.pass) return verbose ? `${head}\n     actual:  ${r.actual}` : head;
   return `${head}\n     differs: ${r.diffs.join("; ")}\n     actual:  ${r.actual || "-"}`;
 }
 
@@ -647,7 +649,7 @@ export async function runDealEval(options: EvalOptions = {}): Promise<EvalReport
       for (let c = queue.shift(); c; c = queue.shift()) {
         const r = await runDealCase(app.baseUrl, c);
         results.push(r);
-        print(formatResult(r));
+        print(formatResult(r, options.verbose));
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, options.concurrency ?? 6) }, worker));
