@@ -1,11 +1,11 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { NegotiationStatus, RoundAction, type Negotiation } from "../../gen/handshake/v1/deal_pb.js";
+import { LineItemKind, NegotiationStatus, RoundAction, type Negotiation } from "../../gen/handshake/v1/deal_pb.js";
 import { AgentMessageKind } from "../../gen/handshake/v1/events_pb.js";
-import { AgentProfileSchema, EscrowPreference, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
+import { AgentProfileSchema, EscrowPreference, NegotiationStyle, PartyRole, RateUnit } from "../../gen/handshake/v1/profile_pb.js";
 import { TriggerEventSchema, TriggerKind, type TranscriptEntry } from "../../gen/handshake/v1/transcript_pb.js";
 import type { Agent } from "../../src/agents/agent.js";
-import { decideRoles, sketchDeal } from "../../src/language/deal-extraction.js";
+import { dealTerms, readConversation } from "../../src/language/deal-state.js";
 import { createOfflineAgentFactory } from "../../src/agents/offline/offline-negotiator.js";
 import { createNegotiationSession, type NegotiationSession } from "../../src/deal/negotiation.js";
 import type { BankAccount } from "../../src/payments/bank.js";
@@ -54,41 +54,36 @@ function room(options: { provider?: ProfileInit; client?: ProfileInit; initiator
   return { session: () => session!, start, done, stop, providerMessages: p.messages, clientMessages: c.messages };
 }
 
-describe("conversation analysis", () => {
-  it("decides roles from what people say when profiles do not", () => {
-    const conversation = talk([
-      [C, "I need my fence painted. How much would you charge?"],
-      [P, "I can paint it for £300."],
-    ]);
-    const unknown = [{ userId: P, role: PartyRole.UNSPECIFIED }, { userId: C, role: PartyRole.UNSPECIFIED }] as const;
-    expect(decideRoles(conversation, unknown)).toEqual({ providerUserId: P, clientUserId: C });
-    // A stated role wins over the talk, and the answer does not depend on who asks.
-    const stated = [{ userId: C, role: PartyRole.PROVIDER }, { userId: P, role: PartyRole.UNSPECIFIED }] as const;
-    expect(decideRoles(conversation, stated)).toEqual({ providerUserId: C, clientUserId: P });
-    expect(decideRoles(conversation, [stated[1], stated[0]])).toEqual({ providerUserId: C, clientUserId: P });
+describe("what the offline agent reads from the talk", () => {
+  const parties = [{ userId: P, profileRole: "provider" as const }, { userId: C, profileRole: "client" as const }];
+  const read = (lines: [string, string][]) => readConversation(parties, "GBP", lines.map(([speakerUserId, text], index) => ({ speakerUserId, text, index })));
+
+  it("decides who pays whom from the talk, the profile only when the talk does not say", () => {
+    // Carl's profile says client, but he is selling his radiators to Pia.
+    const sale = dealTerms(read([[C, "Do you want my old radiators? Make me an offer."], [P, "I'll give you a hundred quid for the radiators."], [C, "Sold."]]))!;
+    expect(sale).toMatchObject({ payeeUserId: C, payerUserId: P, rolesFromTalk: true, agreed: true, agreedTotalMinor: 10_000n });
+    const job = dealTerms(read([[P, "The repair is £200."], [C, "OK."]]))!;
+    expect(job).toMatchObject({ payeeUserId: P, payerUserId: C, rolesFromTalk: false });
   });
 
-  it("collects items across turns, revises them, and separates a budget from an offer", () => {
-    const conversation = talk([
-      [P, "The call-out is £80, plus labour at £40 an hour for about three hours."],
-      [C, "My budget is 180 pounds at most."],
-      [P, "OK, £35 an hour then."],
-      [C, "How about £170?"],
-    ]);
-    const sketch = sketchDeal(conversation, [{ userId: P, role: PartyRole.PROVIDER }, { userId: C, role: PartyRole.CLIENT }], "GBP")!;
-    expect(sketch.items.map((i) => [i.description, i.amountMinor, i.quantity, i.unitPriceMinor, i.unit])).toEqual([
+  it("keeps each side's position apart from a ceiling when they have not agreed", () => {
+    const terms = dealTerms(
+      read([
+        [P, "The call-out is £80, plus labour at £40 an hour for about three hours."],
+        [C, "My budget is 180 pounds at most."],
+        [P, "OK, £35 an hour then."],
+      ]),
+    )!;
+    expect(terms.items.map((i) => [i.description, i.amountMinor, i.quantity, i.unitPriceMinor, i.unit])).toEqual([
       ["Call-out", 8_000n, 1, 8_000n, ""],
       ["Labour", 10_500n, 3, 3_500n, "hour"],
     ]);
-    expect(sketch.providerAskMinor).toBe(18_500n);
-    expect(sketch.clientBudgetMinor).toBe(18_000n);
-    expect(sketch.clientOfferMinor).toBe(17_000n);
-    expect(sketch.clientAgreed).toBe(false);
+    expect(terms).toMatchObject({ agreed: false, payeeAskMinor: 18_500n, payerCapMinor: 18_000n });
+    expect(terms.payerOfferMinor).toBeUndefined();
   });
 
   it("finds nothing when no price was named", () => {
-    const conversation = talk([[P, "Nice to meet you."], [C, "Likewise."]]);
-    expect(sketchDeal(conversation, [{ userId: P, role: PartyRole.PROVIDER }, { userId: C, role: PartyRole.CLIENT }], "GBP")).toBeUndefined();
+    expect(dealTerms(read([[P, "Nice to meet you."], [C, "Likewise."]]))).toBeUndefined();
   });
 });
 
@@ -123,17 +118,87 @@ describe("offline negotiator", () => {
     await r.stop();
   });
 
-  it("keeps the payer within its bank balance", async () => {
+  it("keeps the payer within its bank balance while haggling", async () => {
     const bank: BankAccount = {
       getBalance: async () => ({ balanceMinor: 17_000n, currency: "GBP" }),
       recentTransactions: async () => [],
     };
     const r = room({ initiator: P, clientBank: bank, provider: { rates: [{ description: "repair", amountMinor: 16_000n, unit: RateUnit.JOB }] } });
-    r.start(talk([[P, "The repair is £200."], [C, "OK, sounds good."]]));
+    r.start(talk([[P, "The repair is £200."], [C, "Hmm, let the agents sort it out."]]));
     const final = await r.done;
     expect(final.status).toBe(NegotiationStatus.AGREED);
     expect(final.currentProposal!.totalMinor).toBeLessThanOrEqual(17_000n);
     expect(final.currentProposal!.totalMinor).toBeGreaterThanOrEqual(16_000n);
+    await r.stop();
+  });
+
+  it("does not re-haggle a price both said yes to, even when its balance cannot cover it", async () => {
+    const bank: BankAccount = {
+      getBalance: async () => ({ balanceMinor: 17_000n, currency: "GBP" }),
+      recentTransactions: async () => [],
+    };
+    const r = room({ initiator: P, clientBank: bank });
+    r.start(talk([[P, "The repair is £200."], [C, "OK, sounds good."]]));
+    const final = await r.done;
+    expect(final.status).toBe(NegotiationStatus.REJECTED);
+    const offers = final.rounds.filter((round) => round.proposal).map((round) => round.proposal!.totalMinor);
+    expect(offers).toEqual([20_000n]);
+    expect(r.clientMessages.some((m) => m.isError && /Not affordable/.test(m.text))).toBe(true);
+    await r.stop();
+  });
+
+  it("writes down the terms agreed aloud, in one offer and one yes, whatever the styles", async () => {
+    const r = room({
+      initiator: C,
+      provider: { style: NegotiationStyle.AGGRESSIVE, rates: [{ description: "sofa", amountMinor: 45_000n, unit: RateUnit.JOB }] },
+      client: { style: NegotiationStyle.AGGRESSIVE },
+    });
+    r.start(
+      talk([
+        [C, "You had it at four fifty, would you take three fifty?"],
+        [P, "Three fifty's a bit low. Four twenty?"],
+        [C, "Hmm. Four hundred and I'll take it today."],
+        [P, "Go on, four hundred for the sofa."],
+      ]),
+    );
+    const final = await r.done;
+    expect(final.status).toBe(NegotiationStatus.AGREED);
+    expect(final.rounds.map((round) => round.action)).toEqual([RoundAction.PROPOSE, RoundAction.ACCEPT]);
+    const terms = final.currentProposal!;
+    expect(terms.totalMinor).toBe(40_000n);
+    expect(terms.summary).toMatch(/^Sale of /);
+    expect(terms.lineItems.map((i) => [i.description, i.amountMinor, i.kind])).toEqual([["Sofa", 40_000n, LineItemKind.IMMEDIATE]]);
+    await r.stop();
+  });
+
+  it("holds uncertain work in escrow with the range said", async () => {
+    const r = room({ initiator: C });
+    r.start(
+      talk([
+        [P, "The call-out is sixty pounds."],
+        [C, "Okay. And the actual repair?"],
+        [P, "The repair, um, somewhere between eighty and one twenty, depending on what I find when I'm up there."],
+        [C, "That's fine, you'll know more once you're up there."],
+      ]),
+    );
+    const final = await r.done;
+    expect(final.status).toBe(NegotiationStatus.AGREED);
+    const items = final.currentProposal!.lineItems;
+    expect(items.map((i) => [i.description, i.kind, i.amountMinor])).toEqual([
+      ["Call-out", LineItemKind.IMMEDIATE, 6_000n],
+      ["Repair", LineItemKind.ESCROW, 12_000n],
+    ]);
+    expect(items[1]!.range).toMatchObject({ minMinor: 8_000n, maxMinor: 12_000n });
+    await r.stop();
+  });
+
+  it("pays the person who sold, whatever their profile says, and puts a wrong-way offer right", async () => {
+    // Pia is a tradesperson (provider profile) buying Carl's radiators: Pia pays Carl.
+    const r = room({ initiator: C, client: { maxAutoApproveMinor: 0n } , provider: { maxAutoApproveMinor: 50_000n } });
+    r.start(talk([[C, "Do you want those old radiators? Make me an offer."], [P, "I'll give you a hundred and twenty quid for the radiators."], [C, "A hundred and twenty quid, sold."]]));
+    const final = await r.done;
+    expect(final.status).toBe(NegotiationStatus.AGREED);
+    expect(final.currentProposal).toMatchObject({ providerUserId: C, clientUserId: P, totalMinor: 12_000n });
     await r.stop();
   });
 });

@@ -15,7 +15,8 @@ import { entry, makeDeps } from "../support/agents.js";
 interface Fixture {
   name: string;
   trigger: { keyword?: string; requireBoth?: boolean; dualWindowMs?: number; smart?: boolean };
-  participants: Record<string, { profile: unknown }>;
+  /** `approval`: how the person answers their agent's approval prompt (none: nobody can be asked). */
+  participants: Record<string, { profile: unknown; approval?: "approve" | "decline" }>;
   conversation: { speaker: string; text: string }[];
   expect: {
     status: "agreed" | "rejected";
@@ -27,6 +28,8 @@ interface Fixture {
     allEscrow?: boolean;
     minOffers?: number;
     clientToldAboutLimit?: boolean;
+    /** The paying side's agent asked its person before committing them above their limit. */
+    clientAskedApproval?: boolean;
   };
 }
 
@@ -48,18 +51,26 @@ async function run(fixture: Fixture) {
     ids.map((id) => [id, fromJson(AgentProfileSchema, fixture.participants[id]!.profile as never)]),
   );
   let session: NegotiationSession | undefined;
+  const asked = new Set<string>();
   const factory = createOfflineAgentFactory();
   const made = new Map(
     ids.map((id) => {
       const peerId = id === a ? b : a;
-      const { deps, messages } = makeDeps({
+      const made = makeDeps({
         userId: id,
         peerId,
         profile: profiles.get(id)!,
         peerProfile: profiles.get(peerId)!,
         session: () => session,
       });
-      return [id, { agent: factory(deps), messages }] as const;
+      const answer = fixture.participants[id]!.approval;
+      if (answer) {
+        made.deps.requestApproval = async () => {
+          asked.add(id);
+          return answer === "approve" ? "approved" : "declined";
+        };
+      }
+      return [id, { agent: factory(made.deps), messages: made.messages }] as const;
     }),
   );
   const agent = (id: string): Agent => made.get(id)!.agent;
@@ -107,7 +118,7 @@ async function run(fixture: Fixture) {
   const final = await done;
   session.close();
   await Promise.all(ids.map((id) => agent(id).stop()));
-  return { trigger, final, changes, profiles, messages: (id: string) => made.get(id)!.messages };
+  return { trigger, final, changes, profiles, asked, messages: (id: string) => made.get(id)!.messages };
 }
 
 describe("offline negotiation scenarios", () => {
@@ -117,7 +128,7 @@ describe("offline negotiation scenarios", () => {
 
   it.each(files)("%s", async (file) => {
     const fixture = JSON.parse(readFileSync(new URL(file, dir), "utf8")) as Fixture;
-    const { trigger, final, profiles, messages } = await run(fixture);
+    const { trigger, final, profiles, messages, asked } = await run(fixture);
     const want = fixture.expect;
     expect(trigger.speakerUserId).toBe(want.initiator);
     expect(final.status).toBe(want.status === "agreed" ? NegotiationStatus.AGREED : NegotiationStatus.REJECTED);
@@ -128,7 +139,7 @@ describe("offline negotiation scenarios", () => {
       if (!round.proposal) continue;
       expect(validateProposal(round.proposal, participants)).toBeUndefined();
       const client = round.proposal.clientUserId;
-      if (round.fromUserId === client) {
+      if (round.fromUserId === client && !asked.has(client)) {
         expect(round.proposal.totalMinor).toBeLessThanOrEqual(profiles.get(client)!.maxAutoApproveMinor);
       }
     }
@@ -138,7 +149,9 @@ describe("offline negotiation scenarios", () => {
     }
     const terms = final.currentProposal!;
     expect(terms.providerUserId).toBe(want.provider);
-    expect(terms.totalMinor).toBeLessThanOrEqual(profiles.get(terms.clientUserId)!.maxAutoApproveMinor);
+    // Above the payer's limit only with their approval.
+    if (!asked.has(terms.clientUserId)) expect(terms.totalMinor).toBeLessThanOrEqual(profiles.get(terms.clientUserId)!.maxAutoApproveMinor);
+    expect(asked.has(terms.clientUserId)).toBe(want.clientAskedApproval ?? false);
     if (want.currency) expect(terms.currency).toBe(want.currency);
     if (want.totalMinor) {
       expect(terms.totalMinor).toBeGreaterThanOrEqual(BigInt(want.totalMinor.min));
