@@ -8,11 +8,12 @@ import {
   PaymentStatus,
   type Contract,
   type EscrowHold,
+  type Milestone,
 } from "../../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
 import { FailedPreconditionError, InvalidArgumentError } from "../core/errors.js";
 import { formatMoney } from "../core/money.js";
-import { holdAmountOf, partiesOf } from "../deal/milestones-rules.js";
+import { holdAmountOf, milestoneAfterHold, partiesOf } from "../deal/milestones-rules.js";
 import { PaymentRailError } from "../payments/rail.js";
 import { idempotencyKey } from "./idempotency.js";
 import { moneyStep, type StepContext } from "./money-step.js";
@@ -140,21 +141,45 @@ export async function runSaga(ctx: StepContext, contract: Contract, settle: (con
 export async function undoSaga(ctx: StepContext, contract: Contract): Promise<void> {
   const { store, rail, events, now } = ctx;
   const railParties = await railPartiesFor(store, partiesOf(contract));
+  const settledMilestones: Milestone[] = [];
   for (const undo of undoPlan(contract)) {
     if (!undo.supported) continue;
     const hold = contract.holds.find((h) => h.lineItemId === undo.lineItemId)!;
     const item = contract.terms!.lineItems.find((i) => i.id === undo.lineItemId)!;
+    const milestone = contract.milestones.find((m) => m.lineItemId === item.id);
+    // The undo is a release like the provider's: its intent first, so a crash mid-call is finished at start.
+    if (milestone) {
+      await store.recordSettlementIntent({
+        idempotencyKey: undo.idempotencyKey,
+        contractId: contract.id,
+        milestoneId: milestone.id,
+        holdId: hold.id,
+        action: "release",
+        amountMinor: undo.amountMinor,
+        createdAtMs: now(),
+      });
+    }
     const answer = await askRail(() => rail.release(undo.railReference, railRequestFor(contract, item, railParties, undo.idempotencyKey, undo.amountMinor)));
     const money = formatMoney(undo.amountMinor, undo.currency);
     if (answer instanceof PaymentRailError || answer.status !== "released") {
       const reason = answer instanceof PaymentRailError ? answer.message : `unexpected rail answer: ${answer.status}`;
+      if (milestone) await store.recordSettlementOutcome({ intentKey: undo.idempotencyKey, milestone });
       events.step(contract, { step: "release", lineItemId: item.id, userId: hold.payerUserId, status: ExecutionStepStatus.FAILED, detail: `Releasing ${money} failed: ${reason}` });
       events.panelError(contract, "release_failed", `Releasing the escrow hold of ${money} failed: ${reason}`, answer instanceof PaymentRailError && answer.retryable);
       continue;
     }
     const released: EscrowHold = { ...hold, status: EscrowHoldStatus.RELEASED, capturedMinor: 0n, failureReason: "", updatedAtMs: BigInt(now()) };
-    await store.recordHoldResult(released);
+    const next = milestone && milestoneAfterHold(milestone, released);
+    if (milestone) {
+      // Hold and milestone released together; the milestone is announced with the others after the loop.
+      if (next) next.updatedAtMs = BigInt(now());
+      await store.recordSettlementOutcome({ intentKey: undo.idempotencyKey, hold: released, milestone: next ?? milestone });
+      if (next) settledMilestones.push(next);
+    } else {
+      await store.recordHoldResult(released);
+    }
     events.emit({ kind: "hold", roomId: contract.roomId, contractId: contract.id, hold: released });
     events.step(contract, { step: "release", lineItemId: item.id, userId: hold.payerUserId, status: ExecutionStepStatus.SUCCEEDED, detail: `${money} returned to the client` });
   }
+  for (const milestone of settledMilestones) events.emit({ kind: "milestone", roomId: contract.roomId, contractId: contract.id, milestone });
 }
