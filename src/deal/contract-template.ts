@@ -1,4 +1,4 @@
-import { LineItemKind, type LineItem } from "../../gen/handshake/v1/deal_pb.js";
+import { LineItemKind, type LineItem, type Proposal } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import type { ContractDrafter, DraftInput } from "./contract-drafter.js";
 import { formatMoney } from "../core/money.js";
@@ -24,27 +24,50 @@ export function quoteUserText(text: string): string {
   return JSON.stringify(text.replace(BIDI_CONTROLS, "").replace(LINE_BREAKERS, " ").replace(/\s+/g, " ").trim());
 }
 
+/** What kind of deal a proposal is, for its heading and the parties' names. */
+export type DealKind = "sale" | "lessons" | "service";
+
+/**
+ * Reads the kind of deal from the proposal's own words: a sale of goods ("Sale of …", sold,
+ * bought), lessons (lessons, tuition, tutoring, classes), else a service.
+ */
+export function dealKindOf(proposal: Pick<Proposal, "summary" | "lineItems">): DealKind {
+  const words = `${proposal.summary} ${proposal.lineItems.map((i) => `${i.description} ${i.unit}`).join(" ")}`.toLowerCase();
+  if (/^\s*sale of\b/.test(proposal.summary.toLowerCase()) || /\b(?:sale|sell|sold|selling|purchase|bought|second-hand|used)\b/.test(proposal.summary.toLowerCase())) return "sale";
+  if (/\b(?:lessons?|tuition|tutoring|tutor|classes|coaching)\b/.test(words)) return "lessons";
+  return "service";
+}
+
+/** Heading and the two parties' names per kind: a sale of goods is no service agreement. */
+const KIND_WORDS: Record<DealKind, { heading: string; payee: string; payer: string }> = {
+  sale: { heading: "SALE OF GOODS AGREEMENT", payee: "Seller", payer: "Buyer" },
+  lessons: { heading: "LESSONS AGREEMENT", payee: "Teacher", payer: "Student" },
+  service: { heading: "SERVICE AGREEMENT", payee: "Provider", payer: "Client" },
+};
+
 /** Renders the template synchronously (also the fallback when a remote drafter fails). */
 export function draftFromTemplate({ proposal, parties, conversation }: DraftInput): { title: string; text: string } {
   const provider = parties.find((p) => p.role === PartyRole.PROVIDER);
   const client = parties.find((p) => p.role === PartyRole.CLIENT);
   const money = (minor: bigint) => formatMoney(minor, proposal.currency);
   const q = quoteUserText;
-  const title = firstSentence(proposal.summary.replace(BIDI_CONTROLS, "").replace(LINE_BREAKERS, " ")) || "Service agreement";
+  const kind = KIND_WORDS[dealKindOf(proposal)];
+  const fallbackTitle = kind.heading[0] + kind.heading.slice(1).toLowerCase();
+  const title = firstSentence(proposal.summary.replace(BIDI_CONTROLS, "").replace(LINE_BREAKERS, " ")) || fallbackTitle;
   const lines: string[] = [];
   // Everything people or agents wrote is quoted (q); only the template's own words are bare.
-  lines.push(`SERVICE AGREEMENT: ${q(title)}`, "");
-  lines.push("Parties", `- Provider: ${provider ? q(provider.displayName) : "?"} (user ${provider?.userId ?? "?"})`);
-  lines.push(`- Client: ${client ? q(client.displayName) : "?"} (user ${client?.userId ?? "?"})`, "");
+  lines.push(`${kind.heading}: ${q(title)}`, "");
+  lines.push("Parties", `- ${kind.payee}: ${provider ? q(provider.displayName) : "?"} (user ${provider?.userId ?? "?"})`);
+  lines.push(`- ${kind.payer}: ${client ? q(client.displayName) : "?"} (user ${client?.userId ?? "?"})`, "");
   lines.push("1. Scope", `  ${q(proposal.summary || title)}`, "");
   lines.push(`2. Price: ${money(proposal.totalMinor)} in total (${proposal.currency}), made up of:`);
   proposal.lineItems.forEach((item, i) => lines.push(...describeItem(item, i + 1, money)));
   lines.push("");
   lines.push("3. Payment");
-  lines.push("- Immediate items are paid by the Client to the Provider when both parties have signed.");
-  lines.push("- Escrow and conditional items are authorised from the Client at their maximum when both parties have signed,");
-  lines.push("  and captured when both parties confirm the milestone (for a price range, at the amount the Provider");
-  lines.push("  proposes within the range and the Client approves). The Provider may release a hold at any time.");
+  lines.push(`- Immediate items are paid by the ${kind.payer} to the ${kind.payee} when both parties have signed.`);
+  lines.push(`- Escrow and conditional items are authorised from the ${kind.payer} at their maximum when both parties have signed,`);
+  lines.push(`  and captured when both parties confirm the milestone (for a price range, at the amount the ${kind.payee}`);
+  lines.push(`  proposes within the range and the ${kind.payer} approves). The ${kind.payee} may release a hold at any time.`);
   lines.push("");
   lines.push("4. Record");
   lines.push("- This agreement was negotiated by the parties' agents from a spoken conversation and takes effect when");
