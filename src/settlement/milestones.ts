@@ -16,7 +16,7 @@ import {
   type MilestoneDecision,
   type MilestoneScene,
 } from "../deal/milestones-rules.js";
-import { isSettledMilestone, next } from "../deal/milestones-state.js";
+import { isSettledMilestone, transition, type MilestoneEvent } from "../deal/milestones-state.js";
 import { PaymentRailError, type PaymentRail, type RailRequest } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
 import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
@@ -103,6 +103,13 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     return railRequestFor(s.contract, s.item, railParties, idempotencyKey(s.contract.id, s.item.id, action), amountMinor, hold.currency);
   }
 
+  /** The milestone after a rail answer, through the state machine (which refuses illegal moves); logs the change. */
+  function move(milestone: Milestone, event: MilestoneEvent): Milestone {
+    const { milestone: after, change } = transition(milestone, event, now());
+    if (change) log.debug({ contractId: milestone.contractId, milestoneId: milestone.id, ...change }, "milestone state changed");
+    return after;
+  }
+
   /**
    * One decided capture or release of `hold`, as a two-step record around the rail call: the intent
    * (with the milestone as the decision left it, when `record`) in one transaction before the call,
@@ -144,8 +151,7 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
       failureReason: "",
       updatedAtMs: BigInt(now()),
     };
-    const settled = next(milestone, action === "capture" ? { type: "captured", capturedMinor: captured } : { type: "released" })!;
-    settled.updatedAtMs = BigInt(now());
+    const settled = move(milestone, action === "capture" ? { type: "captured", capturedMinor: captured } : { type: "released" });
     const after = await recordOutcome(s, key, settled, updatedHold);
     events.emit({ kind: "hold", roomId: s.contract.roomId, contractId: s.contract.id, hold: updatedHold });
     events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone: settled });
@@ -180,8 +186,7 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
 
   /** Records a refused capture or release on the milestone (the hold stays as it was). */
   async function refused(s: MilestoneScene, milestone: Milestone, key: string, what: "capture" | "release", reason: string, retryable: boolean): Promise<Milestone> {
-    const result = next(milestone, { type: "refused", reason })!;
-    result.updatedAtMs = BigInt(now());
+    const result = move(milestone, { type: "refused", reason });
     const after = await recordOutcome(s, key, result);
     events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone: result });
     const message = `${what === "capture" ? "Paying out" : "Releasing"} "${s.item.description}" failed: ${reason}`;

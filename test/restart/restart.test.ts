@@ -14,14 +14,14 @@ import {
   type Contract,
 } from "../../gen/handshake/v1/deal_pb.js";
 import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
-import { EscrowPreference, NegotiationStyle, PartyRole } from "../../gen/handshake/v1/profile_pb.js";
+import { NegotiationStyle, PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
 import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { grpcTransport, startTestApp, type TestApp } from "../support/app.js";
 import { startFakeStripe, type FakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
 import { sha256Hex } from "../support/hash.js";
-import { draftedContract, joinRoom, startChildServer, startGate, type ChildServer, type Gate, type Person } from "../support/restart.js";
+import { draftedContract, joinRoom, roofDeal, startChildServer, startGate, type ChildServer, type Gate, type Person } from "../support/restart.js";
 
 type ProfileInit = MessageInitShape<typeof AgentProfileSchema>;
 
@@ -59,29 +59,10 @@ const plumber: ProfileInit = {
 };
 const alex: ProfileInit = { displayName: "Alex", role: PartyRole.CLIENT, maxAutoApproveMinor: 20_000n };
 
-const roofer: ProfileInit = {
-  displayName: "Rita",
-  role: PartyRole.PROVIDER,
-  trade: "roofer",
-  currency: "GBP",
-  style: NegotiationStyle.BALANCED,
-};
-const omar: ProfileInit = {
-  displayName: "Omar",
-  role: PartyRole.CLIENT,
-  currency: "GBP",
-  maxAutoApproveMinor: 40_000n,
-  escrowPreference: EscrowPreference.ABOVE_THRESHOLD,
-  escrowThresholdMinor: 10_000n,
-};
-
-/** test/fixtures/conversations/escrow-range-roofer-gbp.json: £60 call-out now, a £150–£250 repair in escrow. */
-async function talkRoofDeal(provider: Person, client: Person): Promise<void> {
-  await client.say("Water is coming through the ceiling when it rains. Can you repair the roof?");
-  await provider.say("The call-out is sixty pounds.");
-  await provider.say("The repair itself could be anything from 150 to 250 pounds, depending on what I find up there.");
-  await client.say("OK, that sounds good to me. Handshake.");
-}
+// The roof deal of test/fixtures/conversations/escrow-range-roofer-gbp.json, from test/support.
+const roofer: ProfileInit = roofDeal.provider;
+const omar: ProfileInit = roofDeal.client;
+const talkRoofDeal = (provider: Person, client: Person) => roofDeal.talk(provider, client);
 
 /** The roofer deal's two line items, checked against what the negotiation produced. */
 function roofItems(contract: Contract) {
