@@ -22,7 +22,7 @@ describe("parseNumberWords", () => {
 
   it("stops where the number ends", () => {
     expect(parseNumberWords(["three", "and", "five"])).toEqual({ value: 3, used: 1 });
-    expect(parseNumberWords(["five", "twenty"])).toEqual({ value: 5, used: 1 });
+    expect(parseNumberWords(["twelve", "thirteen"])).toEqual({ value: 12, used: 1 });
     expect(parseNumberWords(["forty", "pounds"])).toEqual({ value: 40, used: 1 });
     expect(parseNumberWords(["pounds"])).toBeUndefined();
     expect(parseNumberWords(["a", "dog"])).toBeUndefined();
@@ -33,6 +33,75 @@ describe("parseNumberWords", () => {
     expect(parseSpokenNumber("1,250.5")).toBe(1250.5);
     expect(parseSpokenNumber("one hundred and twenty")).toBe(120);
     expect(parseSpokenNumber("three and five")).toBeUndefined();
+  });
+});
+
+describe("prices as people say them", () => {
+  it.each<[string, string, bigint, string]>([
+    ["one point two five grand", "GBP", 125_000n, "GBP"],
+    ["one point five thousand euros", "GBP", 150_000n, "EUR"],
+    ["two point five k", "USD", 250_000n, "USD"],
+    ["one and a half grand", "GBP", 150_000n, "GBP"],
+    ["two and a half thousand pounds", "EUR", 250_000n, "GBP"],
+    ["half a grand", "GBP", 50_000n, "GBP"],
+    ["a grand", "GBP", 100_000n, "GBP"],
+    ["a couple of hundred euros", "GBP", 20_000n, "EUR"],
+    ["a couple of hundred quid", "EUR", 20_000n, "GBP"],
+    ["a fiver", "EUR", 500n, "GBP"],
+    ["a tenner", "GBP", 1_000n, "GBP"],
+    ["fifty quid", "EUR", 5_000n, "GBP"],
+    ["3.5k dollars", "GBP", 350_000n, "USD"],
+    ["£2,480", "EUR", 248_000n, "GBP"],
+    ["€75", "GBP", 7_500n, "EUR"],
+    ["¥45,000", "GBP", 45_000n, "JPY"],
+    ["four thousand yen", "GBP", 4_000n, "JPY"],
+    ["CHF 85", "GBP", 8_500n, "CHF"],
+    ["two hundred and forty francs", "GBP", 24_000n, "CHF"],
+    ["thirty-seven francs fifty", "GBP", 3_750n, "CHF"],
+    ["forty-two fifty pounds", "GBP", 4_250n, "GBP"],
+    ["a hundred and five pounds", "GBP", 10_500n, "GBP"],
+    ["one twenty pounds", "GBP", 12_000n, "GBP"],
+    ["two fifty quid", "GBP", 25_000n, "GBP"],
+    ["one twenty five dollars", "GBP", 12_500n, "USD"],
+    ["one eight five pounds", "GBP", 18_500n, "GBP"],
+    ["Three fifty's a bit low", "GBP", 35_000n, "GBP"],
+  ])("%s (default %s) → %d %s", (text, defaultCurrency, amountMinor, currency) => {
+    expect(scanAmounts(text, defaultCurrency, { bareNumbers: "loose" }).money[0]).toMatchObject({ amountMinor, currency });
+  });
+
+  it("reads rates by the symbol, the word and the thing", () => {
+    expect(scanAmounts("$35/hr", "GBP").money[0]).toMatchObject({ amountMinor: 3_500n, currency: "USD", per: "hour" });
+    expect(scanAmounts("fifty an hour", "GBP", { bareNumbers: "loose" }).money[0]).toMatchObject({ amountMinor: 5_000n, per: "hour" });
+    expect(scanAmounts("It's €12.50 a jar.", "GBP").money[0]).toMatchObject({ amountMinor: 1_250n, currency: "EUR", per: "jar" });
+    expect(scanAmounts("CHF 85 per lesson", "GBP").money[0]).toMatchObject({ amountMinor: 8_500n, per: "lesson" });
+    expect(scanAmounts("thirty five each", "GBP", { bareNumbers: "loose" }).money[0]).toMatchObject({ amountMinor: 3_500n, per: "item" });
+  });
+
+  it("reads ranges whose bounds carry no currency word, and a scale said once for both", () => {
+    const loose = { bareNumbers: "loose" } as const;
+    expect(scanAmounts("somewhere between eighty and one twenty depending on the roof", "GBP", loose).money).toMatchObject([
+      { range: { minMinor: 8_000n, maxMinor: 12_000n }, currency: "GBP" },
+    ]);
+    expect(scanAmounts("between three and four hundred, depending on the roots", "CHF", loose).money).toMatchObject([
+      { range: { minMinor: 30_000n, maxMinor: 40_000n } },
+    ]);
+    expect(scanAmounts("anywhere from three to five hundred euros", "GBP").money).toMatchObject([
+      { range: { minMinor: 30_000n, maxMinor: 50_000n }, currency: "EUR" },
+    ]);
+    expect(scanAmounts("somewhere between two and four hundred dollars", "GBP").money).toMatchObject([
+      { range: { minMinor: 20_000n, maxMinor: 40_000n }, currency: "USD" },
+    ]);
+  });
+
+  it("keeps counts apart from money, even loosely read", () => {
+    const loose = { bareNumbers: "loose" } as const;
+    expect(scanAmounts("I usually do one-hour lessons", "GBP", loose).money).toEqual([]);
+    expect(scanAmounts("three sessions a week for two weeks", "GBP", loose)).toMatchObject({
+      money: [],
+      counts: [{ count: 3, unit: "session" }, { count: 2, unit: "week" }],
+    });
+    expect(scanAmounts("I'll take four jars", "GBP", loose).counts).toMatchObject([{ count: 4, unit: "jar" }]);
+    expect(scanAmounts("I have 3 kids and 2 dogs", "GBP", loose).money).toEqual([]);
   });
 });
 
