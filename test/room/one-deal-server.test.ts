@@ -118,7 +118,8 @@ describe("one agreement, one deal, through the real server (offline engines)", (
 
   it("a declined contract pays nothing, is shown to both with the reason, and the room makes a second deal", async () => {
     const sam = await join(app, "one-deal-3", { displayName: "Sam", role: PartyRole.PROVIDER, trade: "painter" });
-    const alex = await join(app, "one-deal-3", { displayName: "Alex", role: PartyRole.CLIENT, maxAutoApproveMinor: 30_000n });
+    // A limit well above both deals: this test is about declining, not mandates.
+    const alex = await join(app, "one-deal-3", { displayName: "Alex", role: PartyRole.CLIENT, maxAutoApproveMinor: 200_000n });
     await sam.say("Painting the kitchen is two hundred and fifty pounds.");
     await alex.say("Handshake.");
     const first = await contractOn(alex, ContractStatus.AWAITING_SIGNATURES);

@@ -104,6 +104,10 @@ describe("a room from join to payment on the embedded defaults", () => {
     const client = await join("pipeline-2", { displayName: "Kim", role: PartyRole.CLIENT, maxAutoApproveMinor: 30_000n });
     await provider.say("Painting the whole house will cost nine hundred pounds.");
     await client.say("Handshake.");
+    // £900 is above Kim's £300 limit: her agent asks her, and she says no.
+    const asked = await client.panel.waitFor((e) => e.event.case === "approvalRequest", "approval request");
+    if (asked.event.case !== "approvalRequest") throw new Error("unreachable");
+    await client.room.answerApproval({ approvalId: asked.event.value.id, approve: false });
     await client.panel.waitFor(
       (e) => e.event.case === "negotiation" && (e.event.value.status === NegotiationStatus.REJECTED || e.event.value.status === NegotiationStatus.EXPIRED),
       "rejected negotiation",
