@@ -38,6 +38,9 @@ export interface RailResult {
 /**
  * A payment rail: Stripe Connect (remote) or the embedded ledger. Every method is idempotent for
  * its key: calling it again with the same key returns the first outcome and moves no more money.
+ * A hold is settled once: after a capture a release is refused, after a release a capture is
+ * (PaymentRailError), whatever our records say, so a crash between a rail call and its record
+ * can never settle one hold both ways.
  */
 export interface PaymentRail {
   readonly kind: PaymentRailKind;

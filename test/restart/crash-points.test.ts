@@ -68,7 +68,7 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
     const second = await server(dir);
     const { provider } = run;
     // Nobody acts: start-up recovery executes the signed contract.
-    const back = await joinRoom(second.baseUrl, run.roomId, {}, provider!.userToken);
+    const back = await joinRoom(second.baseUrl, run.roomId, run.deal.provider, provider!.userToken);
     cleanups.push(() => back.panel.stop());
     await expect.poll(async () => (await back.contracts.getContract({ contractId: run.contract!.id })).contract!.status, { timeout: 15_000 }).toBe(ContractStatus.ACTIVE);
     const contract = (await back.contracts.getContract({ contractId: run.contract!.id })).contract!;
@@ -97,7 +97,7 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
     // Ledger postings: the call-out, the hold, then the release.
     await killedAt(dir, run, "release", "postLedgerTransaction", 3);
     const second = await server(dir);
-    const client = await joinRoom(second.baseUrl, run.roomId, {}, run.client!.userToken);
+    const client = await joinRoom(second.baseUrl, run.roomId, run.deal.client, run.client!.userToken);
     cleanups.push(() => client.panel.stop());
     await expect
       .poll(async () => (await client.contracts.getContract({ contractId: run.contract!.id })).contract!.holds[0]!.status, { timeout: 15_000 })
