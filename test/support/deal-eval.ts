@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { create, fromJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
@@ -317,7 +317,8 @@ function settled(c: Contract): boolean {
 /** Runs one case in its own room on the server at `baseUrl`. */
 export async function runDealCase(baseUrl: string, c: DealCase, roomPrefix = "eval"): Promise<CaseResult> {
   const started = Date.now();
-  const roomId = `${roomPrefix}-${c.id}`.slice(0, 64).replace(/[^A-Za-z0-9_-]/g, "-");
+  // A fresh code per run: a room's history belongs to its pair, and case ids may share a long prefix.
+  const roomId = `${roomPrefix}-${randomUUID().slice(0, 8)}-${c.id}`.slice(0, 64).replace(/[^A-Za-z0-9_-]/g, "-");
   const keys = Object.keys(c.people) as [string, string];
   const people: Person[] = [];
   const stop = { done: false };
