@@ -11,6 +11,8 @@ import {
 } from "../../gen/handshake/v1/deal_pb.js";
 import {
   AgentMessageSchema,
+  ApprovalRequestSchema,
+  ApprovalStatus,
   ExecutionStepSchema,
   ExecutionStepStatus,
   ParticipantSchema,
@@ -157,6 +159,7 @@ export class Room {
       now,
       onChange: (request) => this.emit({ visibleToUserId: request.userId, event: { case: "approvalRequest", value: request } }),
     });
+    if (restored) this.expireRestoredApprovals(restored.events);
     this.trigger.disarm();
     this.triggerKeyword = settings.triggerKeyword;
   }
@@ -550,6 +553,20 @@ export class Room {
     this.moveSessions("triggered");
     this.broadcastStatus();
     initiator.agent.startNegotiation(event, [...initiator.transcript]);
+  }
+
+  /**
+   * A rebuilt room (after a restart) has no negotiation: requests its log still shows as pending
+   * can no longer be answered, so they are shown as expired.
+   */
+  private expireRestoredApprovals(events: readonly PanelEvent[]): void {
+    const latest = new Map<string, ApprovalRequest>();
+    for (const e of events) if (e.event.case === "approvalRequest") latest.set(e.event.value.id, e.event.value);
+    for (const request of latest.values()) {
+      if (request.status !== ApprovalStatus.PENDING) continue;
+      const expired = create(ApprovalRequestSchema, { ...request, status: ApprovalStatus.EXPIRED });
+      this.emit({ visibleToUserId: request.userId, event: { case: "approvalRequest", value: expired } });
+    }
   }
 
   /** Says on the panel why a keyword started nothing, when the people could not tell otherwise. */

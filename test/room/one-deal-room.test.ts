@@ -23,6 +23,11 @@ let store: Store;
 let room: Room;
 let executed: string[];
 let offer: ScriptedOffer;
+let stages: RoomStages;
+
+function stagesOf(): RoomStages {
+  return stages;
+}
 
 /** Lets promise chains (tools, store, drafting) run; advances the fake clock by a millisecond a step. */
 async function settle(): Promise<void> {
@@ -65,7 +70,7 @@ async function signBoth(contract: Contract): Promise<void> {
 async function setUp(alexLimitMinor: bigint): Promise<void> {
   const { factory } = createScriptedAgents(() => offer);
   const desk = createContractDesk({ store, drafter: createTemplateDrafter(), log: silentLogger });
-  const stages: RoomStages = {
+  stages = {
     createTrigger: (options) => createTriggerDetector({ ...options, dualWindowMs: 10_000, armed: false }),
     createNegotiation: (options) => createNegotiationSession({ ...options, roundTimeoutMs: ROUND_TIMEOUT_MS, totalTimeoutMs: 120_000 }),
     agentFactory: factory,
@@ -244,6 +249,29 @@ describe("mandates: above the max auto-approve the agent asks its person", () =>
     await room.leave(ALEX);
     expect(room.size).toBe(1);
     expect(room.events.since(0n, ALEX).filter((e) => e.event.case === "approvalRequest").at(-1)?.event.value).toMatchObject({ status: ApprovalStatus.EXPIRED });
+  });
+
+  it("a room rebuilt from its log shows requests that were pending as expired", async () => {
+    await setUp(10_000n);
+    offer = { description: "Gutter repair", amountMinor: 45_000, currency: "GBP" };
+    say(SAM, "Four hundred and fifty pounds.");
+    say(ALEX, "Handshake.");
+    await settle();
+    const [pending] = approvals(ALEX);
+    const log = room.events.since(0n, ALEX).concat(room.events.since(0n, SAM).filter((e) => e.visibleToUserId === SAM));
+    const rebuilt = new Room(
+      "room-1",
+      undefined,
+      { ...stagesOf(), agentFactory: createScriptedAgents(() => offer).factory },
+      { eventLogSize: 2_000, subscriberQueueSize: 100, triggerKeyword: "handshake", triggerRequireBoth: false },
+      silentLogger,
+      { lastSeq: room.events.latestSeq, events: log.sort((a, b) => Number(a.seq - b.seq)) },
+      () => {},
+    );
+    const seenAfter = rebuilt.events.since(0n, ALEX).filter((e) => e.event.case === "approvalRequest").map((e) => e.event.value as ApprovalRequest);
+    expect(seenAfter.at(-1)).toMatchObject({ id: pending!.id, status: ApprovalStatus.EXPIRED });
+    expect(() => rebuilt.answerApproval(ALEX, pending!.id, true)).toThrow(NotFoundError);
+    await rebuilt.destroy();
   });
 
   it("within the limit nobody is asked", async () => {
