@@ -142,7 +142,8 @@ const MONEY_CUES = new Set([
   "pay", "paying", "paid", "charge", "charging", "charges", "cost", "costs", "costing", "price", "priced", "quote",
   "quoted", "budget", "offer", "offering", "for", "say", "do", "make", "meet", "settle", "afford", "spend",
   "worth", "fee", "rate", "asking", "ask", "about", "around", "than", "over", "under", "only", "just",
-  "take", "call", "quote", "quoting", "accept", "give", "knock", "down",
+  "take", "call", "quote", "quoting", "accept", "give", "knock", "down", "be", "that's", "it's", "that'd", "it'd",
+  "that'll", "it'll",
 ]);
 
 /** A tokenised text. */

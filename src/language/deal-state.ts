@@ -1,7 +1,7 @@
 import { formatMoney } from "../core/money.js";
 import { plainWords, saysAgreement } from "./agreement.js";
 import { scanAmounts, type CountMention, type MoneyMention } from "./amounts.js";
-import { capitalise, describeMention, jobPhrase, nearbyNoun, saleObject, sameThing, topicPhrase } from "./phrases.js";
+import { capitalise, describeMention, jobPhrase, namesAThing, nearbyNoun, saleObject, sameThing, topicPhrase } from "./phrases.js";
 
 /**
  * The conversation's deal state: a pure reducer that every final transcript updates
@@ -242,16 +242,18 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
  * numbers are left out; a price corrected in the same breath gives way to its correction.
  */
 function readMoney(s: DealState, text: string, lower: string, answersPriceQuestion: boolean): Reading[] {
-  const loose = scanAmounts(text, s.currency, { bareNumbers: "loose" }).money;
-  const cued = new Set(scanAmounts(text, s.currency).money.map((m) => m.start));
+  let loose = scanAmounts(text, s.currency, { bareNumbers: "loose" }).money;
   if (!s.currencyNamed) {
     const named = loose.find((m) => m.explicitCurrency);
     if (named) {
       s.currency = named.currency;
       s.currencyNamed = true;
       for (const item of s.items) item.currency = named.currency;
+      // Bare numbers in the same breath are in the currency just named.
+      loose = scanAmounts(text, s.currency, { bareNumbers: "loose" }).money;
     }
   }
+  const cued = new Set(scanAmounts(text, s.currency).money.map((m) => m.start));
   const inPlay = pricesInPlay(s);
   const out: Reading[] = [];
   const pending: MoneyMention[] = [];
@@ -265,13 +267,18 @@ function readMoney(s: DealState, text: string, lower: string, answersPriceQuesti
     }
     pending.push(m);
   }
-  for (const r of out) inPlay.push(r.amountMinor);
+  // Prices named in this same breath vouch for a wider spread ("class ¥25,000, ingredients five thousand").
+  const here: bigint[] = out.map((r) => r.amountMinor);
+  // Price words first ("would you take three fifty?"), so "four fifty" before it can fit them.
+  pending.sort((a, b) => Number(cued.has(b.start)) - Number(cued.has(a.start)));
   for (const m of pending) {
     // With nothing priced yet, a bare number needs a price word, a range, or to answer "how much?".
-    const fitsNow = inPlay.length > 0 ? fits(m.amountMinor, inPlay) : cued.has(m.start) || m.range !== undefined || answersPriceQuestion;
-    if (fitsNow) {
+    const fitsNow =
+      inPlay.length > 0 ? fits(m.amountMinor, inPlay) : cued.has(m.start) || m.range !== undefined || answersPriceQuestion || copulaPrice(text, lower, m);
+    if (fitsNow || fits(m.amountMinor, here, 20n)) {
       out.push(reading(text, m, m.amountMinor, m.range));
       inPlay.push(m.amountMinor);
+      here.push(m.amountMinor);
       continue;
     }
     // "Would you take forty?" after ¥50,000: people drop the thousands once the scale is clear.
@@ -293,15 +300,26 @@ function readMoney(s: DealState, text: string, lower: string, answersPriceQuesti
   return out;
 }
 
+/**
+ * "Lawn is thirty", "the tiles are two hundred": a thing said to be a number of ten or more is
+ * a price, while a person or an animal said to be a number is an age ("my son is fourteen").
+ */
+function copulaPrice(text: string, lower: string, m: MoneyMention): boolean {
+  if (m.amountMinor < 1_000n) return false;
+  if (!/\b(?:is|are|would be|will be|costs?|comes to)\s+(?:about|around|roughly|just|only)?\s*$/.test(lower.slice(Math.max(0, m.start - 30), m.start))) return false;
+  const named = describeMention(text, m);
+  return named !== undefined && namesAThing(named);
+}
+
 function reading(text: string, m: MoneyMention, amountMinor: bigint, range?: { minMinor: bigint; maxMinor: bigint }): Reading {
   const described = describeMention(text, m);
   const nearby = described ? undefined : nearbyNoun(text, m);
   return { m, amountMinor, range, ...(described ? { described } : {}), ...(nearby ? { nearby } : {}) };
 }
 
-/** Within a factor of four of some price already said: a counter-offer or a restatement. */
-function fits(amount: bigint, inPlay: readonly bigint[]): boolean {
-  return inPlay.some((p) => amount * 4n >= p && amount <= p * 4n);
+/** Within a factor (default four) of some price already said: a counter-offer, a restatement or a sibling item. */
+function fits(amount: bigint, inPlay: readonly bigint[], factor = 4n): boolean {
+  return inPlay.some((p) => amount * factor >= p && amount <= p * factor);
 }
 
 function minOf(values: readonly bigint[]): bigint {
@@ -328,10 +346,14 @@ function notAPrice(lower: string, m: MoneyMention): boolean {
   const after = lower.slice(m.end, m.end + 16);
   const said = lower.slice(m.start, m.end);
   if (/\d[:.]\s*$/.test(before) || /^\s*[:.]\d/.test(after)) return true;
+  // "The white one", "that one": a bare "one" is a pronoun, never a price.
+  if (/^(?:one|a|an)$/.test(said)) return true;
+  // "BS3 4QT", "reg ends 64B": numbers joined to letters are codes, not prices.
+  if (/[a-z]$/.test(before) || /^[a-z]/.test(after)) return true;
   if (/\bby\s*$/.test(before) || /^\s*by\s+\w/.test(after)) return true;
   if (/\b(?:serves|feeds|sleeps|seats|fits|holds|takes)\s+(?:about|around|up to|roughly)?\s*$/.test(before)) return true;
   if (/^(?:19|20)\d\d$/.test(said) && !/\b(?:for|pay|charge|costs?|quote|take|offer)\s*$/.test(before)) return true;
-  if (/\b(?:at|by|around|about|after|before|till|until|from)\s*$/.test(before) && /^\s*(?:o'?clock|am|pm|a\.m|p\.m|tomorrow|tonight|in the|on|then|sharp|ish)\b/.test(after)) return true;
+  if (/\b(?:at|by|around|about|after|before|till|until|from)\s*$/.test(before) && /^\s*(?:o'?clock|am|pm|a\.m|p\.m|tomorrow|tonight|in the (?:morning|afternoon|evening)|at night|on (?:mon|tues|wednes|thurs|fri|satur|sun)day|sharp|ish)\b/.test(after)) return true;
   if (/^\s*(?:o'?clock|am|pm|a\.m\.|p\.m\.|years?|yrs?|months?|weeks?|days?|year old|st|nd|rd|th|percent|%|minutes?|mins?|seconds?|miles?|km|kilometres?|metres?|meters?|feet|foot|inches|square|people|of (?:us|them|those|these|you))\b/.test(after)) return true;
   if (/\b(?:number|no\.?|flat|house|unit|room|floor|aged?|i'?m|he'?s|she'?s|since|back in|born in|on the|the)\s*$/.test(before)) return true;
   if (/\b(?:at)\s*$/.test(before) && /^\s*(?:[,.?!]|$|and|or|is|on|then)/.test(after) && !/\b(?:had it|have it|it'?s|selling|priced|listed)\s+(?:up\s+)?at\s*$/.test(before)) return true;
@@ -740,7 +762,9 @@ function voteRoles(s: DealState, speaker: string, lower: string, priced: boolean
   if (new RegExp(`\\b${I}\\s+(?:happy to |willing to |looking to |trying to |like to )?(?:sell|selling|flog|flogging|let you have|part with)\\b`).test(lower)) vote(speaker, 3);
   if (/\bmake me an offer\b|\byou(?:'re| are) paying me\b|\b(?:you )?pay me\b/.test(lower)) vote(speaker, 3);
   if (/\b(?:are you|you'?re|you are)\s+(?:selling|flogging)\b|\bwould you sell\b|\bhow much (?:do you want|are you asking|would you want)\b|\bwhat are you asking\b/.test(lower)) vote(other, 3);
-  if (new RegExp(`\\b${I}\\s+(?:like to |want to |happy to )?(?:buy|purchase)\\b`).test(lower) || takeIt.test(lower)) vote(other, 3);
+  // Buying something yourself ("I'll buy the paint myself") is no purchase from the other person.
+  const buysFromOther = new RegExp(`\\b${I}\\s+(?:like to |want to |happy to )?(?:buy|purchase)\\b(?![^,.;!?]*\\b(?:myself|ourselves|elsewhere|separately)\\b)`).test(lower);
+  if (buysFromOther || takeIt.test(lower)) vote(other, 3);
   if (priced && new RegExp(`\\b${I}\\s+(?:give|pay|offer) you\\b`).test(lower)) vote(other, 3);
   if (/\b(?:do you|would you|you)\s+(?:want to |wanna )?(?:buy|purchase)\b|\bdo you want (?:those|these|the|my|it|them)\b/.test(lower)) vote(speaker, 2);
   if (/\bi(?:'?ll| will| can| could)?\s+(?:only )?pay\b|\bmy budget\b|\bcan you\b|\bcould you\b|\bi need (?:a|an|some|my|the|someone|somebody)\b/.test(lower)) vote(other, 1);

@@ -27,7 +27,7 @@ const STOP = new Set([
   "tomorrow", "week", "then", "too", "very", "really", "right", "fine", "sure", "think", "reckon", "say", "said",
   "how", "much", "more", "less", "extra", "other", "another", "same", "first", "second", "last", "next", "it's", "that's",
   "i'll", "i'd", "i'm", "you're", "we'll", "not", "don't", "can't", "any", "anything", "something", "bit", "lots",
-  "listing", "advert", "ad", "one's", "ones", "itself", "asking", "offer", "quote", "estimate", "ballpark",
+  "listing", "advert", "ad", "one's", "ones", "itself", "people", "persons", "guests", "another", "asking", "offer", "quote", "estimate", "ballpark",
 ]);
 
 const PREPOSITIONS = new Set([
@@ -188,11 +188,24 @@ export function describeMention(text: string, m: MoneyMention): string | undefin
   if (first === "for" || first === "on") {
     const phrase = ok(contentWords(afterWords.slice(1)));
     if (phrase) return phrase;
+    const job = afterWords.slice(1).join(" ").match(/^(?:the\s+)?(whole job|job|work|whole thing)\b/i);
+    if (job?.[1] && /job|work/.test(job[1])) return job[1].toLowerCase();
   }
   // "For the gutter repair, new brackets…, I'd say £185": the "for" phrase of the sentence.
   const forPhrase = sentence.match(/(?:^|[,]\s*|\b(?:so|and|but|then)\s+)for\s+(?:(?:the|a|an|your|my|this|that|all|those|these)\s+)?([a-z][a-z' -]{1,40})/i);
-  if (forPhrase?.[1]) {
+  // Only when no other price sits between: "For four people, the class is ¥25,000, and the ingredients ¥5,000".
+  const between = forPhrase ? sentence.slice((forPhrase.index ?? 0) + forPhrase[0].length) : "";
+  if (forPhrase?.[1] && scanAmounts(between, "GBP", { bareNumbers: "loose" }).money.length === 0) {
     const phrase = ok(contentWords(forPhrase[1].trim().split(/\s+/)));
+    if (phrase) return phrase;
+    // "for the whole job": the job itself, when that is all the words say.
+    const job = forPhrase[1].match(/^(?:the\s+)?(whole job|job|work|whole thing|lot of it)\b/i);
+    if (job?.[1] && /job|work/.test(job[1])) return job[1].toLowerCase();
+  }
+  // "Hedge trimming, the whole length, …: seventy five pounds": a price after a colon is for the sentence's head.
+  if (/:\s*$/.test(normal.slice(0, m.start))) {
+    const head = sentence.split(/:/)[0]!.split(/,/)[0]!;
+    const phrase = ok(contentWords(head.trim().split(/\s+/)));
     if (phrase) return phrase;
   }
   if (first !== undefined && !AFTER_STOPPERS.has(first)) {
@@ -265,7 +278,7 @@ export function jobPhrase(text: string): string | undefined {
     if (!object || isQuantity(object) || /^(?:you|it|them|me|for|job|that|this|to|properly|again|today|tomorrow)$/.test(object) || !hasNoun(object)) continue;
     return capitalise(`${object} ${JOB_NOUNS[verb] ?? verb}`);
   }
-  const tail = lower.match(/\b([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)\s+(repair|repairs|lessons|tuition|cleaning|clean|mowing|painting|installation|servicing|service|clearance|removal|tutoring|coaching|decorating|walking|sitting|training|mounting|tuning|restoration|rental|hire|fitting|redesign|design|video|photography|plans)\b/);
+  const tail = lower.match(/\b([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+)?)\s+(repair|repairs|lessons|tuition|cleaning|clean|mowing|painting|installation|servicing|service|clearance|removal|tutoring|coaching|decorating|walking|sitting|training|mounting|tuning|restoration|rental|hire|fitting|redesign|design|video|photography|plans|trimming|pruning|cutting|class|classes|course)\b/);
   if (tail) {
     const object = contentWords((tail[1] ?? "").split(/\s+/));
     if (object && !isQuantity(object)) return capitalise(`${object} ${tail[2]}`);
@@ -293,6 +306,19 @@ export function saleObject(text: string): string | undefined {
   const object = contentWords((m[1] ?? "").split(/\s+/));
   if (!object || isQuantity(object)) return undefined;
   return capitalise(object);
+}
+
+/** People and animals: "my son is fourteen", "the dog is nine" say an age, not a price. */
+const BEINGS = /\b(?:son|daughter|kid|kids|child|children|boy|girl|baby|mum|mom|dad|mother|father|wife|husband|partner|brother|sister|nan|gran|grandma|grandad|grandmother|grandfather|dog|dogs|cat|cats|puppy|he|she|i|we|they|you|age|aged)\b/i;
+
+/** True when a phrase names a thing (a noun, not a person, an animal or a pronoun). */
+export function namesAThing(phrase: string): boolean {
+  if (BEINGS.test(phrase) || !hasNoun(phrase)) return false;
+  const terms = nlp(phrase).terms().json() as { terms: { tags: string[] }[] }[];
+  return !terms.some((t) => {
+    const tags = t.terms[0]?.tags ?? [];
+    return tags.includes("Actor") || tags.includes("Person") || tags.includes("Possessive");
+  });
 }
 
 /** First letter upper-case. */
