@@ -57,7 +57,8 @@ export interface ContractExecutor {
   execute(contract: Contract): Promise<Contract>;
   /**
    * At start-up: finishes every PENDING payment or hold, every EXECUTING contract and every fully
-   * signed one still AWAITING_SIGNATURES, calling the rail again with the same idempotency key, so an interrupted call is answered, never repeated.
+   * signed one still AWAITING_SIGNATURES, calling the rail again with the same idempotency key,
+   * so an interrupted call is answered, never repeated.
    */
   resumePending(): Promise<Contract[]>;
   /**

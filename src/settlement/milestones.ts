@@ -122,14 +122,16 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     record: boolean,
     hold: EscrowHold,
     action: "capture" | "release",
-    amountMinor: bigint,
+    decidedMinor: bigint,
   ): Promise<Milestone> {
     const key = idempotencyKey(s.contract.id, s.item.id, action);
     const milestone = record ? { ...decided, updatedAtMs: BigInt(now()) } : decided;
-    await store.recordSettlementIntent(
-      { idempotencyKey: key, contractId: s.contract.id, milestoneId: milestone.id, holdId: hold.id, action, amountMinor, createdAtMs: now() },
+    const intent = await store.recordSettlementIntent(
+      { idempotencyKey: key, contractId: s.contract.id, milestoneId: milestone.id, holdId: hold.id, action, amountMinor: decidedMinor, createdAtMs: now() },
       record ? milestone : undefined,
     );
+    // An intent a crash left open for this key stands: the key is sent with its first parameters only.
+    const amountMinor = intent.amountMinor;
     if (record) events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone });
     const money = formatMoney(amountMinor, hold.currency);
     if (action === "capture") step(s, "capture", ExecutionStepStatus.STARTED, `Paying ${money} to ${s.parties.providerName} from escrow`);
