@@ -232,6 +232,7 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
   }
   const fresh = readings.filter((_, i) => echoes[i] === undefined);
   readPrices(s, speaker, lower, fresh, scan.counts, source);
+  if (!dropped) applyOnly(s, speaker, lower, source);
   return s;
 }
 
@@ -458,21 +459,26 @@ function applyDrops(s: DealState, speaker: string, lower: string, source: Source
       any = true;
     }
   }
-  // "Only the windows", "just the lawn": every other item is left out.
+  return applyOnly(s, speaker, lower, source) || any;
+}
+
+/**
+ * "Only the windows", "just the kitchen then, for £250": every other item is left out. Run
+ * again after the utterance's prices, so a new item named this way replaces the old scope.
+ */
+function applyOnly(s: DealState, speaker: string, lower: string, source: SourceRef): boolean {
   const only = lower.match(/\b(?:only|just)\s+(?:the\s+|do the\s+)?([a-z][a-z -]{1,30})/);
-  if (only) {
-    const words = (only[1] ?? "").split(/\s+/).slice(0, 3);
-    const keep = live.filter((i) => !i.dropped && sameThing(i.description, words));
-    if (keep.length > 0 && keep.length < live.filter((i) => !i.dropped).length) {
-      for (const item of live) {
-        if (item.dropped || keep.includes(item)) continue;
-        item.dropped = source;
-        s.drops.push({ itemId: item.id, speakerUserId: speaker, source });
-        any = true;
-      }
-    }
+  if (!only) return false;
+  const live = s.items.filter((i) => !i.dropped);
+  const words = (only[1] ?? "").split(/\s+/).slice(0, 3);
+  const keep = live.filter((i) => sameThing(i.description, words));
+  if (keep.length === 0 || keep.length === live.length) return false;
+  for (const item of live) {
+    if (keep.includes(item)) continue;
+    item.dropped = source;
+    s.drops.push({ itemId: item.id, speakerUserId: speaker, source });
   }
-  return any;
+  return true;
 }
 
 /** "Split the difference": the midpoint of both sides' latest totals, offered by the speaker. */

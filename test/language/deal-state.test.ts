@@ -183,6 +183,7 @@ describe("items the parties drop", () => {
     ["leave out the paint, I'll buy it myself", [[S, "Labour for painting the living room is three hundred and fifty pounds, and the paint is about eighty on top."], [C, "Leave out the paint, I'll buy it myself."], [S, "No problem, just the labour then, three fifty."], [C, "Lovely, handshake."]], ["Labour"], 35_000n],
     ["skip the oven", [[S, "Window cleaning is CHF 120, the oven cleaning is CHF 80."], [C, "Hmm, actually skip the oven, we're replacing it."], [S, "Okay, only the windows."], [C, "Good, handshake."]], ["Window cleaning"], 12_000n],
     ["forget the hedge, just the lawn", [[S, "Lawn mowing is sixty dollars, the hedge trimming ninety."], [C, "Oh, forget the hedge, my son can do it. Just the lawn."], [S, "Sure, just the lawn mowing, sixty."], [C, "Great. Handshake."]], ["Lawn mowing"], 6_000n],
+    ["just the kitchen then, a new scope", [[S, "Painting the whole house will cost nine hundred pounds."], [C, "Too much for me."], [S, "Fine, just the kitchen then, for two hundred and fifty pounds."], [C, "Handshake."]], ["Kitchen"], 25_000n],
     ["I'll get the tiles myself", [[S, "The tiles are two hundred and the fitting is three hundred."], [C, "I'll get the tiles myself."], [S, "Fine, three hundred for the fitting."], [C, "Deal."]], ["Fitting"], 30_000n],
   ])("%s", (_, lines, names, total) => {
     const state = last(lines);
