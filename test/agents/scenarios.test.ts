@@ -27,6 +27,8 @@ interface Fixture {
     items?: { quantity?: number; unit?: string; unitPriceMinor?: string; amountMinor?: string; kind?: string; range?: { minMinor: string; maxMinor: string } }[];
     allEscrow?: boolean;
     minOffers?: number;
+    /** At most this many offers: terms agreed aloud are written down, not haggled over. */
+    maxOffers?: number;
     clientToldAboutLimit?: boolean;
     /** The paying side's agent asked its person before committing them above their limit. */
     clientAskedApproval?: boolean;
@@ -174,6 +176,7 @@ describe("offline negotiation scenarios", () => {
     }
     if (want.allEscrow) expect(terms.lineItems.every((i) => i.kind === LineItemKind.ESCROW)).toBe(true);
     if (want.minOffers) expect(final.rounds.filter((r) => r.proposal).length).toBeGreaterThanOrEqual(want.minOffers);
+    if (want.maxOffers) expect(final.rounds.filter((r) => r.proposal).length).toBeLessThanOrEqual(want.maxOffers);
     if (want.clientToldAboutLimit) {
       expect(
         messages(terms.clientUserId).some((m) => m.kind === AgentMessageKind.TEXT && m.text.includes("auto-approve limit")),
