@@ -1,5 +1,15 @@
 import { minorDigits } from "../core/money.js";
 
+/*
+ * Number words are read here by hand, on purpose. compromise 14 (with its numbers plugin built
+ * in) and words-to-numbers were tried on the phrases people use for prices: compromise reads "a
+ * couple of hundred" as 100, "one and a half grand" as 1.5 and "3.5k" as 3.5, misses "a fiver"
+ * and "$35/hr", and returns floats; words-to-numbers turns "between eighty and one twenty" into
+ * "between 81 20". Prices need exact decimals (bigint minor units) and price idioms ("one
+ * twenty" is 120, "forty-two fifty" is 42.50), so the parser below stays; compromise is used
+ * where it is better, for telling nouns from verbs in item names (phrases.ts).
+ */
+
 /**
  * Finds money, price ranges, rates and counts in spoken English, exactly (bigint minor units,
  * never floats): "£120", "120 pounds", "one hundred and twenty pounds", "€1,250.50",
