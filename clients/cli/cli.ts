@@ -15,6 +15,8 @@ import { contractStatusText, describeEvent, formatMoney, parseMoney } from "../s
 import { DealFailedError, ParticipantClosedError, contractTextHash, createParticipant, type Participant } from "./participant.js";
 import { ProfileError, buildProfile } from "./profile.js";
 import { balanceLines, contractDetail, dealSummary } from "./summary.js";
+import { readPcm16Wav } from "./wav.js";
+import { WavFormatError } from "../shared/wav.js";
 
 /** Where the CLI writes and reads; injected so tests can run it in-process. */
 export interface CliIo {
@@ -30,12 +32,17 @@ export interface CliIo {
 /** Exit codes: 0 done, 1 failed, 2 bad usage, 124 timed out. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, timeout: 124 } as const;
 
-/** What `join` saves so later commands can act as the same user. */
-interface CliState {
+/**
+ * What `join` saves so later joins and commands act as the same person: the user token (which
+ * names the user and reaches their saved contracts), who that is, and the last room joined.
+ */
+export interface CliState {
   server: string;
   roomId: string;
   userId: string;
   userToken: string;
+  /** The display name last joined with; a later join without --name or --profile reuses it. */
+  displayName: string;
   savedAtMs: number;
 }
 
@@ -55,7 +62,8 @@ commands:
 
 connection:   --server URL (default $HANDSHAKE_SERVER or http://127.0.0.1:8080)
               --token USER_TOKEN (default $HANDSHAKE_TOKEN, else the --state file)
-              --state FILE (default $HANDSHAKE_STATE or ~/.handshake/cli-state.json)
+              --state FILE (default $HANDSHAKE_STATE or ~/.handshake/cli-state.json): who you are
+                (user id, name, user token); joining again with it comes back as the same user
 join:         --room ID  --invite CODE  --keyword WORD
 profile:      --profile file.json  --name NAME  --role provider|client  --trade TRADE
               --currency GBP  --max-auto-approve 250  --style aggressive|balanced|conservative
@@ -107,6 +115,11 @@ class UsageError extends Error {
   override readonly name = "UsageError";
 }
 
+/** A file given on the command line that cannot be used; exit 2 like bad usage, without the --help hint. */
+class InputError extends Error {
+  override readonly name = "InputError";
+}
+
 /** Runs one CLI command with `argv` (without node and script); resolves with the exit code. */
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const out = (line: string) => io.stdout.write(line + "\n");
@@ -124,9 +137,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     out(USAGE);
     return EXIT.ok;
   }
-  const server = values.server ?? io.env.HANDSHAKE_SERVER ?? "http://127.0.0.1:8080";
+  const server = (values.server ?? io.env.HANDSHAKE_SERVER ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
   const statePath = values.state ?? io.env.HANDSHAKE_STATE ?? path.join(os.homedir(), ".handshake", "cli-state.json");
   const [command = "join", ...args] = positionals;
+  // The server a failure is about: contract commands may take it from the state file.
+  let target = server;
   try {
     switch (command) {
       case "join":
@@ -140,13 +155,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ProfileError) {
+    if (e instanceof UsageError || e instanceof ProfileError || e instanceof InputError) {
       err(e.message);
       if (e instanceof UsageError) err("run with --help for usage");
       return EXIT.usage;
     }
     if (e instanceof ConnectError) {
-      err(`server said ${Code[e.code] ?? e.code}: ${e.rawMessage}`);
+      err(explainConnectError(e, target, command === "join" ? values.room : undefined));
       return EXIT.failed;
     }
     err((e as Error).message);
@@ -155,9 +170,19 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 
   async function join(): Promise<number> {
     if (!values.room) throw new UsageError("--room is required to join");
+    // A recording that cannot be sent is found before anyone is joined to a room.
+    const wav = values.wav ? await checkWav(values.wav) : undefined;
+    const saved = await loadState(statePath);
+    // A saved token is only good on the server that signed it.
+    const reuse = saved !== undefined && saved.userToken !== "" && sameServer(saved.server, server);
+    if (saved && !reuse && !values.token && !io.env.HANDSHAKE_TOKEN) {
+      err(`! ${statePath} is for ${saved.server}, not ${server}: joining as a new user (it will be overwritten)`);
+    }
+    const userToken = values.token ?? io.env.HANDSHAKE_TOKEN ?? (reuse ? saved.userToken : undefined);
+    const name = values.name ?? (values.profile === undefined && reuse && saved.displayName ? saved.displayName : undefined);
     const profile = await buildProfile({
       ...(values.profile !== undefined && { profile: values.profile }),
-      ...(values.name !== undefined && { name: values.name }),
+      ...(name !== undefined && { name }),
       ...(values.role !== undefined && { role: values.role }),
       ...(values.trade !== undefined && { trade: values.trade }),
       ...(values.currency !== undefined && { currency: values.currency }),
@@ -175,7 +200,6 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const dialogue = values.dialogue ? await loadDialogue(values.dialogue) : undefined;
     if (values.audio && !dialogue) throw new UsageError("--audio needs --dialogue (its lines name their WAV files)");
     const audioFor = values.audio && dialogue && values.dialogue ? await dialogueAudio(dialogue, values.dialogue) : undefined;
-    const wav = values.wav ? await readFile(values.wav) : undefined;
     const approvals = values.approvals ?? "ask";
     if (approvals !== "ask" && approvals !== "approve" && approvals !== "decline") throw new UsageError("--approvals must be ask, approve or decline");
 
@@ -185,7 +209,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       serverUrl: server,
       roomId: values.room,
       profile,
-      ...(values.token ?? io.env.HANDSHAKE_TOKEN ? { userToken: values.token ?? io.env.HANDSHAKE_TOKEN } : {}),
+      ...(userToken !== undefined && { userToken }),
       ...(values.invite !== undefined && { inviteCode: values.invite }),
       autoSign: values["auto-sign"] === true,
       ...(approvals !== "ask" && { autoApproval: approvals }),
@@ -200,9 +224,27 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     const onAbort = () => stop.abort(io.signal?.reason);
     io.signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      const joined = await participant.join();
-      err(`joined room ${values.room} as ${profile.displayName} (${joined.userId})`);
-      await saveState(statePath, { server, roomId: values.room, userId: joined.userId, userToken: joined.userToken, savedAtMs: Date.now() }).then(
+      let joined;
+      try {
+        joined = await participant.join();
+      } catch (e) {
+        if (userToken !== undefined && e instanceof ConnectError && e.code === Code.Unauthenticated) {
+          const from = values.token !== undefined ? "--token" : io.env.HANDSHAKE_TOKEN ? "HANDSHAKE_TOKEN" : statePath;
+          throw new Error(`the user token from ${from} was refused (${e.rawMessage}); join with another --state file to start as a new user`);
+        }
+        throw e;
+      }
+      const again = saved !== undefined && saved.userId === joined.userId;
+      err(`joined room ${values.room} as ${profile.displayName} (${joined.userId}${again ? `, the same user as before, from ${statePath}` : ""})`);
+      const state: CliState = {
+        server,
+        roomId: values.room,
+        userId: joined.userId,
+        userToken: joined.userToken,
+        displayName: profile.displayName,
+        savedAtMs: Date.now(),
+      };
+      await saveState(statePath, state).then(
         () => err(`user token saved to ${statePath}`),
         (e: unknown) => err(`! could not save ${statePath}: ${(e as Error).message}`),
       );
@@ -255,11 +297,12 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   async function contractCommand(name: string, rest: string[]): Promise<number> {
     const token = values.token ?? io.env.HANDSHAKE_TOKEN ?? (await loadState(statePath))?.userToken;
     if (!token) throw new UsageError(`no user token: join first, or pass --token (looked in ${statePath})`);
-    const stateServer = values.server ?? io.env.HANDSHAKE_SERVER ?? (await loadState(statePath))?.server ?? server;
+    const stateServer = (values.server ?? io.env.HANDSHAKE_SERVER ?? (await loadState(statePath))?.server ?? server).replace(/\/+$/, "");
     const auth: Interceptor = (next) => (req) => {
       req.header.set("authorization", `Bearer ${token}`);
       return next(req);
     };
+    target = stateServer;
     const contracts = createClient(ContractService, createGrpcTransport({ baseUrl: stateServer, interceptors: [auth] }));
     const nameOfIn = (contract: Contract | undefined) => (userId: string) =>
       contract?.parties.find((p) => p.userId === userId)?.displayName ?? userId;
@@ -434,6 +477,58 @@ async function dialogueAudio(lines: DialogueLine[], dialogueFile: string): Promi
   return (line) => Promise.resolve(files.get(line) ?? new Uint8Array());
 }
 
+/** Connection failures that mean nothing is listening at the URL (or it cannot be reached). */
+const NO_SERVER = /ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN/;
+
+/**
+ * Says what a refused call means for the person at the terminal: no server at the URL, a full
+ * room (when a seat frees), or else the server's own code and message.
+ */
+export function explainConnectError(e: ConnectError, server: string, roomId?: string): string {
+  const cause = (e.cause as { code?: unknown } | undefined)?.code;
+  if (e.code === Code.Unavailable && (NO_SERVER.test(e.rawMessage) || (typeof cause === "string" && NO_SERVER.test(cause)))) {
+    return `no server at ${server} — start it with \`npm start\` or set HANDSHAKE_SERVER`;
+  }
+  if (e.code === Code.ResourceExhausted && /room is full/i.test(e.rawMessage)) {
+    return (
+      `room ${roomId ?? ""} is full (server said: ${e.rawMessage}). A room seats two people; a seat frees when one of them ` +
+      `leaves, or when their connection has been gone for the server's LEAVE_GRACE_MS (30 s by default). ` +
+      `Try again then, or pick another --room.`
+    );
+  }
+  if (e.code === Code.ResourceExhausted && /limit of \d+ rooms/.test(e.rawMessage)) {
+    return `server said ResourceExhausted: ${e.rawMessage}. A room frees when its last person leaves; try again in a minute.`;
+  }
+  return `server said ${Code[e.code] ?? e.code}: ${e.rawMessage}`;
+}
+
+/** Reads `file` for --wav and checks it is a PCM WAV the participant can stream, with sound in it. */
+async function checkWav(file: string): Promise<Uint8Array> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`--wav ${file}: ${code === "ENOENT" ? "no such file" : (e as Error).message}`);
+  }
+  let audio;
+  try {
+    audio = readPcm16Wav(bytes);
+  } catch (e) {
+    if (!(e instanceof WavFormatError)) throw e;
+    throw new InputError(
+      `--wav ${file} is not a WAV the CLI can send (${e.message}); it needs 16-bit PCM at 1–192 kHz, e.g. \`sox IN -b 16 -r 16000 -c 1 OUT.wav\``,
+    );
+  }
+  if (audio.samples.length < audio.channels) throw new InputError(`--wav ${file} holds no audio (its data chunk is empty)`);
+  return bytes;
+}
+
+/** Whether two server URLs name the same server (a trailing slash or letter case aside). */
+function sameServer(a: string, b: string): boolean {
+  return a.replace(/\/+$/, "").toLowerCase() === b.replace(/\/+$/, "").toLowerCase();
+}
+
 class TimeoutError extends Error {
   override readonly name = "TimeoutError";
 }
@@ -458,9 +553,12 @@ function describeProgress(participant: Participant): string {
   return last ? `last: ${describeEvent(last, (id) => participant.nameOf(id))}` : "no negotiation started";
 }
 
-async function loadState(file: string): Promise<CliState | undefined> {
+/** The state file's contents, or undefined when it is missing or unreadable (older files lack displayName). */
+export async function loadState(file: string): Promise<CliState | undefined> {
   try {
-    return JSON.parse(await readFile(file, "utf8")) as CliState;
+    const state = JSON.parse(await readFile(file, "utf8")) as Partial<CliState>;
+    if (typeof state.userToken !== "string" || typeof state.server !== "string") return undefined;
+    return { roomId: "", userId: "", displayName: "", savedAtMs: 0, ...state } as CliState;
   } catch {
     return undefined;
   }
