@@ -170,6 +170,8 @@ export function describeEvent(event: PanelEvent, nameOf: NameOf): string {
     }
     case "approvalRequest":
       return `${prefix} approval ${label(ApprovalStatus[e.value.status])} for ${nameOf(e.value.userId)}: ${e.value.summary} (${e.value.id})`;
+    case "gap":
+      return `${prefix} events after seq ${e.value.afterSeq} up to ${e.value.lastMissingSeq} are no longer kept`;
     case "error":
       return `${prefix} error in ${e.value.stage} (${e.value.code}${e.value.retryable ? ", retrying" : ""}): ${e.value.message}`;
     case undefined:

@@ -207,6 +207,10 @@ export class RoomView {
         this.approvals.set(e.value.id, e.value);
         this.renderApprovals();
         return;
+      case "gap":
+        // What the panel shows is the room's state (JoinRoom's snapshot and later events), so only say so.
+        this.notice(`Some earlier room events are no longer kept (after #${e.value.afterSeq}).`);
+        return;
       case "error":
         this.notice(`${e.value.stage}: ${e.value.message}${e.value.retryable ? " (retrying)" : ""}`);
         return;

@@ -535,7 +535,8 @@ export type PanelStreamRequest = Message<"handshake.v1.PanelStreamRequest"> & {
   roomId: string;
 
   /**
-   * The last seq the client saw; 0 for everything the server still holds. Events after it are sent first.
+   * The last seq the client saw; 0 for everything the server still holds. Events after it are sent
+   * first, after an EventGap when some of them are no longer kept.
    *
    * @generated from field: uint64 after_seq = 2;
    */
