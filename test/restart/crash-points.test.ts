@@ -17,6 +17,9 @@ import {
   type EscrowEnding,
 } from "../support/restart.js";
 import { sha256Hex } from "../support/hash.js";
+import { startFakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
+import { idempotencyKey } from "../../src/settlement/idempotency.js";
+import { draftedContract } from "../support/restart.js";
 
 // Each test kills the server at one exact write of a deal (HANDSHAKE_KILL_WRITES names the store
 // method, HANDSHAKE_KILL_AT_WRITE its count; see src/store/kill-point.ts), restarts it on the same
@@ -126,5 +129,59 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
     const run: DealRun = { roomId: "crash-capture", deal: roofDeal };
     await killedAt(dir, run, "approve", "postLedgerTransaction", 3);
     await finishAndCheck(dir, run, "approve");
+  }, 90_000);
+
+  it("on Stripe, during ReleaseEscrow after Stripe cancelled but before its answer: the cancel is sent again at start, once more, and the hold is released", async () => {
+    const isCancel = (r: { method: string; path: string }) => r.method === "POST" && r.path.endsWith("/cancel");
+    const fake = await startFakeStripe();
+    cleanups.push(() => fake.close());
+    const dir = await dataDir();
+    const env = { PAYMENT_RAIL: "stripe", STRIPE_SECRET_KEY: "sk_test_x", STRIPE_API_BASE: fake.url };
+    const deal = {
+      ...roofDeal,
+      provider: { ...roofDeal.provider, stripeAccountId: "acct_test1" },
+      client: { ...roofDeal.client, stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" },
+    };
+    const first = await server(dir, env);
+    const provider = await joinRoom(first.baseUrl, "crash-stripe-release", deal.provider);
+    const client = await joinRoom(first.baseUrl, "crash-stripe-release", deal.client);
+    await deal.talk(provider, client);
+    const drafted = await draftedContract(provider);
+    await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
+    await client.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
+    await expect.poll(async () => (await provider.contracts.getContract({ contractId: drafted.id })).contract!.status, { timeout: 15_000 }).toBe(ContractStatus.ACTIVE);
+    const milestone = drafted.milestones[0]!;
+
+    // Stripe cancels the authorisation, but its answer never comes back: the process dies mid-call.
+    fake.hangNext(isCancel, { afterExecuting: true });
+    const releasing = provider.contracts.releaseEscrow({ contractId: drafted.id, milestoneId: milestone.id }).catch((err: unknown) => err);
+    await expect.poll(() => fake.requests.some(isCancel), { timeout: 10_000 }).toBe(true);
+    await first.stop("SIGKILL");
+    expect(await releasing).toBeInstanceOf(Error);
+    await provider.panel.stop();
+    await client.panel.stop();
+
+    // Nobody acts again: the new process finishes the release from its recorded intent.
+    const second = await server(dir, env);
+    const clientBack = await joinRoom(second.baseUrl, "crash-stripe-release", deal.client, client.userToken);
+    cleanups.push(() => clientBack.panel.stop());
+    await expect
+      .poll(async () => (await clientBack.contracts.getContract({ contractId: drafted.id })).contract!.status, { timeout: 15_000 })
+      .toBe(ContractStatus.COMPLETED);
+    const final = (await clientBack.contracts.getContract({ contractId: drafted.id })).contract!;
+    expect(final.holds).toEqual([expect.objectContaining({ status: EscrowHoldStatus.RELEASED, capturedMinor: 0n })]);
+    expect(final.milestones).toEqual([expect.objectContaining({ status: MilestoneStatus.RELEASED })]);
+    expect(second.logs.some((l) => l.msg === "resuming an interrupted milestone release" && l.contractId === drafted.id)).toBe(true);
+    // Two cancels under one key, the second answered from Stripe's idempotency cache; nothing captured.
+    const cancels = fake.requests.filter(isCancel);
+    const releaseKey = idempotencyKey(drafted.id, milestone.lineItemId, "release");
+    expect(cancels.map((r) => [r.idempotencyKey, r.replayed])).toEqual([[releaseKey, false], [releaseKey, true]]);
+    expect(fake.requests.some((r) => r.path.endsWith("/capture"))).toBe(false);
+    await expect(
+      clientBack.contracts.approveMilestoneAmount({ contractId: drafted.id, milestoneId: milestone.id, amountMinor: 20_000n }),
+    ).rejects.toThrow();
+    await clientBack.panel.stop();
+    await second.stop("SIGTERM");
+    expect(second.process.exitCode).toBe(0);
   }, 90_000);
 });
