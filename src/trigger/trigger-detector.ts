@@ -6,7 +6,7 @@ import {
   type TranscriptEntry,
   type TriggerEvent,
 } from "../../gen/handshake/v1/transcript_pb.js";
-import { scanAmounts } from "../language/amounts.js";
+import { initialDealState, nextDealState, type DealState } from "../language/deal-state.js";
 import { saysKeyword } from "./keyword.js";
 
 /**
@@ -56,8 +56,11 @@ export interface TriggerDetectorOptions {
   onRefused?(refusal: TriggerRefusal): void;
   /** How long after a firing the keyword counts as its confirmation; default `dualWindowMs`. */
   confirmWindowMs?: number;
-  /** Whether a final entry names a price; default: src/language's scanAmounts finds money. */
-  hasPrice?: (text: string) => boolean;
+  /**
+   * Whether a final entry puts a price forward; default `createPriceReader()` (src/language's
+   * deal state: times, dates and a repeat of the other side's number are not new prices).
+   */
+  isPriced?: (entry: TranscriptEntry) => boolean;
   now?: () => number;
   /** Final entries kept for the smart detector; default 12. */
   recentLimit?: number;
@@ -100,7 +103,7 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
   const now = options.now ?? Date.now;
   const recentLimit = options.recentLimit ?? 12;
   const confirmWindowMs = options.confirmWindowMs ?? options.dualWindowMs;
-  const hasPrice = options.hasPrice ?? ((text: string) => scanAmounts(text, "GBP").money.length > 0);
+  const isPriced = options.isPriced ?? createPriceReader();
   let keyword = options.keyword;
   let requireBoth = options.requireBoth;
   let armed = options.armed ?? true;
@@ -134,25 +137,31 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
     return pricedBeforeCurrent <= lastFire.position;
   }
 
-  /** True when a contract was made and no price was said after it. */
-  function needsNewTerms(): boolean {
+  /**
+   * True when a contract was made and no price was said after it. Shortly after a firing, the
+   * current entry's own price does not count: "Handshake! A hundred and twenty it is." restates.
+   */
+  function needsNewTerms(atMs: number): boolean {
     const boundary = deals[deals.length - 1];
-    return boundary !== undefined && lastPriced < boundary;
+    if (boundary === undefined) return false;
+    const restating = lastFire !== undefined && atMs - lastFire.atMs <= confirmWindowMs;
+    return (restating ? pricedBeforeCurrent : lastPriced) < boundary;
   }
 
   /**
-   * Fires unless the event confirms the last trigger or repeats a deal already made; a keyword's
-   * refusal is reported, a smart finding's is not (nobody asked for it).
+   * Fires unless the event repeats a deal already made (after a contract, nothing priced since:
+   * refused, and a keyword's refusal is reported) or confirms the last trigger while its deal is
+   * still being made (silent). A smart finding's refusal is not reported: nobody asked for it.
    */
   function fire(event: TriggerEvent, atMs: number, fromKeyword: boolean): boolean {
+    if (needsNewTerms(atMs)) {
+      hits.clear();
+      if (fromKeyword) options.onRefused?.({ code: "no_new_terms", speakerUserId: event.speakerUserId, matchedText: event.matchedText });
+      return false;
+    }
     if (isConfirmation(atMs)) {
       hits.clear();
       if (fromKeyword) options.onConfirmed?.(event);
-      return false;
-    }
-    if (needsNewTerms()) {
-      hits.clear();
-      if (fromKeyword) options.onRefused?.({ code: "no_new_terms", speakerUserId: event.speakerUserId, matchedText: event.matchedText });
       return false;
     }
     armed = false;
@@ -282,7 +291,7 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
       if (recent.length > recentLimit) recent = recent.slice(-recentLimit);
       // Priced words are tracked even while disarmed: talk during a negotiation is still talk.
       pricedBeforeCurrent = lastPriced;
-      if (hasPrice(entry.text)) lastPriced = fed;
+      if (isPriced(entry)) lastPriced = fed;
       fed += 1;
       if (!armed) {
         heardWhileDisarmed(entry);
@@ -325,4 +334,52 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
       cancelSmartTimer();
     },
   };
+}
+
+/** Final entries a price reader keeps, to re-read the talk when a new speaker joins it. */
+const PRICE_READER_KEEP = 200;
+
+/**
+ * Tells, entry by entry, whether the words put a price forward (an item's price, an offer, a
+ * stated total), by folding them into src/language's deal state. A time ("here at six"), a date
+ * or a repeat of the other side's number (an acceptance) is not a price.
+ */
+export function createPriceReader(defaultCurrency = "GBP"): (entry: TranscriptEntry) => boolean {
+  const speakers: string[] = [];
+  const kept: { speakerUserId: string; text: string; index: number }[] = [];
+  let state: DealState = initialDealState([], defaultCurrency);
+  let index = 0;
+  return (entry) => {
+    const utterance = { speakerUserId: entry.speakerUserId, text: entry.text, index: index++ };
+    kept.push(utterance);
+    if (kept.length > PRICE_READER_KEEP) kept.shift();
+    if (!speakers.includes(entry.speakerUserId)) {
+      // The state is keyed by its parties: re-read what was kept with the new one among them.
+      speakers.push(entry.speakerUserId);
+      state = initialDealState(speakers.map((userId) => ({ userId, profileRole: "" })), defaultCurrency);
+      for (const u of kept.slice(0, -1)) state = nextDealState(state, u);
+    }
+    const before = state;
+    state = nextDealState(state, utterance);
+    return putsNewPrice(before, state);
+  };
+}
+
+/**
+ * Whether `after` holds a price `before` did not: a new priced item, an item whose price changed,
+ * or an offer or total of an amount nobody had said. Saying a number again is not new terms.
+ */
+function putsNewPrice(before: DealState, after: DealState): boolean {
+  const said = new Set<string>();
+  const key = (currency: string, amountMinor: bigint) => `${currency}:${amountMinor}`;
+  for (const o of before.offers) said.add(key(o.currency, o.amountMinor));
+  for (const t of before.totals) said.add(key(t.currency, t.amountMinor));
+  for (const i of before.items) if (i.amountMinor !== undefined) said.add(key(i.currency, i.amountMinor));
+  const priceOf = new Map(before.items.map((i) => [i.id, i.amountMinor] as const));
+  for (const item of after.items) {
+    if (item.amountMinor === undefined || item.dropped) continue;
+    if (!priceOf.has(item.id) || priceOf.get(item.id) !== item.amountMinor) return true;
+  }
+  const fresh = [...after.offers.slice(before.offers.length), ...after.totals.slice(before.totals.length)];
+  return fresh.some((x) => !said.has(key(x.currency, x.amountMinor)));
 }

@@ -132,8 +132,9 @@ describe("one agreement gives one contract", () => {
     expect(of(ALEX, "trigger")).toHaveLength(1);
     expect(new Set(of(ALEX, "contract").map((c) => c.id)).size).toBe(1);
     expect(executed).toHaveLength(1);
+    // Both keywords came after the contract with nothing new priced: each is told why nothing started.
     const errors = of(ALEX, "error").filter((e) => e.stage === "trigger");
-    expect(errors.map((e) => e.code)).toEqual(["no_new_terms"]);
+    expect(errors.map((e) => e.code)).toEqual(["no_new_terms", "no_new_terms"]);
     expect(of(SAM, "error").some((e) => e.code === "no_new_terms")).toBe(true);
 
     // New priced terms after the contract: a second, separate deal.

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { TranscriptEntrySchema, TriggerKind, type TranscriptEntry, type TriggerEvent } from "../../gen/handshake/v1/transcript_pb.js";
 import { findKeyword, saysKeyword } from "../../src/trigger/keyword.js";
-import { createTriggerDetector, type TriggerRefusal } from "../../src/trigger/trigger-detector.js";
+import { createPriceReader, createTriggerDetector, type TriggerRefusal } from "../../src/trigger/trigger-detector.js";
 
 // The detector reads each entry's receivedAtMs; entries are stamped with the (fake) clock, as the room does.
 beforeEach(() => {
@@ -173,6 +173,22 @@ describe("one agreement, one trigger", () => {
     expect(fired).toHaveLength(4);
   });
 
+  it("right after a contract, the peer's keyword is told why nothing starts, even restating the price", () => {
+    const { d, fired, confirmed, refused } = detector();
+    d.feed(say("a", "I can fix the boiler for one hundred and twenty pounds."));
+    d.feed(say("b", "OK, handshake."));
+    d.dealMade(); // drafted, signed and paid within the second
+    d.arm();
+    vi.advanceTimersByTime(400);
+    d.feed(say("a", "Handshake! A hundred and twenty it is."));
+    vi.advanceTimersByTime(400);
+    d.feed(say("a", "You bet, I'll be there at six."));
+    d.feed(say("b", "Handshake!"));
+    expect(fired).toHaveLength(1);
+    expect(confirmed).toHaveLength(0);
+    expect(refused.map((r) => r.code)).toEqual(["no_new_terms", "no_new_terms"]);
+  });
+
   it("a keyword while disarmed and not a confirmation is refused as not armed", () => {
     const { d, refused, confirmed } = detector();
     d.feed(say("a", "Ten pounds."));
@@ -213,5 +229,21 @@ describe("one agreement, one trigger", () => {
     d.feed(say("b", "Handshake."));
     expect(fired).toHaveLength(1);
     expect(refused.map((r) => r.code)).toEqual(["no_new_terms"]);
+  });
+});
+
+describe("price reader", () => {
+  it("reads prices put forward, not times, dates or the other side's number said back", () => {
+    const priced = createPriceReader();
+    const lines: [string, string, boolean][] = [
+      ["b", "Can you clear the driveway every time it snows this week?", false],
+      ["a", "Sure. Snow clearing for the week, seventy five dollars.", true],
+      ["b", "Seventy five, great, handshake.", false],
+      ["a", "You bet, I'll be here at six.", false],
+      ["a", "Seventy five dollars it is, then.", false],
+      ["a", "See you on the 18th.", false],
+      ["a", "And the gutters for forty dollars.", true],
+    ];
+    for (const [who, text, expected] of lines) expect([text, priced(say(who, text))]).toEqual([text, expected]);
   });
 });
