@@ -784,7 +784,7 @@ function noteSubject(s: DealState, text: string): void {
   const lower = text.toLowerCase();
   if (/\b(?:lessons?|tuition|tutoring|coaching|classes|class)\b/.test(lower) || /\bteach(?:ing)?\b/.test(lower)) s.kind = "lessons";
   // Buying something yourself ("I'll buy the paint myself") is no sale between the two.
-  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:selling|for sale|second[- ]hand|the listing|(?:i|we)'?ll take (?:it|the|them|a|an|one|two|three|four|five|six|\d+)(?!\s+(?:down|up|off|out|away|back|apart|home)))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
+  else if (s.kind !== "lessons" && (saleObject(text) !== undefined || /\b(?:sell|sells|selling|sold|buy (?:it|them|this|that|those|these|yours?)|buy them|would you buy|off you|from you|for sale|second[- ]hand|the listing|(?:i|we)'?ll take (?:it|the|them|a|an|one|two|three|four|five|six|\d+)(?!\s+(?:down|up|off|out|away|back|apart|home)))\b/.test(lower)) && !/\bmyself\b/.test(lower)) s.kind = "sale";
   // Until a price is said, the latest job named is the subject ("could be a fitting" … "the leak repair?").
   if (s.subject && !s.subjectWeak && s.offers.length > 0) return;
   const strong = saleObject(text) ?? jobPhrase(text);

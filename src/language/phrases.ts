@@ -321,6 +321,18 @@ export function namesAThing(phrase: string): boolean {
   });
 }
 
+/** Words that name work rather than goods: "gutter repair", "call-out", "haircut", "van and driver". */
+const WORK_WORDS = /(?:ing|tion|ment|ance|ery)\b|\b(?:repair|repairs|service|services|labour|labor|call-out|callout|survey|rental|hire|trip|ride|lesson|lessons|class|classes|course|design|redesign|plans|job|work|wash|clean|haircut|cut|massage|treatment|check|visit|session|sessions|tuition|driver|help|move|removal|delivery|clearance|install|fit|tour|stay|night|nights|week|room|flat)\b/i;
+/** Units of time and visits: what work is counted in. */
+const WORK_UNITS = new Set(["hour", "day", "week", "month", "night", "session", "lesson", "visit", "page", "person", "room", "mile", "metre", "window", "door"]);
+
+/** True when an item reads as goods (a sofa, twenty baguettes, four jars), not as work. */
+export function looksLikeGoods(description: string, unit: string): boolean {
+  if (unit !== "" && unit !== "item" && WORK_UNITS.has(unit)) return false;
+  if (WORK_WORDS.test(description)) return false;
+  return hasNoun(description);
+}
+
 /** First letter upper-case. */
 export function capitalise(text: string): string {
   return text.length === 0 ? text : text[0]!.toUpperCase() + text.slice(1);

@@ -5,6 +5,7 @@ import { PartyRole, RateUnit, type AgentProfile } from "../../../gen/handshake/v
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
 import { formatMoney, minorDigits } from "../../core/money.js";
 import { dealTerms, initialDealState, nextDealState, type AgreedItem, type DealParty, type DealState, type DealTerms } from "../../language/deal-state.js";
+import { looksLikeGoods } from "../../language/phrases.js";
 import type { Agent, AgentDeps, AgentFactory } from "../agent.js";
 import { createAgentTools, escrowPreferenceProblem, type LineItemInput, type ProposalInput, type ToolResult } from "../tools.js";
 import { ceilTo, floorTo, negotiationTime, offerAt, STYLE_BETA, type Position } from "./concession.js";
@@ -143,7 +144,8 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
     const items = draftItems(terms, payee ? profile : undefined, tradeDescription(profile, deps.peer.trade));
     if (items.length === 0) return { problem: "no price was named for anything in the conversation" };
     const total = items.reduce((sum, i) => sum + i.amountMinor, 0n);
-    const summary = summaryOf(terms, items, currency);
+    const payeeTrade = payee ? profile.trade : deps.peer.trade;
+    const summary = summaryOf(terms, items, currency, payeeTrade);
     if (terms.agreed) {
       // What both said yes to is the deal: no concession either way. The tools ask the payer's
       // person when it is above their limit.
@@ -461,14 +463,23 @@ function fromProposal(items: readonly LineItem[]): DraftItem[] {
   }));
 }
 
+/** Trades that sell what they make or grow. */
+const GOODS_TRADES = /\b(?:baker|beekeeper|farmer|florist|butcher|potter|grocer|brewer|winemaker|cheesemaker|maker|seller|dealer|shop|shopkeeper|vendor|artist|jeweller|jeweler|craftsman|carpenter's shop)\b/i;
+
 /**
  * The proposal's summary, in the deal's own words: "Sale of Sofa", "Lessons: Piano lessons",
  * or the job; the contract's title is drawn from it.
  */
-function summaryOf(terms: DealTerms, items: readonly DraftItem[], currency: string): string {
+function summaryOf(terms: DealTerms, items: readonly DraftItem[], currency: string, payeeTrade: string): string {
   const total = items.reduce((sum, i) => sum + i.amountMinor, 0n);
   const what = terms.subject && items.length > 1 ? terms.subject : items.map((i) => i.description).join(", ");
-  const head = terms.kind === "sale" ? `Sale of ${what}` : terms.kind === "lessons" && !/lesson|tuition|tutor/i.test(what) ? `Lessons: ${what}` : what;
+  // Goods bought from someone with no trade, or from a trade that makes goods (a baker's bread),
+  // or counted in things (twenty baguettes): a sale, though nobody said "sell".
+  const goods =
+    terms.kind === "service" &&
+    items.every((i) => looksLikeGoods(i.description, i.unit)) &&
+    (payeeTrade.trim() === "" || GOODS_TRADES.test(payeeTrade) || items.some((i) => i.unit !== "" && i.unit !== "item" && i.quantity > 1));
+  const head = terms.kind === "sale" || goods ? `Sale of ${what}` : terms.kind === "lessons" && !/lesson|tuition|tutor/i.test(what) ? `Lessons: ${what}` : what;
   return `${head}. ${items.length} item${items.length === 1 ? "" : "s"}, ${formatMoney(total, currency)} in total.`;
 }
 
