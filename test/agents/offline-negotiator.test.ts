@@ -171,6 +171,21 @@ describe("offline negotiator", () => {
     await r.stop();
   });
 
+  it("calls goods bought from someone without a trade a sale, and a rental or a trade's work not", async () => {
+    const sale = room({ initiator: C });
+    sale.start(talk([[C, "Oh, I love this lamp."], [P, "Sixty quid for the lamp."], [C, "Would you take forty?"], [P, "Fifty, and that's final."], [C, "Yeah alright, fifty."]]));
+    expect((await sale.done).currentProposal!.summary).toMatch(/^Sale of Lamp\./);
+    await sale.stop();
+    const rental = room({ initiator: C });
+    rental.start(talk([[C, "What are you asking for the week?"], [P, "For the flat rental, the whole week, six hundred pounds."], [C, "Six hundred, lovely, we'll take it."]]));
+    expect((await rental.done).currentProposal!.summary).toMatch(/^Flat rental\./);
+    await rental.stop();
+    const work = room({ initiator: C, provider: { trade: "roofer" } });
+    work.start(talk([[C, "Can you fix the gutter?"], [P, "The gutter repair is a hundred and twenty pounds."], [C, "Deal."]]));
+    expect((await work.done).currentProposal!.summary).toMatch(/^Gutter repair\./);
+    await work.stop();
+  });
+
   it("holds uncertain work in escrow with the range said", async () => {
     const r = room({ initiator: C });
     r.start(

@@ -479,7 +479,9 @@ function summaryOf(terms: DealTerms, items: readonly DraftItem[], currency: stri
     terms.kind === "service" &&
     items.every((i) => looksLikeGoods(i.description, i.unit)) &&
     (payeeTrade.trim() === "" || GOODS_TRADES.test(payeeTrade) || items.some((i) => i.unit !== "" && i.unit !== "item" && i.quantity > 1));
-  const head = terms.kind === "sale" || goods ? `Sale of ${what}` : terms.kind === "lessons" && !/lesson|tuition|tutor/i.test(what) ? `Lessons: ${what}` : what;
+  // "We'll take it" about a holiday flat is a rental, not a sale: sold things read as goods.
+  const sold = terms.kind === "sale" && items.every((i) => looksLikeGoods(i.description, i.unit));
+  const head = sold || goods ? `Sale of ${what}` : terms.kind === "lessons" && !/lesson|tuition|tutor/i.test(what) ? `Lessons: ${what}` : what;
   return `${head}. ${items.length} item${items.length === 1 ? "" : "s"}, ${formatMoney(total, currency)} in total.`;
 }
 
