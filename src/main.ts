@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { startApp } from "./compose/app.js";
 import { ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./core/log.js";
@@ -5,9 +6,23 @@ import { createLogger } from "./core/log.js";
 /** Most time shutdown may take before the process exits anyway. */
 const SHUTDOWN_LIMIT_MS = 9_000;
 
+/** Where a browser on this machine opens the app: a wildcard listen address is reached on localhost. */
+function openUrl(host: string, port: number): string {
+  const name = host === "" || host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  return `http://${name}:${port}/`;
+}
+
 async function main(): Promise<void> {
   let config;
   try {
+    // `.env` (a copy of .env.example) fills in what the environment leaves unset; the environment wins.
+    if (existsSync(".env")) {
+      try {
+        process.loadEnvFile(".env");
+      } catch (err) {
+        throw new ConfigError(`.env could not be read: ${(err as Error).message}`);
+      }
+    }
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -24,6 +39,9 @@ async function main(): Promise<void> {
     process.exit(2);
   });
   log.info({ host: config.host, port: app.port, dataDir: config.dataDir }, "listening");
+  const url = openUrl(config.host, app.port);
+  if (app.deps.webRoot) log.info({ url }, `open ${url}`);
+  else log.warn({ url }, "no browser app to serve: build it with npm run build:web (npm start does)");
 
   let stopping = false;
   const stop = (signal: string) => {
