@@ -223,14 +223,17 @@ export function nextDealState(state: DealState, utterance: DealUtterance): DealS
 
   // Numbers the other side put forward, said back: a yes to them, or (with "too much") a quote.
   const echoes = readings.map((r) => echoOf(s, speaker, r));
-  if (echoes.every((e) => e !== undefined)) {
+  // "Four hundred?" asks; it agrees to nothing until the other side says yes to it.
+  const asking = /\?\s*$/.test(lower) && !saysYes(lower);
+  if (echoes.every((e) => e !== undefined) && (!asking || refusal)) {
     if (!refusal) {
       acceptId(s, speaker, echoes[echoes.length - 1]!, source);
       nameFromAcceptance(s, echoes[echoes.length - 1]!, readings);
     }
     return s;
   }
-  const fresh = readings.filter((_, i) => echoes[i] === undefined);
+  const onlyEchoes = echoes.every((e) => e !== undefined);
+  const fresh = asking && onlyEchoes && !refusal ? readings : readings.filter((_, i) => echoes[i] === undefined);
   readPrices(s, speaker, lower, fresh, scan.counts, source);
   if (!dropped) applyOnly(s, speaker, lower, source);
   return s;

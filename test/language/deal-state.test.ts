@@ -123,6 +123,12 @@ describe("a total one side states and the other confirms wins over the sum", () 
     expect(terms.items.reduce((s, i) => s + (i.amountMinor ?? 0n), 0n)).toBe(total);
   });
 
+  it("a number asked back is a question, agreed when the other side says yes", () => {
+    const states = talk([[S, "The repair is four hundred pounds."], [C, "Four hundred?"], [S, "That's right, four hundred."]]);
+    expect(dealTerms(states[1]!)!.agreed).toBe(false);
+    expect(dealTerms(states[2]!)).toMatchObject({ agreed: true, agreedTotalMinor: 40_000n });
+  });
+
   it("a total not yet confirmed agrees nothing", () => {
     const terms = dealTerms(last([[S, "Lawn is thirty, hedge is fifty."], [C, "That's eighty all in?"]]))!;
     expect(terms.agreed).toBe(false);
