@@ -444,7 +444,7 @@ function acceptId(s: DealState, speaker: string, id: string, source: SourceRef):
 /** "Leave out the paint, I'll buy it myself": marks the named item dropped. Returns whether one was. */
 function applyDrops(s: DealState, speaker: string, lower: string, source: SourceRef): boolean {
   const patterns = [
-    /\b(?:leave out|leave off|skip|drop|forget(?: about)?|scrap|take off|knock off|cut out|without|no need for|don'?t need|don'?t bother with|never mind|not the|no)\s+(?:the\s+|a\s+|an\s+|your\s+|that\s+|doing the\s+)?([a-z][a-z -]{1,40})/g,
+    /\b(?:leave out|leave off|skip|drop|forget(?: about)?|scrap|take off|knock off|cut out|without|no need for|don'?t need|don'?t bother with|don'?t worry about|never mind|not the|no)\s+(?:the\s+|a\s+|an\s+|your\s+|that\s+|doing the\s+)?([a-z][a-z -]{1,40})/g,
     /\bleave\s+(?:the\s+)?([a-z][a-z -]{1,30}?)\s+out\b/g,
     /\b(?:i|we)'?ll\s+(?:buy|get|source|supply|do|provide|bring|handle|sort)\s+(?:the\s+)?([a-z][a-z -]{1,30}?)\s+(?:myself|ourselves)\b/g,
     /\b(?:i|we)'?ll\s+(?:buy|get|source|supply|provide|bring)\s+(?:the\s+)?([a-z][a-z -]{1,30}?)(?:\s+(?:myself|ourselves|instead|separately))\b/g,

@@ -27,7 +27,8 @@ const STOP = new Set([
   "tomorrow", "week", "then", "too", "very", "really", "right", "fine", "sure", "think", "reckon", "say", "said",
   "how", "much", "more", "less", "extra", "other", "another", "same", "first", "second", "last", "next", "it's", "that's",
   "i'll", "i'd", "i'm", "you're", "we'll", "not", "don't", "can't", "any", "anything", "something", "bit", "lots",
-  "listing", "advert", "ad", "one's", "ones", "itself", "people", "persons", "guests", "another", "asking", "offer", "quote", "estimate", "ballpark",
+  "listing", "advert", "ad", "one's", "ones", "itself", "people", "persons", "guests", "another",
+  "budget", "limit", "maximum", "max", "pair", "set", "bunch", "batch", "load", "couple", "few", "rest", "difference", "middle", "asking", "offer", "quote", "estimate", "ballpark",
 ]);
 
 const PREPOSITIONS = new Set([
@@ -77,6 +78,12 @@ const BREAKERS = new Set([
 /** Verbs that end in "s" like plural nouns: "serves about twenty" names nothing. */
 const VERBS_IN_S = new Set(["serves", "takes", "gives", "costs", "comes", "goes", "looks", "seems", "works", "sounds", "needs", "wants", "makes", "does", "says", "gets", "runs", "includes", "means", "helps", "lasts", "depends", "fits", "holds", "keeps", "leaves", "lets", "puts", "sells", "buys", "pays", "charges", "thinks", "knows"]);
 
+/** Verbs of everyday talk that the tagger would also take for nouns after "the". */
+const COMMON_VERBS = new Set(("had have take took give gave wait come came go went get got said say make made do did see saw know think want need let put keep try look pay " +
+  "charge sell buy leave call ask tell mean seem feel help start stop show hear play live believe bring happen write sit stand lose meet include continue " +
+  "set learn change lead understand watch follow create speak read allow add spend grow open win offer remember love consider appear serve send expect " +
+  "stay fall reach remain suggest raise pass require report decide pull sorry reckon guess hope suppose agree manage deal sound shake").split(" "));
+
 /** Nouns of trade talk that the tagger may read as verbs. */
 const KNOWN_NOUNS = new Set(["move", "plans", "drawings", "video", "film", "ironing", "labour", "labor", "call-out", "callout", "parts", "materials", "delivery", "fitting", "service", "repair", "cleaning", "survey", "skip", "paint", "tiling", "mowing", "design", "plumbing", "wiring", "rewiring", "trimming", "clearance"]);
 
@@ -87,9 +94,12 @@ export function hasNoun(phrase: string): boolean {
   const noun = (tags: readonly string[]) => (tags.includes("Noun") && !tags.includes("Pronoun") && !tags.includes("Value")) || tags.includes("Gerund");
   const terms = nlp(phrase).terms().json() as { terms: { tags: string[] }[] }[];
   if (terms.some((t) => noun(t.terms[0]?.tags ?? []))) return true;
-  // Alone, "tiles" or "plans" reads as a verb; after an article the tagger sees the plural noun.
+  // Alone, "tiles", "fence" or "shed" reads as a verb; after an article the tagger sees the noun.
+  // Words that are almost always verbs in talk ("had", "take", "wait") never name an item.
   const last = words[words.length - 1] ?? "";
-  if (!/[^s]s$/.test(last) || VERBS_IN_S.has(last)) return false;
+  if (VERBS_IN_S.has(last) || COMMON_VERBS.has(last)) return false;
+  const lastTags = terms[terms.length - 1]?.terms[0]?.tags ?? [];
+  if (!lastTags.includes("Verb") || lastTags.includes("Adverb") || lastTags.includes("PastTense") || lastTags.includes("Modal")) return false;
   const framed = nlp(`the ${last}`).terms().json() as { terms: { tags: string[] }[] }[];
   return noun(framed[1]?.terms[0]?.tags ?? []);
 }
