@@ -1,5 +1,5 @@
 import { formatMoney } from "../core/money.js";
-import { plainWords, saysAgreement } from "./agreement.js";
+import { saysAgreement } from "./agreement.js";
 import { scanAmounts, type CountMention, type MoneyMention } from "./amounts.js";
 import { capitalise, describeMention, jobPhrase, namesAThing, nearbyNoun, saleObject, sameThing, topicPhrase } from "./phrases.js";
 
@@ -1039,6 +1039,3 @@ export function summariseDealState(state: DealState, names: Readonly<Record<stri
   }
   return lines.join("\n");
 }
-
-/** Words of a text without punctuation (re-exported for callers that read phrases). */
-export { plainWords };
