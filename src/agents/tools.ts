@@ -373,13 +373,13 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
    * Asks the person before committing them above their max auto-approve, and waits for the answer
    * (the negotiation's round timeout still runs). Approved: the agent may go on with these terms,
    * and with any lower total in the same negotiation without asking again. Declined: the agent
-   * walks away and the negotiation ends. Without a way to ask (or a limit in another currency),
-   * the terms are refused as before.
+   * walks away and the negotiation ends. A limit set in another currency allows nothing in this
+   * one, so the request says 0. Without a way to ask, the terms are refused.
    */
   async function seekApproval(proposal: Proposal, problem: string, negotiationId: string): Promise<{ approved: true } | { result: ToolResult }> {
     const profile = deps.profile();
     const limitCurrency = profile.currency || proposal.currency;
-    if (!deps.requestApproval || limitCurrency !== proposal.currency) return { result: needsApproval(problem) };
+    if (!deps.requestApproval) return { result: needsApproval(problem) };
     const granted = approvedUpTo.get(negotiationId);
     if (granted && granted.currency === proposal.currency && proposal.totalMinor <= granted.amountMinor) return { approved: true };
     notify(AgentMessageKind.TEXT, `Approval needed: ${problem}. Approve or decline it on your panel; I am waiting for you.`);
@@ -387,7 +387,7 @@ export function createAgentTools(deps: AgentDeps, options: AgentToolOptions = {}
       negotiationId,
       summary: approvalSummary(proposal),
       amountMinor: proposal.totalMinor,
-      limitMinor: profile.maxAutoApproveMinor,
+      limitMinor: limitCurrency === proposal.currency ? profile.maxAutoApproveMinor : 0n,
       currency: proposal.currency,
     });
     switch (outcome) {

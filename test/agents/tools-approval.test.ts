@@ -93,6 +93,14 @@ describe("tools ask the paying person above their max auto-approve", () => {
     expect(session.snapshot().rounds).toHaveLength(0);
   });
 
+  it("a limit set in another currency allows nothing in this one: the person is asked, with a limit of 0", async () => {
+    const { asks, client, provider, session } = setup(PAT, ["approved"]);
+    await provider.call("propose", { ...offer(9_000, "provider"), currency: "EUR" });
+    expect((await client.call("evaluate_proposal", { decision: "accept", reason: "Fine." })).isError).toBe(false);
+    expect(asks).toEqual([expect.objectContaining({ amountMinor: 9_000n, limitMinor: 0n, currency: "EUR", summary: "Pay €90.00 to Pat for Gutter repair" })]);
+    expect(session.state()).toBe("agreed");
+  });
+
   it("within the limit, nobody is asked", async () => {
     const { asks, client, provider, session } = setup(PAT, []);
     await provider.call("propose", offer(9_000, "provider"));
