@@ -49,7 +49,8 @@ export interface TriggerDetectorOptions {
   onTrigger(event: TriggerEvent): void;
   /**
    * The keyword said again shortly after a firing, with nothing new priced in between ("OK,
-   * handshake." → "Handshake!"): it confirms that trigger and never starts another.
+   * handshake." → "Handshake!"), while that deal is still being made: it confirms that trigger
+   * and never starts another. (Once its contract is drafted, such a keyword is refused instead.)
    */
   onConfirmed?(event: TriggerEvent): void;
   /** A keyword that was heard but refused (see TriggerRefusalCode); smart findings are dropped silently. */
