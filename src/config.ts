@@ -38,6 +38,8 @@ export interface Config {
     maxMessageBytes: number;
     maxStreamsPerUser: number;
     sendAudioPerSecond: number;
+    /** An HTTP/2 connection with no call open this long is closed with GOAWAY. */
+    idleConnectionMs: number;
     maxAmountMinor: bigint;
   };
   speech: { engine: "auto" | "pocketsphinx" | "scribe" | "device"; elevenLabsApiKey: string; elevenLabsBaseUrl: string; language: string };
@@ -182,6 +184,7 @@ export function loadConfig(env: Env = process.env): Config {
     limits: {
       maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 256 * 1024, 1024, 16 * 1024 * 1024),
       maxStreamsPerUser: int(env, "MAX_STREAMS_PER_USER", 8, 1, 1000),
+      idleConnectionMs: int(env, "IDLE_CONNECTION_MS", 120_000, 100, 3_600_000),
       sendAudioPerSecond: int(env, "SEND_AUDIO_PER_SECOND", 100, 1, 10_000),
       maxAmountMinor: BigInt(int(env, "MAX_AMOUNT_MINOR", 100_000_000, 1, Number.MAX_SAFE_INTEGER)),
     },

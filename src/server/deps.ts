@@ -26,7 +26,14 @@ export type RawHttpHandler = (body: Buffer, headers: Record<string, string | str
 export interface ServerConfig {
   corsOrigins: readonly string[];
   rooms: { slowReaderGraceMs: number };
-  limits: { maxMessageBytes: number; maxStreamsPerUser: number; sendAudioPerSecond: number; maxAmountMinor: bigint };
+  limits: {
+    maxMessageBytes: number;
+    maxStreamsPerUser: number;
+    sendAudioPerSecond: number;
+    maxAmountMinor: bigint;
+    /** An HTTP/2 connection with no call open this long is closed (GOAWAY); default 120 s. */
+    idleConnectionMs?: number;
+  };
 }
 
 /** Everything the transport layer calls into; built by src/compose/app.ts. */

@@ -26,6 +26,7 @@ import { registerReflectionRoutes } from "./reflection.js";
 import { rawStreamContext } from "./raw-stream.js";
 import { registerRoomRoutes } from "./room-routes.js";
 import { decodedPath } from "./validate.js";
+import { closeWhenIdle, DEFAULT_IDLE_CONNECTION_MS } from "./idle-sessions.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Largest raw HTTP body accepted outside RPCs (webhooks). */
@@ -139,6 +140,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   h2.on("session", (session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
+    closeWhenIdle(session, config.limits.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS);
   });
   const sockets = new Set<net.Socket>();
 
