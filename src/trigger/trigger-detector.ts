@@ -174,6 +174,16 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
     return true;
   }
 
+  /** A reader failure must not break the room's transcript: the words then count as no price. */
+  function pricedSafely(entry: TranscriptEntry): boolean {
+    try {
+      return isPriced(entry);
+    } catch (err) {
+      options.log?.warn({ err }, "reading prices failed");
+      return false;
+    }
+  }
+
   function entryTime(entry: TranscriptEntry): number {
     return entry.receivedAtMs > 0n ? Number(entry.receivedAtMs) : now();
   }
@@ -292,7 +302,7 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
       if (recent.length > recentLimit) recent = recent.slice(-recentLimit);
       // Priced words are tracked even while disarmed: talk during a negotiation is still talk.
       pricedBeforeCurrent = lastPriced;
-      if (isPriced(entry)) lastPriced = fed;
+      if (pricedSafely(entry)) lastPriced = fed;
       fed += 1;
       if (!armed) {
         heardWhileDisarmed(entry);

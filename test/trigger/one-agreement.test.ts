@@ -233,6 +233,21 @@ describe("one agreement, one trigger", () => {
 });
 
 describe("price reader", () => {
+  it("a failing reader does not break the transcript: the words count as no price", () => {
+    const fired: TriggerEvent[] = [];
+    const d = createTriggerDetector({
+      keyword: "handshake",
+      requireBoth: false,
+      dualWindowMs: 10_000,
+      isPriced: () => {
+        throw new Error("reader bug");
+      },
+      onTrigger: (e) => fired.push(e),
+    });
+    expect(() => d.feed(say("a", "Forty pounds. Handshake."))).not.toThrow();
+    expect(fired).toHaveLength(1);
+  });
+
   it("reads prices put forward, not times, dates or the other side's number said back", () => {
     const priced = createPriceReader();
     const lines: [string, string, boolean][] = [
