@@ -15,11 +15,11 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 /** Where the bundle goes. */
 export const SERVER_BUNDLE = path.join(ROOT, "dist", "server", "main.mjs");
 
-/** Builds the bundle; resolves with its path. */
-export async function buildServer(): Promise<string> {
+/** Builds the bundle (to `outfile`, default SERVER_BUNDLE: tests build their own copy elsewhere); resolves with its path. */
+export async function buildServer(outfile = SERVER_BUNDLE): Promise<string> {
   await build({
     entryPoints: [path.join(ROOT, "src", "main.ts")],
-    outfile: SERVER_BUNDLE,
+    outfile,
     bundle: true,
     platform: "node",
     format: "esm",
@@ -29,7 +29,7 @@ export async function buildServer(): Promise<string> {
     logLevel: "warning",
     legalComments: "none",
   });
-  return SERVER_BUNDLE;
+  return outfile;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

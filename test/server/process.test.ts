@@ -1,11 +1,11 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SERVER_BUNDLE, buildServer } from "../../scripts/build-server.js";
+import { buildServer } from "../../scripts/build-server.js";
 
 /*
  * The server as a process: `.env` read at start, where to open the app, and shutdown.
@@ -16,8 +16,17 @@ import { SERVER_BUNDLE, buildServer } from "../../scripts/build-server.js";
  */
 
 let dataDir: string;
+/** A copy of the package as `npm start` sees it (package.json, the bundle, node_modules linked), in a temporary folder. */
+let pkg: string;
+let bundle: string;
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-epipe-"));
+  dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-process-"));
+  // Our own bundle: rebuilding dist/server/main.mjs in place would race other tests that run it.
+  pkg = path.join(dataDir, "pkg");
+  await mkdir(pkg);
+  await copyFile("package.json", path.join(pkg, "package.json"));
+  await symlink(path.resolve("node_modules"), path.join(pkg, "node_modules"), "dir");
+  bundle = await buildServer(path.join(pkg, "dist", "server", "main.mjs"));
 });
 afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
@@ -40,9 +49,10 @@ async function listening(port: number): Promise<boolean> {
  * Starts `command` with its stdout piped into `sed`, which passes lines up to the server's "open …"
  * line and exits; then sends SIGTERM to `command`. Resolves with what was seen and how it ended.
  */
-async function startThenTerminate(command: string, args: string[]) {
+async function startThenTerminate(command: string, args: string[], cwd = process.cwd()) {
   const reader = spawn("sed", ['/"msg":"open /q'], { stdio: ["pipe", "pipe", "inherit"] });
   const server = spawn(command, args, {
+    cwd,
     env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, LOG_LEVEL: "info", SPEECH_ENGINE: "device", WEB_ROOT: dataDir },
     stdio: ["ignore", reader.stdin, "pipe"],
     // Its own process group, so cleanup reaches whatever it started, orphans included.
@@ -87,15 +97,13 @@ describe("the server process", () => {
   });
 
   it("under `npm start`, SIGTERM to npm reaches the server: npm exits 0 and nothing is left listening", { timeout: 60_000 }, async () => {
-    await buildServer();
-    // --ignore-scripts skips prestart's rebuild of the browser app; the bundle was just built.
-    const run = await startThenTerminate("npm", ["start", "--ignore-scripts", "--silent"]);
+    // --ignore-scripts skips prestart's rebuilds; the copy's bundle was built before the tests.
+    const run = await startThenTerminate("npm", ["start", "--ignore-scripts", "--silent"], pkg);
     expect(run.open?.msg).toBe(`open http://127.0.0.1:${run.port}/`);
     expect({ outcome: run.outcome, stillListening: run.stillListening }).toEqual({ outcome: [0, null], stillListening: false });
   });
 
   it("reads .env from its working folder at start (.env.example copied as is parses), and the environment wins", { timeout: 60_000 }, async () => {
-    await buildServer();
     const cwd = await mkdtemp(path.join(os.tmpdir(), "handshake-dotenv-"));
     try {
       // The whole example, as a newcomer copies it, then two overrides: .env's PORT would stop the
@@ -104,7 +112,7 @@ describe("the server process", () => {
       await writeFile(path.join(cwd, ".env"), (await readFile(path.join(cwd, ".env"), "utf8")) + "PORT=not-a-port\nDATA_DIR=./from-dotenv\nSPEECH_ENGINE=device\n");
       const env: NodeJS.ProcessEnv = { ...process.env, PORT: "0" };
       for (const key of ["DATA_DIR", "SPEECH_ENGINE", "HOST", "LOG_LEVEL", "WEB_ROOT", "ANTHROPIC_API_KEY", "STRIPE_SECRET_KEY", "ELEVENLABS_API_KEY"]) delete env[key];
-      const server = spawn(process.execPath, [SERVER_BUNDLE], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+      const server = spawn(process.execPath, [bundle], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       let err = "";
       server.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
