@@ -26,6 +26,7 @@ export function dealSummary(outcome: DealOutcome, nameOf: NameOf): string[] {
     `  signatures:`,
     ...contract.signatures.map((s) => `    - ${nameOf(s.userId)} signed ${s.textSha256.slice(0, 16)}… at ${new Date(Number(s.signedAtMs)).toISOString()}`),
   ];
+  if (contract.declinedByUserId) lines.push(`  declined by ${nameOf(contract.declinedByUserId)}: "${contract.declinedReason}" (nothing was paid)`);
   if (outcome.payments.length > 0) {
     lines.push("  payments:");
     for (const p of outcome.payments) {

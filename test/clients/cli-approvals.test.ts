@@ -39,7 +39,8 @@ function startCliJoin(app: TestApp, dir: string, args: string[]) {
   const stdout = capture();
   const stderr = capture();
   const stop = new AbortController();
-  const exit = runCli(["join", "--server", app.baseUrl, "--state", path.join(dir, `state-${Math.random()}.json`), ...args], {
+  const statePath = path.join(dir, `state-${Math.random()}.json`);
+  const exit = runCli(["join", "--server", app.baseUrl, "--state", statePath, ...args], {
     stdout: stdout.stream,
     stderr: stderr.stream,
     stdin,
@@ -47,6 +48,7 @@ function startCliJoin(app: TestApp, dir: string, args: string[]) {
     signal: stop.signal,
   });
   return {
+    statePath,
     type: (line: string) => stdin.write(line + "\n"),
     stdout,
     stderr,
@@ -110,6 +112,12 @@ describe("CLI: declining a contract", () => {
     expect(declined.declinedReason).toBe("The hallway is missing.");
     await alex.stderr.waitFor(`declined contract ${declined.id}`);
     expect(await alex.stop()).toBe(0);
+    // Later, as the same user: the saved contract says who declined it and why.
+    const detail = capture();
+    const state = alex.statePath;
+    const code = await runCli(["contract", declined.id, "--server", app.baseUrl, "--state", state], { stdout: detail.stream, stderr: new PassThrough(), env: {} });
+    expect(code).toBe(0);
+    expect(detail.text()).toContain('declined by Alex: "The hallway is missing." (nothing was paid)');
     await sam.panel.stop();
   });
 });
