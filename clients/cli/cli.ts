@@ -194,6 +194,14 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       ...(values.instructions !== undefined && { instructions: values.instructions }),
       ...(values.rate !== undefined && { rates: values.rate }),
     });
+    // Two people sharing one state file (the default one, say) would make the second join as the
+    // first: a different name with a saved identity is refused rather than taken over silently.
+    if (userToken !== undefined && userToken === saved?.userToken && saved.displayName !== "" && profile.displayName !== saved.displayName) {
+      throw new InputError(
+        `${statePath} is ${saved.displayName}'s (${saved.userId}); joining as ${profile.displayName} with it would be joining as them. ` +
+          `Give ${profile.displayName} their own --state FILE, or join as ${saved.displayName}.`,
+      );
+    }
     const as = values.as;
     if (as !== undefined && as !== "provider" && as !== "client") throw new UsageError("--as must be provider or client");
     const timeoutMs = seconds(values.timeout ?? "300") * 1000;

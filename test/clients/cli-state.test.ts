@@ -140,6 +140,20 @@ describe("the CLI's --state file", () => {
     expect(shown.stdout).toContain("text hash verified");
   });
 
+  it("refuses to join someone else under the identity a state file holds", async () => {
+    const file = path.join(dir, "shared.json");
+    const sam = startCli(["join", "--server", t.baseUrl, "--room", "state-shared-a", "--name", "Sam", "--state", file]);
+    await sam.waitFor("user token saved");
+    expect(await sam.interrupt()).toBe(0);
+    const before = await readState(file);
+    const alex = await runCli(["join", "--server", t.baseUrl, "--room", "state-shared-b", "--name", "Alex", "--state", file]);
+    expect(alex.code).toBe(2);
+    expect(alex.stderr).toContain(`${file} is Sam's (${before.userId}); joining as Alex with it would be joining as them. Give Alex their own --state FILE, or join as Sam.`);
+    expect(alex.stderr).not.toContain("--help");
+    // Sam's identity is still there to come back to.
+    expect(await readState(file)).toEqual(before);
+  });
+
   it("says when the state file's token is refused, and how to start afresh", async () => {
     const file = path.join(dir, "forged.json");
     await writeFile(file, JSON.stringify({ server: t.baseUrl, roomId: "x", userId: "usr_x", userToken: "not.a.token", displayName: "Mallory", savedAtMs: 0 }));
