@@ -277,8 +277,12 @@ function readMoney(s: DealState, text: string, lower: string, answersPriceQuesti
   pending.sort((a, b) => Number(cued.has(b.start)) - Number(cued.has(a.start)));
   for (const m of pending) {
     // With nothing priced yet, a bare number needs a price word, a range, or to answer "how much?".
+    // A number said on its own ("Three hundred.") is a quote.
+    const alone = lower.replace(/[^a-z0-9]+/g, " ").trim() === lower.slice(m.start, m.end).replace(/[^a-z0-9]+/g, " ").trim() && m.amountMinor >= 1_000n;
     const fitsNow =
-      inPlay.length > 0 ? fits(m.amountMinor, inPlay) : cued.has(m.start) || m.range !== undefined || answersPriceQuestion || copulaPrice(text, lower, m);
+      inPlay.length > 0
+        ? fits(m.amountMinor, inPlay)
+        : cued.has(m.start) || m.range !== undefined || answersPriceQuestion || alone || copulaPrice(text, lower, m);
     if (fitsNow || fits(m.amountMinor, here, 20n)) {
       out.push(reading(text, m, m.amountMinor, m.range));
       inPlay.push(m.amountMinor);
@@ -681,6 +685,9 @@ function quantityFor(
     const of = lower.slice(m.end).match(/\b(\w+)\s+of (?:them|those|these|em)\b/);
     const n = of ? wordCount(of[1] ?? "") : undefined;
     if (n) return { count: n, unit: "item" };
+    // "£20 each for the three chairs": a count of things in the same breath.
+    const things = counts.find((c) => c.count > 1 && !SESSIONISH.has(c.unit) && !["week", "day", "month", "night"].includes(c.unit));
+    if (things) return { count: things.count, unit: "item" };
   }
   const matches = (unit: string) => unit === m.per || (SESSIONISH.has(unit) && SESSIONISH.has(m.per!));
   let count: CountMention | undefined = counts.find((c) => matches(c.unit) && c.start > m.end) ?? counts.find((c) => matches(c.unit));

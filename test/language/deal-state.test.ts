@@ -97,6 +97,8 @@ describe("quantity × price", () => {
     ["a rate and the hours, in two turns", [[S, "I charge $35/hr."], [S, "Four hours, so for the TV mounting that's a hundred and forty dollars."]], 14_000n, 4],
     ["per lesson, with the count said before", [[S, "I do a block of ten lessons."], [S, "CHF 85 per lesson."]], 85_000n, 10],
     ["a jar, then four jars", [[S, "It's €12.50 a jar."], [C, "I'll take four jars."], [S, "Four jars, that's fifty euros."]], 5_000n, 4],
+    ["each, for the three chairs", [[S, "£20 each for the three chairs."]], 6_000n, 3],
+    ["per person, four of us", [[S, "It's £30 per person."], [C, "There are four of us."], [S, "So £120."]], 12_000n, 4],
     ["yen an hour, two lessons", [[S, "It's three thousand five hundred yen an hour. Two lessons before the exam, so seven thousand yen."]], 7_000n, 2],
   ])("%s", (_, lines, amount, quantity) => {
     const state = last(lines, lines.some(([, t]) => /€/.test(t)) ? "EUR" : "GBP");
@@ -154,6 +156,7 @@ describe("counter-offers: the last number both accepted wins", () => {
     ["splitting the difference, proposed and accepted", [[S, "Deep clean, the whole flat: six hundred euros."], [C, "Six hundred. I was thinking more like five hundred."], [S, "Hmm. Split the difference?"], [C, "Fine, split the difference."]], 55_000n],
     ["splitting the difference, said with the number", [[S, "Deep clean, the whole flat: six hundred euros."], [C, "I was thinking five hundred."], [S, "Let's meet in the middle."], [C, "Five fifty, deal."]], 55_000n],
     ["a lower number repeated back", [[S, "It's a hundred and twenty pounds for the lot."], [C, "Would you take a hundred quid?"], [S, "Let's say one hundred and ten pounds then."], [C, "Deal, one hundred and ten it is."]], 11_000n],
+    ["a number said alone, a question and a final counter", [[S, "Three hundred."], [C, "Nah, too steep. 250?"], [S, "Okay, you've twisted my arm, 275."], [C, "Done."]], 27_500n],
     ["thousands dropped once the scale is clear", [[C, "The listing said ¥50,000. Would you take forty?"], [S, "Hmm. Forty is too low. ¥45,000 for the bicycle?"], [C, "¥45,000. Okay, deal, I'll take the bicycle."]], 45_000n],
     ["a decimal said back without its scale", [[S, "For all that, it comes to about one point two five grand."], [C, "One point two five. Hmm. Okay, yes, let's get it done."]], 125_000n],
   ])("%s", (_, lines, total) => {
