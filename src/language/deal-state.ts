@@ -589,8 +589,12 @@ function readPrices(
     item.unit = quantity.unit || (m.per ? m.per : item.unit);
     item.unitPriceMinor = unitPrice;
     item.amountMinor = amount;
-    item.range = r.range ? { minMinor: r.range.minMinor * BigInt(quantity.count), maxMinor: amount } : undefined;
-    item.uncertain = uncertain || r.range !== undefined;
+    item.range = r.range
+      ? { minMinor: r.range.minMinor * BigInt(quantity.count), maxMinor: amount }
+      : quantity.fewest !== undefined
+        ? { minMinor: unitPrice * BigInt(quantity.fewest), maxMinor: amount }
+        : undefined;
+    item.uncertain = uncertain || item.range !== undefined;
     reprice(s, item, speaker, source, item.uncertain);
     priced.push(amount);
   }
@@ -679,7 +683,7 @@ function quantityFor(
   counts: readonly CountMention[],
   lower: string,
   source: SourceRef,
-): { count: number; unit: string } {
+): { count: number; unit: string; fewest?: number } {
   if (!m.per) return { count: 1, unit: "" };
   if (m.per === "item") {
     const of = lower.slice(m.end).match(/\b(\w+)\s+of (?:them|those|these|em)\b/);
@@ -705,6 +709,8 @@ function quantityFor(
   }
   if (!count) return { count: 1, unit: m.per };
   let n = count.countMax ?? count.count;
+  // "two to three hours": the price is a range, from the fewest units to the most.
+  let fewest = count.countMax !== undefined && count.countMax > count.count ? count.count : undefined;
   // "three sessions a week for two weeks": the weekly count times the weeks.
   const text = from === "here" ? lower : (s.counts.find((c) => c.count === count)?.source.text.toLowerCase() ?? "");
   const tail = text.slice(count.end, count.end + 12);
@@ -712,9 +718,12 @@ function quantityFor(
   if (period) {
     const pool = from === "here" ? counts : s.counts.filter((c) => c.source.text.toLowerCase() === text).map((c) => c.count);
     const span = pool.find((c) => c.unit === period && c.start > count!.end);
-    if (span) n *= span.count;
+    if (span) {
+      n *= span.count;
+      if (fewest !== undefined) fewest *= span.count;
+    }
   }
-  return { count: n, unit: matches(count.unit) && count.unit !== m.per && m.per === "hour" ? count.unit : m.per };
+  return { count: n, unit: matches(count.unit) && count.unit !== m.per && m.per === "hour" ? count.unit : m.per, ...(fewest !== undefined ? { fewest } : {}) };
 }
 
 const SESSIONISH = new Set(["hour", "session", "lesson", "visit"]);

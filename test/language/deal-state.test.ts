@@ -106,6 +106,12 @@ describe("quantity × price", () => {
     expect(item).toMatchObject({ amountMinor: amount, quantity });
   });
 
+  it("turns a count range into a price range held as uncertain", () => {
+    const state = last([[S, "Labour's $75 an hour, probably two to three hours."], [C, "Sounds good."]], "USD");
+    const [item] = dealTerms(state)!.items;
+    expect(item).toMatchObject({ quantity: 3, unitPriceMinor: 7_500n, amountMinor: 22_500n, range: { minMinor: 15_000n, maxMinor: 22_500n }, uncertain: true });
+  });
+
   it("reads a restated product as the item's total, not a second item", () => {
     const state = last([[S, "CHF 85 per lesson, so for the ten piano lessons CHF 850."], [C, "CHF 850 for ten. Yes, we'd like that."]], "CHF");
     expect(items(state)).toEqual([["Piano lessons", 85_000n, 10, undefined]]);
