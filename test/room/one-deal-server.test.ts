@@ -125,6 +125,9 @@ describe("one agreement, one deal, through the real server (offline engines)", (
     const first = await contractOn(alex, ContractStatus.AWAITING_SIGNATURES);
 
     expect(await codeOf(alex.room.declineContract({ contractId: first.id, reason: "" }))).toBe(Code.InvalidArgument);
+    const eve = await join(app, "one-deal-3-elsewhere", { displayName: "Eve", role: PartyRole.CLIENT });
+    expect(await codeOf(eve.room.declineContract({ contractId: first.id, reason: "Not my deal" }))).toBe(Code.PermissionDenied);
+    await eve.panel.stop();
     expect(await codeOf(alex.room.declineContract({ contractId: first.id, reason: "x".repeat(501) }))).toBe(Code.InvalidArgument);
     const declined = await alex.room.declineContract({ contractId: first.id, reason: "I want the hallway done as well." });
     expect(declined.contract).toMatchObject({ status: ContractStatus.DECLINED, declinedReason: "I want the hallway done as well.", declinedByUserId: alex.userId });
@@ -231,6 +234,7 @@ describe("mandates through the real server (Claude engine against the local Mess
 
     expect(await codeOf(sam.room.answerApproval({ approvalId: request.id, approve: true }))).toBe(Code.PermissionDenied);
     expect(await codeOf(alex.room.answerApproval({ approvalId: "apr_unknown", approve: true }))).toBe(Code.NotFound);
+    expect(await codeOf(alex.room.answerApproval({ approvalId: "", approve: true }))).toBe(Code.InvalidArgument);
     const answered = await alex.room.answerApproval({ approvalId: request.id, approve: true });
     expect(answered.approval?.status).toBe(ApprovalStatus.APPROVED);
     expect(await codeOf(alex.room.answerApproval({ approvalId: request.id, approve: false }))).toBe(Code.FailedPrecondition);
