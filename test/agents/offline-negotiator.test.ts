@@ -108,6 +108,16 @@ describe("offline negotiator", () => {
     await r.stop();
   });
 
+  it("fills a price the talk left open from its person's rate, and the payer agrees within its limit", async () => {
+    const r = room({ initiator: P, provider: { rates: [{ description: "boiler service", amountMinor: 9_500n, unit: RateUnit.JOB }] } });
+    r.start(talk([[C, "Could you service the boiler while you're here?"], [P, "Sure, handshake."]]));
+    const final = await r.done;
+    expect(final.status).toBe(NegotiationStatus.AGREED);
+    expect(final.currentProposal).toMatchObject({ totalMinor: 9_500n, providerUserId: P });
+    expect(final.currentProposal!.lineItems[0]!.description).toBe("Boiler service");
+    await r.stop();
+  });
+
   it("asks for approval instead of paying when its limit is zero", async () => {
     const r = room({ initiator: C, client: { maxAutoApproveMinor: 0n } });
     r.start(talk([[P, "I can fix it for £200."], [C, "Deal."]]));

@@ -4,7 +4,7 @@ import { AgentMessageKind, AgentMessageSchema } from "../../../gen/handshake/v1/
 import { PartyRole, RateUnit, type AgentProfile } from "../../../gen/handshake/v1/profile_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
 import { formatMoney, minorDigits } from "../../core/money.js";
-import { dealTerms, initialDealState, nextDealState, type AgreedItem, type DealParty, type DealState, type DealTerms } from "../../language/deal-state.js";
+import { dealRoles, dealTerms, initialDealState, nextDealState, type AgreedItem, type DealParty, type DealState, type DealTerms } from "../../language/deal-state.js";
 import { looksLikeGoods } from "../../language/phrases.js";
 import type { Agent, AgentDeps, AgentFactory } from "../agent.js";
 import { createAgentTools, escrowPreferenceProblem, type LineItemInput, type ProposalInput, type ToolResult } from "../tools.js";
@@ -190,9 +190,10 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
   async function open(trigger: TriggerEvent, given: readonly TranscriptEntry[]): Promise<void> {
     const negotiation = deps.negotiation();
     if (!negotiation || negotiation.state() !== "open") return;
-    const terms = dealTerms(stateOf(given));
-    const priced = terms?.items.some((i) => i.amountMinor !== undefined) ?? false;
-    if (!terms || !priced) {
+    const state = stateOf(given);
+    let terms = dealTerms(state);
+    if (!terms || !terms.items.some((i) => i.amountMinor !== undefined)) terms = priceFromRates(state, deps.userId, deps.profile());
+    if (!terms) {
       tell("I could not find a price in the conversation, so there is nothing to offer yet.");
       await reject("No price was named in the conversation, so there is nothing to agree yet.");
       return;
@@ -352,6 +353,33 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
       stopped = true;
       await chain;
     },
+  };
+}
+
+/**
+ * The one thing the talk left open that the paid side may fill: the price of the job they
+ * agreed on, from its person's own rate (a matching per-job rate, or its only one). Undefined
+ * when this agent is not the paid side or no rate fits; nothing is invented.
+ */
+function priceFromRates(state: DealState, userId: string, profile: AgentProfile): DealTerms | undefined {
+  const roles = dealRoles(state);
+  if (!roles || roles.payeeUserId !== userId || (profile.currency && profile.currency !== state.currency)) return undefined;
+  const subject = state.subject ?? "";
+  const jobRates = profile.rates.filter((r) => r.unit === RateUnit.JOB || r.unit === RateUnit.UNSPECIFIED);
+  const words = subject.toLowerCase().split(/[^a-z]+/).filter((w) => w.length > 2);
+  const rate = jobRates.find((r) => words.some((w) => r.description.toLowerCase().includes(w))) ?? (jobRates.length === 1 ? jobRates[0] : undefined);
+  if (!rate || rate.amountMinor <= 0n) return undefined;
+  const description = subject || rate.description.charAt(0).toUpperCase() + rate.description.slice(1);
+  return {
+    currency: state.currency,
+    payeeUserId: roles.payeeUserId,
+    payerUserId: roles.payerUserId,
+    rolesFromTalk: roles.fromTalk,
+    kind: state.kind,
+    ...(state.subject ? { subject: state.subject } : {}),
+    items: [{ id: "item-1", description, quantity: 1, unit: "", unitPriceMinor: rate.amountMinor, amountMinor: rate.amountMinor, uncertain: false, source: { index: -1, speakerUserId: userId, text: "" } }],
+    agreed: false,
+    payeeAskMinor: rate.amountMinor,
   };
 }
 
