@@ -348,7 +348,9 @@ export function createTriggerDetector(options: TriggerDetectorOptions): TriggerD
 }
 
 /** Final entries a price reader keeps, to re-read the talk when a new speaker joins it. */
-const PRICE_READER_KEEP = 200;
+const PRICE_READER_KEEP = 60;
+/** Items, offers and totals a price reader's state may hold before it re-reads only what it kept. */
+const PRICE_READER_MAX_FACTS = 120;
 
 /**
  * Tells, entry by entry, whether the words put a price forward (an item's price, an offer, a
@@ -364,9 +366,11 @@ export function createPriceReader(defaultCurrency = "GBP"): (entry: TranscriptEn
     const utterance = { speakerUserId: entry.speakerUserId, text: entry.text, index: index++ };
     kept.push(utterance);
     if (kept.length > PRICE_READER_KEEP) kept.shift();
-    if (!speakers.includes(entry.speakerUserId)) {
-      // The state is keyed by its parties: re-read what was kept with the new one among them.
-      speakers.push(entry.speakerUserId);
+    const isNewSpeaker = !speakers.includes(entry.speakerUserId);
+    if (isNewSpeaker) speakers.push(entry.speakerUserId);
+    // The state is keyed by its parties, and a long talk would make every check slower: re-read
+    // what was kept when a new speaker joins, or when the state has grown past its bound.
+    if (isNewSpeaker || state.offers.length + state.totals.length + state.items.length > PRICE_READER_MAX_FACTS) {
       state = initialDealState(speakers.map((userId) => ({ userId, profileRole: "" })), defaultCurrency);
       for (const u of kept.slice(0, -1)) state = nextDealState(state, u);
     }

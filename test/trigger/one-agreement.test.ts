@@ -233,6 +233,13 @@ describe("one agreement, one trigger", () => {
 });
 
 describe("price reader", () => {
+  it("stays bounded over a long talk: prices are still read after hundreds of priced lines", () => {
+    const priced = createPriceReader();
+    for (let i = 1; i <= 300; i++) priced(say(i % 2 ? "a" : "b", `Item ${i} for ${i} pounds.`));
+    expect(priced(say("a", "And the gate for three thousand and one pounds."))).toBe(true);
+    expect(priced(say("b", "You bet, I'll be here at six."))).toBe(false);
+  });
+
   it("a failing reader does not break the transcript: the words count as no price", () => {
     const fired: TriggerEvent[] = [];
     const d = createTriggerDetector({
