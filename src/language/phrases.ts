@@ -151,6 +151,8 @@ export function contentWords(words: readonly string[]): string | undefined {
     if (kept.length >= 4) break;
   }
   while (kept.length > 0 && STOP.has(kept[kept.length - 1]!.toLowerCase())) kept.pop();
+  // "Tap's a quick one": the last word's "'s" is "is", not part of the name.
+  if (kept.length > 0) kept[kept.length - 1] = kept[kept.length - 1]!.replace(/'s$/i, "");
   if (kept.length === 0 || kept.every((w) => STOP.has(w.toLowerCase()))) return undefined;
   return kept.join(" ");
 }

@@ -67,6 +67,7 @@ describe("items are the noun phrase the people used", () => {
     ["the thing, then the price", [[S, "The piano tuning is €75."]], ["Piano tuning"]],
     ["two things in one breath", [[S, "Window cleaning is CHF 120, the oven cleaning is CHF 80."]], ["Window cleaning", "Oven cleaning"]],
     ["a 'for' phrase opening the sentence", [[S, "For the gutter repair, new brackets and resealing, I'd say, er, one hundred and eighty five pounds."]], ["Gutter repair"]],
+    ["a name said with 'is' run into it", [[S, "Tap's a quick one, thirty quid."]], ["Tap"]],
     ["a noun right before a bare price", [[S, "Materials would be about two fifty, and labour seven hundred."]], ["Materials", "Labour"]],
     ["goods being sold", [[C, "I'll sell you my sofa for fifty quid."]], ["Sofa"]],
     ["goods asked about", [[C, "How much for the bike?"], [S, "Forty pounds."]], ["Bike"]],
@@ -161,6 +162,7 @@ describe("counter-offers: the last number both accepted wins", () => {
   it.each<[string, [string, string][], bigint]>([
     ["splitting the difference, proposed and accepted", [[S, "Deep clean, the whole flat: six hundred euros."], [C, "Six hundred. I was thinking more like five hundred."], [S, "Hmm. Split the difference?"], [C, "Fine, split the difference."]], 55_000n],
     ["splitting the difference, said with the number", [[S, "Deep clean, the whole flat: six hundred euros."], [C, "I was thinking five hundred."], [S, "Let's meet in the middle."], [C, "Five fifty, deal."]], 55_000n],
+    ["meet me in the middle, asked and taken with the number", [[S, "It's 45 euros."], [C, "I'll do 40."], [S, "Meet me in the middle?"], [C, "Fine, 42.50."]], 4_250n],
     ["a lower number repeated back", [[S, "It's a hundred and twenty pounds for the lot."], [C, "Would you take a hundred quid?"], [S, "Let's say one hundred and ten pounds then."], [C, "Deal, one hundred and ten it is."]], 11_000n],
     ["a number said alone, a question and a final counter", [[S, "Three hundred."], [C, "Nah, too steep. 250?"], [S, "Okay, you've twisted my arm, 275."], [C, "Done."]], 27_500n],
     ["thousands dropped once the scale is clear", [[C, "The listing said ¥50,000. Would you take forty?"], [S, "Hmm. Forty is too low. ¥45,000 for the bicycle?"], [C, "¥45,000. Okay, deal, I'll take the bicycle."]], 45_000n],
