@@ -14,6 +14,7 @@ import type { ServerDeps } from "../server/deps.js";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError } from "../events/event-log.js";
+import { startLogRetention } from "../events/retention.js";
 import { recoverSettlement } from "../settlement/recovery.js";
 import { createEngines } from "./engines.js";
 
@@ -88,6 +89,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   );
   const roomManager = rooms;
   engines.onRoomEvent((roomId, init) => roomManager.publish(roomId, init));
+  // Ended rooms' logs, transcripts included, are deleted after ROOM_LOG_RETENTION.
+  const retention = startLogRetention({ store, retentionMs: config.rooms.logRetentionMs, isLive: (roomId) => roomManager.get(roomId) !== undefined, log });
 
   const deps: ServerDeps = {
     config,
@@ -116,6 +119,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     deps,
     close() {
       closing ??= (async () => {
+        retention.stop();
         await roomManager.shutdown(new EventLogClosedError("server is shutting down"));
         await server.close();
         await engines.close();

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
-import { PanelErrorSchema, PanelEventSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import { EventGapSchema, PanelErrorSchema, PanelEventSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { createAsyncQueue, type AsyncQueue } from "../core/async-queue.js";
+import { deliveryKillPoint } from "./kill-point.js";
 
 /** What a stage hands the log: everything but the numbering. */
 export type PanelEventInit = Pick<PanelEvent, "event"> & { visibleToUserId?: string };
@@ -44,27 +45,56 @@ export interface EventLogOptions {
   capacity: number;
   /** Live events queued per subscriber before it is ended with SubscriberOverflowError. */
   subscriberQueueSize: number;
-  /** Seq of the last event from an earlier life of the room (restored from the store), and those events. */
-  restored?: { lastSeq: bigint; events: PanelEvent[] };
-  /** Called with each batch of new events, once per tick, to persist them. */
-  persist?: (events: PanelEvent[]) => void;
+  /** The room's earlier life (restored from the store): its seq mark, its kept events, and where trimming ended. */
+  restored?: RestoredLog;
+  /** Stores one event before anyone sees it; see PersistEvent. */
+  persist?: PersistEvent;
+  /** Told after an event was handed to its readers (the crash tests' kill point; see kill-point.ts). */
+  delivered?: (event: PanelEvent, readers: number) => void;
   now?: () => number;
 }
 
+/** What a room's log starts from after a restart. */
+export interface RestoredLog {
+  /** Highest seq given out before; numbering goes on after it. */
+  lastSeq: bigint;
+  /** The kept events, oldest first. */
+  events: PanelEvent[];
+  /** Events up to this seq are gone (trimmed or deleted): a resume from before it gets an EventGap. */
+  trimmedThroughSeq?: bigint;
+}
+
 /**
- * One room's event log: numbers events from 1, keeps the newest `capacity`, fans them out to
+ * Stores one numbered event, committed when it returns: the log calls it before the event is
+ * held or delivered, so nothing a reader saw is lost in a crash and no seq is given out twice.
+ * `kept` is false for partial transcripts: only their seq is recorded. A throw refuses the event.
+ */
+export type PersistEvent = (event: PanelEvent, kept: boolean) => void;
+
+/**
+ * One room's event log: numbers events from 1, stores each before anyone sees it, keeps the
+ * newest `capacity` (partial transcripts are delivered live but never kept), fans them out to
  * subscribers with bounded queues, and lets a subscriber resume after the last seq it saw.
  */
 export class RoomEventLog {
   private readonly buffer: PanelEvent[];
   private lastSeq: bigint;
+  /** Seq of the newest event dropped from `buffer` (or gone before a restart); 0n when none. */
+  private droppedThrough: bigint;
   private readonly subscribers = new Set<Subscriber>();
-  private pending: PanelEvent[] = [];
+  private readonly delivered: ((event: PanelEvent, readers: number) => void) | undefined;
   private closed: Error | undefined;
 
   constructor(private readonly options: EventLogOptions) {
-    this.buffer = options.restored ? options.restored.events.slice(-options.capacity) : [];
-    this.lastSeq = options.restored?.lastSeq ?? 0n;
+    const restored = options.restored;
+    const events = restored ? restored.events.filter(isKept) : [];
+    const kept = events.slice(-options.capacity);
+    this.buffer = kept;
+    this.lastSeq = restored?.lastSeq ?? 0n;
+    const cut = events.length > kept.length ? events[events.length - kept.length - 1]!.seq : 0n;
+    const trimmed = restored?.trimmedThroughSeq ?? 0n;
+    this.droppedThrough = cut > trimmed ? cut : trimmed;
+    this.delivered = options.delivered ?? deliveryKillPoint();
   }
 
   /** Seq of the newest event, 0n when none. */
@@ -72,26 +102,41 @@ export class RoomEventLog {
     return this.lastSeq;
   }
 
-  /** Numbers, stores and fans out one event; returns it. */
+  /**
+   * Numbers, stores and fans out one event; returns it. The event is stored (`persist`) before
+   * anyone sees it; when storing throws, nothing changed (the seq is not used) and this throws too.
+   */
   append(init: PanelEventInit): PanelEvent {
     if (this.closed) throw this.closed;
-    this.lastSeq += 1n;
     const event = create(PanelEventSchema, {
-      seq: this.lastSeq,
+      seq: this.lastSeq + 1n,
       atMs: BigInt((this.options.now ?? Date.now)()),
       roomId: this.options.roomId,
       visibleToUserId: init.visibleToUserId ?? "",
       event: init.event,
     });
-    this.buffer.push(event);
-    // Trim in batches so appends stay O(1) amortised.
-    if (this.buffer.length >= this.options.capacity * 2) this.buffer.splice(0, this.buffer.length - this.options.capacity);
-    for (const sub of this.subscribers) this.deliver(sub, event);
-    if (this.options.persist) {
-      if (this.pending.length === 0) setImmediate(() => this.flushPersist());
-      this.pending.push(event);
+    const kept = isKept(event);
+    this.options.persist?.(event, kept);
+    this.lastSeq = event.seq;
+    if (kept) {
+      this.buffer.push(event);
+      // Trim in batches so appends stay O(1) amortised.
+      if (this.buffer.length >= this.options.capacity * 2) {
+        const drop = this.buffer.length - this.options.capacity;
+        this.droppedThrough = this.buffer[drop - 1]!.seq;
+        this.buffer.splice(0, drop);
+      }
     }
+    let readers = 0;
+    for (const sub of this.subscribers) if (this.deliver(sub, event)) readers += 1;
+    this.delivered?.(event, readers);
     return event;
+  }
+
+  /** Seq of the newest event that is no longer held (trimmed, or gone before a restart); 0n when none. */
+  get trimmedThroughSeq(): bigint {
+    const start = this.buffer.length - this.options.capacity;
+    return start > 0 ? this.buffer[start - 1]!.seq : this.droppedThrough;
   }
 
   /** Events after `afterSeq` visible to `userId`, oldest first, from what is still held. */
@@ -106,13 +151,31 @@ export class RoomEventLog {
   }
 
   /**
+   * What a reader resuming after `afterSeq` gets first: an EventGap when events after it are no
+   * longer held, then the held events it may see. A reader starting from 0 asked only for what
+   * is held, so it gets no gap.
+   */
+  private backlog(afterSeq: bigint, userId: string): PanelEvent[] {
+    const held = this.since(afterSeq, userId);
+    const missing = this.trimmedThroughSeq;
+    if (afterSeq === 0n || afterSeq >= missing) return held;
+    const gap = create(PanelEventSchema, {
+      seq: missing,
+      atMs: BigInt((this.options.now ?? Date.now)()),
+      roomId: this.options.roomId,
+      event: { case: "gap", value: create(EventGapSchema, { afterSeq, lastMissingSeq: missing }) },
+    });
+    return [gap, ...held];
+  }
+
+  /**
    * Streams the events visible to `userId` after `afterSeq`: first what is held, then live ones.
    * Ends quietly when `signal` aborts; throws SubscriberOverflowError when the reader is too slow.
    * `onOverflow` is told at once, so a transport blocked on a reader that stopped reading can end it.
    */
   async *subscribe(afterSeq: bigint, userId: string, signal: AbortSignal, onOverflow?: () => void): AsyncGenerator<PanelEvent> {
     if (this.closed) throw this.closed;
-    const backlog = this.since(afterSeq, userId);
+    const backlog = this.backlog(afterSeq, userId);
     const queue = createAsyncQueue(backlog);
     const sub: Subscriber = {
       userId,
@@ -136,7 +199,7 @@ export class RoomEventLog {
    */
   listen(afterSeq: bigint, userId: string, listener: PanelListener): () => void {
     if (this.closed) throw this.closed;
-    const backlog = this.since(afterSeq, userId);
+    const backlog = this.backlog(afterSeq, userId);
     const sub: Subscriber = {
       userId,
       listener,
@@ -159,7 +222,6 @@ export class RoomEventLog {
   /** Ends every subscriber with `reason` and refuses further appends; safe to call twice. */
   close(reason: Error = new EventLogClosedError("room closed")): void {
     if (this.closed) return;
-    this.flushPersist();
     this.closed = reason;
     for (const sub of this.subscribers) {
       sub.error = reason;
@@ -171,8 +233,9 @@ export class RoomEventLog {
     }
   }
 
-  private deliver(sub: Subscriber, event: PanelEvent): void {
-    if (sub.error || !visibleTo(event, sub.userId)) return;
+  /** Hands `event` to one subscriber; true when it was given (not invisible to them, not overflowed). */
+  private deliver(sub: Subscriber, event: PanelEvent): boolean {
+    if (sub.error || !visibleTo(event, sub.userId)) return false;
     const queued = sub.listener ? sub.listener.queued() : (sub.queue?.size ?? 0);
     if (queued >= sub.limit) {
       sub.error = new SubscriberOverflowError(
@@ -184,19 +247,17 @@ export class RoomEventLog {
         this.subscribers.delete(sub);
         sub.listener.ended(sub.error);
       }
-    } else if (sub.listener) {
-      sub.listener.event(event);
-    } else {
-      sub.queue?.push(event);
+      return false;
     }
+    if (sub.listener) sub.listener.event(event);
+    else sub.queue?.push(event);
+    return true;
   }
+}
 
-  private flushPersist(): void {
-    if (this.pending.length === 0 || !this.options.persist) return;
-    const batch = this.pending;
-    this.pending = [];
-    this.options.persist(batch);
-  }
+/** Whether the log keeps an event for resume: everything but partial transcripts, which their final replaces. */
+export function isKept(event: PanelEvent): boolean {
+  return event.event.case !== "transcript" || event.event.value.isFinal;
 }
 
 function visibleTo(event: PanelEvent, userId: string): boolean {

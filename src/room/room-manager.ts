@@ -138,7 +138,7 @@ export class RoomManager {
     const creation = (async () => {
       const record = await this.store.getRoomRecord(roomId);
       checkKeptRoom(record, userId, inviteCode);
-      const lastSeq = await this.store.lastRoomSeq(roomId);
+      const { lastSeq, trimmedThroughSeq } = await this.store.getRoomLogState(roomId);
       const continues = record !== undefined && (record.members.some((m) => m.userId === userId) || currentMembers(record).length > 0);
       const invite = continues ? record.inviteCode : inviteCode;
       const historyAfterSeq = continues ? record.historyAfterSeq : lastSeq;
@@ -146,7 +146,9 @@ export class RoomManager {
       this.pairs.set(roomId, new Set(continues ? record.members.map((m) => m.userId) : []));
       // Sequence numbers go on from the last stored event either way; only this pair's events come back.
       const events = lastSeq > historyAfterSeq ? await this.store.loadRoomEvents(roomId, historyAfterSeq) : [];
-      const restored = lastSeq > 0n ? { lastSeq, events } : undefined;
+      // What this pair can no longer get back (trimmed, or deleted after the retention period) is
+      // reported to a resuming reader as a gap; an earlier pair's events are none of its business.
+      const restored = lastSeq > 0n ? { lastSeq, events, trimmedThroughSeq: trimmedThroughSeq > historyAfterSeq ? trimmedThroughSeq : 0n } : undefined;
       const log = this.log.child({ roomId });
       const room = new Room(
         roomId,
@@ -155,10 +157,8 @@ export class RoomManager {
         this.settings,
         log,
         restored,
-        (events) =>
-          void this.store
-            .appendRoomEvents(roomId, events, this.settings.eventLogSize)
-            .catch((err: unknown) => log.error({ err }, "room events not persisted")),
+        // Synchronous: the event is committed before the log hands it to any reader.
+        (event, kept) => this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept }),
         this.now,
       );
       this.rooms.set(roomId, room);

@@ -34,7 +34,7 @@ import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
 import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
-import { panelError, RoomEventLog, type PanelEventInit } from "../events/event-log.js";
+import { panelError, RoomEventLog, type PanelEventInit, type PersistEvent, type RestoredLog } from "../events/event-log.js";
 import type { BankAccount } from "../payments/bank.js";
 import type { RecognisedSpeech, SpeechEngine, SpeechEngineFactory } from "../speech/speech-engine.js";
 import type { TriggerDetector, TriggerRefusal } from "../trigger/trigger-detector.js";
@@ -126,6 +126,10 @@ export class Room {
   private contractWork: Promise<unknown> = Promise.resolve();
   private triggerKeyword: string;
   private destroyed = false;
+  /** The final transcripts of the room's earlier life (restored from its log): each member who joins gets them. */
+  private readonly restoredConversation: TranscriptEntry[] = [];
+  /** True while the room replays its restored log into the trigger: nothing it hears there is news. */
+  private restoring = false;
   /** Last time anyone did anything here, for idle eviction. */
   lastActivityMs: number;
 
@@ -135,8 +139,8 @@ export class Room {
     private readonly stages: RoomStages,
     settings: RoomSettings,
     private readonly log: Logger,
-    restored: { lastSeq: bigint; events: PanelEvent[] } | undefined,
-    persist: (events: PanelEvent[]) => void,
+    restored: RestoredLog | undefined,
+    persist: PersistEvent,
     private readonly now: () => number = Date.now,
   ) {
     this.lastActivityMs = now();
@@ -152,15 +156,20 @@ export class Room {
       keyword: settings.triggerKeyword,
       requireBoth: settings.triggerRequireBoth,
       onTrigger: (event) => this.guard("trigger", () => this.onTrigger(event)),
-      onRefused: (refusal) => this.guard("trigger", () => this.onTriggerRefused(refusal)),
+      onRefused: (refusal) => {
+        if (!this.restoring) this.guard("trigger", () => this.onTriggerRefused(refusal));
+      },
     });
     this.approvals = createApprovalBook({
       newId: () => `apr_${randomUUID()}`,
       now,
       onChange: (request) => this.emit({ visibleToUserId: request.userId, event: { case: "approvalRequest", value: request } }),
     });
-    if (restored) this.expireRestoredApprovals(restored.events);
     this.trigger.disarm();
+    if (restored) {
+      this.restoreConversation(restored.events);
+      this.expireRestoredApprovals(restored.events);
+    }
     this.triggerKeyword = settings.triggerKeyword;
   }
 
@@ -190,7 +199,8 @@ export class Room {
       speech: undefined,
       speechFormat: undefined,
       toSpeech: undefined,
-      transcript: [],
+      // After a restart the conversation so far comes back from the log, for their agent and contract.
+      transcript: [...this.restoredConversation],
       sinks: new Set(),
       format: undefined,
       muted: false,
@@ -556,6 +566,52 @@ export class Room {
   }
 
   /**
+   * A rebuilt room (after a restart) gets its conversation back from its log without emitting it
+   * again: the final transcripts for the agents (given to each member who joins), the trigger's
+   * view of what was priced and which agreements already became contracts, and the latest
+   * negotiation and contract. The trigger is disarmed meanwhile, so nothing replayed fires.
+   */
+  private restoreConversation(events: readonly PanelEvent[]): void {
+    const drafted = new Set<string>();
+    const declined = new Set<string>();
+    this.restoring = true;
+    try {
+      for (const e of events) {
+        switch (e.event.case) {
+          case "transcript": {
+            const entry = e.event.value;
+            if (!entry.isFinal || entry.text.trim() === "") break;
+            keep(this.restoredConversation, entry);
+            this.trigger.feed(entry);
+            break;
+          }
+          case "negotiation":
+            this.lastNegotiation = e.event.value;
+            break;
+          case "contract": {
+            const contract = e.event.value;
+            this.contract = contract;
+            // Replayed in order, so the trigger's one-agreement boundaries fall where they fell.
+            if (!drafted.has(contract.id)) {
+              drafted.add(contract.id);
+              this.trigger.dealMade();
+            }
+            if (contract.status === ContractStatus.DECLINED && !declined.has(contract.id)) {
+              declined.add(contract.id);
+              this.trigger.dealUndone();
+            }
+            break;
+          }
+          default:
+            break;
+        }
+      }
+    } finally {
+      this.restoring = false;
+    }
+  }
+
+  /**
    * A rebuilt room (after a restart) has no negotiation: requests its log still shows as pending
    * can no longer be answered, so they are shown as expired.
    */
@@ -672,7 +728,13 @@ export class Room {
 
   private emit(init: PanelEventInit): void {
     if (this.destroyed) return;
-    this.events.append(init);
+    try {
+      this.events.append(init);
+    } catch (err) {
+      // The log stores an event before anyone sees it; one it could not store is shown to nobody.
+      // Stages emit from timers and engine callbacks, so this must not throw into them.
+      this.log.error({ err, event: init.event.case }, "room event not stored");
+    }
   }
 
   private touch(): void {

@@ -248,6 +248,27 @@ CREATE TABLE room_members (
 );
 `;
 
+const v7RoomLogs = `
+-- Each room's event numbering and what its stored log still covers. last_seq is the highest seq
+-- ever given out (partial transcripts, which are not stored, included), so numbering goes on
+-- from it after a restart even when those events were trimmed or deleted: a seq is never reused.
+CREATE TABLE room_logs (
+  room_id TEXT PRIMARY KEY,
+  last_seq BIGINT NOT NULL,
+  -- Events up to this seq were trimmed (beyond the kept window) or deleted (retention): a resume
+  -- from before it is told so.
+  trimmed_through_seq BIGINT NOT NULL,
+  -- Time of the last event, Unix ms: the retention period of a room that is not live runs from it.
+  updated_at_ms BIGINT NOT NULL,
+  -- Rows the room has in room_events, so trimming runs only once the log has grown a batch past
+  -- its window instead of counting on every append; the retention sweep looks only at rooms with some.
+  stored_events BIGINT NOT NULL
+);
+CREATE INDEX room_logs_with_events ON room_logs (updated_at_ms) WHERE stored_events > 0;
+INSERT INTO room_logs (room_id, last_seq, trimmed_through_seq, updated_at_ms, stored_events)
+  SELECT room_id, MAX(seq), MIN(seq) - 1, MAX(at_ms), COUNT(*) FROM room_events GROUP BY room_id;
+`;
+
 /** Every migration, oldest first. The last version is the schema this code reads and writes. */
 export const migrations: readonly Migration[] = [
   { version: 1, name: "core_tables", sql: v1CoreTables },
@@ -256,6 +277,7 @@ export const migrations: readonly Migration[] = [
   { version: 4, name: "contract_declines", sql: v4ContractDeclines },
   { version: 5, name: "settlement_intents", sql: v5SettlementIntents },
   { version: 6, name: "room_members", sql: v6RoomMembers },
+  { version: 7, name: "room_logs", sql: v7RoomLogs },
 ];
 
 /** The schema version this code expects after migrating. */

@@ -40,6 +40,8 @@ import {
   type ContractPage,
   type LedgerLeg,
   type LedgerTransaction,
+  type RoomEventWrite,
+  type RoomLogState,
   type RoomRecord,
   type SettlementIntent,
   type SettlementOutcome,
@@ -305,7 +307,19 @@ function prepareStatements(db: Database) {
     keepCutoff: p("SELECT seq FROM room_events WHERE room_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?"),
     trimEvents: p("DELETE FROM room_events WHERE room_id = ? AND seq < ?"),
     eventsAfter: p("SELECT event FROM room_events WHERE room_id = ? AND seq > ? ORDER BY seq"),
-    lastSeq: p("SELECT MAX(seq) AS seq FROM room_events WHERE room_id = ?"),
+    lastSeq: p(
+      "SELECT MAX(COALESCE((SELECT last_seq FROM room_logs WHERE room_id = ?), 0), COALESCE((SELECT MAX(seq) FROM room_events WHERE room_id = ?), 0)) AS seq",
+    ),
+    raiseLogMark: p(`INSERT INTO room_logs (room_id, last_seq, trimmed_through_seq, updated_at_ms, stored_events) VALUES (?, ?, 0, ?, ?)
+      ON CONFLICT (room_id) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq), updated_at_ms = excluded.updated_at_ms,
+        stored_events = stored_events + excluded.stored_events
+      RETURNING stored_events`),
+    logState: p("SELECT last_seq, trimmed_through_seq FROM room_logs WHERE room_id = ?"),
+    newestBefore: p("SELECT MAX(seq) AS seq FROM room_events WHERE room_id = ? AND seq < ?"),
+    markTrimmed: p("UPDATE room_logs SET trimmed_through_seq = MAX(trimmed_through_seq, ?), stored_events = ? WHERE room_id = ?"),
+    staleLogs: p("SELECT room_id FROM room_logs WHERE stored_events > 0 AND updated_at_ms < ? ORDER BY updated_at_ms"),
+    deleteRoomEvents: p("DELETE FROM room_events WHERE room_id = ?"),
+    markDeleted: p("UPDATE room_logs SET trimmed_through_seq = last_seq, stored_events = 0 WHERE room_id = ?"),
     getRoom: p("SELECT room_id, invite_code, history_after_seq, created_at_ms FROM rooms WHERE room_id = ?"),
     roomMembers: p("SELECT user_id, joined_at_ms, left_at_ms FROM room_members WHERE room_id = ? ORDER BY joined_at_ms, user_id"),
     deleteRoomMembers: p("DELETE FROM room_members WHERE room_id = ?"),
@@ -723,24 +737,79 @@ class SqliteStore implements Store {
     return [...byCurrency.values()];
   }
 
+  recordRoomEvent(roomId: string, event: PanelEvent, write: RoomEventWrite): void {
+    this.live();
+    requireText("room id", roomId);
+    requireKeep(write.keep);
+    this.db
+      .transaction(() => {
+        const stored = this.insertRoomEvents(roomId, [event], write.markOnly === true);
+        // Trimming counts the room's newest `keep` (O(keep)), so it runs once per batch of appends.
+        if (stored > BigInt(write.keep + trimSlack(write.keep))) this.trimRoomEvents(roomId, write.keep);
+      })
+      .immediate();
+  }
+
   async appendRoomEvents(roomId: string, events: PanelEvent[], keep: number): Promise<void> {
     this.live();
     requireText("room id", roomId);
-    if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);
+    requireKeep(keep);
     this.db
       .transaction(() => {
-        for (const e of events) {
-          if (e.seq < 1n) throw new RangeError(`room ${roomId}: event seq must be at least 1, got ${e.seq}`);
-          try {
-            this.q.insertEvent.run(roomId, e.seq, e.atMs, toBinary(PanelEventSchema, e));
-          } catch (err) {
-            throw conflictOr(err, `room ${roomId} already has event ${e.seq}`);
-          }
-        }
-        const cutoff = this.q.keepCutoff.get(roomId, keep - 1) as { seq: bigint } | undefined;
-        if (cutoff) this.q.trimEvents.run(roomId, cutoff.seq);
+        if (this.insertRoomEvents(roomId, events, false) > BigInt(keep)) this.trimRoomEvents(roomId, keep);
       })
       .immediate();
+  }
+
+  /** Inserts `events` (or, `markOnly`, just numbers them) and returns how many the room now stores. */
+  private insertRoomEvents(roomId: string, events: PanelEvent[], markOnly: boolean): bigint {
+    let stored = 0n;
+    for (const e of events) {
+      if (e.seq < 1n) throw new RangeError(`room ${roomId}: event seq must be at least 1, got ${e.seq}`);
+      if (!markOnly) {
+        try {
+          this.q.insertEvent.run(roomId, e.seq, e.atMs, toBinary(PanelEventSchema, e));
+        } catch (err) {
+          throw conflictOr(err, `room ${roomId} already has event ${e.seq}`);
+        }
+      }
+      stored = (this.q.raiseLogMark.get(roomId, e.seq, e.atMs, markOnly ? 0 : 1) as { stored_events: bigint }).stored_events;
+    }
+    return stored;
+  }
+
+  /** Keeps the room's newest `keep` events and records where the trimmed ones ended. */
+  private trimRoomEvents(roomId: string, keep: number): void {
+    const cutoff = this.q.keepCutoff.get(roomId, keep - 1) as { seq: bigint } | undefined;
+    if (!cutoff) return;
+    const newest = (this.q.newestBefore.get(roomId, cutoff.seq) as { seq: bigint | null }).seq;
+    if (newest === null) return;
+    this.q.trimEvents.run(roomId, cutoff.seq);
+    this.q.markTrimmed.run(newest, keep, roomId);
+  }
+
+  async getRoomLogState(roomId: string): Promise<RoomLogState> {
+    this.live();
+    const row = this.q.logState.get(roomId) as { last_seq: bigint; trimmed_through_seq: bigint } | undefined;
+    const lastSeq = (this.q.lastSeq.get(roomId, roomId) as { seq: bigint }).seq;
+    return { lastSeq: BigInt(lastSeq), trimmedThroughSeq: row ? BigInt(row.trimmed_through_seq) : 0n };
+  }
+
+  async deleteRoomLogsBefore(beforeMs: number, keep: (roomId: string) => boolean): Promise<string[]> {
+    this.live();
+    const swept: string[] = [];
+    for (const { room_id: roomId } of this.q.staleLogs.all(beforeMs) as { room_id: string }[]) {
+      if (keep(roomId)) continue;
+      // One room per transaction: a long sweep never holds the write lock for long.
+      this.db
+        .transaction(() => {
+          this.q.deleteRoomEvents.run(roomId);
+          this.q.markDeleted.run(roomId);
+        })
+        .immediate();
+      swept.push(roomId);
+    }
+    return swept;
   }
 
   async loadRoomEvents(roomId: string, afterSeq: bigint): Promise<PanelEvent[]> {
@@ -750,7 +819,7 @@ class SqliteStore implements Store {
 
   async lastRoomSeq(roomId: string): Promise<bigint> {
     this.live();
-    return (this.q.lastSeq.get(roomId) as { seq: bigint | null }).seq ?? 0n;
+    return BigInt((this.q.lastSeq.get(roomId, roomId) as { seq: bigint }).seq);
   }
 
   async getRoomRecord(roomId: string): Promise<RoomRecord | undefined> {
@@ -1016,6 +1085,15 @@ function prefixed(alias: string, columns: string): string {
 
 function sha256Hex(text: string): string {
   return createHash("sha256").update(text, "utf8").digest("hex");
+}
+
+function requireKeep(keep: number): void {
+  if (!Number.isInteger(keep) || keep < 1) throw new RangeError(`keep must be a positive integer, got ${keep}`);
+}
+
+/** Events a room may hold past its `keep` before `recordRoomEvent` trims it. */
+function trimSlack(keep: number): number {
+  return Math.max(16, Math.floor(keep / 8));
 }
 
 function requireText(what: string, value: string): void {

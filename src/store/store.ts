@@ -75,6 +75,22 @@ export interface RoomRecord {
   members: { userId: string; joinedAtMs: number; leftAtMs: number | undefined }[];
 }
 
+/** How `recordRoomEvent` stores an event. */
+export interface RoomEventWrite {
+  /** Events kept per room; older ones are trimmed in batches, so a few more may be held for a while. */
+  keep: number;
+  /** Only raise the seq mark: the event was numbered and delivered but is not kept (a partial transcript). */
+  markOnly?: boolean;
+}
+
+/** What a room's stored log covers. */
+export interface RoomLogState {
+  /** Highest seq given out; numbering goes on after it. */
+  lastSeq: bigint;
+  /** Events up to this seq were trimmed or deleted (0n when none were). */
+  trimmedThroughSeq: bigint;
+}
+
 /** A page request for a user's contracts, newest first. */
 export interface ContractPage {
   limit: number;
@@ -163,12 +179,25 @@ export interface Store {
   getBalances(userId: string): Promise<Balance[]>;
 
   // Each room's recent event log, for PanelStream resume across a restart.
-  /** Appends events (already numbered) and keeps at most `keep` newest for the room. */
+  /**
+   * Stores one numbered event and raises the room's seq mark, committed before it returns: it is
+   * synchronous so the event log stores an event before any reader sees it (a store that cannot
+   * commit synchronously must make the log wait instead). Throws what the write failed with.
+   */
+  recordRoomEvent(roomId: string, event: PanelEvent, write: RoomEventWrite): void;
+  /** Appends events (already numbered), raises the seq mark, and keeps at most `keep` newest for the room. */
   appendRoomEvents(roomId: string, events: PanelEvent[], keep: number): Promise<void>;
   /** Events with seq > afterSeq, oldest first. */
   loadRoomEvents(roomId: string, afterSeq: bigint): Promise<PanelEvent[]>;
-  /** Highest seq stored for the room, 0n when none. */
+  /** Highest seq the room ever gave out (stored, trimmed, deleted or never kept), 0n when none. */
   lastRoomSeq(roomId: string): Promise<bigint>;
+  /** The room's seq mark and how far its stored events were trimmed or deleted. */
+  getRoomLogState(roomId: string): Promise<RoomLogState>;
+  /**
+   * Deletes the stored events (transcripts included) of rooms whose last event is older than
+   * `beforeMs`, except those `keep` says are live; their seq marks stay. Returns the rooms swept.
+   */
+  deleteRoomLogsBefore(beforeMs: number, keep: (roomId: string) => boolean): Promise<string[]>;
 
   // Who a room belongs to (its current pair) and its invite code, across restarts.
   /** The room code's current record with its members, or undefined when the code was never used. */

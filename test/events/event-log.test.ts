@@ -1,10 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { RoomStatusSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import { PanelEventSchema, RoomStatusSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import { TranscriptEntrySchema } from "../../gen/handshake/v1/transcript_pb.js";
 import { AgentMessageSchema } from "../../gen/handshake/v1/events_pb.js";
 import { EventLogClosedError, RoomEventLog, SubscriberOverflowError, type PanelEventInit } from "../../src/events/event-log.js";
 
 const status = (n: number): PanelEventInit => ({ event: { case: "roomStatus", value: create(RoomStatusSchema, { roomId: `r${n}` }) } });
+const transcript = (text: string, isFinal: boolean): PanelEventInit => ({
+  event: { case: "transcript", value: create(TranscriptEntrySchema, { id: "tr_1", speakerUserId: "u1", text, isFinal }) },
+});
 const privateTo = (userId: string): PanelEventInit => ({
   visibleToUserId: userId,
   event: { case: "agentMessage", value: create(AgentMessageSchema, { userId, text: "hi" }) },
@@ -81,19 +85,99 @@ describe("RoomEventLog", () => {
     controller.abort();
   });
 
-  it("continues numbering from a restored log and persists new events in batches", async () => {
-    const batches: bigint[][] = [];
+  it("continues numbering from a restored log and stores each event before any reader sees it", () => {
+    const stored: bigint[] = [];
+    const seenWhenStored: number[] = [];
+    const got: bigint[] = [];
     const log = new RoomEventLog({
       roomId: "r",
       capacity: 10,
       subscriberQueueSize: 10,
       restored: { lastSeq: 7n, events: [] },
-      persist: (events) => batches.push(events.map((e) => e.seq)),
+      persist: (event) => {
+        stored.push(event.seq);
+        seenWhenStored.push(got.length);
+      },
     });
+    log.listen(0n, "u1", { queued: () => 0, event: (e) => got.push(e.seq), ended: () => {} });
     log.append(status(1));
     log.append(status(2));
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(batches).toEqual([[8n, 9n]]);
+    // Stored synchronously, each before it was delivered: a crash after a delivery loses nothing.
+    expect(stored).toEqual([8n, 9n]);
+    expect(seenWhenStored).toEqual([0, 1]);
+    expect(got).toEqual([8n, 9n]);
+  });
+
+  it("refuses an event it could not store: nobody sees it and its seq is not used", () => {
+    let failing = true;
+    const log = new RoomEventLog({
+      roomId: "r",
+      capacity: 10,
+      subscriberQueueSize: 10,
+      persist: () => {
+        if (failing) throw new Error("disk full");
+      },
+    });
+    const got: bigint[] = [];
+    log.listen(0n, "u1", { queued: () => 0, event: (e) => got.push(e.seq), ended: () => {} });
+    expect(() => log.append(status(1))).toThrow("disk full");
+    expect(got).toEqual([]);
+    expect(log.latestSeq).toBe(0n);
+    failing = false;
+    expect(log.append(status(2)).seq).toBe(1n);
+    expect(got).toEqual([1n]);
+  });
+
+  it("delivers partial transcripts live but keeps only finals, and only records a partial's seq", () => {
+    const writes: [bigint, boolean][] = [];
+    const log = new RoomEventLog({ roomId: "r", capacity: 3, subscriberQueueSize: 100, persist: (event, kept) => writes.push([event.seq, kept]) });
+    const live: bigint[] = [];
+    log.listen(0n, "u1", { queued: () => 0, event: (e) => live.push(e.seq), ended: () => {} });
+    log.append(status(1));
+    for (let i = 0; i < 20; i++) log.append(transcript(`partial ${i}`, false));
+    log.append(transcript("final words", true));
+    expect(live).toHaveLength(22);
+    expect(writes.filter(([, kept]) => !kept)).toHaveLength(20);
+    // Twenty partials did not push the room's status out of a window of three.
+    expect(log.since(0n, "u1").map((e) => e.seq)).toEqual([1n, 22n]);
+    expect(log.trimmedThroughSeq).toBe(0n);
+    // Resuming from inside the partials is no gap: they are never kept.
+    expect(log.since(5n, "u1").map((e) => e.seq)).toEqual([22n]);
+    const resumed: PanelEvent[] = [];
+    log.listen(5n, "u1", { queued: () => 0, event: (e) => resumed.push(e), ended: () => {} });
+    expect(resumed.map((e) => e.event.case)).toEqual(["transcript"]);
+  });
+
+  it("tells a reader resuming from before the kept window about the gap, first, then goes on", async () => {
+    const log = new RoomEventLog({ roomId: "r", capacity: 10, subscriberQueueSize: 10, now: () => 5 });
+    for (let i = 1; i <= 35; i++) log.append(status(i));
+    expect(log.trimmedThroughSeq).toBe(25n);
+    const controller = new AbortController();
+    const resumed = await take(log.subscribe(3n, "u1", controller.signal), 11);
+    expect(resumed[0]?.event).toEqual({ case: "gap", value: expect.objectContaining({ afterSeq: 3n, lastMissingSeq: 25n }) });
+    expect(resumed[0]?.seq).toBe(25n);
+    expect(resumed.slice(1).map((e) => e.seq)).toEqual([26n, 27n, 28n, 29n, 30n, 31n, 32n, 33n, 34n, 35n]);
+    controller.abort();
+    // At the window's edge, from 0 (whatever is held) or from inside it: no gap.
+    for (const after of [25n, 0n, 30n]) {
+      const got: PanelEvent[] = [];
+      const stop = log.listen(after, "u1", { queued: () => 0, event: (e) => got.push(e), ended: () => {} });
+      expect(got.some((e) => e.event.case === "gap")).toBe(false);
+      stop();
+    }
+  });
+
+  it("reports what a restarted room no longer has as a gap", () => {
+    const kept = [27n, 28n].map((seq) => create(PanelEventSchema, { seq, roomId: "r", event: status(Number(seq)).event }));
+    const log = new RoomEventLog({ roomId: "r", capacity: 10, subscriberQueueSize: 10, restored: { lastSeq: 30n, events: kept, trimmedThroughSeq: 26n } });
+    const got: PanelEvent[] = [];
+    log.listen(12n, "u1", { queued: () => 0, event: (e) => got.push(e), ended: () => {} });
+    expect(got.map((e) => [e.event.case, e.seq])).toEqual([
+      ["gap", 26n],
+      ["roomStatus", 27n],
+      ["roomStatus", 28n],
+    ]);
+    expect(log.append(status(31)).seq).toBe(31n);
   });
 
   it("ends every reader with the close reason and refuses appends after close", async () => {
