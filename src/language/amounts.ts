@@ -152,7 +152,7 @@ const MONEY_CUES = new Set([
   "pay", "paying", "paid", "charge", "charging", "charges", "cost", "costs", "costing", "price", "priced", "quote",
   "quoted", "budget", "offer", "offering", "for", "say", "do", "make", "meet", "settle", "afford", "spend",
   "worth", "fee", "rate", "asking", "ask", "about", "around", "than", "over", "under", "only", "just",
-  "take", "call", "quote", "quoting", "accept", "give", "knock", "down", "be", "that's", "it's", "that'd", "it'd",
+  "take", "call", "quote", "quoting", "accept", "give", "knock", "down", "be", "instead", "rather", "from", "that's", "it's", "that'd", "it'd",
   "that'll", "it'll",
 ]);
 

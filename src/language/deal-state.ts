@@ -297,6 +297,19 @@ function readMoney(s: DealState, text: string, lower: string, answersPriceQuesti
     }
   }
   out.sort((a, b) => a.m.start - b.m.start);
+  // "450 instead of 500", "down from 500": the later number is the one replaced.
+  for (let i = out.length - 2; i >= 0; i--) {
+    const between = lower.slice(out[i]!.m.end, out[i + 1]!.m.start);
+    if (/^\s*(?:instead of|rather than|not|down from|knocked down from|reduced from)\s*$/.test(between)) out.splice(i + 1, 1);
+  }
+  // "Usually sixty, but I'll do it for ninety": a usual price is no offer when another follows.
+  for (let i = out.length - 2; i >= 0; i--) {
+    const before = lower.slice(Math.max(0, out[i]!.m.start - 24), out[i]!.m.start);
+    if (/\b(?:usually|normally|typically|would normally|list price|rrp|it was|it'?s usually)\b[^,.;]*$/.test(before)) {
+      const [gone] = out.splice(i, 1);
+      if (gone?.described && !out[i]!.described) out[i]!.described = gone.described;
+    }
+  }
   // "USD 400, no wait, USD 450": the earlier price is withdrawn, its words carry over.
   for (let i = out.length - 2; i >= 0; i--) {
     const between = lower.slice(out[i]!.m.end, out[i + 1]!.m.start);

@@ -163,6 +163,8 @@ describe("counter-offers: the last number both accepted wins", () => {
     ["splitting the difference, proposed and accepted", [[S, "Deep clean, the whole flat: six hundred euros."], [C, "Six hundred. I was thinking more like five hundred."], [S, "Hmm. Split the difference?"], [C, "Fine, split the difference."]], 55_000n],
     ["splitting the difference, said with the number", [[S, "Deep clean, the whole flat: six hundred euros."], [C, "I was thinking five hundred."], [S, "Let's meet in the middle."], [C, "Five fifty, deal."]], 55_000n],
     ["meet me in the middle, asked and taken with the number", [[S, "It's 45 euros."], [C, "I'll do 40."], [S, "Meet me in the middle?"], [C, "Fine, 42.50."]], 4_250n],
+    ["a usual price that gives way", [[C, "How much to clear the gutters?"], [S, "Usually sixty, but I'll do both sides for ninety."], [C, "Ninety's fine."]], 9_000n],
+    ["a cash price instead of the list price", [[C, "Can I get a discount if I pay cash?"], [S, "Cash, 450 instead of 500."], [C, "Deal, 450 cash."]], 45_000n],
     ["a lower number repeated back", [[S, "It's a hundred and twenty pounds for the lot."], [C, "Would you take a hundred quid?"], [S, "Let's say one hundred and ten pounds then."], [C, "Deal, one hundred and ten it is."]], 11_000n],
     ["a number said alone, a question and a final counter", [[S, "Three hundred."], [C, "Nah, too steep. 250?"], [S, "Okay, you've twisted my arm, 275."], [C, "Done."]], 27_500n],
     ["thousands dropped once the scale is clear", [[C, "The listing said ¥50,000. Would you take forty?"], [S, "Hmm. Forty is too low. ¥45,000 for the bicycle?"], [C, "¥45,000. Okay, deal, I'll take the bicycle."]], 45_000n],
