@@ -342,11 +342,11 @@ export class Participant {
     });
   }
 
-  /** Final, non-empty transcripts seen from this participant ("self") or anyone else ("peer"). */
-  finalTranscripts(who: "self" | "peer"): number {
+  /** Final, non-empty transcripts seen from this participant ("self") or anyone else ("peer"), from seq `fromSeq` on. */
+  finalTranscripts(who: "self" | "peer", fromSeq = 0n): number {
     let count = 0;
-    for (const { event } of this.history) {
-      if (event.case !== "transcript" || !event.value.isFinal || event.value.text.trim() === "") continue;
+    for (const { seq, event } of this.history) {
+      if (seq < fromSeq || event.case !== "transcript" || !event.value.isFinal || event.value.text.trim() === "") continue;
       if ((event.value.speakerUserId === this.userId) === (who === "self")) count++;
     }
     return count;
@@ -392,6 +392,8 @@ export class Participant {
    * until the other side's earlier lines are on its panel, and after each line until its own
    * transcript is, so the conversation interleaves as written. With `audioFor`, a line with a
    * WAV is streamed as audio (the server's speech engine transcribes it) instead of sent as text.
+   * Nothing is said until the other person is in the room, and only what was said since the two
+   * of them were last paired counts, so it does not matter which side starts first.
    */
   async runDialogue(
     lines: readonly DialogueLine[],
@@ -402,23 +404,40 @@ export class Participant {
     const signal = options.signal ? AbortSignal.any([options.signal, this.lifetime.signal]) : this.lifetime.signal;
     let mine = 0;
     let theirs = 0;
-    const baseSelf = this.finalTranscripts("self");
-    const basePeer = this.finalTranscripts("peer");
+    // Counting from when both got here (not from when this call began) keeps a line the peer said
+    // while we were still starting up, and leaves out an earlier conversation in a resumed room.
+    const since = await this.waitUntil(() => this.pairedSinceSeq(), signal);
     for (const [index, line] of lines.entries()) {
       if (line.speaker !== me) {
         theirs++;
         continue;
       }
-      const peerNeeded = basePeer + theirs;
-      await this.waitUntil(() => (this.finalTranscripts("peer") >= peerNeeded ? true : undefined), signal);
+      const peerNeeded = theirs;
+      await this.waitUntil(() => (this.finalTranscripts("peer", since) >= peerNeeded ? true : undefined), signal);
       if (line.delayMs) await sleep(line.delayMs, undefined, { signal });
       const wav = options.audioFor ? await options.audioFor(line, index) : undefined;
       if (wav) await this.streamWav(wav, { signal });
       else this.say(line.text);
       mine++;
-      const selfNeeded = baseSelf + mine;
-      await this.waitUntil(() => (this.finalTranscripts("self") >= selfNeeded ? true : undefined), signal);
+      const selfNeeded = mine;
+      await this.waitUntil(() => (this.finalTranscripts("self", since) >= selfNeeded ? true : undefined), signal);
     }
+  }
+
+  /**
+   * The seq of the room status that began the current pairing of this participant with another
+   * (both listed, after a status that did not list both), or undefined while they are not both in.
+   */
+  private pairedSinceSeq(): bigint | undefined {
+    let since: bigint | undefined;
+    for (const { seq, event } of this.history) {
+      if (event.case !== "roomStatus") continue;
+      const { participants } = event.value;
+      const both = participants.length === 2 && participants.some((p) => p.userId === this.userId);
+      if (!both) since = undefined;
+      else since ??= seq;
+    }
+    return since;
   }
 
   /** Signs a contract after checking that its text hashes to the hash it came with. */

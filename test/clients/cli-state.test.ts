@@ -164,6 +164,21 @@ describe("the CLI's --state file", () => {
   });
 });
 
+describe("the CLI's scripted dialogue", () => {
+  it("completes whichever side starts first: the first speaker waits for the other person to be in the room", async () => {
+    const common = ["join", "--server", t.baseUrl, "--room", "state-late-joiner", "--dialogue", DIALOGUE, "--auto-sign", "--until-complete", "--timeout", "40"];
+    // Alex speaks first in the dialogue and starts first; Sam's process only starts once Alex is in,
+    // and Sam's --keyword call gives his panel time to bring in what was said before his dialogue starts.
+    const alex = startCli([...common, "--name", "Alex", "--role", "client", "--max-auto-approve", "250", "--state", path.join(dir, "late-alex.json")]);
+    await alex.waitFor("user token saved");
+    const sam = await runCli([...common, "--name", "Sam", "--role", "provider", "--rate", "boiler repair:120:job", "--keyword", "handshake", "--state", path.join(dir, "late-sam.json")]);
+    const alexCode = await alex.exit;
+    expect({ sam: sam.code, alex: alexCode, err: sam.code === 0 && alexCode === 0 ? "" : sam.stderr + alex.stderr }).toEqual({ sam: 0, alex: 0, err: "" });
+    // Alex's first line was said to Sam, after he arrived.
+    expect(sam.stdout).toContain('Alex: "Hi, thanks for coming round.');
+  });
+});
+
 describe("the CLI's error messages", () => {
   it("names the missing server and how to start one, for --server and for HANDSHAKE_SERVER", async () => {
     const url = await deadUrl();

@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { once } from "node:events";
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.js";
 
 /*
- * Every ```sh and ```python block of README.md and clients/*\/README.md, run as written from a
+ * Every ```sh, ```python and ```ts block of README.md and clients/*\/README.md, run as written from a
  * fresh copy of the repository against a real server. A block marked with an HTML comment right
  * above it, `<!-- not run: REASON -->`, starts something long-running (the server, the demo, an
  * interactive participant) and is skipped with its reason in the test's name.
@@ -16,6 +16,8 @@ import { startTestApp, type TestApp } from "../support/app.js";
  * What differs from a reader's terminal, and why:
  * - the port: the snippets say 127.0.0.1:8080; the test rewrites that to its server's free port,
  *   and sets HANDSHAKE_SERVER (which the CLI honours) for the CLI's snippets, which name no URL;
+ * - a ts block is saved in the copy's root as a .mts file and run with `node --import tsx`, as the
+ *   README says to;
  * - HOME is a temporary folder, so `~/.handshake/…` state files are the test's own;
  * - /usr/bin comes first on PATH (after this Node), so `python3` is Debian's with python3-grpcio,
  *   as on CI, not a version manager's shim;
@@ -31,13 +33,13 @@ const BLOCK_TIMEOUT_MS = 90_000;
 interface Snippet {
   file: string;
   line: number;
-  lang: "sh" | "python";
+  lang: "sh" | "python" | "ts";
   code: string;
   /** Why it is not run, from `<!-- not run: … -->` just above it. */
   notRun: string | undefined;
 }
 
-/** The sh and python blocks of a Markdown text, in order, with their not-run marks. */
+/** The sh, python and ts blocks of a Markdown text, in order, with their not-run marks. */
 function snippetsOf(file: string, text: string): Snippet[] {
   const lines = text.split("\n");
   const found: Snippet[] = [];
@@ -47,7 +49,7 @@ function snippetsOf(file: string, text: string): Snippet[] {
     const end = lines.findIndex((l, j) => j > i && /^```\s*$/.test(l));
     if (end < 0) throw new Error(`${file}:${i + 1}: a code block that never closes`);
     const lang = open[1];
-    if (lang === "sh" || lang === "python") {
+    if (lang === "sh" || lang === "python" || lang === "ts") {
       let above = i - 1;
       while (above >= 0 && lines[above]?.trim() === "") above--;
       const mark = /^<!--\s*not run:\s*(.+?)\s*-->$/.exec(lines[above]?.trim() ?? "");
@@ -84,7 +86,15 @@ async function freshCopy(dir: string): Promise<void> {
 
 /** Runs one block in `cwd`; resolves with its exit code and output. Kills its process group on timeout. */
 async function runSnippet(snippet: Snippet, cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
-  const [command, args] = snippet.lang === "sh" ? ["bash", ["-e", "-o", "pipefail", "-c", snippet.code]] : ["python3", ["-c", snippet.code]];
+  let command: string;
+  let args: string[];
+  if (snippet.lang === "sh") [command, args] = ["bash", ["-e", "-o", "pipefail", "-c", snippet.code]];
+  else if (snippet.lang === "python") [command, args] = ["python3", ["-c", snippet.code]];
+  else {
+    const file = path.join(cwd, `readme-snippet-${snippet.line}.mts`);
+    await writeFile(file, snippet.code + "\n");
+    [command, args] = [process.execPath, ["--import", "tsx", file]];
+  }
   // Its own process group, so a timeout ends everything the block started (background jobs too).
   const child = spawn(command, args, { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
   let output = "";
@@ -148,7 +158,7 @@ describe("README snippets run as written", () => {
     // Room codes differ across the runnable examples, so none lands in another's room.
     const rooms = new Map<string, string>();
     for (const s of all.filter((x) => x.notRun === undefined)) {
-      for (const [, room] of s.code.matchAll(/(?:--room |"roomId":"|room_id=")([\w-]+)/g)) {
+      for (const [, room] of s.code.matchAll(/(?:--room |"roomId":"|roomId: "|room_id=")([\w-]+)/g)) {
         const where = `${s.file}:${s.line}`;
         const earlier = rooms.get(room!);
         if (earlier && !earlier.startsWith(s.file)) throw new Error(`room "${room}" is used by ${earlier} and ${where}`);
