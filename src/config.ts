@@ -101,20 +101,6 @@ function duration(env: Env, name: string, fallbackMs: number, minMs: number, max
   return value;
 }
 
-const DURATION_UNITS_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** A duration such as "7d", "12h", "30m", "45s", "500ms", or plain milliseconds; in milliseconds. */
-function duration(env: Env, name: string, fallbackMs: number, minMs: number, maxMs: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallbackMs;
-  const match = /^\s*(\d+)\s*(ms|s|m|h|d)?\s*$/.exec(raw);
-  const value = match ? Number(match[1]) * DURATION_UNITS_MS[match[2] ?? "ms"]! : NaN;
-  if (!Number.isSafeInteger(value) || value < minMs || value > maxMs) {
-    throw new ConfigError(`${name} must be a duration from ${minMs} ms to ${maxMs / 86_400_000} days (e.g. "7d", "12h", "30m"), got "${raw}"`);
-  }
-  return value;
-}
-
 function bool(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -191,7 +177,6 @@ export function loadConfig(env: Env = process.env): Config {
       subscriberQueueSize: int(env, "PANEL_QUEUE_SIZE", 256, 8, 100_000),
       slowReaderGraceMs: int(env, "PANEL_SLOW_READER_GRACE_MS", 5_000, 10, 600_000),
       idleRoomMs: int(env, "IDLE_ROOM_MS", 3_600_000, 1000, 86_400_000 * 7),
-      logRetentionMs: duration(env, "ROOM_LOG_RETENTION", 7 * 86_400_000, 1_000, 3_650 * 86_400_000),
       logRetentionMs: duration(env, "ROOM_LOG_RETENTION", 7 * 86_400_000, 1_000, 3_650 * 86_400_000),
     },
     trigger: {

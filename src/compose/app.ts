@@ -15,7 +15,6 @@ import { createSqliteStore } from "../store/sqlite-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError } from "../events/event-log.js";
 import { startLogRetention } from "../events/retention.js";
-import { startLogRetention } from "../events/retention.js";
 import { recoverSettlement } from "../settlement/recovery.js";
 import { createEngines } from "./engines.js";
 
@@ -92,8 +91,6 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   engines.onRoomEvent((roomId, init) => roomManager.publish(roomId, init));
   // Ended rooms' logs, transcripts included, are deleted after ROOM_LOG_RETENTION.
   const retention = startLogRetention({ store, retentionMs: config.rooms.logRetentionMs, isLive: (roomId) => roomManager.get(roomId) !== undefined, log });
-  // Ended rooms' logs, transcripts included, are deleted after ROOM_LOG_RETENTION.
-  const retention = startLogRetention({ store, retentionMs: config.rooms.logRetentionMs, isLive: (roomId) => roomManager.get(roomId) !== undefined, log });
 
   const deps: ServerDeps = {
     config,
@@ -122,7 +119,6 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     deps,
     close() {
       closing ??= (async () => {
-        retention.stop();
         retention.stop();
         await roomManager.shutdown(new EventLogClosedError("server is shutting down"));
         await server.close();
