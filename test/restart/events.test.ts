@@ -164,4 +164,29 @@ describe("room events across a SIGKILL", () => {
     expect(lines).toHaveLength(1);
     expect(providerBack.panel.events.some((e) => e.event.case === "error" && e.event.value.stage === "agent")).toBe(false);
   }, 90_000);
+
+  it("remembers across a restart which agreement already became a contract: the same 'handshake' again makes no second one", async () => {
+    const dataDir = await tempDir();
+    const first = await childServer({ DATA_DIR: dataDir });
+    const provider = await joinRoom(first.baseUrl, "events-one-deal", roofDeal.provider);
+    const client = await joinRoom(first.baseUrl, "events-one-deal", roofDeal.client);
+    await roofDeal.talk(provider, client);
+    const drafted = await draftedContract(provider);
+    await first.stop("SIGKILL");
+    await stopPanels(provider, client);
+
+    const second = await childServer({ DATA_DIR: dataDir });
+    const providerBack = await joinRoom(second.baseUrl, "events-one-deal", roofDeal.provider, provider.userToken);
+    const clientBack = await joinRoom(second.baseUrl, "events-one-deal", roofDeal.client, client.userToken);
+    cleanups.push(() => stopPanels(providerBack, clientBack));
+    await clientBack.say("Handshake.");
+    const refused = await providerBack.panel.waitFor((e) => e.event.case === "error" && e.event.value.stage === "trigger", "the trigger's refusal");
+    expect(refused.event.value).toMatchObject({ code: "no_new_terms" });
+    // The panel starts with the restored history (the first trigger, the contract); nothing new was started.
+    const contractIds = new Set(providerBack.panel.events.filter((e) => e.event.case === "contract").map((e) => (e.event.value as Contract).id));
+    expect([...contractIds]).toEqual([drafted.id]);
+    const triggers = providerBack.panel.events.filter((e) => e.event.case === "trigger");
+    expect(triggers).toHaveLength(1);
+    expect(triggers[0]!.seq).toBeLessThan(refused.seq);
+  }, 90_000);
 });
