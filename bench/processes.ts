@@ -66,6 +66,10 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     MAX_ROOMS: "100000",
     MAX_STREAMS_PER_USER: "1000",
     SEND_AUDIO_PER_SECOND: "10000",
+    // Every simulated participant comes from 127.0.0.1: per-address limits would count them as one client.
+    MAX_CONNECTIONS_PER_ADDRESS: "100000",
+    MAX_STREAMS_PER_ADDRESS: "1000000",
+    ROOM_CREATES_PER_ADDRESS_PER_MINUTE: "1000000",
     // The offline engines: no key of a remote service may switch one on.
     AGENT_ENGINE: "offline",
     PAYMENT_RAIL: "ledger",

@@ -1,4 +1,7 @@
 import path from "node:path";
+import { DEFAULT_CONNECTION_LIMITS as DC, type ConnectionLimits } from "./server/connection-guard.js";
+
+export type { ConnectionLimits };
 
 /** Every setting, from the environment with embedded defaults. See `.env.example`. */
 export interface Config {
@@ -44,7 +47,16 @@ export interface Config {
     idleConnectionMs: number;
     maxAmountMinor: bigint;
   };
-  speech: { engine: "auto" | "pocketsphinx" | "scribe" | "device"; elevenLabsApiKey: string; elevenLabsBaseUrl: string; language: string };
+  /** What one address, one connection and the whole process may hold (denial of service). */
+  connections: ConnectionLimits;
+  speech: {
+    engine: "auto" | "pocketsphinx" | "scribe" | "device";
+    elevenLabsApiKey: string;
+    elevenLabsBaseUrl: string;
+    language: string;
+    /** Local recogniser processes (≈80 MB each) at once; participants beyond it are told to send on-device transcripts. */
+    maxProcesses: number;
+  };
   agents: { engine: "offline" | "claude"; anthropicApiKey: string; anthropicBaseUrl: string; model: string };
   payments: {
     rail: "ledger" | "stripe";
@@ -205,11 +217,28 @@ export function loadConfig(env: Env = process.env): Config {
       sendAudioPerSecond: int(env, "SEND_AUDIO_PER_SECOND", 100, 1, 10_000),
       maxAmountMinor: BigInt(int(env, "MAX_AMOUNT_MINOR", 100_000_000, 1, Number.MAX_SAFE_INTEGER)),
     },
+    connections: {
+      maxConnections: int(env, "MAX_CONNECTIONS", DC.maxConnections, 16, 1_000_000),
+      maxConnectionsPerAddress: int(env, "MAX_CONNECTIONS_PER_ADDRESS", DC.maxConnectionsPerAddress, 1, 1_000_000),
+      maxStreamsPerConnection: int(env, "H2_MAX_CONCURRENT_STREAMS", DC.maxStreamsPerConnection, 1, 10_000),
+      maxStreamsPerAddress: int(env, "MAX_STREAMS_PER_ADDRESS", DC.maxStreamsPerAddress, 1, 1_000_000),
+      maxHealthWatchesPerAddress: int(env, "HEALTH_WATCH_PER_ADDRESS", DC.maxHealthWatchesPerAddress, 1, 10_000),
+      maxResetsPerConnectionPerSecond: int(env, "H2_MAX_RESETS_PER_SECOND", DC.maxResetsPerConnectionPerSecond, 1, 100_000),
+      maxResetsPerAddressPerSecond: int(env, "H2_MAX_RESETS_PER_ADDRESS_PER_SECOND", DC.maxResetsPerAddressPerSecond, 1, 1_000_000),
+      abuseBanMs: int(env, "ABUSE_BAN_MS", DC.abuseBanMs, 0, 3_600_000),
+      handshakeTimeoutMs: int(env, "HANDSHAKE_TIMEOUT_MS", DC.handshakeTimeoutMs, 50, 600_000),
+      httpHeadersTimeoutMs: int(env, "HTTP_HEADERS_TIMEOUT_MS", DC.httpHeadersTimeoutMs, 50, 600_000),
+      httpRequestTimeoutMs: int(env, "HTTP_REQUEST_TIMEOUT_MS", DC.httpRequestTimeoutMs, 50, 3_600_000),
+      roomCreatesPerAddressPerMinute: int(env, "ROOM_CREATES_PER_ADDRESS_PER_MINUTE", DC.roomCreatesPerAddressPerMinute, 1, 1_000_000),
+      roomCreatesPerUserPerMinute: int(env, "ROOM_CREATES_PER_USER_PER_MINUTE", DC.roomCreatesPerUserPerMinute, 1, 1_000_000),
+    },
     speech: {
       engine: oneOf(env, "SPEECH_ENGINE", elevenLabsApiKey ? "scribe" : "auto", ["auto", "pocketsphinx", "scribe", "device"]),
       elevenLabsApiKey,
       elevenLabsBaseUrl: url(env, "ELEVENLABS_BASE_URL", "wss://api.elevenlabs.io"),
       language: str(env, "SPEECH_LANGUAGE", "en"),
+      // 16 × ≈80 MB ≈ 1.3 GB of recognisers at most, whatever the number of rooms.
+      maxProcesses: int(env, "SPEECH_MAX_PROCESSES", 16, 1, 10_000),
     },
     agents: {
       engine: oneOf(env, "AGENT_ENGINE", anthropicApiKey ? "claude" : "offline", ["offline", "claude"]),
@@ -227,6 +256,9 @@ export function loadConfig(env: Env = process.env): Config {
     monzoApiBase: url(env, "MONZO_API_BASE", "https://api.monzo.com"),
     webRoot: str(env, "WEB_ROOT", ""),
   };
+  if (config.connections.httpHeadersTimeoutMs > config.connections.httpRequestTimeoutMs) {
+    throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not be longer than HTTP_REQUEST_TIMEOUT_MS");
+  }
   if (config.speech.engine === "scribe" && !elevenLabsApiKey) {
     throw new ConfigError("SPEECH_ENGINE=scribe needs ELEVENLABS_API_KEY");
   }

@@ -80,6 +80,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       maxRooms: config.rooms.maxRooms,
       leaveGraceMs: config.rooms.leaveGraceMs,
       idleRoomMs: config.rooms.idleRoomMs,
+      roomCreatesPerAddressPerMinute: config.connections.roomCreatesPerAddressPerMinute,
+      roomCreatesPerUserPerMinute: config.connections.roomCreatesPerUserPerMinute,
       eventLogSize: config.rooms.eventLogSize,
       subscriberQueueSize: config.rooms.subscriberQueueSize,
       triggerKeyword: config.trigger.keyword,

@@ -7,6 +7,7 @@ import type { AudioInput } from "../server/deps.js";
 import { toRecognisedSpeech } from "../speech/device-transcripts.js";
 import { createPocketSphinxEngineFactory, detectPocketSphinx } from "../speech/pocketsphinx.js";
 import type { SpeechEngineFactory } from "../speech/speech-engine.js";
+import { boundSpeechEngines } from "../speech/speech-pool.js";
 
 /** The speech engine picked by configuration and the audio checks at the boundary. */
 export interface SpeechEngines {
@@ -52,7 +53,9 @@ export async function createSpeechEngines(config: Config, log: Logger): Promise<
         else log.warn({ missing: found.missing }, message);
         return { ...base, name: "device", speechFactory: undefined };
       }
-      return { ...base, name: "pocketsphinx", speechFactory: createPocketSphinxEngineFactory({ log }) };
+      // One recogniser process per participant, at most SPEECH_MAX_PROCESSES of them (speech-pool.ts).
+      const pool = boundSpeechEngines(createPocketSphinxEngineFactory({ log }), config.speech.maxProcesses);
+      return { ...base, name: "pocketsphinx", speechFactory: pool.factory };
     }
   }
 }

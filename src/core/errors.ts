@@ -23,9 +23,15 @@ export class InvalidArgumentError extends Error {
   override readonly name = "InvalidArgumentError";
 }
 
-/** A limit was reached (rooms, participants, streams, rate). */
+/** A limit was reached (rooms, participants, streams, rate); `retryAfterMs` when waiting helps. */
 export class ResourceExhaustedError extends Error {
   override readonly name = "ResourceExhaustedError";
+  /** How long until the same call may succeed (a rate limit), when known. */
+  readonly retryAfterMs: number | undefined;
+  constructor(message: string, options?: { retryAfterMs?: number }) {
+    super(message);
+    this.retryAfterMs = options?.retryAfterMs;
+  }
 }
 
 /** The caller's identity could not be established. */

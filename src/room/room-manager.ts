@@ -3,6 +3,7 @@ import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { PermissionDeniedError, ResourceExhaustedError } from "../core/errors.js";
 import type { PanelEventInit } from "../events/event-log.js";
 import type { RoomRecord, Store } from "../store/store.js";
+import { CreationLimit } from "./creation-limit.js";
 import { MAX_PARTICIPANTS, Room, type RoomSettings, type RoomStages } from "./room.js";
 
 /** Settings of the registry. */
@@ -10,6 +11,16 @@ export interface RoomManagerSettings extends RoomSettings {
   maxRooms: number;
   leaveGraceMs: number;
   idleRoomMs: number;
+  /** New rooms one client address may create per minute; unlimited when absent. */
+  roomCreatesPerAddressPerMinute?: number;
+  /** New rooms one user may create per minute; unlimited when absent. */
+  roomCreatesPerUserPerMinute?: number;
+}
+
+/** Where a join comes from, for the creation rate limit. */
+export interface JoinOrigin {
+  /** The client's network address; empty when unknown (in-memory transports). */
+  address?: string;
 }
 
 /**
@@ -24,6 +35,7 @@ export class RoomManager {
   /** Each live room's pair as kept in the store (members who may be away, e.g. after a restart), who need no invite code. */
   private readonly pairs = new Map<string, Set<string>>();
   private readonly idleTimer: NodeJS.Timeout;
+  private readonly creations: CreationLimit;
   private closed = false;
 
   constructor(
@@ -33,6 +45,7 @@ export class RoomManager {
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {
+    this.creations = new CreationLimit(now);
     this.idleTimer = setInterval(() => void this.evictIdle(), Math.min(60_000, settings.idleRoomMs)).unref();
   }
 
@@ -48,9 +61,10 @@ export class RoomManager {
   /**
    * Throws what `join` would refuse this caller for (shutting down, the room limit, the invite
    * code, a full room, live or kept in the store) and changes nothing: JoinRoom asks before it
-   * stores anything, so a refused join writes nothing.
+   * stores anything, so a refused join writes nothing. A join that would create a room takes
+   * one from its address's and its user's creation budgets (RESOURCE_EXHAUSTED with a retry hint).
    */
-  async checkJoin(roomId: string, userId: string, inviteCode: string): Promise<void> {
+  async checkJoin(roomId: string, userId: string, inviteCode: string, origin: JoinOrigin = {}): Promise<void> {
     if (this.closed) throw new ResourceExhaustedError("server is shutting down");
     const room = this.rooms.get(roomId);
     if (room) return checkLiveRoom(room, userId, inviteCode, this.isPairMember(roomId, userId));
@@ -58,6 +72,9 @@ export class RoomManager {
       throw new ResourceExhaustedError(`the server is at its limit of ${this.settings.maxRooms} rooms`);
     }
     checkKeptRoom(await this.store.getRoomRecord(roomId), userId, inviteCode);
+    // Last, so a join refused for another reason costs no budget (two racing joins of one new
+    // room may both pay: it is a rate, not a count).
+    if (!this.creating.has(roomId) && !this.rooms.has(roomId)) this.takeCreation(userId, origin);
   }
 
   /**
@@ -180,6 +197,15 @@ export class RoomManager {
         .markRoomMemberLeft(roomId, userId, this.now())
         .catch((err: unknown) => this.log.error({ err, roomId, userId }, "room member's leaving not recorded"));
     }
+  }
+
+  /** One room creation from the address's and the user's budgets, or ResourceExhaustedError. */
+  private takeCreation(userId: string, origin: JoinOrigin): void {
+    const { roomCreatesPerAddressPerMinute: perAddress, roomCreatesPerUserPerMinute: perUser } = this.settings;
+    const keys = [];
+    if (perAddress !== undefined && origin.address) keys.push({ key: `a:${origin.address}`, perMinute: perAddress, what: "your address" });
+    if (perUser !== undefined) keys.push({ key: `u:${userId}`, perMinute: perUser, what: "your user" });
+    if (keys.length > 0) this.creations.take(keys);
   }
 
   private isPairMember(roomId: string, userId: string): boolean {

@@ -6,6 +6,7 @@ import type { MilestoneService } from "../settlement/milestones.js";
 import type { RoomManager } from "../room/room-manager.js";
 import type { RecognisedSpeech } from "../room/room.js";
 import type { Store } from "../store/store.js";
+import type { ConnectionLimits } from "./connection-guard.js";
 
 /**
  * Checks of audio input at the boundary (src/audio, src/speech). Each throws a named input error.
@@ -34,6 +35,8 @@ export interface ServerConfig {
     /** An HTTP/2 connection with no call open this long is closed (GOAWAY); default 120 s. */
     idleConnectionMs?: number;
   };
+  /** The front door's limits (connection-guard.ts); its embedded defaults when absent. */
+  connections?: ConnectionLimits;
 }
 
 /** Everything the transport layer calls into; built by src/compose/app.ts. */

@@ -20,6 +20,10 @@ import { asStoreUnavailable } from "../store/store-errors.js";
 export function toConnectError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   const code = codeOf(err);
+  // A rate limit's hint travels as a retry-after header (seconds), on every protocol.
+  if (err instanceof ResourceExhaustedError && err.retryAfterMs !== undefined) {
+    return new ConnectError(err.message, code, { "retry-after": String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))) });
+  }
   if (code !== undefined) return new ConnectError((err as Error).message, code);
   if (isAudioInputError(err)) return new ConnectError((err as Error).message, Code.InvalidArgument);
   // A full disk or a failing one: the client may retry later; operators must hear of it.

@@ -9,6 +9,7 @@ import { applyAudioMessage } from "./audio-messages.js";
 import { createBrowserAudio } from "./browser-audio.js";
 import type { CallScopes, MemberScope, SessionScope } from "./call-scope.js";
 import { rawStreamKey } from "./raw-stream.js";
+import { peerAddressKey } from "./connection-guard.js";
 import type { ServerDeps } from "./deps.js";
 import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId, newRoomId } from "./validate.js";
 
@@ -38,7 +39,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
   const memberRoom = (ctx: HandlerContext, roomId?: string): MemberScope => scopes.member(ctx.values, roomId);
 
   router.service(RoomService, {
-    async joinRoom(req) {
+    async joinRoom(req, ctx) {
       // An empty room_id asks for a new room under an unguessable id (in the response's room).
       const roomId = req.roomId === "" ? newRoomId() : checkRoomId(req.roomId);
       const inviteCode = checkInviteCode(req.inviteCode);
@@ -52,7 +53,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
         userId = `usr_${randomUUID()}`;
       }
       // Every refusal comes before the first write: a refused join stores nothing.
-      await rooms.checkJoin(roomId, userId, inviteCode);
+      await rooms.checkJoin(roomId, userId, inviteCode, { address: ctx.values.get(peerAddressKey) });
       // One transaction, so a full disk leaves no user without a profile behind.
       if (req.userToken === "" || !(await store.getUser(userId))) await store.createUserWithProfile({ id: userId, createdAtMs: Date.now() }, profile);
       else await store.saveProfile(userId, profile);
@@ -100,17 +101,19 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     async *audioStream(requests, ctx) {
       const member = memberRoom(ctx);
       const { room, userId } = member;
-      const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
-      if (first.done) return;
-      if (first.value.message.case !== "format") {
-        throw new InvalidArgumentError("the first AudioStream message must be the format header");
-      }
-      room.setAudioFormat(userId, first.value.message.value);
+      // The slot is taken at open: a call that never sends its format header still counts.
       const close = scopes.openStream(member);
-      const sink = new QueuedAudioSink(PEER_AUDIO_QUEUE_FRAMES);
-      const unregister = room.addAudioSink(userId, sink);
+      let unregister = () => {};
       try {
+        const iterator = requests[Symbol.asyncIterator]();
+        const first = await iterator.next();
+        if (first.done) return;
+        if (first.value.message.case !== "format") {
+          throw new InvalidArgumentError("the first AudioStream message must be the format header");
+        }
+        room.setAudioFormat(userId, first.value.message.value);
+        const sink = new QueuedAudioSink(PEER_AUDIO_QUEUE_FRAMES);
+        unregister = room.addAudioSink(userId, sink);
         // Requests are read concurrently with the peer audio we send back.
         void (async () => {
           try {

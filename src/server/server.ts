@@ -27,6 +27,7 @@ import { rawStreamContext } from "./raw-stream.js";
 import { registerRoomRoutes } from "./room-routes.js";
 import { decodedPath } from "./validate.js";
 import { closeWhenIdle, DEFAULT_IDLE_CONNECTION_MS } from "./idle-sessions.js";
+import { createConnectionGuard, DEFAULT_CONNECTION_LIMITS, peerAddressKey, type GuardStats } from "./connection-guard.js";
 
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 /** Largest raw HTTP body accepted outside RPCs (webhooks). */
@@ -43,6 +44,8 @@ export interface HandshakeServer {
   close(graceMs?: number): Promise<void>;
   /** Aborted when shutdown begins; handlers' contexts see it. */
   readonly shutdownSignal: AbortSignal;
+  /** What the front door holds and has refused (connection-guard.ts). */
+  guardStats(): GuardStats;
 }
 
 /** The scope rules of a server built from `deps` (one stream limit for every path). */
@@ -78,13 +81,19 @@ export function createInterceptors(deps: ServerDeps, scopes: CallScopes): Interc
  */
 export function buildServer(deps: ServerDeps, shutdown: AbortController = new AbortController()): HandshakeServer {
   const { log, config } = deps;
+  const limits = config.connections ?? DEFAULT_CONNECTION_LIMITS;
+  const guard = createConnectionGuard(limits, log);
   const scopes = createServerScopes(deps);
   // Every call links its signal to the shutdown signal; hundreds of open streams are normal.
   setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({
     routes: createRoutes(deps, scopes, shutdown.signal),
     interceptors: createInterceptors(deps, scopes),
-    contextValues: rawStreamContext,
+    contextValues: (req) => {
+      const values = rawStreamContext(req);
+      values.set(peerAddressKey, req.socket?.remoteAddress ?? "");
+      return values;
+    },
     readMaxBytes: config.limits.maxMessageBytes,
     // Panel events (a contract's text is a few KB) go out at once, not after a zlib job on the
     // thread pool; only large answers such as contract listings are worth compressing.
@@ -115,6 +124,11 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
         if (h1InFlight.size === 0) onH1Idle?.();
       });
     }
+    // A stream the client already reset (HEADERS and RST_STREAM in one packet: rapid reset) costs
+    // nothing more: no handler, no context, no log line.
+    if ("stream" in req && (req.stream.closed || req.stream.destroyed)) return;
+    // Calls and Health/Watch streams per address, over all of its connections.
+    if (!guard.admitCall(req, res)) return;
     if (isFastPathCall(req, fastPathNames)) return fastPaths.get(req.url)!.handle(req, res as http2.Http2ServerResponse);
     const origin = req.headers.origin;
     if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
@@ -133,11 +147,22 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     handler(req as never, res as never);
   };
 
-  const h1 = http.createServer(withCors);
+  const h1 = http.createServer(
+    {
+      headersTimeout: limits.httpHeadersTimeoutMs,
+      requestTimeout: limits.httpRequestTimeoutMs,
+      // Node checks both timeouts on this interval, so a timeout fires at most this late.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(limits.httpHeadersTimeoutMs / 4))),
+    },
+    withCors,
+  );
   h1.keepAliveTimeout = 5_000;
-  const h2 = http2.createServer({ maxSessionMemory: 64 }, withCors);
+  // maxSessionRejectedStreams (Node's default 100): a client that keeps opening streams past
+  // maxConcurrentStreams is ended with ENHANCE_YOUR_CALM by Node itself.
+  const h2 = http2.createServer({ maxSessionMemory: 64, settings: { maxConcurrentStreams: limits.maxStreamsPerConnection } }, withCors);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
+    guard.watchSession(session);
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
     closeWhenIdle(session, config.limits.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS);
@@ -146,15 +171,21 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
 
   // No Nagle: small RPC and event frames must leave at once, not wait for the previous ACK.
   const front = net.createServer({ noDelay: true }, (socket) => {
+    socket.on("error", () => socket.destroy());
+    if (!guard.admit(socket)) return;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
+    // Half-open: a socket that never says which protocol it speaks holds a descriptor for nothing.
+    const handshakeTimer = setTimeout(() => socket.destroy(), limits.handshakeTimeoutMs).unref();
+    socket.once("close", () => clearTimeout(handshakeTimer));
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
       const n = Math.min(head.length, HTTP2_PREFACE.length);
       const isH2 = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
       if (isH2 && head.length < HTTP2_PREFACE.length) return;
+      // From here Node's own timers take over: headersTimeout/requestTimeout, or the idle session.
+      clearTimeout(handshakeTimer);
       socket.off("data", onData);
       socket.pause();
       socket.unshift(head);
@@ -171,11 +202,15 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   let closing: Promise<void> | undefined;
   return {
     shutdownSignal: shutdown.signal,
+    guardStats: () => guard.stats(),
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         front.once("error", reject);
         front.listen(port, host, () => {
           front.off("error", reject);
+          // The HTTP/1.1 server never listens itself (the front hands it sockets), and Node starts
+          // its headersTimeout/requestTimeout checks on "listening": without this, slowloris wins.
+          h1.emit("listening");
           resolve((front.address() as net.AddressInfo).port);
         });
       }),

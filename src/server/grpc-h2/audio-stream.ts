@@ -103,12 +103,16 @@ class AudioCall extends RawGrpcCall<MemberScope> {
     this.finish(undefined);
   }
 
-  /** The first message must be the format header; then the stream counts and the sink listens. */
+  /** The stream counts from its open, so calls that never send their format header are limited too. */
+  protected override opened(): void {
+    this.closeStream = this.deps.scopes.openStream(this.scope);
+  }
+
+  /** The first message must be the format header; then the sink listens. */
   private first(message: AudioStreamRequest["message"]): void {
     if (message.case !== "format") throw new InvalidArgumentError("the first AudioStream message must be the format header");
     const scope = this.scope;
     scope.room.setAudioFormat(scope.userId, message.value);
-    this.closeStream = this.deps.scopes.openStream(scope);
     this.sink = new FastAudioSink(this);
     this.unregister = scope.room.addAudioSink(scope.userId, this.sink);
     this.formatSeen = true;

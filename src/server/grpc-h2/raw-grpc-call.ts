@@ -149,6 +149,9 @@ export abstract class RawGrpcCall<Scope> {
   /** Lets go of what the call holds; runs once, when it finishes or is cancelled. */
   protected abstract release(): void;
 
+  /** The call is authorized and about to read its first message; what it throws ends the call (a limit, say). */
+  protected opened(): void {}
+
   /** What the authorize hook returned; only read once messages flow. */
   protected get scope(): Scope {
     if (!this.authorized) throw new Error("the call is not authorized yet");
@@ -177,6 +180,11 @@ export abstract class RawGrpcCall<Scope> {
       (scope) => {
         if (this.finished) return;
         this.authorized = { scope };
+        try {
+          this.opened();
+        } catch (err) {
+          return this.fail(err);
+        }
         // A request that already ended (no message at all) goes straight to its end.
         if (this.stream.readableEnded) return this.onEnd();
         this.stream.on("data", this.onData);

@@ -1,0 +1,287 @@
+import { spawn } from "node:child_process";
+import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { startTestApp, testProfile, type TestApp } from "../support/app.js";
+import { gc } from "../support/memory.js";
+import { connectRaw, rawAudioCall, rawGrpcCall } from "../support/raw-grpc.js";
+import { TEST_JWT_SECRET } from "../support/security.js";
+import { joinMember } from "../support/people.js";
+
+/**
+ * Denial of service from one anonymous client, each attack from its own process and source
+ * address (127.0.0.x, so the per-address limits and bans hit the attacker and not the innocent
+ * client on 127.0.0.1). During each, an innocent client's Health/Check p99 stays under 50 ms, and
+ * the server's RSS (this process: the server runs in it, the attackers do not) comes back within
+ * 20 % of where it was. The figures are printed.
+ */
+
+const ATTACKER = fileURLToPath(new URL("../support/dos-attacker.mjs", import.meta.url));
+const P99_BOUND_MS = 50;
+const RSS_BOUND = 0.2;
+let t: TestApp;
+
+beforeAll(async () => {
+  t = await startTestApp({
+    JWT_SECRET: TEST_JWT_SECRET,
+    LEAVE_GRACE_MS: "3600000",
+    HANDSHAKE_TIMEOUT_MS: "500",
+    HTTP_HEADERS_TIMEOUT_MS: "500",
+    HTTP_REQUEST_TIMEOUT_MS: "1000",
+    IDLE_CONNECTION_MS: "1000",
+    MAX_CONNECTIONS: "3000",
+    MAX_CONNECTIONS_PER_ADDRESS: "2500",
+    H2_MAX_CONCURRENT_STREAMS: "100",
+    H2_MAX_RESETS_PER_SECOND: "100",
+    H2_MAX_RESETS_PER_ADDRESS_PER_SECOND: "400",
+    ABUSE_BAN_MS: "5000",
+    HEALTH_WATCH_PER_ADDRESS: "4",
+    ROOM_CREATES_PER_ADDRESS_PER_MINUTE: "20",
+    ROOM_CREATES_PER_USER_PER_MINUTE: "5",
+    MAX_STREAMS_PER_USER: "3",
+  });
+  // Warm the innocent client's connection and the handlers once.
+  await innocentChecks(30);
+}, 30_000);
+
+afterAll(async () => {
+  await t?.close();
+});
+
+/** A gRPC transport whose connections come from `localAddress` (another client on loopback). */
+const fromAddress = (localAddress: string) =>
+  createGrpcTransport({ baseUrl: t.baseUrl, nodeOptions: { createConnection: () => net.connect({ host: "127.0.0.1", port: t.port, localAddress }) } });
+
+const innocent = () => createClient(Health, createGrpcTransport({ baseUrl: t.baseUrl }));
+let health: ReturnType<typeof innocent> | undefined;
+
+/** `n` sequential Health/Check calls; their latencies in ms. */
+async function innocentChecks(n: number): Promise<number[]> {
+  health ??= innocent();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const started = performance.now();
+    expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    out.push(performance.now() - started);
+  }
+  return out;
+}
+
+/** Health/Check calls every 5 ms until `done` settles (at most 3,000 of them). */
+async function innocentDuring(done: Promise<unknown>): Promise<number[]> {
+  let over = false;
+  void done.finally(() => (over = true));
+  const out: number[] = [];
+  while (!over && out.length < 3_000) {
+    out.push(...(await innocentChecks(1)));
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return out;
+}
+
+const percentile = (xs: number[], p: number) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+};
+const mb = (bytes: number) => Math.round(bytes / 1024 / 1024);
+
+/** RSS after a collection (or a short settle when V8 refuses one). */
+async function settledRss(): Promise<number> {
+  gc?.();
+  await new Promise((r) => setTimeout(r, gc ? 50 : 500));
+  return process.memoryUsage().rss;
+}
+
+/** Waits (at most 5 s) for RSS to come back within the bound of `before`; returns the last reading. */
+async function rssBackTo(before: number): Promise<number> {
+  let rss = await settledRss();
+  for (let i = 0; i < 20 && rss > before * (1 + RSS_BOUND); i++) rss = await settledRss();
+  return rss;
+}
+
+interface Attack {
+  ready: Promise<Record<string, unknown>>;
+  done: Promise<Record<string, unknown>>;
+}
+
+/** Runs the attacker process in `mode` against the server from `localAddress`. */
+function attack(mode: string, localAddress: string, options: Record<string, unknown>): Attack {
+  const child = spawn(process.execPath, [ATTACKER, JSON.stringify({ mode, port: t.port, localAddress, ...options })], { stdio: ["ignore", "pipe", "inherit"] });
+  let readyResolve!: (v: Record<string, unknown>) => void;
+  const ready = new Promise<Record<string, unknown>>((r) => (readyResolve = r));
+  const done = new Promise<Record<string, unknown>>((resolve, reject) => {
+    let buffered = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString();
+      let nl;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const line = JSON.parse(buffered.slice(0, nl)) as Record<string, unknown>;
+        buffered = buffered.slice(nl + 1);
+        if (line.ready) readyResolve(line);
+        if (line.done) resolve(line);
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`attacker exited with ${code} before reporting`)));
+  });
+  return { ready, done };
+}
+
+/** Runs one attack with the innocent client measuring; prints and checks p99 and RSS. */
+async function measured(name: string, run: () => Attack): Promise<Record<string, unknown>> {
+  const before = await settledRss();
+  const baseline = await innocentChecks(50);
+  const a = run();
+  await a.ready;
+  const during = await innocentDuring(a.done);
+  const result = await a.done;
+  const peakRss = process.memoryUsage().rss;
+  const after = await rssBackTo(before);
+  const figures = {
+    attack: name,
+    baselineP99Ms: +percentile(baseline, 99).toFixed(1),
+    duringP50Ms: +percentile(during, 50).toFixed(1),
+    duringP99Ms: +percentile(during, 99).toFixed(1),
+    checks: during.length,
+    rssBeforeMb: mb(before),
+    rssDuringMb: mb(peakRss),
+    rssAfterMb: mb(after),
+    guard: t.app.server.guardStats(),
+    attacker: result,
+  };
+  console.log(JSON.stringify(figures));
+  expect(result.error).toBeUndefined();
+  expect(during.length).toBeGreaterThan(10);
+  expect(figures.duringP99Ms).toBeLessThan(P99_BOUND_MS);
+  expect(after).toBeLessThan(before * (1 + RSS_BOUND));
+  return result;
+}
+
+describe("denial of service", () => {
+  it("many streams on one connection: SETTINGS_MAX_CONCURRENT_STREAMS holds, the excess is refused", async () => {
+    const result = await measured("many streams", () => attack("streams", "127.0.0.2", { streams: 1_000, maxConnections: 20, durationMs: 2_000 }));
+    // Beyond 100 open streams the server refuses them (RST_STREAM REFUSED_STREAM), and Node ends
+    // a connection that keeps at it (maxSessionRejectedStreams) with GOAWAY.
+    expect(Number(result.serverResets)).toBeGreaterThan(0);
+    // The first connection is ended (GOAWAY); its address is then refused for ABUSE_BAN_MS.
+    expect((result.goawayCodes as number[]).length).toBeGreaterThanOrEqual(1);
+    expect(Number(result.refusedConnections)).toBeGreaterThan(0);
+  }, 20_000);
+
+  it("rapid reset over 20 connections, each under its own budget: every one cut off with GOAWAY ENHANCE_YOUR_CALM", async () => {
+    // ~40 resets a second per connection (under the 100 per connection), ~800 a second from the address (over its 400).
+    const result = await measured("rapid reset x20", () => attack("reset", "127.0.0.3", { connections: 20, batch: 1, pauseMs: 20, maxResets: 100_000, durationMs: 3_000 }));
+    expect(result.cutOff).toBe(20);
+    expect(result.reconnectRefused).toBe(true);
+  }, 20_000);
+
+  it("rapid reset on one connection beyond its budget is cut off on its own", async () => {
+    const result = await measured("rapid reset x1", () => attack("reset", "127.0.0.4", { connections: 1, batch: 50, pauseMs: 10, maxResets: 20_000, durationMs: 2_000 }));
+    expect(result.cutOff).toBe(1);
+    expect(result.reconnectRefused).toBe(true);
+  }, 20_000);
+
+  it("2,000 idle sockets (no preface, or a preface and no stream) are closed after their timeouts", async () => {
+    const result = await measured("2000 idle sockets", () => attack("idle", "127.0.0.5", { sockets: 2_000, durationMs: 6_000 }));
+    expect(result.closedByServer).toBe(2_000);
+    // HANDSHAKE_TIMEOUT_MS 500 and IDLE_CONNECTION_MS 1000, with room for a loaded machine.
+    expect(Number(result.maxLifetimeMs)).toBeLessThan(5_000);
+  }, 30_000);
+
+  it("slowloris: HTTP/1.1 headers that never end get 408 after HTTP_HEADERS_TIMEOUT_MS and lose their socket", async () => {
+    const result = await measured("slowloris x200", () => attack("slowloris", "127.0.0.6", { sockets: 200, intervalMs: 100, durationMs: 5_000 }));
+    expect(result.closedByServer).toBe(200);
+    expect(result.got408).toBe(200);
+    expect(Number(result.maxLifetimeMs)).toBeLessThan(4_000);
+  }, 30_000);
+
+  it("room-creation flood from one address: RESOURCE_EXHAUSTED with retry-after once its budget is spent, the rest of the slots stay free", async () => {
+    const flood = createClient(RoomService, fromAddress("127.0.0.7"));
+    const roomsBefore = t.app.deps.rooms.size;
+    let refused: ConnectError | undefined;
+    let created = 0;
+    const run = (async () => {
+      for (let i = 0; i < 200; i++) {
+        try {
+          await flood.joinRoom({ roomId: "", profile: testProfile({ displayName: "Flood" }) });
+          created++;
+        } catch (err) {
+          refused ??= ConnectError.from(err);
+        }
+      }
+    })();
+    const before = await settledRss();
+    const during = await innocentDuring(run);
+    const after = await rssBackTo(before);
+    console.log(JSON.stringify({ attack: "room flood", created, refused: 200 - created, duringP99Ms: +percentile(during, 99).toFixed(1), rssBeforeMb: mb(before), rssAfterMb: mb(after) }));
+    expect(created).toBe(20);
+    expect(t.app.deps.rooms.size - roomsBefore).toBe(20);
+    expect(refused?.code).toBe(Code.ResourceExhausted);
+    expect(refused?.message).toMatch(/try again in \d+ s/);
+    expect(Number(refused?.metadata.get("retry-after"))).toBeGreaterThan(0);
+    expect(percentile(during, 99)).toBeLessThan(P99_BOUND_MS);
+    expect(after).toBeLessThan(before * (1 + RSS_BOUND));
+    // Another address still creates rooms.
+    const other = createClient(RoomService, fromAddress("127.0.0.8"));
+    expect((await other.joinRoom({ roomId: "", profile: testProfile() })).room?.roomId).not.toBe("");
+  }, 30_000);
+
+  it("one user creating rooms from many addresses is limited per user", async () => {
+    const first = createClient(RoomService, fromAddress("127.0.1.1"));
+    const { userToken } = await first.joinRoom({ roomId: "", profile: testProfile() });
+    let created = 1;
+    let refused: ConnectError | undefined;
+    for (let i = 2; i <= 10 && !refused; i++) {
+      const from = createClient(RoomService, fromAddress(`127.0.1.${i}`));
+      try {
+        await from.joinRoom({ roomId: "", profile: testProfile(), userToken });
+        created++;
+      } catch (err) {
+        refused = ConnectError.from(err);
+      }
+    }
+    expect(created).toBe(5);
+    expect(refused?.code).toBe(Code.ResourceExhausted);
+  });
+
+  it("public Health/Watch is limited per address", async () => {
+    const session = connectRaw(t.port);
+    try {
+      const watches = Array.from({ length: 5 }, () => rawGrpcCall(session, "/grpc.health.v1.Health/Watch"));
+      for (const w of watches) w.stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      // Four get their first status; the fifth is refused at once.
+      await Promise.all(watches.slice(0, 4).map((w) => w.message(1)));
+      expect((await watches[4]!.status).code).toBe(Code.ResourceExhausted);
+      for (const w of watches.slice(0, 4)) w.stream.close();
+      // Closed watches free their slots.
+      await Promise.all(watches.slice(0, 4).map((w) => w.status));
+      const again = rawGrpcCall(session, "/grpc.health.v1.Health/Watch");
+      again.stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      await again.message(1);
+      again.stream.close();
+    } finally {
+      session.close();
+    }
+  });
+
+  it("AudioStream calls that never send their format header count toward the per-user stream limit", async () => {
+    const member = await joinMember(t.baseUrl, "dos-audio-room", { displayName: "Ann" });
+    const session = connectRaw(t.port);
+    try {
+      const auth = { authorization: `Bearer ${member.sessionToken}` };
+      // MAX_STREAMS_PER_USER is 3: three headerless calls hold every slot.
+      const silent = [rawAudioCall(session, auth), rawAudioCall(session, auth), rawAudioCall(session, auth)];
+      await expect.poll(() => t.app.deps.rooms.get(member.roomId)?.openStreams(member.userId), { timeout: 3000 }).toBe(3);
+      const fourth = rawAudioCall(session, auth);
+      expect((await fourth.status).code).toBe(Code.ResourceExhausted);
+      for (const s of silent) s.stream.close();
+      await Promise.all(silent.map((s) => s.status));
+      await expect.poll(() => t.app.deps.rooms.get(member.roomId)?.openStreams(member.userId), { timeout: 3000 }).toBe(0);
+    } finally {
+      session.close();
+    }
+  });
+});
