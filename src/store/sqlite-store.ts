@@ -320,6 +320,14 @@ function prepareStatements(db: Database) {
     staleLogs: p("SELECT room_id FROM room_logs WHERE stored_events > 0 AND updated_at_ms < ? ORDER BY updated_at_ms"),
     deleteRoomEvents: p("DELETE FROM room_events WHERE room_id = ?"),
     markDeleted: p("UPDATE room_logs SET trimmed_through_seq = last_seq, stored_events = 0 WHERE room_id = ?"),
+    // Rooms whose current pair started before the cutoff and still store an earlier pair's events.
+    earlierPairs: p(`SELECT r.room_id, r.history_after_seq FROM rooms r
+      WHERE r.history_after_seq > 0 AND r.created_at_ms < ?
+        AND EXISTS (SELECT 1 FROM room_events e WHERE e.room_id = r.room_id AND e.seq <= r.history_after_seq)`),
+    deleteEventsThrough: p("DELETE FROM room_events WHERE room_id = ? AND seq <= ?"),
+    markDeletedThrough: p(
+      "UPDATE room_logs SET trimmed_through_seq = MAX(trimmed_through_seq, ?), stored_events = MAX(0, stored_events - ?) WHERE room_id = ?",
+    ),
     getRoom: p("SELECT room_id, invite_code, history_after_seq, created_at_ms FROM rooms WHERE room_id = ?"),
     roomMembers: p("SELECT user_id, joined_at_ms, left_at_ms FROM room_members WHERE room_id = ? ORDER BY joined_at_ms, user_id"),
     deleteRoomMembers: p("DELETE FROM room_members WHERE room_id = ?"),
@@ -808,6 +816,17 @@ class SqliteStore implements Store {
         })
         .immediate();
       swept.push(roomId);
+    }
+    // A code used again by a new pair: the earlier pair's events (never shown to the new one) go
+    // once the earlier pair has been gone the retention period, live room or not.
+    for (const row of this.q.earlierPairs.all(beforeMs) as { room_id: string; history_after_seq: bigint }[]) {
+      this.db
+        .transaction(() => {
+          const deleted = this.q.deleteEventsThrough.run(row.room_id, row.history_after_seq).changes;
+          this.q.markDeletedThrough.run(row.history_after_seq, deleted, row.room_id);
+        })
+        .immediate();
+      if (!swept.includes(row.room_id)) swept.push(row.room_id);
     }
     return swept;
   }

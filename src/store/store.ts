@@ -195,7 +195,8 @@ export interface Store {
   getRoomLogState(roomId: string): Promise<RoomLogState>;
   /**
    * Deletes the stored events (transcripts included) of rooms whose last event is older than
-   * `beforeMs`, except those `keep` says are live; their seq marks stay. Returns the rooms swept.
+   * `beforeMs`, except those `keep` says are live, and an earlier pair's events on a code whose
+   * current pair started before `beforeMs`; seq marks stay. Returns the rooms swept.
    */
   deleteRoomLogsBefore(beforeMs: number, keep: (roomId: string) => boolean): Promise<string[]>;
 

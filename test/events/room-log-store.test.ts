@@ -95,4 +95,21 @@ describe("a room's stored event log", () => {
       retention.stop();
     }
   });
+
+  it("deletes an earlier pair's events on a reused code once the new pair has been there the retention period", async () => {
+    const store = await open();
+    const day = 86_400_000;
+    store.recordRoomEvent("code", words("code", 1n, "the first pair's words", true, 1_000n), { keep: 10 });
+    store.recordRoomEvent("code", status("code", 2n, 1_000n), { keep: 10 });
+    // A new pair on the code: its history starts after seq 2.
+    await store.startRoom({ roomId: "code", inviteCode: "", historyAfterSeq: 2n, atMs: 2_000 });
+    store.recordRoomEvent("code", status("code", 3n, BigInt(9 * day)), { keep: 10 });
+    const live = () => true;
+    expect(await store.deleteRoomLogsBefore(2_000, live)).toEqual([]);
+    expect(await store.deleteRoomLogsBefore(2_000 + 7 * day, live)).toEqual(["code"]);
+    // The live pair keeps its own events; the earlier pair's are gone, and numbering goes on.
+    expect((await store.loadRoomEvents("code", 0n)).map((e) => e.seq)).toEqual([3n]);
+    expect(await store.getRoomLogState("code")).toEqual({ lastSeq: 3n, trimmedThroughSeq: 2n });
+    expect(await store.deleteRoomLogsBefore(2_000 + 7 * day, live)).toEqual([]);
+  });
 });
