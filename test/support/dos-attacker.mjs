@@ -2,6 +2,7 @@
 // are not the server's: `node dos-attacker.mjs <json>` with { mode, port, host, localAddress, ... }.
 // It writes one JSON line when its sockets are open ("ready") and one with what it saw ("done").
 // Every mode is bounded in count and in time (durationMs) and then exits by itself.
+import http from "node:http";
 import net from "node:net";
 
 const opts = JSON.parse(process.argv[2] ?? "{}");
@@ -216,7 +217,42 @@ async function slowloris() {
   };
 }
 
-const modes = { streams: manyStreams, reset: rapidReset, idle: idleSockets, slowloris };
+async function roomFlood() {
+  // JoinRoom with an empty room_id (a new room each time) as fast as answers come, over Connect
+  // JSON on one keep-alive HTTP/1.1 connection: an anonymous client after every room slot.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress });
+  const body = JSON.stringify({ roomId: "", profile: { displayName: "Flood", role: "PARTY_ROLE_CLIENT", currency: "GBP" } });
+  const join = () =>
+    new Promise((resolve) => {
+      const req = http.request(
+        { host, port, agent, method: "POST", path: "/handshake.v1.RoomService/JoinRoom", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8");
+          res.on("data", (d) => (text += d));
+          res.on("end", () => resolve({ status: res.statusCode, retryAfter: res.headers["retry-after"], text }));
+        },
+      );
+      req.on("error", (err) => resolve({ status: 0, text: String(err) }));
+      req.end(body);
+    });
+  say({ ready: true });
+  let created = 0;
+  let refused = 0;
+  let firstRefusal;
+  for (let i = 0; i < opts.joins && Date.now() < until; i++) {
+    const r = await join();
+    if (r.status === 200) created++;
+    else {
+      refused++;
+      firstRefusal ??= { status: r.status, retryAfter: r.retryAfter, ...JSON.parse(r.text || "{}") };
+    }
+  }
+  agent.destroy();
+  return { created, refused, firstRefusal };
+}
+
+const modes = { streams: manyStreams, reset: rapidReset, idle: idleSockets, slowloris, rooms: roomFlood };
 const timer = setTimeout(() => process.exit(2), durationMs + 10_000);
 modes[mode]()
   .then((result) => say({ done: true, ...result }))
