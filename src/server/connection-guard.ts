@@ -32,7 +32,7 @@ export interface ConnectionLimits {
   maxResetsPerAddressPerSecond: number;
   /** An address cut off for abuse is refused new connections this long. */
   abuseBanMs: number;
-  /** A socket that has not sent its HTTP/2 preface or HTTP/1.1 request line within this is closed. */
+  /** A socket that has not shown its protocol (the whole HTTP/2 preface, or a first HTTP/1.1 byte) within this is closed; then HTTP/1.1's headers timeout or HTTP/2's idle timeout runs. */
   handshakeTimeoutMs: number;
   /** HTTP/1.1: the request's headers must arrive within this (Node's headersTimeout). */
   httpHeadersTimeoutMs: number;
@@ -66,6 +66,8 @@ export const peerAddressKey = createContextKey<string>("", { description: "clien
 
 /** Descriptors kept free for the store, logs, speech processes and outgoing calls. */
 const RESERVED_DESCRIPTORS = 256;
+/** Addresses banned at once at most (many addresses, e.g. IPv6, still cost bounded memory). */
+const MAX_BANNED = 100_000;
 /** Path of the public health stream, limited per address. */
 const HEALTH_WATCH_PATH = "/grpc.health.v1.Health/Watch";
 
@@ -150,11 +152,13 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger, now
     return false;
   };
 
-  /** GOAWAY ENHANCE_YOUR_CALM, then the socket; the address waits out the ban. */
+  /** The address is refused new connections for ABUSE_BAN_MS; expired bans are swept as the list grows. */
   const ban = (address: string, reason: string) => {
-    if (limits.abuseBanMs > 0) banned.set(address, now() + limits.abuseBanMs);
+    if (banned.size >= MAX_BANNED) for (const a of banned.keys()) isBanned(a);
+    if (limits.abuseBanMs > 0 && banned.size < MAX_BANNED) banned.set(address, now() + limits.abuseBanMs);
     log.warn({ address, reason, banMs: limits.abuseBanMs }, "connection cut off for abuse");
   };
+  /** GOAWAY ENHANCE_YOUR_CALM and the socket closed at once; the address waits out the ban. */
   const cut = new WeakSet<http2.ServerHttp2Session>();
   const cutOff = (session: http2.ServerHttp2Session, address: string, reason: string) => {
     if (session.destroyed || cut.has(session)) return;
