@@ -3,7 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
@@ -291,5 +291,40 @@ describe("denial of service", () => {
     } finally {
       session.close();
     }
+  });
+
+  it("the same on the connect-node path (Connect protocol over HTTP/2): a headerless AudioStream holds its slot from the open", async () => {
+    const member = await joinMember(t.baseUrl, "dos-audio-room-connect", { displayName: "Ben" });
+    const room = createClient(
+      RoomService,
+      createConnectTransport({ baseUrl: t.baseUrl, httpVersion: "2", interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${member.sessionToken}`), next(req))] }),
+    );
+    const abort = new AbortController();
+    // Requests that never come: the format header is never sent.
+    const never = (async function* () {
+      await new Promise((resolve) => abort.signal.addEventListener("abort", resolve));
+    })() as AsyncIterable<never>;
+    const calls = [0, 1, 2].map(() => {
+      const responses = room.audioStream(never, { signal: abort.signal });
+      return (async () => {
+        try {
+          for await (const _ of responses) void _;
+        } catch (err) {
+          return ConnectError.from(err).code;
+        }
+        return undefined;
+      })();
+    });
+    try {
+      await expect.poll(() => t.app.deps.rooms.get(member.roomId)?.openStreams(member.userId), { timeout: 3000 }).toBe(3);
+      const session = connectRaw(t.port);
+      const fourth = rawAudioCall(session, { authorization: `Bearer ${member.sessionToken}` });
+      expect((await fourth.status).code).toBe(Code.ResourceExhausted);
+      session.close();
+    } finally {
+      abort.abort();
+      await Promise.all(calls);
+    }
+    await expect.poll(() => t.app.deps.rooms.get(member.roomId)?.openStreams(member.userId), { timeout: 3000 }).toBe(0);
   });
 });
