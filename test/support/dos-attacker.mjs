@@ -183,9 +183,10 @@ async function idleSockets() {
 }
 
 async function slowloris() {
-  // Headers that never end, one header line every intervalMs, on many sockets.
+  // Headers that never end, one header line every intervalMs, on `sockets` sockets at a time; a
+  // socket the server closes is replaced until durationMs (at most `sockets` × 10 in all).
   const all = [];
-  for (let i = 0; i < opts.sockets; i++) {
+  const open = () => {
     const socket = net.connect({ port, host, localAddress });
     sockets.add(socket);
     const s = { status: "", closed: false, openedAt: Date.now(), closedAt: 0 };
@@ -199,15 +200,20 @@ async function slowloris() {
       s.closedAt = Date.now();
       clearInterval(timer);
       sockets.delete(socket);
+      if (Date.now() < until && all.length < opts.sockets * 10) open();
     });
     socket.on("connect", () => {
       socket.write(`POST /handshake.v1.RoomService/JoinRoom HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\n`);
       timer = setInterval(() => !socket.destroyed && socket.write(`X-Slow-${Math.random().toString(36).slice(2, 8)}: 1\r\n`), opts.intervalMs);
     });
     all.push(s);
-  }
+  };
+  for (let i = 0; i < opts.sockets; i++) open();
   say({ ready: true });
-  while (Date.now() < until && all.some((s) => !s.closed)) await sleep(50);
+  while (Date.now() < until) await sleep(50);
+  // The last ones opened get their own timeout to run out.
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline && all.some((s) => !s.closed)) await sleep(50);
   const lifetimes = all.filter((s) => s.closed).map((s) => s.closedAt - s.openedAt);
   return {
     sockets: all.length,
