@@ -81,7 +81,8 @@ async function innocentChecks(n: number): Promise<number[]> {
 /** Health/Check calls every 2 ms until `done` settles (at most 5,000 of them). */
 async function innocentDuring(done: Promise<unknown>): Promise<number[]> {
   let over = false;
-  void done.finally(() => (over = true));
+  const end = () => (over = true);
+  done.then(end, end);
   const out: number[] = [];
   while (!over && out.length < 5_000) {
     out.push(...(await innocentChecks(1)));
@@ -123,7 +124,8 @@ interface Attack {
 function attack(mode: string, localAddress: string, options: Record<string, unknown>): Attack {
   const child = spawn(process.execPath, [ATTACKER, JSON.stringify({ mode, port: t.port, localAddress, ...options })], { stdio: ["ignore", "pipe", "inherit"] });
   let readyResolve!: (v: Record<string, unknown>) => void;
-  const ready = new Promise<Record<string, unknown>>((r) => (readyResolve = r));
+  let readyReject!: (err: Error) => void;
+  const ready = new Promise<Record<string, unknown>>((resolve, reject) => ((readyResolve = resolve), (readyReject = reject)));
   const done = new Promise<Record<string, unknown>>((resolve, reject) => {
     let buffered = "";
     child.stdout.on("data", (chunk: Buffer) => {
@@ -136,7 +138,11 @@ function attack(mode: string, localAddress: string, options: Record<string, unkn
         if (line.done) resolve(line);
       }
     });
-    child.once("exit", (code) => reject(new Error(`attacker exited with ${code} before reporting`)));
+    child.once("exit", (code) => {
+      const err = new Error(`attacker exited with ${code} before reporting`);
+      readyReject(err);
+      reject(err);
+    });
   });
   return { ready, done };
 }
