@@ -335,8 +335,10 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
     pushTranscript(entry) {
       if (!entry.isFinal || stopped) return;
       conversation.push(entry);
-      if (conversation.length > 500) {
-        conversation.splice(0, conversation.length - 500);
+      // Bounded memory: past CONVERSATION_KEEP lines the oldest half goes and the state is read
+      // again from what is kept, once per half window, so a line costs one reduction on average.
+      if (conversation.length > CONVERSATION_KEEP) {
+        conversation.splice(0, conversation.length - CONVERSATION_KEEP / 2);
         talk = fold(conversation, parties(), defaultCurrency());
         return;
       }
@@ -386,6 +388,9 @@ function priceFromRates(state: DealState, userId: string, profile: AgentProfile)
 function toUtterance(entry: TranscriptEntry, index: number) {
   return { speakerUserId: entry.speakerUserId, text: entry.text, index };
 }
+
+/** Final lines an offline agent keeps and reads its deal state from. */
+const CONVERSATION_KEEP = 500;
 
 function fold(entries: readonly TranscriptEntry[], parties: DealParty[], currency: string): DealState {
   return entries.reduce((state, entry, i) => nextDealState(state, toUtterance(entry, i)), initialDealState(parties, currency));
