@@ -13,7 +13,8 @@ const walBytes = (path: string) => (existsSync(`${path}-wal`) ? statSync(`${path
 
 it("keeps the WAL bounded by checkpointing it from its worker while the loop commits, and loses nothing", async () => {
   const path = join(dir(), "handshake.db");
-  const store = await createSqliteStore({ path, checkpointIntervalMs: 20 });
+  const checkpointIntervalMs = 20;
+  const store = await createSqliteStore({ path, checkpointIntervalMs });
   const text = "x".repeat(2000);
   const commits = 3000;
   let largestWal = 0;
@@ -22,8 +23,10 @@ it("keeps the WAL bounded by checkpointing it from its worker while the loop com
     await store.appendRoomEvents("r1", [event], commits);
     if (seq % 20 === 0) {
       largestWal = Math.max(largestWal, walBytes(path));
-      // A serving loop is never all commits: in the pauses the worker's checkpoint catches up.
-      await new Promise((resolve) => setTimeout(resolve, 2));
+      // A serving loop is never all commits: in the pauses the worker's checkpoint catches up. Each
+      // pause outlasts the worker's interval, so a loaded machine (other test files on both
+      // cores) still gives it a turn in most pauses.
+      await new Promise((resolve) => setTimeout(resolve, checkpointIntervalMs + 5));
     }
   }
   // Every commit appends at least one 4 KiB page: unchecked, the WAL would pass 12 MB; the
