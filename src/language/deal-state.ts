@@ -853,19 +853,8 @@ export function dealRoles(state: DealState): { payeeUserId: string; payerUserId:
   return { payeeUserId: a.userId, payerUserId: b.userId, fromTalk: false };
 }
 
-/** One item of the agreed deal, as the contract should say it. */
-export interface AgreedItem {
-  id: string;
-  description: string;
-  quantity: number;
-  unit: string;
-  unitPriceMinor?: bigint;
-  amountMinor?: bigint;
-  range?: { minMinor: bigint; maxMinor: bigint };
-  /** Price uncertain (a range or "it depends"): to be held in escrow. */
-  uncertain: boolean;
-  source: SourceRef;
-}
+/** One item of the agreed deal, as the contract should say it (uncertain: held in escrow). */
+export type AgreedItem = Pick<DealItem, "id" | "description" | "quantity" | "unit" | "unitPriceMinor" | "amountMinor" | "range" | "uncertain" | "source">;
 
 /** What the conversation settled, and what it left open. */
 export interface DealTerms {

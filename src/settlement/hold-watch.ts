@@ -1,11 +1,11 @@
 import type { Logger } from "pino";
 import { EscrowHoldStatus, type Contract, type EscrowHold } from "../../gen/handshake/v1/deal_pb.js";
 import { NotFoundError } from "../core/errors.js";
-import { milestoneAfterHold } from "../deal/milestones-rules.js";
 import { formatMoney } from "../core/money.js";
 import type { PaymentRail, RailResult } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
 import type { KeyedLock } from "./contract-lock.js";
+import { recordHoldChange } from "./reconciliation.js";
 import type { SettlementEvents } from "./settlement-events.js";
 
 /** Options of the hold watcher. */
@@ -136,14 +136,7 @@ export function createHoldWatcher(options: HoldWatcherOptions): HoldWatcher {
         updated.failureReason = "The authorisation lapsed before the milestone was settled";
       }
       // The hold and its milestone change in one transaction; the status follows in `afterChange`.
-      const milestone = contract.milestones.find((m) => m.lineItemId === hold.lineItemId);
-      const next = milestone && milestoneAfterHold(milestone, updated);
-      if (next) {
-        next.updatedAtMs = BigInt(now());
-        await store.recordSettlementOutcome({ hold: updated, milestone: next });
-      } else {
-        await store.recordHoldResult(updated);
-      }
+      const next = await recordHoldChange(store, now, contract, updated);
       events.emit({ kind: "hold", roomId: contract.roomId, contractId, hold: updated });
       if (updated.status === EscrowHoldStatus.EXPIRED) {
         events.panelError(contract, "hold_expired", `The escrow hold of ${formatMoney(hold.amountMinor, hold.currency)} lapsed before its milestone was settled`, false);

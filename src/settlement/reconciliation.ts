@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { EscrowHoldStatus, type Contract, type EscrowHold } from "../../gen/handshake/v1/deal_pb.js";
+import { EscrowHoldStatus, type Contract, type EscrowHold, type Milestone } from "../../gen/handshake/v1/deal_pb.js";
 import { milestoneAfterHold } from "../deal/milestones-rules.js";
 import type { PaymentRail, RailResult } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
@@ -19,6 +19,22 @@ export async function syncMilestones(store: Store, events: SettlementEvents, now
     await store.saveMilestone(next);
     events.emit({ kind: "milestone", roomId: contract.roomId, contractId: contract.id, milestone: next });
   }
+}
+
+/**
+ * Records a hold whose state changed, with its milestone in the same transaction when the change
+ * settles the milestone too; returns that milestone (to announce) or undefined.
+ */
+export async function recordHoldChange(store: Store, now: () => number, contract: Contract, hold: EscrowHold): Promise<Milestone | undefined> {
+  const milestone = contract.milestones.find((m) => m.lineItemId === hold.lineItemId);
+  const next = milestone && milestoneAfterHold(milestone, hold);
+  if (next) {
+    next.updatedAtMs = BigInt(now());
+    await store.recordSettlementOutcome({ hold, milestone: next });
+  } else {
+    await store.recordHoldResult(hold);
+  }
+  return next;
 }
 
 /**
@@ -44,14 +60,7 @@ export async function squareHoldsWithRail(store: Store, rail: PaymentRail, event
     if (!updated) continue;
     updated.updatedAtMs = BigInt(now());
     log.info({ contractId: contract.id, holdId: hold.id, status: view.status }, "hold settled at the rail without its record; recording it");
-    const milestone = contract.milestones.find((m) => m.lineItemId === hold.lineItemId);
-    const next = milestone && milestoneAfterHold(milestone, updated);
-    if (next) {
-      next.updatedAtMs = BigInt(now());
-      await store.recordSettlementOutcome({ hold: updated, milestone: next });
-    } else {
-      await store.recordHoldResult(updated);
-    }
+    const next = await recordHoldChange(store, now, contract, updated);
     events.emit({ kind: "hold", roomId: contract.roomId, contractId: contract.id, hold: updated });
     if (next) events.emit({ kind: "milestone", roomId: contract.roomId, contractId: contract.id, milestone: next });
   }
