@@ -82,6 +82,8 @@ export class RoomEventLog {
   /** Seq of the newest event dropped from `buffer` (or gone before a restart); 0n when none. */
   private droppedThrough: bigint;
   private readonly subscribers = new Set<Subscriber>();
+  /** Per user, the seq their history starts after (see startHistoryAt); absent: the whole log. */
+  private readonly historyFloors = new Map<string, bigint>();
   private readonly delivered: ((event: PanelEvent, readers: number) => void) | undefined;
   private closed: Error | undefined;
 
@@ -139,8 +141,17 @@ export class RoomEventLog {
     return start > 0 ? this.buffer[start - 1]!.seq : this.droppedThrough;
   }
 
+  /**
+   * From now on `userId` sees only events after `afterSeq`: someone who joins a reused room code
+   * while one of the earlier pair stays gets none of that pair's history.
+   */
+  startHistoryAt(userId: string, afterSeq: bigint): void {
+    this.historyFloors.set(userId, afterSeq);
+  }
+
   /** Events after `afterSeq` visible to `userId`, oldest first, from what is still held. */
-  since(afterSeq: bigint, userId: string): PanelEvent[] {
+  since(requestedAfterSeq: bigint, userId: string): PanelEvent[] {
+    const afterSeq = this.historyFloorFor(userId, requestedAfterSeq);
     const start = this.buffer.length - this.options.capacity;
     const out: PanelEvent[] = [];
     for (let i = Math.max(0, start); i < this.buffer.length; i++) {
@@ -155,7 +166,8 @@ export class RoomEventLog {
    * longer held, then the held events it may see. A reader starting from 0 asked only for what
    * is held, so it gets no gap.
    */
-  private backlog(afterSeq: bigint, userId: string): PanelEvent[] {
+  private backlog(requestedAfterSeq: bigint, userId: string): PanelEvent[] {
+    const afterSeq = this.historyFloorFor(userId, requestedAfterSeq);
     const held = this.since(afterSeq, userId);
     const missing = this.trimmedThroughSeq;
     if (afterSeq === 0n || afterSeq >= missing) return held;
@@ -212,6 +224,12 @@ export class RoomEventLog {
     return () => {
       this.subscribers.delete(sub);
     };
+  }
+
+  /** `afterSeq`, raised to where `userId`'s history starts. */
+  private historyFloorFor(userId: string, afterSeq: bigint): bigint {
+    const floor = this.historyFloors.get(userId) ?? 0n;
+    return afterSeq > floor ? afterSeq : floor;
   }
 
   /** Number of live subscribers. */

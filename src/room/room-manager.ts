@@ -87,12 +87,19 @@ export class RoomManager {
     if (room.inviteCode !== undefined && room.inviteCode !== inviteCode && !room.has(userId) && !this.isPairMember(roomId, userId)) {
       throw new PermissionDeniedError("this room needs a valid invite code");
     }
+    // A stranger joining a live room whose earlier pair has one member left starts a new pair:
+    // the earlier pair's history stays theirs (and after a restart, the new pair's log starts here).
+    const pair = this.pairs.get(roomId);
+    const newPair = !room.has(userId) && room.size === 1 && !this.isPairMember(roomId, userId) && [...(pair ?? [])].some((id) => !room.has(id));
+    const historyAfterSeq = room.events.latestSeq;
+    if (newPair) room.startNewPair(userId);
     try {
       room.join(userId, profile);
     } catch (err) {
       if (room.size === 0) await this.drop(room);
       throw err;
     }
+    if (newPair) await this.recordNewPair(room, userId, historyAfterSeq);
     this.pairs.get(roomId)?.add(userId);
     // Membership decides who gets this history back after a restart; a lost write errs towards
     // privacy (the member would start an empty room), so it does not fail the join.
@@ -188,6 +195,19 @@ export class RoomManager {
     } finally {
       this.creating.delete(roomId);
     }
+  }
+
+  /** Records a new pair on a live room: its history starts after `historyAfterSeq`, after a restart too. */
+  private async recordNewPair(room: Room, newcomerUserId: string, historyAfterSeq: bigint): Promise<void> {
+    const stayers = room.status().participants.map((p) => p.userId).filter((id) => id !== newcomerUserId);
+    this.pairs.set(room.id, new Set(stayers));
+    const atMs = this.now();
+    await this.store
+      .startRoom({ roomId: room.id, inviteCode: room.inviteCode ?? "", historyAfterSeq, atMs })
+      .then(async () => {
+        for (const userId of stayers) await this.store.addRoomMember(room.id, userId, atMs);
+      })
+      .catch((err: unknown) => this.log.error({ err, roomId: room.id }, "new pair not recorded"));
   }
 
   /** Marks members as gone from the room's pair in the store; a failed write is logged. */

@@ -211,6 +211,21 @@ export class Room {
     this.broadcastStatus();
   }
 
+  /**
+   * A new pair starts on this room while one of the earlier pair stays: `newcomerUserId` sees
+   * nothing from before, and no agent carries the earlier pair's talk into the new deal.
+   */
+  startNewPair(newcomerUserId: string): void {
+    this.events.startHistoryAt(newcomerUserId, this.events.latestSeq);
+    this.restoredConversation.length = 0;
+    for (const member of this.members.values()) member.transcript = [];
+    // The earlier pair's deal stays in the store for its parties (ContractService), not in GetRoom.
+    if (!this.negotiation) {
+      this.lastNegotiation = undefined;
+      this.contract = undefined;
+    }
+  }
+
   /** Removes a member and stops their services; the room is unpaired. */
   async leave(userId: string): Promise<void> {
     const member = this.members.get(userId);

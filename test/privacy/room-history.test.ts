@@ -79,6 +79,32 @@ describe("a reused room code", () => {
     await leaveAll(stranger);
   });
 
+  it("gives a stranger who joins while one of the pair stays none of that pair's history", async () => {
+    const { provider, client, contract } = await driveDeal(t, "pv-stay");
+    people.push(provider, client);
+    const history = privateEvents(provider.panel.events).map((e) => e.seq);
+    expect(history.length).toBeGreaterThan(0);
+    await client.panel.stop();
+    await client.room.leaveRoom({});
+
+    const stranger = await person("pv-stay", { displayName: "Mallory", role: PartyRole.CLIENT });
+    await stranger.panel.waitFor((e) => e.event.case === "roomStatus" && e.event.value.participants.length === 2, "the new pair's room status");
+    expect(privateEvents(stranger.panel.events)).toEqual([]);
+    const resumed = recordPanel(stranger.room, "pv-stay", 0n);
+    // The newest status (with the stranger in it) comes after anything older the log would give.
+    const joinedStatus = (e: PanelEvent) => e.event.case === "roomStatus" && e.event.value.participants.some((p) => p.userId === stranger.userId);
+    await resumed.waitFor(joinedStatus, "the new pair's status on a resume from 0");
+    await resumed.stop();
+    expect(privateEvents(resumed.events)).toEqual([]);
+    const got = await stranger.room.getRoom({});
+    expect(got.contract).toBeUndefined();
+    expect(got.negotiation).toBeUndefined();
+    await expectCode(() => stranger.contracts.getContract({ contractId: contract.id }), Code.PermissionDenied);
+    // The one who stayed keeps their own history in the live room and their contract.
+    expect((await provider.contracts.getContract({ contractId: contract.id })).contract?.id).toBe(contract.id);
+    await leaveAll(stranger, provider);
+  });
+
   it("gives a member of the pair their history back when they return", async () => {
     const { provider, client, contract } = await driveDeal(t, "pv-return");
     people.push(provider, client);
