@@ -128,6 +128,8 @@ export class Room {
   private destroyed = false;
   /** The final transcripts of the room's earlier life (restored from its log): each member who joins gets them. */
   private readonly restoredConversation: TranscriptEntry[] = [];
+  /** Parties of contracts an earlier pair on this room made, by contract id (see startNewPair). */
+  private readonly earlierPairContracts = new Map<string, string[]>();
   /** True while the room replays its restored log into the trigger: nothing it hears there is news. */
   private restoring = false;
   /** Last time anyone did anything here, for idle eviction. */
@@ -219,8 +221,10 @@ export class Room {
     this.events.startHistoryAt(newcomerUserId, this.events.latestSeq);
     this.restoredConversation.length = 0;
     for (const member of this.members.values()) member.transcript = [];
-    // The earlier pair's deal stays in the store for its parties (ContractService), not in GetRoom.
+    // The earlier pair's deal stays in the store for its parties (ContractService), not in GetRoom;
+    // its later money events (a milestone settled) reach only its parties.
     if (!this.negotiation) {
+      if (this.contract) this.earlierPairContracts.set(this.contract.id, this.contract.parties.map((p) => p.userId));
       this.lastNegotiation = undefined;
       this.contract = undefined;
     }
@@ -452,6 +456,11 @@ export class Room {
   publish(init: PanelEventInit): void {
     if (init.event.case === "contract") {
       if (this.contract?.id === init.event.value.id) this.contract = init.event.value;
+    }
+    const parties = this.earlierPairContracts.get(contractIdOf(init) ?? "");
+    if (parties && !init.visibleToUserId) {
+      for (const userId of parties) if (this.members.has(userId)) this.emit({ ...init, visibleToUserId: userId });
+      return;
     }
     this.emit(init);
   }
@@ -776,4 +785,20 @@ function mergeConversation(lists: TranscriptEntry[][]): TranscriptEntry[] {
   const byId = new Map<string, TranscriptEntry>();
   for (const list of lists) for (const e of list) byId.set(e.id, e);
   return [...byId.values()].sort((x, y) => Number(x.receivedAtMs - y.receivedAtMs));
+}
+
+/** The contract a published money event is about, if any. */
+function contractIdOf(init: PanelEventInit): string | undefined {
+  const e = init.event;
+  switch (e.case) {
+    case "contract":
+      return e.value.id;
+    case "payment":
+    case "escrowHold":
+    case "milestone":
+    case "executionStep":
+      return e.value.contractId;
+    default:
+      return undefined;
+  }
 }

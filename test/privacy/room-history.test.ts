@@ -1,8 +1,10 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { create } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PaymentSchema } from "../../gen/handshake/v1/deal_pb.js";
 import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
@@ -102,6 +104,14 @@ describe("a reused room code", () => {
     await expectCode(() => stranger.contracts.getContract({ contractId: contract.id }), Code.PermissionDenied);
     // The one who stayed keeps their own history in the live room and their contract.
     expect((await provider.contracts.getContract({ contractId: contract.id })).contract?.id).toBe(contract.id);
+    // A later money event of the earlier pair's contract (as settlement publishes one) reaches its
+    // party, not the stranger.
+    t.app.deps.rooms.publish("pv-stay", { event: { case: "payment", value: create(PaymentSchema, { id: "pay_later", contractId: contract.id }) } });
+    await provider.panel.waitFor((e) => e.event.case === "payment" && e.event.value.id === "pay_later", "the earlier pair's payment event");
+    // Events come in order: once the stranger has a line said after it, the payment would be there.
+    await stranger.say("hello there");
+    await stranger.panel.waitFor((e) => e.event.case === "transcript" && e.event.value.text === "hello there", "the stranger's own line");
+    expect(stranger.panel.events.some((e) => e.event.case === "payment")).toBe(false);
     await leaveAll(stranger, provider);
   });
 
