@@ -11,7 +11,7 @@ import type { CallScopes, MemberScope, SessionScope } from "./call-scope.js";
 import { rawStreamKey } from "./raw-stream.js";
 import { peerAddressKey } from "./connection-guard.js";
 import type { ServerDeps } from "./deps.js";
-import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId, newRoomId } from "./validate.js";
+import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId, newRoomId, withServerStripeIds } from "./validate.js";
 
 /** Frames per SendAudio call. */
 const MAX_FRAMES_PER_SEND = 50;
@@ -56,7 +56,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
       await rooms.checkJoin(roomId, userId, inviteCode, { address: ctx.values.get(peerAddressKey) });
       // One transaction, so a full disk leaves no user without a profile behind.
       if (req.userToken === "" || !(await store.getUser(userId))) await store.createUserWithProfile({ id: userId, createdAtMs: Date.now() }, profile);
-      else await store.saveProfile(userId, profile);
+      else await store.saveProfile(userId, withServerStripeIds(profile, await store.getProfile(userId)));
       const room = await rooms.join(roomId, userId, profile, inviteCode);
       // A join (a new member, or a reloaded page joining again) starts its browser audio afresh.
       browserAudio.forget(room, userId);
@@ -87,7 +87,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     async setProfile(req, ctx) {
       const { room, userId } = memberRoom(ctx);
       const profile = checkProfile(req.profile, config.limits.maxAmountMinor);
-      await store.saveProfile(userId, profile);
+      await store.saveProfile(userId, withServerStripeIds(profile, await store.getProfile(userId)));
       room.setProfile(userId, profile);
       return { profile: { ...profile, monzoAccessToken: "" } };
     },

@@ -128,15 +128,30 @@ export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bi
     checkText(doc.title, `profile.context_documents[${i}].title`, 1, 200);
     checkText(doc.text, `profile.context_documents[${i}].text`, 0, 20_000, true);
   });
-  const ids: [string, string, RegExp][] = [
-    [profile.stripeAccountId, "profile.stripe_account_id", /^acct_[A-Za-z0-9]{1,64}$/],
-    [profile.stripeCustomerId, "profile.stripe_customer_id", /^cus_[A-Za-z0-9]{1,64}$/],
-    [profile.stripePaymentMethodId, "profile.stripe_payment_method_id", /^pm_[A-Za-z0-9_]{1,64}$/],
+  // Stripe customers, payment methods and connected accounts are created and bound to a user by
+  // the server (DESIGN.md): a client naming one could have another person's card charged.
+  const stripeIds: [string, string][] = [
+    [profile.stripeAccountId, "profile.stripe_account_id"],
+    [profile.stripeCustomerId, "profile.stripe_customer_id"],
+    [profile.stripePaymentMethodId, "profile.stripe_payment_method_id"],
   ];
-  for (const [value, field, pattern] of ids) {
-    if (value !== "" && !pattern.test(value)) throw new InvalidArgumentError(`${field} is not a valid Stripe id`);
+  for (const [value, field] of stripeIds) {
+    if (value !== "") throw new InvalidArgumentError(`${field} may not be set: Stripe ids are created by the server`);
   }
   checkText(profile.monzoAccessToken, "profile.monzo_access_token", 0, 2000);
   profile.displayName = profile.displayName.trim();
   return profile;
+}
+
+/**
+ * The profile to store for a request's (checked) profile: the Stripe ids the server bound to the
+ * user earlier are kept, since a request can never carry them (see `checkProfile`).
+ */
+export function withServerStripeIds(profile: AgentProfile, stored: AgentProfile | undefined): AgentProfile {
+  return {
+    ...profile,
+    stripeAccountId: stored?.stripeAccountId ?? "",
+    stripeCustomerId: stored?.stripeCustomerId ?? "",
+    stripePaymentMethodId: stored?.stripePaymentMethodId ?? "",
+  };
 }

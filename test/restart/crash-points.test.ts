@@ -20,6 +20,7 @@ import { sha256Hex } from "../support/hash.js";
 import { startFakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
 import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { draftedContract } from "../support/restart.js";
+import { bindStripeIds } from "../support/stripe-ids.js";
 
 // Each test kills the server at one exact write of a deal (HANDSHAKE_KILL_WRITES names the store
 // method, HANDSHAKE_KILL_AT_WRITE its count; see src/store/kill-point.ts), restarts it on the same
@@ -137,14 +138,13 @@ describe("a SIGKILL at one exact write of a deal, then a restart", () => {
     cleanups.push(() => fake.close());
     const dir = await dataDir();
     const env = { PAYMENT_RAIL: "stripe", STRIPE_SECRET_KEY: "sk_test_x", STRIPE_API_BASE: fake.url };
-    const deal = {
-      ...roofDeal,
-      provider: { ...roofDeal.provider, stripeAccountId: "acct_test1" },
-      client: { ...roofDeal.client, stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" },
-    };
+    const deal = roofDeal;
     const first = await server(dir, env);
     const provider = await joinRoom(first.baseUrl, "crash-stripe-release", deal.provider);
     const client = await joinRoom(first.baseUrl, "crash-stripe-release", deal.client);
+    // Bound by the server (requests may not name Stripe ids), before the contract is carried out.
+    bindStripeIds(dir, provider.userId, { stripeAccountId: "acct_test1" });
+    bindStripeIds(dir, client.userId, { stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" });
     await deal.talk(provider, client);
     const drafted = await draftedContract(provider);
     await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });

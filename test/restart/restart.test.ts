@@ -22,6 +22,7 @@ import { grpcTransport, startTestApp, type TestApp } from "../support/app.js";
 import { startFakeStripe, type FakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
 import { sha256Hex } from "../support/hash.js";
 import { draftedContract, joinRoom, roofDeal, startChildServer, startGate, type ChildServer, type Gate, type Person } from "../support/restart.js";
+import { bindStripeIds } from "../support/stripe-ids.js";
 
 type ProfileInit = MessageInitShape<typeof AgentProfileSchema>;
 
@@ -43,6 +44,12 @@ async function testApp(dataDir: string, env: Record<string, string> = {}): Promi
   const app = await startTestApp({ ...NEGOTIATION_ENV, ...env }, dataDir);
   cleanups.push(() => app.close());
   return app;
+}
+
+/** The Stripe ids the server would have bound (requests may not name them): the payee's account, the payer's card. */
+function bindTestStripeIds(dataDir: string, provider: Person, client: Person): void {
+  bindStripeIds(dataDir, provider.userId, { stripeAccountId: "acct_test1" });
+  bindStripeIds(dataDir, client.userId, { stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" });
 }
 
 /** Ends a person's panel stream; its server may already be gone. */
@@ -186,14 +193,15 @@ describe("restarting the server", () => {
       cleanups.push(() => gate.close());
       const dataDir = await tempDir();
       const env = { ...NEGOTIATION_ENV, DATA_DIR: dataDir, PAYMENT_RAIL: "stripe", STRIPE_SECRET_KEY: "sk_test_x", STRIPE_API_BASE: gate.url };
-      const providerProfile = { ...roofer, stripeAccountId: "acct_test1" };
-      const clientProfile = { ...omar, stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" };
+      const providerProfile = roofer;
+      const clientProfile = omar;
 
       // The first PaymentIntent create is left hanging: the process is mid-call when it dies.
       fake.hangNext(isCreate, { afterExecuting });
       const first = await childServer(env);
       const provider = await joinRoom(first.baseUrl, "restart-kill", providerProfile);
       const client = await joinRoom(first.baseUrl, "restart-kill", clientProfile);
+      bindTestStripeIds(dataDir, provider, client);
       await talkRoofDeal(provider, client);
       const drafted = await draftedContract(provider);
       const { callout, repair } = roofItems(drafted);
@@ -265,12 +273,13 @@ describe("restarting the server", () => {
       cleanups.push(() => fake.close());
       const dataDir = await tempDir();
       const env = { ...NEGOTIATION_ENV, DATA_DIR: dataDir, PAYMENT_RAIL: "stripe", STRIPE_SECRET_KEY: "sk_test_x", STRIPE_API_BASE: fake.url };
-      const providerProfile = { ...roofer, stripeAccountId: "acct_test1" };
-      const clientProfile = { ...omar, stripeCustomerId: "cus_test1", stripePaymentMethodId: "pm_card_visa" };
+      const providerProfile = roofer;
+      const clientProfile = omar;
 
       const first = await childServer(env);
       const provider = await joinRoom(first.baseUrl, "restart-capture", providerProfile);
       const client = await joinRoom(first.baseUrl, "restart-capture", clientProfile);
+      bindTestStripeIds(dataDir, provider, client);
       await talkRoofDeal(provider, client);
       const drafted = await draftedContract(provider);
       const { repair } = roofItems(drafted);

@@ -249,9 +249,9 @@ const badProfiles: [string, MessageInitShape<typeof AgentProfileSchema>][] = [
   ["a rate over MAX_AMOUNT_MINOR", { rates: [rate(MAX_AMOUNT_MINOR + 1n)] }],
   ["a rate with unit 99", { rates: [{ description: "work", amountMinor: 100n, unit: 99 as RateUnit }] }],
   ["experience of 81 years", { experienceYears: 81 }],
-  ["a bad Stripe account id", { stripeAccountId: "acct_!!" }],
-  ["a bad Stripe customer id", { stripeCustomerId: "cust_123" }],
-  ["a bad Stripe payment method id", { stripePaymentMethodId: "card_123" }],
+  ["a Stripe account id (the server creates those)", { stripeAccountId: "acct_123" }],
+  ["a Stripe customer id (the server creates those)", { stripeCustomerId: "cus_123" }],
+  ["a Stripe payment method id (the server creates those)", { stripePaymentMethodId: "pm_card_visa" }],
   ["11 context documents", { contextDocuments: Array.from({ length: 11 }, () => ({ title: "doc", text: "x" })) }],
   ["4001 characters of instructions", { customInstructions: "i".repeat(4001) }],
 ];

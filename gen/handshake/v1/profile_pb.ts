@@ -166,21 +166,22 @@ export type AgentProfile = Message<"handshake.v1.AgentProfile"> & {
   contextDocuments: ContextDocument[];
 
   /**
-   * Stripe connected account that receives this person's payouts (acct_…); used when they are the payee.
+   * Stripe connected account that receives this person's payouts (acct_…). Created and bound by the
+   * server only: a request that sets it is refused (INVALID_ARGUMENT); never returned.
    *
    * @generated from field: string stripe_account_id = 13;
    */
   stripeAccountId: string;
 
   /**
-   * Stripe customer charged when this person pays (cus_…).
+   * Stripe customer charged when this person pays (cus_…). Server-bound only, like stripe_account_id.
    *
    * @generated from field: string stripe_customer_id = 14;
    */
   stripeCustomerId: string;
 
   /**
-   * Saved Stripe payment method used when this person pays (pm_…).
+   * Saved Stripe payment method used when this person pays (pm_…). Server-bound only, like stripe_account_id.
    *
    * @generated from field: string stripe_payment_method_id = 15;
    */
