@@ -68,6 +68,8 @@ export interface Config {
   monzoApiBase: string;
   /** Folder of the browser app served at "/"; default clients/web/dist when it exists. */
   webRoot: string;
+  /** Prometheus metrics on `GET /metrics` of the server's port (METRICS). */
+  metrics: boolean;
 }
 
 /**
@@ -255,6 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     monzoApiBase: url(env, "MONZO_API_BASE", "https://api.monzo.com"),
     webRoot: str(env, "WEB_ROOT", ""),
+    metrics: bool(env, "METRICS", true),
   };
   if (config.connections.httpHeadersTimeoutMs > config.connections.httpRequestTimeoutMs) {
     throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not be longer than HTTP_REQUEST_TIMEOUT_MS");

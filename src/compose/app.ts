@@ -11,6 +11,7 @@ import { RoomManager } from "../room/room-manager.js";
 import type { RoomStages } from "../room/room.js";
 import { buildServer, type HandshakeServer } from "../server/server.js";
 import type { ServerDeps } from "../server/deps.js";
+import { createServerMetrics } from "../server/metrics.js";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError } from "../events/event-log.js";
@@ -44,6 +45,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   const desk = createContractDesk({ store, drafter: engines.drafter ?? createTemplateDrafter(), log });
 
   let rooms: RoomManager | undefined;
+  // Read at each scrape, so it may be made before the room manager it reads.
+  const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
   const stages: RoomStages = {
     createTrigger: ({ keyword, requireBoth, onTrigger, onRefused }) =>
       createTriggerDetector({
@@ -105,6 +108,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     audio: engines.audioInput,
     httpEndpoints: engines.httpEndpoints,
     webRoot: engines.webRoot,
+    ...(metrics ? { metrics } : {}),
   };
   const server = buildServer(deps);
   const port = await server.listen(config.port, config.host);

@@ -7,6 +7,7 @@ import type { RoomManager } from "../room/room-manager.js";
 import type { RecognisedSpeech } from "../room/room.js";
 import type { Store } from "../store/store.js";
 import type { ConnectionLimits } from "./connection-guard.js";
+import type { ServerMetrics } from "./metrics.js";
 
 /**
  * Checks of audio input at the boundary (src/audio, src/speech). Each throws a named input error.
@@ -53,4 +54,6 @@ export interface ServerDeps {
   httpEndpoints: Map<string, RawHttpHandler>;
   /** Folder of the browser app's static files, served at "/"; undefined to serve none. */
   webRoot: string | undefined;
+  /** RPC and stage metrics, served on `GET /metrics`; undefined when METRICS=off. */
+  metrics?: ServerMetrics;
 }

@@ -1,8 +1,9 @@
-import { Code, type ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { Code, createContextKey, type ConnectError, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { callerKey, type CallScopes, type MemberScope } from "./call-scope.js";
 import { toConnectError } from "./errors.js";
 import type { FastPathHooks } from "./grpc-h2/raw-grpc-call.js";
+import type { ServerMetrics } from "./metrics.js";
 
 /**
  * The cross-cutting rules of every call: authentication and the per-call log line. connect-node
@@ -58,6 +59,11 @@ export function logCall(log: Logger, call: CallRecord): void {
   );
 }
 
+/** Records a served call in the metrics (when on) beside its log line: the same record, both paths. */
+function observeCall(metrics: ServerMetrics | undefined, call: CallRecord): void {
+  metrics?.callEnded(call.path, call.method, call.status ? Code[call.status.code] : "OK", call.durationMs);
+}
+
 /** Verifies `authorization: Bearer …` on every non-public method and stores the caller. */
 export function createAuthInterceptor(scopes: CallScopes): Interceptor {
   return (next) => async (req) => {
@@ -66,15 +72,22 @@ export function createAuthInterceptor(scopes: CallScopes): Interceptor {
   };
 }
 
-/** One log line per RPC served by connect-node, and domain errors mapped to codes (errors.ts). */
-export function createLoggingInterceptor(log: Logger): Interceptor {
+/**
+ * One log line per RPC served by connect-node, and domain errors mapped to codes (errors.ts);
+ * with `metrics`, the same call counted and timed, and its stream counted while open.
+ */
+export function createLoggingInterceptor(log: Logger, metrics?: ServerMetrics): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
     const method = `${req.service.typeName}/${req.method.name}`;
+    const closeStream = metrics && req.method.methodKind !== "unary" ? metrics.streamOpened("connect", method) : undefined;
     const done = (err: unknown): ConnectError | undefined => {
+      closeStream?.();
       const status = err === undefined ? undefined : toConnectError(err, log);
       const aborted = req.signal.aborted && status?.code === Code.Canceled;
-      logCall(log, { path: "connect", method, values: req.contextValues, status, durationMs: performance.now() - started, aborted });
+      const call: CallRecord = { path: "connect", method, values: req.contextValues, status, durationMs: performance.now() - started, aborted };
+      logCall(log, call);
+      observeCall(metrics, call);
       return status;
     };
     let res;
@@ -95,6 +108,9 @@ export function createLoggingInterceptor(log: Logger): Interceptor {
           yield* messages;
         } catch (err) {
           throw done(err);
+        } finally {
+          // A response that connect-node stops reading (return(), not throw) still closes its stream.
+          closeStream?.();
         }
         done(undefined);
       })(),
@@ -102,18 +118,28 @@ export function createLoggingInterceptor(log: Logger): Interceptor {
   };
 }
 
+/** Marks a fast-path call whose stream the metrics counted as open (authorized), so its end closes it. */
+const openStreamKey = createContextKey<(() => void) | undefined>(undefined, { description: "metrics stream slot" });
+
 /**
  * The fast path's counterpart of the interceptors above, for room streams: the same
  * authentication, then the caller's member scope (call-scope.ts), the same error mapping and the
  * same log line, marked `path: "grpc-h2"`.
  */
-export function createFastPathHooks(log: Logger, scopes: CallScopes): FastPathHooks<MemberScope> {
+export function createFastPathHooks(log: Logger, scopes: CallScopes, metrics?: ServerMetrics): FastPathHooks<MemberScope> {
   return {
     async authorize({ method, headers, values }) {
+      // Counted from here: a call refused before it (bad encoding, shutdown) never held a stream.
+      if (metrics) values.set(openStreamKey, metrics.streamOpened("grpc-h2", method));
       await authenticateCall(scopes, method, values, headers.authorization);
       return scopes.member(values);
     },
     toStatus: (err) => toConnectError(err, log),
-    ended: (call) => logCall(log, { path: "grpc-h2", ...call }),
+    ended: (end) => {
+      end.values.get(openStreamKey)?.();
+      const call: CallRecord = { path: "grpc-h2", ...end };
+      logCall(log, call);
+      observeCall(metrics, call);
+    },
   };
 }

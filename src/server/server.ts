@@ -72,7 +72,7 @@ export function createRoutes(deps: ServerDeps, scopes: CallScopes, shutdownSigna
 
 /** The interceptors every connect-node call passes, outermost first: the log line (and error mapping), then authentication. */
 export function createInterceptors(deps: ServerDeps, scopes: CallScopes): Interceptor[] {
-  return [createLoggingInterceptor(deps.log), createAuthInterceptor(scopes)];
+  return [createLoggingInterceptor(deps.log, deps.metrics), createAuthInterceptor(scopes)];
 }
 
 /**
@@ -107,7 +107,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
 
   // Native gRPC AudioStream and PanelStream calls skip connect-node (why: grpc-h2/routing.ts),
   // under the same rules: the hooks call call-scope.ts and interceptors.ts.
-  const fastPathOptions = { ...createFastPathHooks(log, scopes), maxMessageBytes: config.limits.maxMessageBytes, shutdownSignal: shutdown.signal };
+  const fastPathOptions = { ...createFastPathHooks(log, scopes, deps.metrics), maxMessageBytes: config.limits.maxMessageBytes, shutdownSignal: shutdown.signal };
   const fastPaths = new Map<string, FastPath>([
     [AUDIO_STREAM_PATH, createAudioFastPath(fastPathOptions, { scopes, audio: deps.audio })],
     [PANEL_STREAM_PATH, createPanelFastPath(fastPathOptions, { scopes, slowReaderGraceMs: config.rooms.slowReaderGraceMs })],
@@ -249,7 +249,7 @@ const CONTENT_TYPES: Record<string, string> = {
   ".wasm": "application/wasm",
 };
 
-/** Non-RPC HTTP: raw POST endpoints (webhooks) and the browser app's static files. */
+/** Non-RPC HTTP: `/metrics` (when on), raw POST endpoints (webhooks) and the browser app's static files. */
 async function serveHttp(
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
@@ -263,6 +263,11 @@ async function serveHttp(
   try {
     const pathname = decodedPath(url.pathname);
     if (pathname === undefined) return send(400, "bad request: malformed percent-encoding in the path");
+    if (url.pathname === "/metrics" && deps.metrics && (req.method === "GET" || req.method === "HEAD")) {
+      const body = await deps.metrics.render();
+      res.writeHead(200, { "content-type": deps.metrics.contentType, "cache-control": "no-store" });
+      return void (req.method === "HEAD" ? res.end() : res.end(body));
+    }
     const endpoint = deps.httpEndpoints.get(url.pathname);
     if (endpoint) {
       if (req.method !== "POST") return send(405, "method not allowed");
