@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import type { Logger } from "pino";
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import type { AgentFactory } from "../agents/agent.js";
-import type { Config } from "../config.js";
+import { ConfigError, type Config } from "../config.js";
 import type { ContractDrafter } from "../deal/contract-drafter.js";
 import { createContractExecutor, type ContractExecutor, type ExecutionEvent } from "../settlement/execution.js";
 import { createMilestoneService, type MilestoneService } from "../settlement/milestones.js";
@@ -12,7 +12,7 @@ import type { BankAccount } from "../payments/bank.js";
 import { createLedgerRail } from "../payments/ledger-rail.js";
 import { createMonzoBank } from "../payments/monzo.js";
 import type { PaymentRail } from "../payments/rail.js";
-import { createStripeRail } from "../payments/stripe-rail.js";
+import { checkStripeKey, createStripeRail, type StripeRailOptions } from "../payments/stripe-rail.js";
 import { createStripeWebhookHandler } from "../payments/stripe-webhook.js";
 import type { SpeechPcmConverter } from "../room/room.js";
 import type { AudioInput, RawHttpHandler } from "../server/deps.js";
@@ -47,14 +47,13 @@ export async function createEngines(config: Config, store: Store, log: Logger): 
   let publish: (roomId: string, init: PanelEventInit) => void = () => {};
   const onEvent = (event: ExecutionEvent) => publish(event.roomId, toPanelEvent(event));
 
-  const rail: PaymentRail =
-    config.payments.rail === "stripe"
-      ? createStripeRail({
-          secretKey: config.payments.stripeSecretKey,
-          ...(config.payments.stripeApiBase ? { apiBase: config.payments.stripeApiBase } : {}),
-          log,
-        })
-      : createLedgerRail(store);
+  const stripeOptions = {
+    secretKey: config.payments.stripeSecretKey,
+    ...(config.payments.stripeApiBase ? { apiBase: config.payments.stripeApiBase } : {}),
+    log,
+  };
+  if (config.payments.rail === "stripe") await checkStripeKeyAtStart(stripeOptions, log);
+  const rail: PaymentRail = config.payments.rail === "stripe" ? createStripeRail(stripeOptions) : createLedgerRail(store);
   const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, log });
   const milestones = createMilestoneService({ store, rail, onEvent, log });
 
@@ -98,6 +97,18 @@ export async function createEngines(config: Config, store: Store, log: Logger): 
       await speech.close();
     },
   };
+}
+
+/**
+ * Stops start-up (ConfigError, exit 2) when Stripe refuses STRIPE_SECRET_KEY (401) or forbids it
+ * the check (403), before anyone signs a contract it could not pay. Stripe unreachable is only
+ * warned about: payments stay pending and are retried, so a network blip must not keep us down.
+ */
+async function checkStripeKeyAtStart(options: StripeRailOptions, log: Logger): Promise<void> {
+  const check = await checkStripeKey(options);
+  if (check.ok) log.info({ livemode: check.livemode }, "stripe key checked");
+  else if (check.reason === "unreachable") log.warn({ reason: check.message }, "could not check STRIPE_SECRET_KEY at start");
+  else throw new ConfigError(check.message);
 }
 
 /** Wraps an execution event in the panel event of its room. */

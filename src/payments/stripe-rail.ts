@@ -20,6 +20,13 @@ export const MERCHANT_INITIATED_AUTH_MS = (4 * 24 + 18) * 60 * 60 * 1000;
  */
 export const TEST_MODE_PAYMENT_METHOD = "pm_card_visa";
 
+/**
+ * The Stripe API version every request is pinned to (the `Stripe-Version` header). Pinned in code,
+ * not left to the account's default, so a dashboard upgrade cannot change the shapes we read; it
+ * is the installed SDK's own version (typed as such), so upgrading `stripe` means a deliberate edit here.
+ */
+export const STRIPE_API_VERSION: Stripe.LatestApiVersion = "2026-10-28.endive";
+
 /** Options of the Stripe rail. */
 export interface StripeRailOptions {
   /** Platform secret key (`sk_test_…` / `sk_live_…`, env STRIPE_SECRET_KEY). Never logged. */
@@ -54,14 +61,7 @@ export interface StripeRailOptions {
 export function createStripeRail(options: StripeRailOptions): PaymentRail {
   const log = (options.log ?? silentLogger).child({ component: "stripe-rail" });
   const testMode = options.testMode ?? options.secretKey.startsWith("sk_test_");
-  const stripe = new Stripe(options.secretKey, {
-    ...endpoint(options),
-    maxNetworkRetries: options.maxNetworkRetries ?? 2,
-    timeout: options.timeoutMs ?? 30_000,
-    // Telemetry would write an id file under $HOME and report request timings to Stripe.
-    telemetry: false,
-    appInfo: { name: "handshake" },
-  });
+  const stripe = createStripeClient(options);
 
   function paymentMethodOf(request: RailRequest): string {
     if (request.payerPaymentMethodId) return request.payerPaymentMethodId;
@@ -175,6 +175,46 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
 
     status: (reference) => call("status", undefined, async () => toRailResult(await retrieve(reference))),
   };
+}
+
+/** The stripe-node client of the rail and of the start-up key check, pinned to `STRIPE_API_VERSION`. */
+function createStripeClient(options: StripeRailOptions): Stripe {
+  return new Stripe(options.secretKey, {
+    ...endpoint(options),
+    apiVersion: STRIPE_API_VERSION,
+    maxNetworkRetries: options.maxNetworkRetries ?? 2,
+    timeout: options.timeoutMs ?? 30_000,
+    // Telemetry would write an id file under $HOME and report request timings to Stripe.
+    telemetry: false,
+    appInfo: { name: "handshake" },
+  });
+}
+
+/** What the start-up check of STRIPE_SECRET_KEY found. */
+export type StripeKeyCheck =
+  | { ok: true; livemode: boolean }
+  | { ok: false; reason: "refused" | "forbidden" | "unreachable"; message: string };
+
+/**
+ * Checks the platform key at start with GET /v1/balance, a read any secret key and any restricted
+ * key with balance read access may make: a bad key stops the server before anyone signs a contract
+ * instead of failing their first payment. "unreachable" (network, 5xx) is for the caller to judge.
+ */
+export async function checkStripeKey(options: StripeRailOptions): Promise<StripeKeyCheck> {
+  const stripe = createStripeClient({ ...options, maxNetworkRetries: options.maxNetworkRetries ?? 1, timeoutMs: options.timeoutMs ?? 10_000 });
+  try {
+    const balance = await stripe.balance.retrieve();
+    return { ok: true, livemode: balance.livemode };
+  } catch (err) {
+    if (err instanceof Stripe.errors.StripeAuthenticationError) {
+      return { ok: false, reason: "refused", message: `Stripe refused STRIPE_SECRET_KEY (401: ${err.message}); set a valid sk_… or rk_… key` };
+    }
+    if (err instanceof Stripe.errors.StripePermissionError) {
+      return { ok: false, reason: "forbidden", message: `STRIPE_SECRET_KEY may not read the balance (403: ${err.message}); give the restricted key balance read access` };
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    return { ok: false, reason: "unreachable", message: `Could not check STRIPE_SECRET_KEY with Stripe: ${message}` };
+  }
 }
 
 /** When a hold lapses: the charge's `capture_before` if known, else creation + the merchant-initiated window. */

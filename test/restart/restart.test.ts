@@ -207,8 +207,10 @@ describe("restarting the server", () => {
       const { callout, repair } = roofItems(drafted);
       await provider.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
       await client.room.signContract({ contractId: drafted.id, textSha256: sha256Hex(drafted.text) });
-      await fake.waitForRequests(1);
-      const inFlight = fake.requests[0]!;
+      // The first request is the start-up check of the key; the first payment call follows it.
+      await fake.waitForRequests(2);
+      expect(fake.requests[0]).toMatchObject({ method: "GET", path: "/v1/balance" });
+      const inFlight = fake.requests[1]!;
       expect(isCreate(inFlight)).toBe(true);
       await first.stop("SIGKILL");
       expect(first.process.signalCode).toBe("SIGKILL");

@@ -69,7 +69,8 @@ export async function startGate(target: string): Promise<Gate> {
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       const go = () => forward(req, res, Buffer.concat(chunks));
-      if (paused) queued.push(go);
+      // The start-up key check is no payment: it passes, so a paused gate cannot hold start-up.
+      if (paused && !(req.method === "GET" && req.url === "/v1/balance")) queued.push(go);
       else go();
     });
   });

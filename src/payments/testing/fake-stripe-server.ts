@@ -10,7 +10,8 @@ import type { AddressInfo, Socket } from "node:net";
  * Magic values, like Stripe's test mode: payment method `pm_card_chargeDeclined` → 402
  * card_declined; `pm_card_chargeDeclinedInsufficientFunds` → 402 insufficient_funds;
  * destination `acct_unready` → 400 insufficient_capabilities_for_transfer; a destination not
- * starting with `acct_` → 400 "No such destination".
+ * starting with `acct_` → 400 "No such destination". Keys: `sk_test_…` and `rk_test_…` are
+ * accepted (any other → 401), `rk_test_denied…` is a restricted key without access (403).
  */
 export interface FakeStripe {
   /** e.g. http://127.0.0.1:54321 */
@@ -81,6 +82,9 @@ interface Answer {
   status: number;
   body: unknown;
 }
+
+/** Restricted test keys starting with this are granted nothing: every request is answered 403. */
+export const DENIED_KEY_PREFIX = "rk_test_denied";
 
 /** Visa's merchant-initiated authorisation window, which the fake reports as `capture_before`. */
 const MIT_WINDOW_SEC = (4 * 24 + 18) * 3600;
@@ -223,6 +227,10 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
 
   function route(method: string, path: string, p: Record<string, unknown>): Answer {
     if (method === "POST" && path === "/v1/payment_intents") return createIntent(p);
+    if (method === "GET" && path === "/v1/balance") {
+      const funds = [{ amount: 0, currency: "gbp", source_types: { card: 0 } }];
+      return { status: 200, body: { object: "balance", available: funds, pending: funds, livemode: false } };
+    }
     const m = /^\/v1\/payment_intents\/([^/]+)(?:\/(capture|cancel))?$/.exec(path);
     if (!m) return stripeError(404, { type: "invalid_request_error", message: `Unrecognized request URL (${method}: ${path}).` });
     const intent = intents.get(decodeURIComponent(m[1] ?? ""));
@@ -288,8 +296,19 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
           : { type: "api_error", message: "An unknown error occurred." };
       return { answer: stripeError(fault.status, error), replayed: false };
     }
-    if (!record.authorization?.startsWith("Bearer sk_test_")) {
+    const apiKey = record.authorization?.replace(/^Bearer /, "") ?? "";
+    if (!apiKey.startsWith("sk_test_") && !apiKey.startsWith("rk_test_")) {
       return { answer: stripeError(401, { type: "invalid_request_error", message: "Invalid API Key provided." }), replayed: false };
+    }
+    // A restricted key granted nothing: Stripe answers 403 for any endpoint it lacks access to.
+    if (apiKey.startsWith(DENIED_KEY_PREFIX)) {
+      return {
+        answer: stripeError(403, {
+          type: "invalid_request_error",
+          message: `The provided key '${apiKey.slice(0, 12)}***' does not have the required permissions for this endpoint on account 'acct_fake_platform'.`,
+        }),
+        replayed: false,
+      };
     }
     const key = record.idempotencyKey;
     if (method === "POST" && key) {
