@@ -70,8 +70,11 @@ async function person(roomId: string, name: string, role: string, maxAutoApprove
   page.on("pageerror", (err) => pageErrors.push(err.message));
   await page.goto(`${app.baseUrl}/?room=${roomId}`);
   await page.getByTestId("profile-name").fill(name);
-  await page.getByTestId("profile-role").selectOption(role);
-  if (maxAutoApprove) await page.getByTestId("profile-max-auto-approve").fill(maxAutoApprove);
+  await page.getByTestId(`profile-role-${role}`).check();
+  if (maxAutoApprove) {
+    await page.getByTestId("settings").locator("summary").click();
+    await page.getByTestId("profile-max-auto-approve").fill(maxAutoApprove);
+  }
   await page.getByTestId("join").click();
   await page.getByTestId("room-screen").waitFor();
   return page;
@@ -91,7 +94,8 @@ describe("browser app: mandates and declining", () => {
     await say(sam, "Four hundred and fifty pounds for the gutter repair.");
     await say(sam, "Handshake.");
 
-    const request = alex.getByTestId("approval");
+    // The prompt is a step of Alex's deal timeline.
+    const request = alex.locator('[data-testid="timeline"] [data-testid="approval"]');
     await request.waitFor();
     expect(await request.getAttribute("data-status")).toBe("PENDING");
     expect(await request.textContent()).toContain("Pay £450.00 to Sam for Gutter repair");
@@ -99,7 +103,8 @@ describe("browser app: mandates and declining", () => {
     await alex.getByTestId("approval-approve").click();
     await alex.locator('[data-testid="approval"][data-status="APPROVED"]').waitFor();
 
-    await alex.locator('[data-testid="contract"][data-status="AWAITING_SIGNATURES"]').waitFor();
+    // The contract opens in a sheet by itself, waiting for her signature.
+    await alex.locator('[data-testid="contract-sheet"][open] [data-testid="contract"][data-status="AWAITING_SIGNATURES"]').waitFor();
     expect(await alex.getByTestId("contract-total").textContent()).toBe("£450.00");
     await alex.getByTestId("decline-button").click();
     await alex.getByTestId("notices").getByText("Say why you decline").waitFor();
@@ -111,6 +116,7 @@ describe("browser app: mandates and declining", () => {
       expect(await page.getByTestId("declined-reason").textContent()).toContain("I found someone closer.");
       expect(await page.getByTestId("decline-form").count()).toBe(0);
       expect(await page.getByTestId("sign-button").count()).toBe(0);
+      await page.locator('[data-testid="timeline"] [data-kind="declined"]', { hasText: "I found someone closer." }).waitFor({ state: "attached" });
     }
     await alex.locator('[data-testid="trigger-state"] [data-armed="true"]').waitFor();
     expect(pageErrors).toEqual([]);

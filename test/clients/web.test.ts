@@ -25,6 +25,8 @@ let browser: Browser;
 const contexts: BrowserContext[] = [];
 /** Uncaught errors in any page; each test ends by checking there were none. */
 const pageErrors: string[] = [];
+/** Console warnings and errors and 404s in any page, checked by the deal test. */
+const consoleNoise: string[] = [];
 
 beforeAll(async () => {
   await buildWeb({ outDir: WEB_ROOT });
@@ -60,14 +62,30 @@ async function person(): Promise<Page> {
   contexts.push(context);
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(err.message));
+  page.on("console", (message) => {
+    if (message.type() === "warning" || message.type() === "error") consoleNoise.push(message.text());
+  });
+  page.on("response", (response) => {
+    if (response.status() === 404) consoleNoise.push(`404 ${response.url()}`);
+  });
   return page;
+}
+
+/** Screenshots `page` at desktop width, then at phone width, then back. */
+async function shots(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}-phone.png`), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
 }
 
 async function join(page: Page, roomId: string, profile: { name: string; role: string; trade?: string; maxAutoApprove?: string; rates?: string }): Promise<void> {
   await page.goto(`${t.baseUrl}/?room=${roomId}`);
   await page.getByTestId("setup-screen").waitFor();
   await page.getByTestId("profile-name").fill(profile.name);
-  await page.getByTestId("profile-role").selectOption(profile.role);
+  await page.getByTestId(`profile-role-${profile.role}`).check();
+  // Trade, rates and limits live in the settings sheet, closed by default.
+  if (profile.trade || profile.maxAutoApprove || profile.rates) await page.getByTestId("settings").locator("summary").click();
   if (profile.trade) await page.getByTestId("profile-trade").fill(profile.trade);
   if (profile.maxAutoApprove) await page.getByTestId("profile-max-auto-approve").fill(profile.maxAutoApprove);
   if (profile.rates) await page.getByTestId("profile-rates").fill(profile.rates);
@@ -89,6 +107,8 @@ describe("browser app", () => {
     try {
       await deal(roomId, plumber, homeowner);
       expect(pageErrors).toEqual([]);
+      // No favicon 404 and no invalid room-code pattern in the console.
+      expect(consoleNoise.filter((line) => /404|pattern/i.test(line))).toEqual([]);
     } catch (err) {
       // What each person saw when it failed, for the artifacts.
       await plumber.screenshot({ path: path.join(ARTIFACTS, "failed-plumber.png"), fullPage: true }).catch(() => undefined);
@@ -110,7 +130,7 @@ describe("browser app after a server restart", () => {
       for (const [page, name, role] of [[a, "Ada", "provider"], [b, "Bo", "client"]] as const) {
         await page.goto(`${base}/?room=${roomId}`);
         await page.getByTestId("profile-name").fill(name);
-        await page.getByTestId("profile-role").selectOption(role);
+        await page.getByTestId(`profile-role-${role}`).check();
         await page.getByTestId("join").click();
         await page.getByTestId("room-screen").waitFor();
       }
@@ -148,7 +168,7 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
 
     await plumber.goto(`${t.baseUrl}/?room=${roomId}`);
     await plumber.getByTestId("setup-screen").waitFor();
-    await plumber.screenshot({ path: path.join(ARTIFACTS, "1-setup.png"), fullPage: true });
+    await shots(plumber, "1-setup");
 
     await join(plumber, roomId, { name: "Sam Price", role: "provider", trade: "plumber", rates: "boiler repair: 120 per job" });
     await join(homeowner, roomId, { name: "Alex Morgan", role: "client", maxAutoApprove: "250" });
@@ -161,10 +181,17 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     await plumber.getByTestId("mute-toggle").waitFor({ state: "visible" });
     await homeowner.waitForFunction(() => Number((document.querySelector('[data-testid="peer-frames"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
     await plumber.waitForFunction(() => Number((document.querySelector('[data-testid="mic-frames"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
-    await homeowner.screenshot({ path: path.join(ARTIFACTS, "2-room-listening.png"), fullPage: true });
+    await shots(homeowner, "2-room-listening");
 
     // Both type their lines as on-device transcripts, in turn.
     const dialogue = await loadDialogue(DIALOGUE);
+    // Whether the timeline said the agents were at work: noted as it happens, as it may not last long.
+    await homeowner.evaluate(() => {
+      const seen = () => document.querySelector('[data-testid="timeline"] [data-testid="negotiating"]') !== null;
+      new MutationObserver(() => {
+        if (seen()) document.body.dataset.sawNegotiating = "true";
+      }).observe(document.body, { childList: true, subtree: true });
+    });
     for (const [index, line] of dialogue.entries()) {
       const speaker = line.speaker === "provider" ? plumber : homeowner;
       await speaker.getByTestId("say-input").fill(line.text);
@@ -187,8 +214,20 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     expect(hash).toBe(sha256Hex(text ?? ""));
     expect(await plumber.getByTestId("contract-hash").textContent()).toBe(hash);
     expect(await homeowner.getByTestId("contract-total").textContent()).toBe("£200.00");
+    // The timeline tells the deal in words: the trigger, the offers, the contract; no tool calls or step names.
+    expect(await homeowner.evaluate(() => document.body.dataset.sawNegotiating)).toBe("true");
+    await homeowner.getByTestId("close-contract").click();
+    const kinds = await homeowner.locator('[data-testid="timeline"] > li').evaluateAll((items) => items.map((li) => (li as HTMLElement).dataset.kind));
+    expect(kinds.slice(0, 2)).toEqual(["trigger", "round"]);
+    expect(kinds).toContain("contract");
+    const told = (await homeowner.getByTestId("timeline").textContent()) ?? "";
+    expect(told).toContain("made it a deal");
+    expect(told).toMatch(/agent (opened with|offered|countered with) £/);
+    expect(told).not.toMatch(/\b[a-z]+_[a-z_]+\b|\[|tool/);
+    await shots(homeowner, "3-timeline");
+    await homeowner.getByTestId("open-contract").click();
     await homeowner.getByTestId("contract-text").evaluate((pre) => (pre.parentElement as HTMLDetailsElement).open = true);
-    await homeowner.screenshot({ path: path.join(ARTIFACTS, "3-contract.png"), fullPage: true });
+    await shots(homeowner, "3-contract");
 
     // Both sign; both see the £120 payment and the £80 hold.
     await homeowner.getByTestId("sign-button").click();
@@ -198,8 +237,11 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
       await page.locator('[data-testid="payment"][data-status="succeeded"]', { hasText: "£120.00" }).waitFor();
       await page.locator('[data-testid="hold"][data-status="held"]', { hasText: "£80.00" }).waitFor();
       expect(await page.locator('[data-testid="signatures"] .signature').count()).toBe(2);
+      expect(await page.locator('[data-testid="timeline"] [data-kind="signature"]').count()).toBe(2);
+      await page.locator('[data-testid="timeline"] [data-kind="payment"]', { hasText: /paid (Sam Price|you) £120\.00/ }).waitFor({ state: "attached" });
+      await page.locator('[data-testid="timeline"] [data-kind="hold"]', { hasText: "£80.00 from" }).waitFor({ state: "attached" });
     }
-    await plumber.screenshot({ path: path.join(ARTIFACTS, "4-paid.png"), fullPage: true });
+    await shots(plumber, "4-paid");
 
     // The escrow milestone: the plumber proposes £65, the homeowner approves, £65 is paid out.
     await plumber.getByTestId("milestone-amount").fill("65");
@@ -208,8 +250,11 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     for (const page of [plumber, homeowner]) {
       await page.locator('[data-testid="milestone"][data-status="completed"]').waitFor();
       await page.locator('[data-testid="hold"][data-status="captured"]', { hasText: "£65.00 paid out" }).waitFor();
+      await page.locator('[data-testid="timeline"] [data-kind="hold"]', { hasText: /£65\.00 released to (Sam Price|you), £15\.00 back to/ }).waitFor({ state: "attached" });
     }
-    await homeowner.screenshot({ path: path.join(ARTIFACTS, "5-milestone.png"), fullPage: true });
+    await shots(homeowner, "5-milestone");
+    await homeowner.getByTestId("close-contract").click();
+    await shots(homeowner, "5-timeline-settled");
 
     // Saved contracts, from the homeowner's browser.
     await homeowner.goto(`${t.baseUrl}/?view=contracts`);

@@ -41,12 +41,6 @@ function errorText(err: unknown): string {
   return err instanceof ConnectError ? err.rawMessage : (err as Error).message;
 }
 
-function randomRoom(): string {
-  const words = ["oak", "elm", "fox", "owl", "bay", "sky", "ash", "ivy", "jay", "kite"];
-  const pick = () => words[Math.floor(Math.random() * words.length)] ?? "oak";
-  return `${pick()}-${pick()}-${Math.floor(1000 + Math.random() * 9000)}`;
-}
-
 function showSetup(message?: string): void {
   current?.view.stop();
   current?.session.close();
@@ -54,10 +48,19 @@ function showSetup(message?: string): void {
   const params = new URLSearchParams(location.search);
   const profile = loadSavedProfile();
   const fields = profileFields(profile);
-  const room = h("input", { name: "room", id: "room", "data-testid": "room-input", value: params.get("room") ?? "", placeholder: "e.g. oak-fox-1234", pattern: "[A-Za-z0-9_-]{1,64}", required: true });
-  const invite = h("input", { name: "invite", id: "invite", "data-testid": "invite-input", value: params.get("invite") ?? "", placeholder: "optional" });
+  // The `v`-flag pattern the browser compiles needs the "-" escaped inside the class.
+  const room = h("input", { name: "room", id: "room", "data-testid": "room-input", value: params.get("room") ?? "", placeholder: "e.g. kx7p-q2m9", pattern: "[A-Za-z0-9_\\-]{1,64}", autocomplete: "off", spellcheck: "false" });
+  const invite = h("input", { name: "invite", id: "invite", "data-testid": "invite-input", value: params.get("invite") ?? "", placeholder: "only for invite-only rooms" });
   const error = h("p", { class: "error", "data-testid": "setup-error", role: "alert" }, message ?? "");
   const join = h("button", { type: "submit", class: "primary", "data-testid": "join" }, "Join room");
+  const newRoom = h("button", { type: "submit", value: "new", "data-testid": "new-room" }, "New room");
+  const settings = h(
+    "details",
+    { class: "settings", "data-testid": "settings" },
+    h("summary", {}, "Settings", h("small", {}, " — your trade, rates, limits and escrow (defaults are fine)")),
+    fields.settings,
+    h("label", { class: "field" }, h("span", {}, "Invite code"), invite),
+  );
   const form = h(
     "form",
     {
@@ -66,6 +69,8 @@ function showSetup(message?: string): void {
       onsubmit: (event: Event) => {
         event.preventDefault();
         error.textContent = "";
+        // "New room" leaves the code empty: the server picks an unguessable one.
+        const fresh = (event as SubmitEvent).submitter === newRoom;
         let edited;
         try {
           edited = fields.read();
@@ -73,39 +78,64 @@ function showSetup(message?: string): void {
           error.textContent = (err as Error).message;
           return;
         }
-        const roomId = room.value.trim();
-        if (!ROOM_PATTERN.test(roomId)) {
-          error.textContent = "A room code is 1–64 letters, digits, - or _.";
+        const roomId = fresh ? "" : room.value.trim();
+        if (!fresh && !ROOM_PATTERN.test(roomId)) {
+          error.textContent = roomId === "" ? "Type the room code you were given, or start a new room." : "A room code is 1–64 letters, digits, - or _.";
+          room.focus();
           return;
         }
         saveProfile(edited);
-        join.disabled = true;
+        join.disabled = newRoom.disabled = true;
         // The AudioContext is made here, inside the click, so the browser lets it play.
         const audio = new AudioContext();
         enterRoom(roomId, invite.value.trim(), audio).catch((err: unknown) => {
-          join.disabled = false;
+          join.disabled = newRoom.disabled = false;
           void audio.close();
           error.textContent = `Could not join: ${errorText(err)}`;
         });
       },
     },
-    h("h2", {}, "Set up and join"),
-    fields.element,
-    h(
-      "fieldset",
-      {},
-      h("legend", {}, "Room"),
-      h("label", { class: "field" }, h("span", {}, "Room code"), h("div", { class: "inline" }, room, h("button", { type: "button", onclick: () => (room.value = randomRoom()) }, "New code"))),
-      h("label", { class: "field" }, h("span", {}, "Invite code"), invite),
-    ),
+    h("h2", {}, "Join a deal"),
+    fields.name,
+    h("label", { class: "field" }, h("span", {}, "Room code"), room),
+    fields.role,
+    settings,
     error,
-    join,
+    h("div", { class: "actions" }, join, h("span", { class: "muted" }, "or"), newRoom),
   );
   replace(app, form);
 }
 
+/** Asks the other tabs of this browser whether one of them is `userId` now; resolves true if so. */
+function identityInUse(userId: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), 150);
+    const onMessage = (event: MessageEvent<TabMessage>) => {
+      if (event.data.kind !== "mine" || event.data.userId !== userId) return;
+      clearTimeout(timer);
+      tabs.removeEventListener("message", onMessage);
+      resolve(true);
+    };
+    tabs.addEventListener("message", onMessage);
+    tabs.postMessage({ kind: "who", userId } satisfies TabMessage);
+  });
+}
+
+/** What tabs of this browser tell each other about who they are. */
+type TabMessage = { kind: "who"; userId: string } | { kind: "mine"; userId: string };
+const tabs = new BroadcastChannel("handshake.tabs");
+tabs.addEventListener("message", (event: MessageEvent<TabMessage>) => {
+  if (event.data.kind === "who" && current && event.data.userId === current.session.userId) tabs.postMessage({ kind: "mine", userId: current.session.userId } satisfies TabMessage);
+});
+
 async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext): Promise<void> {
   const profile = loadSavedProfile();
+  // A duplicated tab copies sessionStorage; if the tab it came from is still that person, this one starts as someone new.
+  let mine = identity(sessionStorage, TAB_TOKEN);
+  if (mine && (await identityInUse(mine.userId))) {
+    sessionStorage.removeItem(TAB_TOKEN);
+    mine = undefined;
+  }
   let view: RoomView | undefined;
   const pending: Parameters<RoomView["take"]>[0][] = [];
   const session = new RoomSession(
@@ -121,14 +151,14 @@ async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext
         view?.countPeerFrame(session.peerFrames);
       },
     },
-    { ...(identity(sessionStorage, TAB_TOKEN) ? { userToken: identity(sessionStorage, TAB_TOKEN)!.userToken } : {}), inviteCode },
+    { ...(mine ? { userToken: mine.userToken } : {}), inviteCode },
   );
   await session.join();
   const me = JSON.stringify({ userToken: session.userToken, userId: session.userId } satisfies Identity);
   sessionStorage.setItem(TAB_TOKEN, me);
   localStorage.setItem(DEVICE_TOKEN, me);
   const url = new URL(location.href);
-  url.search = new URLSearchParams({ room: roomId, ...(inviteCode ? { invite: inviteCode } : {}) }).toString();
+  url.search = new URLSearchParams({ room: session.roomId, ...(inviteCode ? { invite: inviteCode } : {}) }).toString();
   history.replaceState(null, "", url);
   view = new RoomView({
     session,

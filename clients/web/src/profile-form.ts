@@ -29,7 +29,8 @@ export function loadSavedProfile(): AgentProfile {
   // Escrow by default only for big items (over £500), as most people expect small jobs paid at once.
   return create(AgentProfileSchema, {
     currency: "GBP",
-    role: PartyRole.CLIENT,
+    // No role until the person answers the join screen's question.
+    role: PartyRole.UNSPECIFIED,
     style: NegotiationStyle.BALANCED,
     escrowPreference: EscrowPreference.ABOVE_THRESHOLD,
     escrowThresholdMinor: 50_000n,
@@ -83,13 +84,33 @@ function field(label: string, control: HTMLElement, hint?: string): HTMLElement 
   return h("label", { class: "field" }, h("span", {}, label), control, hint ? h("small", {}, hint) : undefined);
 }
 
-/** Builds the profile fields for `profile`; `read()` returns the edited profile or throws with what is wrong. */
-export function profileFields(profile: AgentProfile): { element: HTMLElement; read(): AgentProfile } {
+/** The profile's controls: name and role for the join screen, the rest for the settings sheet; `read()` returns the edited profile or throws with what is wrong. */
+export function profileFields(profile: AgentProfile): { name: HTMLElement; role: HTMLElement; settings: HTMLElement; read(): AgentProfile } {
   const input = (name: string, value: string | number, attrs: Record<string, string | number | boolean> = {}) =>
     h("input", { name, id: `profile-${name}`, "data-testid": `profile-${name}`, value: String(value), ...attrs });
-  const name = input("name", profile.displayName, { required: true, maxlength: 100, autocomplete: "name" });
-  const role = select("role", [["provider", "I provide the service (I get paid)"], ["client", "I need the service (I pay)"], ["unspecified", "Let the conversation decide"]],
-    profile.role === PartyRole.PROVIDER ? "provider" : profile.role === PartyRole.CLIENT ? "client" : "unspecified");
+  const name = input("name", profile.displayName, { required: true, maxlength: 100, autocomplete: "name", placeholder: "e.g. Sam Price" });
+  // One plain question instead of provider/client jargon; nothing is preselected for a newcomer.
+  const roleChoice = (value: "provider" | "client", label: string, hint: string) =>
+    h(
+      "label",
+      { class: "choice" },
+      h("input", {
+        type: "radio",
+        name: "role",
+        value,
+        required: true,
+        "data-testid": `profile-role-${value}`,
+        checked: (value === "provider" && profile.role === PartyRole.PROVIDER) || (value === "client" && profile.role === PartyRole.CLIENT),
+      }),
+      h("span", {}, h("strong", {}, label), h("small", {}, hint)),
+    );
+  const role = h(
+    "fieldset",
+    { class: "role", "data-testid": "profile-role" },
+    h("legend", {}, "Are you being paid, or paying?"),
+    roleChoice("provider", "I’m being paid", "I do the work or sell the thing"),
+    roleChoice("client", "I’m paying", "I need the work done or buy the thing"),
+  );
   const trade = input("trade", profile.trade, { maxlength: 100, placeholder: "e.g. plumber" });
   const experience = input("experience", profile.experienceYears, { type: "number", min: 0, max: 80 });
   const currency = select("currency", [["GBP", "GBP £"], ["EUR", "EUR €"], ["USD", "USD $"]], profile.currency || "GBP");
@@ -97,32 +118,32 @@ export function profileFields(profile: AgentProfile): { element: HTMLElement; re
   rates.value = ratesToText(profile);
   const style = select("style", [["balanced", "Balanced — concede steadily"], ["aggressive", "Firm — hold out until late"], ["conservative", "Easy-going — concede early"]],
     profile.style === NegotiationStyle.AGGRESSIVE ? "aggressive" : profile.style === NegotiationStyle.CONSERVATIVE ? "conservative" : "balanced");
-  const maxAuto = input("max-auto-approve", decimal(profile.maxAutoApproveMinor, profile.currency || "GBP"), { inputmode: "decimal", placeholder: "0 = never agree to pay" });
+  const maxAuto = input("max-auto-approve", decimal(profile.maxAutoApproveMinor, profile.currency || "GBP"), { inputmode: "decimal", placeholder: "0 = always ask me" });
   const escrow = select("escrow", [["above-threshold", "Hold large items in escrow"], ["always", "Hold every item in escrow"], ["never", "Pay at once"]],
     profile.escrowPreference === EscrowPreference.ALWAYS ? "always" : profile.escrowPreference === EscrowPreference.NEVER ? "never" : "above-threshold");
   const threshold = input("escrow-threshold", decimal(profile.escrowThresholdMinor, profile.currency || "GBP"), { inputmode: "decimal" });
   const instructions = h("textarea", { name: "instructions", id: "profile-instructions", "data-testid": "profile-instructions", rows: 2, maxlength: 4000, placeholder: "Anything your agent should know" });
   instructions.value = profile.customInstructions;
 
-  const element = h(
-    "fieldset",
+  const settings = h(
+    "div",
     { class: "profile" },
-    h("legend", {}, "Your agent"),
-    field("Name", name),
-    field("Role", role),
     field("Trade", trade),
     field("Years of experience", experience),
     field("Currency", currency),
     field("Usual rates", rates, "one per line: what: amount per hour|day|job|item"),
     field("Negotiation style", style),
-    field("Agree to pay without asking, up to", maxAuto),
+    field("Agree to pay without asking, up to", maxAuto, "above this your agent asks you first"),
     field("Escrow", escrow),
     field("Escrow items above", threshold),
     field("Instructions for your agent", instructions),
   );
+  const checkedRole = () => (role.querySelector("input:checked") as HTMLInputElement | null)?.value;
 
   return {
-    element,
+    name: field("Your name", name),
+    role,
+    settings,
     read() {
       const code = currency.value;
       const money = (value: string, what: string) => {
@@ -134,12 +155,13 @@ export function profileFields(profile: AgentProfile): { element: HTMLElement; re
         }
       };
       if (name.value.trim() === "") throw new Error("your name is needed");
+      if (!checkedRole()) throw new Error("say whether you are being paid or paying");
       const years = Number(experience.value || "0");
       if (!Number.isInteger(years) || years < 0 || years > 80) throw new Error("years of experience: a whole number from 0 to 80");
       return create(AgentProfileSchema, {
         ...profile,
         displayName: name.value.trim(),
-        role: role.value === "provider" ? PartyRole.PROVIDER : role.value === "client" ? PartyRole.CLIENT : PartyRole.UNSPECIFIED,
+        role: checkedRole() === "provider" ? PartyRole.PROVIDER : checkedRole() === "client" ? PartyRole.CLIENT : PartyRole.UNSPECIFIED,
         trade: trade.value.trim(),
         experienceYears: years,
         currency: code,

@@ -58,6 +58,8 @@ export class RoomSession {
   readonly room: Client<typeof RoomService>;
   readonly contracts: Client<typeof ContractService>;
   userId = "";
+  /** The room's code; empty until the server picks one when the page asked for a new room. */
+  roomId: string;
   userToken: string;
   sessionToken = "";
   /** Highest seq seen; the panel resumes after it. */
@@ -76,11 +78,12 @@ export class RoomSession {
 
   constructor(
     endpoint: Endpoint,
-    readonly roomId: string,
+    roomId: string,
     private profile: AgentProfile,
     private readonly handlers: RoomSessionHandlers,
     options: { userToken?: string; inviteCode?: string } = {},
   ) {
+    this.roomId = roomId;
     this.userToken = options.userToken ?? "";
     this.inviteCode = options.inviteCode ?? "";
     const auth: Interceptor = (next) => (req) => {
@@ -173,6 +176,8 @@ export class RoomSession {
   private async joinOnce(): Promise<JoinRoomResponse> {
     const joined = await this.room.joinRoom({ roomId: this.roomId, profile: this.profile, userToken: this.userToken, inviteCode: this.inviteCode });
     this.userId = joined.userId;
+    // An empty room id asked the server for a new room; later calls and rejoins use its code.
+    if (this.roomId === "" && joined.room?.roomId) this.roomId = joined.room.roomId;
     this.userToken = joined.userToken;
     this.sessionToken = joined.sessionToken;
     this.formatSent = false;

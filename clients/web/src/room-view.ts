@@ -1,5 +1,6 @@
 import { ConnectError } from "@connectrpc/connect";
 import {
+  ContractStatus,
   NegotiationStatus,
   type Contract,
   type EscrowHold,
@@ -17,9 +18,10 @@ import {
   type RoomStatus,
 } from "../../../gen/handshake/v1/events_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
-import { describeProposal, formatMoney, negotiationStatusText, roundActionText, sessionStatusText } from "../../shared/format.js";
+import { formatMoney, sessionStatusText } from "../../shared/format.js";
 import { startMic, PeerPlayer, type MicCapture } from "./audio.js";
 import { contractCard } from "./contract-view.js";
+import { negotiationWords, timelineEntries } from "./deal-timeline.js";
 import { h, replace } from "./dom.js";
 import type { LinkState, RoomSession } from "./room-session.js";
 
@@ -60,12 +62,15 @@ export class RoomView {
   private readonly transcriptList = h("ol", { class: "transcript", "data-testid": "transcript" });
   private readonly triggerBox = h("div", { class: "trigger", "data-testid": "trigger-state" });
   private readonly negotiationBox = h("div", { class: "negotiation", "data-testid": "negotiation" });
+  private readonly timeline = h("ol", { class: "timeline", "data-testid": "timeline", "aria-label": "What has happened in the deal" });
   private readonly agentBox = h("ol", { class: "agent", "data-testid": "agent-messages" });
   private readonly contractSlot = h("div", { "data-testid": "contract-slot" });
-  private readonly approvalBox = h("div", { class: "approvals", "data-testid": "approvals" });
+  /** The contract in a sheet over the room, opened when it arrives and from the timeline. */
+  private readonly sheet = h("dialog", { class: "sheet", "data-testid": "contract-sheet", "aria-label": "Contract" });
+  /** The contract the sheet last opened itself for, so it opens once per contract. */
+  private sheetOpenedFor = "";
   /** This person's approval requests by id, as last seen. */
   private readonly approvals = new Map<string, ApprovalRequest>();
-  private readonly activity = h("ol", { class: "activity", "data-testid": "activity" });
   private readonly notices = h("div", { class: "notices", "data-testid": "notices", "aria-live": "polite" });
   private readonly micButton = h("button", { class: "primary", "data-testid": "mic-toggle" }, "Start microphone");
   private readonly muteButton = h("button", { "data-testid": "mute-toggle", disabled: true }, "Mute");
@@ -128,16 +133,16 @@ export class RoomView {
         h(
           "div",
           { class: "col deal" },
-          h("h2", {}, "Deal"),
+          h("div", { class: "deal-head" }, h("h2", {}, "Deal"), this.negotiationBox),
           this.triggerBox,
-          this.negotiationBox,
-          this.approvalBox,
-          h("details", { class: "agent-wrap", open: true }, h("summary", {}, "Your agent"), this.agentBox),
-          this.contractSlot,
-          this.activity,
+          this.timeline,
+          h("details", { class: "agent-wrap" }, h("summary", {}, "What your agent said"), this.agentBox),
         ),
       ),
+      this.sheet,
     );
+    const close = h("button", { type: "button", class: "sheet-close", "data-testid": "close-contract", onclick: () => this.sheet.close() }, "Close");
+    this.sheet.append(h("div", { class: "sheet-bar" }, h("h2", {}, "Contract"), close), this.contractSlot);
     this.renderTrigger();
     this.renderNegotiation();
   }
@@ -161,6 +166,7 @@ export class RoomView {
         this.status = e.value;
         this.renderPeople();
         this.renderTrigger();
+        this.renderTimeline();
         return;
       case "transcript":
         this.addTranscript(e.value);
@@ -168,10 +174,13 @@ export class RoomView {
       case "trigger":
         this.trigger = e.value;
         this.renderTrigger();
+        this.renderTimeline();
         return;
       case "agentMessage":
+        // Only what the agent says in words; tool calls and their results are machinery.
+        if (e.value.kind !== AgentMessageKind.TEXT || e.value.isError) return;
         this.agentMessages.push(e.value);
-        this.agentBox.append(agentLine(e.value));
+        this.agentBox.append(h("li", {}, e.value.text));
         this.agentBox.scrollTop = this.agentBox.scrollHeight;
         return;
       case "negotiation":
@@ -189,7 +198,7 @@ export class RoomView {
         return;
       case "executionStep":
         this.steps.push(e.value);
-        this.activity.append(h("li", { "data-step": e.value.step }, `${e.value.step}: ${e.value.detail || "done"}`));
+        this.renderTimeline();
         return;
       case "payment":
         this.payments = upsert(this.payments, e.value);
@@ -205,7 +214,7 @@ export class RoomView {
         return;
       case "approvalRequest":
         this.approvals.set(e.value.id, e.value);
-        this.renderApprovals();
+        this.renderTimeline();
         return;
       case "gap":
         // What the panel shows is the room's state (JoinRoom's snapshot and later events), so only say so.
@@ -352,43 +361,51 @@ export class RoomView {
     replace(
       this.triggerBox,
       h("p", { class: status?.triggerArmed ? "armed" : "", "data-armed": status?.triggerArmed ? "true" : "false" }, state),
-      this.trigger ? h("p", { class: "fired" }, `Deal triggered by ${this.nameOf(this.trigger.speakerUserId)}: “${this.trigger.matchedText}”`) : undefined,
       form,
     );
   }
 
   private renderNegotiation(): void {
     const n = this.negotiation;
-    if (!n) {
-      replace(this.negotiationBox, h("p", { class: "muted" }, "No negotiation yet."));
-      return;
-    }
     replace(
       this.negotiationBox,
-      h("h3", {}, "Negotiation ", h("span", { class: `pill neg-${NegotiationStatus[n.status]?.toLowerCase() ?? ""}`, "data-testid": "negotiation-status" }, negotiationStatusText(n.status))),
-      h(
-        "ol",
-        { class: "rounds" },
-        ...n.rounds.map((r) =>
-          h(
-            "li",
-            { "data-action": roundActionText(r.action) },
-            h("strong", {}, `Round ${r.number}: ${this.agentOf(r.fromUserId)} ${roundActionText(r.action)}s`),
-            r.proposal ? h("div", { class: "proposal" }, describeProposal(r.proposal)) : undefined,
-            r.reason ? h("small", {}, r.reason) : undefined,
-          ),
-        ),
-      ),
-      n.endReason ? h("p", { class: "muted" }, n.endReason) : undefined,
+      n ? h("span", { class: `pill neg-${NegotiationStatus[n.status]?.toLowerCase() ?? ""}`, "data-testid": "negotiation-status" }, negotiationWords(n.status)) : undefined,
     );
+    this.renderTimeline();
+  }
+
+  /** Redraws the deal timeline from what the room has seen. */
+  private renderTimeline(): void {
+    const negotiating = Boolean(this.status?.activeNegotiationId) && (!this.negotiation || this.negotiation.status === NegotiationStatus.OPEN);
+    const entries = timelineEntries(
+      {
+        trigger: this.trigger,
+        negotiation: this.negotiation,
+        negotiating,
+        contract: this.contract,
+        payments: this.payments,
+        holds: this.holds,
+        milestones: this.milestones,
+        steps: this.steps,
+      },
+      {
+        nameOf: (id) => this.nameOf(id),
+        agentOf: (id) => this.agentOf(id),
+        openContract: () => this.openSheet(),
+        approvals: this.approvalElements(),
+      },
+    );
+    replace(this.timeline, ...(entries.length > 0 ? entries : [h("li", { class: "event empty" }, h("p", { class: "muted" }, "Nothing yet. Talk it through; when you both agree, say the trigger word and your agents take it from there."))]));
+  }
+
+  private openSheet(): void {
+    if (!this.sheet.open && this.sheet.isConnected) this.sheet.showModal();
   }
 
   /** The agent's questions to this person: Approve / Decline while pending, the answer after. */
-  private renderApprovals(): void {
+  private approvalElements(): HTMLElement[] {
     const mine = [...this.approvals.values()].filter((a) => a.userId === this.deps.session.userId);
-    replace(
-      this.approvalBox,
-      ...mine.map((request) => {
+    return mine.map((request) => {
         const pending = request.status === ApprovalStatus.PENDING;
         const limit = formatMoney(request.limitMinor, request.currency);
         const answer = (approve: boolean) => {
@@ -396,7 +413,7 @@ export class RoomView {
           this.deps.session.answerApproval(request.id, approve).then(
             (answered) => {
               this.approvals.set(answered.id, answered);
-              this.renderApprovals();
+              this.renderTimeline();
             },
             (err: unknown) => {
               for (const b of buttons) b.disabled = false;
@@ -415,13 +432,19 @@ export class RoomView {
           h("p", {}, h("strong", {}, "Your agent asks: "), `${request.summary}. That is above your auto-approve limit of ${limit}.`),
           pending ? h("div", { class: "actions" }, approve, decline) : h("p", { class: "muted" }, approvalStatusWords(request.status)),
         );
-      }),
-    );
+    });
   }
 
   private renderContract(): void {
     const contract = this.contract;
     if (!contract) return;
+    this.renderTimeline();
+    // The sheet opens by itself once, when a contract waits for this person's signature.
+    const mustSign = contract.status === ContractStatus.AWAITING_SIGNATURES && contract.parties.some((p) => p.userId === this.deps.session.userId) && !contract.signatures.some((sig) => sig.userId === this.deps.session.userId);
+    if (mustSign && this.sheetOpenedFor !== contract.id) {
+      this.sheetOpenedFor = contract.id;
+      this.openSheet();
+    }
     replace(
       this.contractSlot,
       contractCard(
@@ -460,11 +483,6 @@ function approvalStatusWords(status: ApprovalStatus): string {
     default:
       return "Waiting for your answer.";
   }
-}
-
-function agentLine(message: AgentMessage): HTMLElement {
-  const kind = message.kind === AgentMessageKind.TEXT ? "" : message.kind === AgentMessageKind.TOOL_CALL ? `[${message.toolName}] ` : `[${message.toolName} result] `;
-  return h("li", { class: message.isError ? "error" : "" }, kind, message.text);
 }
 
 function upsert<T extends { id: string; updatedAtMs: bigint }>(list: T[], item: T): T[] {
