@@ -3,20 +3,47 @@ import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../.
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { NotFoundError } from "../core/errors.js";
+import type { Store } from "../store/store.js";
 
 /** Services whose health is reported; "" is the server as a whole. */
 const SERVICES = ["", RoomService.typeName, ContractService.typeName];
 
-/** Registers grpc.health.v1.Health. Everything is SERVING until shutdown starts. */
-export function registerHealthRoutes(router: ConnectRouter, shutdown: AbortSignal): void {
-  const statusOf = (service: string): ServingStatus => {
+/** Whether the server can do its work now, and if not, why (one reason per failed check). */
+export interface Readiness {
+  ready: boolean;
+  reasons: string[];
+}
+
+/** Asks what readiness depends on, each time it is called (no cache: a probe sees the state now). */
+export type ReadinessCheck = () => Promise<Readiness>;
+
+/** Readiness of a server: not shutting down, and its store able to take a write now. */
+export function createReadinessCheck(store: Pick<Store, "checkWritable">, shutdown: AbortSignal): ReadinessCheck {
+  return async () => {
+    const reasons: string[] = [];
+    if (shutdown.aborted) reasons.push("shutting down");
+    else {
+      await store.checkWritable().catch((err: unknown) => reasons.push(`store not writable: ${err instanceof Error ? err.message : String(err)}`));
+    }
+    return { ready: reasons.length === 0, reasons };
+  };
+}
+
+/**
+ * Registers grpc.health.v1.Health: SERVING while `readiness` says ready, NOT_SERVING when it does
+ * not (the store cannot be written) and from shutdown on. Watch sends the status when it opens and
+ * again when shutdown starts.
+ */
+export function registerHealthRoutes(router: ConnectRouter, shutdown: AbortSignal, readiness: ReadinessCheck): void {
+  const statusOf = async (service: string): Promise<ServingStatus> => {
     if (!SERVICES.includes(service)) throw new NotFoundError(`unknown service "${service}"`);
-    return shutdown.aborted ? ServingStatus.NOT_SERVING : ServingStatus.SERVING;
+    if (shutdown.aborted) return ServingStatus.NOT_SERVING;
+    return (await readiness()).ready ? ServingStatus.SERVING : ServingStatus.NOT_SERVING;
   };
   router.service(Health, {
-    check: (req) => ({ status: statusOf(req.service) }),
+    check: async (req) => ({ status: await statusOf(req.service) }),
     async *watch(req, ctx) {
-      let status = statusOf(req.service);
+      let status = await statusOf(req.service);
       yield { status };
       if (status === ServingStatus.SERVING) {
         await new Promise<void>((resolve) => {
@@ -24,12 +51,13 @@ export function registerHealthRoutes(router: ConnectRouter, shutdown: AbortSigna
           ctx.signal.addEventListener("abort", () => resolve(), { once: true });
           shutdown.addEventListener("abort", () => resolve(), { once: true });
         });
-        status = statusOf(req.service);
+        status = await statusOf(req.service);
         if (!ctx.signal.aborted) yield { status };
       }
     },
-    list: () => ({
-      statuses: Object.fromEntries(SERVICES.map((s) => [s, { status: statusOf(s) }])),
-    }),
+    list: async () => {
+      const status = await statusOf("");
+      return { statuses: Object.fromEntries(SERVICES.map((s) => [s, { status }])) };
+    },
   });
 }

@@ -20,7 +20,7 @@ import { createPanelFastPath } from "./grpc-h2/panel-stream.js";
 import type { FastPath } from "./grpc-h2/raw-grpc-call.js";
 import { isFastPathCall } from "./grpc-h2/routing.js";
 import { AUDIO_STREAM_PATH, PANEL_STREAM_PATH } from "./grpc-h2/wire.js";
-import { registerHealthRoutes } from "./health.js";
+import { createReadinessCheck, registerHealthRoutes, type ReadinessCheck } from "./health.js";
 import { createAuthInterceptor, createFastPathHooks, createLoggingInterceptor } from "./interceptors.js";
 import { registerReflectionRoutes } from "./reflection.js";
 import { rawStreamContext } from "./raw-stream.js";
@@ -61,7 +61,7 @@ export function createRoutes(deps: ServerDeps, scopes: CallScopes, shutdownSigna
   return (router) => {
     registerRoomRoutes(router, deps, scopes);
     registerContractRoutes(router, deps, scopes);
-    registerHealthRoutes(router, shutdownSignal);
+    registerHealthRoutes(router, shutdownSignal, createReadinessCheck(deps.store, shutdownSignal));
     registerReflectionRoutes(
       router,
       createRegistry(file_handshake_v1_room_service, file_handshake_v1_contract_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection),
@@ -84,6 +84,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   const limits = config.connections ?? DEFAULT_CONNECTION_LIMITS;
   const guard = createConnectionGuard(limits, log);
   const scopes = createServerScopes(deps);
+  const readiness = createReadinessCheck(deps.store, shutdown.signal);
   // Every call links its signal to the shutdown signal; hundreds of open streams are normal.
   setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({
@@ -102,7 +103,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     // (protobuf-es ignores unknown fields and enum names together, so both are refused in JSON).
     jsonOptions: { ignoreUnknownFields: false },
     shutdownSignal: shutdown.signal,
-    fallback: (req, res) => void serveHttp(req, res as never, deps),
+    fallback: (req, res) => void serveHttp(req, res as never, deps, readiness),
   });
 
   // Native gRPC AudioStream and PanelStream calls skip connect-node (why: grpc-h2/routing.ts),
@@ -249,11 +250,15 @@ const CONTENT_TYPES: Record<string, string> = {
   ".wasm": "application/wasm",
 };
 
-/** Non-RPC HTTP: `/metrics` (when on), raw POST endpoints (webhooks) and the browser app's static files. */
+/**
+ * Non-RPC HTTP: `/healthz` (the process answers), `/readyz` (503 with the reasons when not
+ * ready), `/metrics` (when on), raw POST endpoints (webhooks) and the browser app's static files.
+ */
 async function serveHttp(
   req: http.IncomingMessage | http2.Http2ServerRequest,
   res: http.ServerResponse | http2.Http2ServerResponse,
   deps: ServerDeps,
+  readiness: ReadinessCheck,
 ): Promise<void> {
   const url = new URL(req.url ?? "/", "http://localhost");
   const send = (status: number, body: string, type = "text/plain; charset=utf-8") => {
@@ -263,7 +268,13 @@ async function serveHttp(
   try {
     const pathname = decodedPath(url.pathname);
     if (pathname === undefined) return send(400, "bad request: malformed percent-encoding in the path");
-    if (url.pathname === "/metrics" && deps.metrics && (req.method === "GET" || req.method === "HEAD")) {
+    const isRead = req.method === "GET" || req.method === "HEAD";
+    if (url.pathname === "/healthz" && isRead) return send(200, JSON.stringify({ status: "ok" }), "application/json");
+    if (url.pathname === "/readyz" && isRead) {
+      const state = await readiness();
+      return send(state.ready ? 200 : 503, JSON.stringify({ status: state.ready ? "ready" : "not ready", reasons: state.reasons }), "application/json");
+    }
+    if (url.pathname === "/metrics" && deps.metrics && isRead) {
       const body = await deps.metrics.render();
       res.writeHead(200, { "content-type": deps.metrics.contentType, "cache-control": "no-store" });
       return void (req.method === "HEAD" ? res.end() : res.end(body));

@@ -55,6 +55,8 @@ export const MAX_CONTRACT_PAGE = 100;
 
 /** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5_000;
+/** How long a readiness check waits for another writer: the event loop waits with it. */
+const CHECK_BUSY_TIMEOUT_MS = 100;
 
 /** Options for `createSqliteStore`. */
 export interface SqliteStoreOptions {
@@ -882,6 +884,19 @@ class SqliteStore implements Store {
   async markRoomMemberLeft(roomId: string, userId: string, atMs: number): Promise<void> {
     this.live();
     this.q.markMemberLeft.run(atMs, roomId, userId);
+  }
+
+  async checkWritable(): Promise<void> {
+    this.live();
+    // BEGIN IMMEDIATE takes the write lock as a write would; a probe must not hold the event loop
+    // for the full busy timeout, so it waits briefly for a writer elsewhere, then says so.
+    this.db.pragma(`busy_timeout = ${CHECK_BUSY_TIMEOUT_MS}`);
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      this.db.exec("ROLLBACK");
+    } finally {
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
   }
 
   async close(): Promise<void> {

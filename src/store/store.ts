@@ -210,6 +210,12 @@ export interface Store {
   /** Records that `userId` left the room's current pair; no-op for a non-member. */
   markRoomMemberLeft(roomId: string, userId: string, atMs: number): Promise<void>;
 
+  /**
+   * Throws, with the reason, unless the store can take its write lock now (readiness: a closed
+   * store, another process holding the database, a read-only database); writes nothing.
+   */
+  checkWritable(): Promise<void>;
+
   close(): Promise<void>;
 }
 
