@@ -264,3 +264,41 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     await homeowner.screenshot({ path: path.join(ARTIFACTS, "6-saved-contracts.png"), fullPage: true });
   }
 }
+
+describe("browser app: new room and a second tab", () => {
+  it("makes a server-chosen room with a share link, and a duplicated tab joins as someone new", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    contexts.push(context);
+    const first = await context.newPage();
+    first.on("pageerror", (err) => pageErrors.push(err.message));
+    await first.goto(`${t.baseUrl}/`);
+    await first.getByTestId("profile-name").fill("Ada");
+    await first.getByTestId("profile-role-provider").check();
+    await first.getByTestId("new-room").click();
+    await first.getByTestId("room-screen").waitFor();
+    const code = (await first.getByTestId("room-code").textContent()) ?? "";
+    expect(code.length).toBeGreaterThanOrEqual(8);
+    expect(await first.getByTestId("share-link").inputValue()).toBe(`${t.baseUrl}/?room=${code}`);
+    const firstIdentity = await first.evaluate(() => sessionStorage.getItem("handshake.identity"));
+    expect(firstIdentity).toBeTruthy();
+
+    // Chromium copies sessionStorage into a duplicated tab; the copy must not become a second Ada.
+    const second = await context.newPage();
+    second.on("pageerror", (err) => pageErrors.push(err.message));
+    await second.addInitScript((value) => {
+      if (!sessionStorage.getItem("handshake.identity")) sessionStorage.setItem("handshake.identity", value);
+    }, firstIdentity ?? "");
+    await second.goto(`${t.baseUrl}/?room=${code}`);
+    expect(await second.getByTestId("room-input").inputValue()).toBe(code);
+    await second.getByTestId("profile-name").fill("Bo");
+    await second.getByTestId("profile-role-client").check();
+    await second.getByTestId("join").click();
+    await second.getByTestId("room-screen").waitFor();
+    const ids = await Promise.all([first, second].map((page) => page.evaluate(() => (JSON.parse(sessionStorage.getItem("handshake.identity") ?? "{}") as { userId?: string }).userId)));
+    expect(ids[1]).toBeTruthy();
+    expect(ids[1]).not.toBe(ids[0]);
+    await first.waitForFunction(() => document.querySelector('[data-testid="participants"]')?.textContent?.includes("Bo"));
+    await shots(first, "8-new-room");
+    expect(pageErrors).toEqual([]);
+  }, 60_000);
+});
