@@ -12,6 +12,7 @@ import type { RoomStages } from "../room/room.js";
 import { buildServer, type HandshakeServer } from "../server/server.js";
 import type { ServerDeps } from "../server/deps.js";
 import { createServerMetrics } from "../server/metrics.js";
+import { noopStageMetrics } from "../core/metrics.js";
 import { createSqliteStore } from "../store/sqlite-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError } from "../events/event-log.js";
@@ -41,12 +42,12 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       ? { oidc: { issuer: config.auth.oidcIssuer, jwksUrl: config.auth.oidcJwksUrl, ...(config.auth.oidcAudience ? { audience: config.auth.oidcAudience } : {}) } }
       : {}),
   });
-  const engines = await createEngines(config, store, log);
-  const desk = createContractDesk({ store, drafter: engines.drafter ?? createTemplateDrafter(), log });
-
   let rooms: RoomManager | undefined;
   // Read at each scrape, so it may be made before the room manager it reads.
   const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
+  const stageMetrics = metrics?.stages ?? noopStageMetrics;
+  const engines = await createEngines(config, store, log, stageMetrics);
+  const desk = createContractDesk({ store, drafter: engines.drafter ?? createTemplateDrafter(), log, metrics: stageMetrics });
   const stages: RoomStages = {
     createTrigger: ({ keyword, requireBoth, onTrigger, onRefused }) =>
       createTriggerDetector({
@@ -75,6 +76,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       rooms?.get(contract.roomId)?.contractExecuted(contract.id);
     },
     bankFor: engines.bankFor,
+    metrics: stageMetrics,
   };
   rooms = new RoomManager(
     stages,

@@ -12,6 +12,8 @@ import type { BankAccount } from "../payments/bank.js";
 import { createLedgerRail } from "../payments/ledger-rail.js";
 import { createMonzoBank } from "../payments/monzo.js";
 import type { PaymentRail } from "../payments/rail.js";
+import { noopStageMetrics, type StageMetrics } from "../core/metrics.js";
+import { withRailMetrics } from "./rail-metrics.js";
 import { checkStripeKey, createStripeRail, type StripeRailOptions } from "../payments/stripe-rail.js";
 import { createStripeWebhookHandler } from "../payments/stripe-webhook.js";
 import type { SpeechPcmConverter } from "../room/room.js";
@@ -43,7 +45,7 @@ export interface Engines {
 }
 
 /** Builds the engines for `config`; logs which ones are in use. */
-export async function createEngines(config: Config, store: Store, log: Logger): Promise<Engines> {
+export async function createEngines(config: Config, store: Store, log: Logger, metrics: StageMetrics = noopStageMetrics): Promise<Engines> {
   let publish: (roomId: string, init: PanelEventInit) => void = () => {};
   const onEvent = (event: ExecutionEvent) => publish(event.roomId, toPanelEvent(event));
 
@@ -53,7 +55,7 @@ export async function createEngines(config: Config, store: Store, log: Logger): 
     log,
   };
   if (config.payments.rail === "stripe") await checkStripeKeyAtStart(stripeOptions, log);
-  const rail: PaymentRail = config.payments.rail === "stripe" ? createStripeRail(stripeOptions) : createLedgerRail(store);
+  const rail = withRailMetrics(config.payments.rail === "stripe" ? createStripeRail(stripeOptions) : createLedgerRail(store), config.payments.rail, metrics);
   const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, log });
   const milestones = createMilestoneService({ store, rail, onEvent, log });
 

@@ -18,6 +18,7 @@ import { StoreConflictError, type Store } from "../store/store.js";
 import type { ContractDrafter } from "./contract-drafter.js";
 import { draftFromTemplate } from "./contract-template.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../core/errors.js";
+import type { StageMetrics } from "../core/metrics.js";
 
 /** Lower-case hex SHA-256 of a contract text (UTF-8). The one definition of a contract's hash. */
 export function contractHash(text: string): string {
@@ -60,6 +61,8 @@ export interface ContractDeskOptions {
   drafter: ContractDrafter;
   log: Logger;
   now?: () => number;
+  /** Where drafted → fully signed is timed; none recorded when absent. */
+  metrics?: StageMetrics;
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
@@ -160,6 +163,8 @@ export function createContractDesk(options: ContractDeskOptions): ContractDesk {
         throw err;
       }
       const fullySigned = signed.parties.every((p) => signed.signatures.some((s) => s.userId === p.userId));
+      // Wall-clock from the stored draft time, so a signature after a restart is timed too.
+      if (fullySigned) options.metrics?.draftedToSigned(Math.max(0, now() - Number(signed.createdAtMs)) / 1000);
       return { contract: signed, fullySigned };
     },
 

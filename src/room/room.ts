@@ -32,6 +32,7 @@ import {
 import type { Agent, AgentFactory } from "../agents/agent.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
+import type { StageMetrics } from "../core/metrics.js";
 import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
 import { panelError, RoomEventLog, type PanelEventInit, type PersistEvent, type RestoredLog } from "../events/event-log.js";
@@ -81,6 +82,8 @@ export interface RoomStages {
   /** Runs a fully signed contract's payments; reports through the room manager. */
   executeContract(contract: Contract): Promise<void>;
   bankFor(profile: AgentProfile): BankAccount | undefined;
+  /** Where stage timings go (trigger → proposal); none recorded when absent. */
+  metrics?: StageMetrics;
 }
 
 /** Settings a room takes from the configuration. */
@@ -117,6 +120,8 @@ export class Room {
   private readonly members = new Map<string, Member>();
   private readonly trigger: TriggerDetector;
   private negotiation: NegotiationSession | undefined;
+  /** When the running negotiation's trigger fired (performance.now), until its first proposal. */
+  private triggeredAtMs: number | undefined;
   private lastNegotiation: Negotiation | undefined;
   private contract: Contract | undefined;
   private readonly executing = new Set<string>();
@@ -575,6 +580,7 @@ export class Room {
     const initiator = this.members.get(event.speakerUserId);
     if (!initiator?.agent) return;
     this.trigger.disarm();
+    this.triggeredAtMs = performance.now();
     this.emit({ event: { case: "trigger", value: event } });
     const [a, b] = [...this.members.keys()] as [string, string];
     this.negotiation = this.stages.createNegotiation({
@@ -675,6 +681,10 @@ export class Room {
     const last = negotiation.rounds.at(-1);
     if (negotiation.status === NegotiationStatus.OPEN) {
       if (last && (last.action === RoundAction.PROPOSE || last.action === RoundAction.COUNTER)) {
+        if (this.triggeredAtMs !== undefined) {
+          this.stages.metrics?.triggerToProposal((performance.now() - this.triggeredAtMs) / 1000);
+          this.triggeredAtMs = undefined;
+        }
         for (const member of this.members.values()) {
           if (member.userId !== last.fromUserId) member.agent?.onPeerMove(negotiation);
         }
@@ -684,6 +694,7 @@ export class Room {
     if (!transition) return;
     const session = this.negotiation;
     this.negotiation = undefined;
+    this.triggeredAtMs = undefined;
     this.lastNegotiation = negotiation;
     session?.close();
     // A negotiation that ended (expired, rejected, agreed) answers nothing more.

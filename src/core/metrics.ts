@@ -1,0 +1,26 @@
+/**
+ * How the domain reports its stages' timings without knowing Prometheus: rooms, the contract desk
+ * and the payment rails call a `StageMetrics`; the composition root passes the one the server's
+ * /metrics serves (src/server/metrics.ts), everything else gets `noopStageMetrics`. Labels are
+ * fixed words, never an id.
+ */
+
+/** What a payment rail call came to: the rail's answer, a refusal it gave, or no answer (outcome unknown). */
+export type RailCallOutcome = "succeeded" | "held" | "captured" | "released" | "failed" | "refused" | "error";
+
+/** The stage timings the domain records; every duration in seconds. */
+export interface StageMetrics {
+  /** A negotiation's first proposal, `seconds` after the trigger that started it. */
+  triggerToProposal(seconds: number): void;
+  /** A contract's last signature, `seconds` after it was drafted. */
+  draftedToSigned(seconds: number): void;
+  /** One call of a payment rail (`rail` ledger | stripe; `action` pay | hold | capture | release | status). */
+  railCall(rail: string, action: string, outcome: RailCallOutcome, seconds: number): void;
+}
+
+/** Records nothing: the default where no metrics are served (tests, METRICS=off). */
+export const noopStageMetrics: StageMetrics = {
+  triggerToProposal() {},
+  draftedToSigned() {},
+  railCall() {},
+};
