@@ -21,7 +21,7 @@ import { PaymentRailError, type PaymentRail, type RailRequest } from "../payment
 import type { Store } from "../store/store.js";
 import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
 import { announceStatus, contractAfter } from "./contract-status.js";
-import { idempotencyKey } from "./idempotency.js";
+import { idempotencyKey, newAttemptId } from "./idempotency.js";
 import { askRail, railPartiesFor, railRequestFor } from "./rail-call.js";
 import { createSettlementEvents, type ExecutionEventListener } from "./settlement-events.js";
 
@@ -68,8 +68,8 @@ export interface MilestoneService {
  * call (capture or release) it asks for.
  *
  * Idempotent: repeating an action that already took effect returns the milestone unchanged and
- * never captures twice (the capture key is derived from contract + line item, and settled
- * milestones are final). The confirmation is saved before the capture call, so if the process
+ * never captures twice (settled milestones are final, and an attempt whose outcome is unknown is
+ * only ever sent again under its recorded key; a new attempt's key adds its amount and attempt id). The confirmation is saved before the capture call, so if the process
  * dies in between, `resumeInterrupted` at the next start (or confirming again) retries the capture
  * with the same key.
  */
@@ -98,9 +98,9 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     events.step(s.contract, { step: name, lineItemId: s.item.id, userId: s.parties.clientUserId, status, detail });
   }
 
-  async function request(s: MilestoneScene, hold: EscrowHold, action: "capture" | "release", amountMinor: bigint): Promise<RailRequest> {
+  async function request(s: MilestoneScene, hold: EscrowHold, key: string, amountMinor: bigint): Promise<RailRequest> {
     const railParties = await railPartiesFor(store, s.parties);
-    return railRequestFor(s.contract, s.item, railParties, idempotencyKey(s.contract.id, s.item.id, action), amountMinor, hold.currency);
+    return railRequestFor(s.contract, s.item, railParties, key, amountMinor, hold.currency);
   }
 
   /** The milestone after a rail answer, through the state machine (which refuses illegal moves); logs the change. */
@@ -124,20 +124,25 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     action: "capture" | "release",
     decidedMinor: bigint,
   ): Promise<Milestone> {
-    const key = idempotencyKey(s.contract.id, s.item.id, action);
     const milestone = record ? { ...decided, updatedAtMs: BigInt(now()) } : decided;
+    // An attempt whose outcome is unknown (a crash, a lost answer) stands: it is sent again with its
+    // own key and first parameters only. Otherwise this is a new attempt with a key of its own, as
+    // Stripe keeps a refusal under its key and refuses the key with another amount.
+    const open = (await store.listSettlementIntents()).find(
+      (i) => i.contractId === s.contract.id && i.milestoneId === milestone.id && i.holdId === hold.id && i.action === action,
+    );
+    const key = open?.idempotencyKey ?? idempotencyKey(s.contract.id, s.item.id, action, { amountMinor: decidedMinor, attemptId: newAttemptId() });
     const intent = await store.recordSettlementIntent(
       { idempotencyKey: key, contractId: s.contract.id, milestoneId: milestone.id, holdId: hold.id, action, amountMinor: decidedMinor, createdAtMs: now() },
       record ? milestone : undefined,
     );
-    // An intent a crash left open for this key stands: the key is sent with its first parameters only.
     const amountMinor = intent.amountMinor;
     if (record) events.emit({ kind: "milestone", roomId: s.contract.roomId, contractId: s.contract.id, milestone });
     const money = formatMoney(amountMinor, hold.currency);
     if (action === "capture") step(s, "capture", ExecutionStepStatus.STARTED, `Paying ${money} to ${s.parties.providerName} from escrow`);
     else step(s, "release", ExecutionStepStatus.STARTED, `Returning ${money} to ${s.parties.clientName}`);
     const answer = await askRail(async () => {
-      const req = await request(s, hold, action, amountMinor);
+      const req = await request(s, hold, key, amountMinor);
       return action === "capture" ? rail.capture(hold.railReference, req) : rail.release(hold.railReference, req);
     });
     const expected = action === "capture" ? ["captured", "succeeded"] : ["released"];

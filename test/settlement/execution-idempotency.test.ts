@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MAX_IDEMPOTENCY_KEY_LENGTH, idempotencyKey } from "../../src/settlement/idempotency.js";
+import { MAX_IDEMPOTENCY_KEY_LENGTH, idempotencyKey, newAttemptId } from "../../src/settlement/idempotency.js";
 
 describe("idempotencyKey", () => {
   it("is deterministic and readable for ordinary ids", () => {
@@ -35,5 +35,17 @@ describe("idempotencyKey", () => {
   it("refuses empty ids", () => {
     expect(() => idempotencyKey("", "item-1", "pay")).toThrow();
     expect(() => idempotencyKey("ctr_1", "", "pay")).toThrow();
+  });
+
+  it("gives each settlement attempt its own key, with its amount and attempt id, within 255 characters", () => {
+    const a = newAttemptId();
+    expect(a).toMatch(/^[0-9a-f]{12}$/);
+    expect(newAttemptId()).not.toBe(a);
+    expect(idempotencyKey("ctr_1", "item-1", "capture", { amountMinor: 4_000n, attemptId: a })).toBe(`hs1:capture:ctr_1:item-1:4000:a${a}`);
+    expect(idempotencyKey("ctr_1", "item-1", "capture", { amountMinor: 3_500n, attemptId: a })).not.toBe(idempotencyKey("ctr_1", "item-1", "capture", { amountMinor: 4_000n, attemptId: a }));
+    const long = idempotencyKey("c".repeat(300), "item-1", "release", { amountMinor: 9_007_199_254_740_991n, attemptId: "f".repeat(32) });
+    expect(long.length).toBeLessThanOrEqual(MAX_IDEMPOTENCY_KEY_LENGTH);
+    expect(long.endsWith(`:9007199254740991:a${"f".repeat(32)}`)).toBe(true);
+    expect(() => idempotencyKey("ctr_1", "item-1", "capture", { amountMinor: 1n, attemptId: "a:b" })).toThrow();
   });
 });

@@ -1,12 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ContractStatus, EscrowHoldStatus, LineItemKind, MilestoneStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { createContractExecutor } from "../../src/settlement/execution.js";
-import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { createMilestoneService } from "../../src/settlement/milestones.js";
 import { createStripeRail } from "../../src/payments/stripe-rail.js";
 import type { Store } from "../../src/store/store.js";
 import { startFakeStripe, type FakeStripe } from "../../src/payments/testing/fake-stripe-server.js";
-import { CLIENT, PROVIDER, item, openStore, signedContract } from "../support/payment-fixtures.js";
+import { CLIENT, PROVIDER, attemptKeyPattern, item, openStore, signedContract } from "../support/payment-fixtures.js";
 
 let fake: FakeStripe;
 let store: Store;
@@ -43,7 +42,7 @@ describe("milestones on Stripe (local fake)", () => {
     await service.confirm(CLIENT, contract.id, idOf("boiler"));
     const boilerCaptures = fake.requests.filter((r) => r.path === `/v1/payment_intents/${refOf("boiler")}/capture`);
     expect(boilerCaptures).toHaveLength(1);
-    expect(boilerCaptures[0]).toMatchObject({ params: { amount_to_capture: "90000" }, idempotencyKey: idempotencyKey(contract.id, "boiler", "capture") });
+    expect(boilerCaptures[0]).toMatchObject({ params: { amount_to_capture: "90000" }, idempotencyKey: expect.stringMatching(attemptKeyPattern(contract.id, "boiler", "capture", 90_000n)) });
     expect(fake.intents.get(refOf("boiler"))).toMatchObject({ status: "succeeded", amount_received: 90_000 });
 
     await service.proposeAmount(PROVIDER, contract.id, idOf("parts"), 3_200n);
@@ -63,4 +62,60 @@ describe("milestones on Stripe (local fake)", () => {
       ["extra", EscrowHoldStatus.RELEASED, 0n],
     ]);
   });
+
+  it("a capture Stripe answered with a stored 500 is tried again under a new key, and a re-proposed amount never reuses a key", async () => {
+    const rail = createStripeRail({ secretKey: "sk_test_handshake", apiBase: fake.url, maxNetworkRetries: 2 });
+    const executor = createContractExecutor({ store, rail, onEvent: () => {} });
+    const contract = await executor.execute(
+      await signedContract(store, [item({ id: "parts", description: "Parts", kind: LineItemKind.CONDITIONAL, amountMinor: 5_000n, range: { minMinor: 2_000n, maxMinor: 5_000n } })]),
+    );
+    executor.close();
+    const milestoneId = contract.milestones[0]!.id;
+    const reference = contract.holds[0]!.railReference;
+    const isCapture = (r: { method: string; path: string }) => r.method === "POST" && r.path === `/v1/payment_intents/${reference}/capture`;
+    const service = createMilestoneService({ store, rail, onEvent: () => {} });
+
+    // Stripe began the capture and failed inside: the 500 is saved under the key, so the SDK's
+    // two retries with that key get it again and the attempt fails.
+    fake.failNext({ status: 500, match: isCapture, stored: true });
+    await service.proposeAmount(PROVIDER, contract.id, milestoneId, 4_000n);
+    const refused = await service.approveAmount(CLIENT, contract.id, milestoneId, 4_000n);
+    expect(refused).toMatchObject({ status: MilestoneStatus.FAILED });
+    const first = fake.requests.filter(isCapture);
+    expect(first.map((r) => r.replayed)).toEqual([false, true, true]);
+    expect(new Set(first.map((r) => r.idempotencyKey)).size).toBe(1);
+    expect(first[0]!.idempotencyKey).toMatch(attemptKeyPattern(contract.id, "parts", "capture", 4_000n));
+
+    // The provider re-proposes a lower amount; the client approves: a key of its own, captured once.
+    await service.proposeAmount(PROVIDER, contract.id, milestoneId, 3_500n);
+    const done = await service.approveAmount(CLIENT, contract.id, milestoneId, 3_500n);
+    expect(done).toMatchObject({ status: MilestoneStatus.COMPLETED, capturedMinor: 3_500n });
+    const second = fake.requests.filter(isCapture).slice(first.length);
+    expect(second).toHaveLength(1);
+    expect(second[0]).toMatchObject({ replayed: false, params: { amount_to_capture: "3500" } });
+    expect(second[0]!.idempotencyKey).toMatch(attemptKeyPattern(contract.id, "parts", "capture", 3_500n));
+    expect(fake.intents.get(reference)).toMatchObject({ status: "succeeded", amount_received: 3_500 });
+    expect(await store.listSettlementIntents()).toEqual([]);
+
+    // What the old key scheme did: the same key with another amount is refused by Stripe.
+    const reused = await rail
+      .capture(reference, { ...(await railRequestOf(contract.id)), idempotencyKey: first[0]!.idempotencyKey ?? "", amountMinor: 3_500n })
+      .then(() => undefined, (e: unknown) => e);
+    expect(reused).toMatchObject({ code: "idempotency_error", retryable: false });
+  });
 });
+
+/** A rail request for the contract's only item (parties as the store has them). */
+async function railRequestOf(contractId: string) {
+  const contract = (await store.getContract(contractId))!;
+  return {
+    idempotencyKey: "",
+    amountMinor: 0n,
+    currency: "GBP",
+    description: "Parts",
+    contractId,
+    lineItemId: contract.terms!.lineItems[0]!.id,
+    payerUserId: CLIENT,
+    payeeUserId: PROVIDER,
+  };
+}

@@ -3,12 +3,11 @@ import { ContractStatus, EscrowHoldStatus, LineItemKind, MilestoneStatus, type C
 import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../../src/core/errors.js";
 import { createContractExecutor, type ExecutionEvent } from "../../src/settlement/execution.js";
-import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { createMilestoneService, type MilestoneService } from "../../src/settlement/milestones.js";
 import { createLedgerRail } from "../../src/payments/ledger-rail.js";
 import { PaymentRailError } from "../../src/payments/rail.js";
 import type { Store } from "../../src/store/store.js";
-import { CLIENT, PROVIDER, eventLog, item, ledgerTotal, openStore, signedContract } from "../support/payment-fixtures.js";
+import { CLIENT, PROVIDER, attemptKeyPattern, eventLog, item, ledgerTotal, openStore, signedContract } from "../support/payment-fixtures.js";
 import { createScriptedRail, type ScriptedRail } from "../../src/payments/testing/scripted-rail.js";
 
 let store: Store;
@@ -57,7 +56,7 @@ describe("milestones", () => {
     const done = await milestones.confirm(CLIENT, contract.id, fixedId);
     expect(done).toMatchObject({ status: MilestoneStatus.COMPLETED, capturedMinor: 10_000n, providerConfirmed: true, clientConfirmed: true });
     expect(captures()).toHaveLength(1);
-    expect(captures()[0]!.request).toMatchObject({ amountMinor: 10_000n, idempotencyKey: idempotencyKey(contract.id, "boiler", "capture") });
+    expect(captures()[0]!.request).toMatchObject({ amountMinor: 10_000n, idempotencyKey: expect.stringMatching(attemptKeyPattern(contract.id, "boiler", "capture", 10_000n)) });
     const after = await stored();
     expect(after.holds.find((h) => h.lineItemId === "boiler")).toMatchObject({ status: EscrowHoldStatus.CAPTURED, capturedMinor: 10_000n });
     expect(after.milestones.find((m) => m.id === fixedId)!.status).toBe(MilestoneStatus.COMPLETED);
@@ -175,10 +174,10 @@ describe("milestones", () => {
 
     const retried = await milestones.confirm(CLIENT, contract.id, fixedId);
     expect(retried).toMatchObject({ status: MilestoneStatus.COMPLETED, capturedMinor: 10_000n, failureReason: "" });
-    expect(captures().map((c) => c.request!.idempotencyKey)).toEqual([
-      idempotencyKey(contract.id, "boiler", "capture"),
-      idempotencyKey(contract.id, "boiler", "capture"),
-    ]);
+    // A refused attempt's key is spent (Stripe keeps the refusal under it): the retry has its own.
+    const keys = captures().map((c) => c.request!.idempotencyKey);
+    expect(keys).toEqual([expect.stringMatching(attemptKeyPattern(contract.id, "boiler", "capture", 10_000n)), expect.stringMatching(attemptKeyPattern(contract.id, "boiler", "capture", 10_000n))]);
+    expect(keys[0]).not.toBe(keys[1]);
     expect((await stored()).status).toBe(ContractStatus.ACTIVE);
     expect(await balance(`user:${PROVIDER}:received`)).toBe(11_000n);
   });

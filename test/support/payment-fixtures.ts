@@ -13,6 +13,7 @@ import { AgentProfileSchema, PartyRole } from "../../gen/handshake/v1/profile_pb
 import type { ExecutionEvent } from "../../src/settlement/execution.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
 import type { Store } from "../../src/store/store.js";
+import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { sha256Hex } from "./hash.js";
 
 /** The paying side of every test contract. */
@@ -137,4 +138,10 @@ export async function ledgerTotal(store: Store, currency: string, users: string[
     for (const suffix of ["available", "held", "received"]) total += await store.getLedgerBalance(`user:${u}:${suffix}`, currency);
   }
   return total;
+}
+
+/** The key of one settlement attempt of `amountMinor` (its attempt id is random): a pattern to match. */
+export function attemptKeyPattern(contractId: string, lineItemId: string, action: "capture" | "release", amountMinor: bigint): RegExp {
+  const base = idempotencyKey(contractId, lineItemId, action).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`^${base}:${amountMinor}:a[0-9a-f]{12}$`);
 }

@@ -26,9 +26,11 @@ export interface FakeStripe {
   created(): number;
   /**
    * Answers the next `times` matching requests with `status` before they reach the API (like an
-   * overloaded front end), so they are not stored under their idempotency key.
+   * overloaded front end), so they are not stored under their idempotency key. With `stored`, a
+   * 500 comes from inside the API instead, after execution began: Stripe saves it under the key and
+   * answers every retry with that key with it (nothing is carried out).
    */
-  failNext(fault: { status: 429 | 500 | 503; times?: number; match?: (r: RecordedRequest) => boolean }): void;
+  failNext(fault: { status: 429 | 500 | 503; times?: number; match?: (r: RecordedRequest) => boolean; stored?: boolean }): void;
   /**
    * Never answers the next matching request (the client's timeout must fire). With
    * `afterExecuting`, the request is carried out (and its answer saved under its key) first, as
@@ -95,7 +97,7 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
   const requests: RecordedRequest[] = [];
   const intents = new Map<string, FakeIntent>();
   const idempotency = new Map<string, { fingerprint: string; answer: Answer }>();
-  const faults: { status: number; times: number; match: (r: RecordedRequest) => boolean }[] = [];
+  const faults: { status: number; times: number; match: (r: RecordedRequest) => boolean; stored: boolean }[] = [];
   const hangs: { match: (r: RecordedRequest) => boolean; afterExecuting: boolean }[] = [];
   const waiters: { count: number; resolve: () => void }[] = [];
   const sockets = new Set<Socket>();
@@ -290,12 +292,15 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
     const fault = faults.find((f) => f.match(record));
     if (fault) {
       if (--fault.times <= 0) faults.splice(faults.indexOf(fault), 1);
-      const error =
-        fault.status === 429
-          ? { type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly." }
-          : { type: "api_error", message: "An unknown error occurred." };
-      return { answer: stripeError(fault.status, error), replayed: false };
     }
+    const faultAnswer = (status: number): Answer =>
+      stripeError(
+        status,
+        status === 429
+          ? { type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly." }
+          : { type: "api_error", message: "An unknown error occurred." },
+      );
+    if (fault && !fault.stored) return { answer: faultAnswer(fault.status), replayed: false };
     const apiKey = record.authorization?.replace(/^Bearer /, "") ?? "";
     if (!apiKey.startsWith("sk_test_") && !apiKey.startsWith("rk_test_")) {
       return { answer: stripeError(401, { type: "invalid_request_error", message: "Invalid API Key provided." }), replayed: false };
@@ -327,14 +332,14 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
         record.replayed = true;
         return { answer: saved.answer, replayed: true };
       }
-      const answer = route(method, pathname, record.params);
+      const answer = fault ? faultAnswer(fault.status) : route(method, pathname, record.params);
       // Stripe saves the outcome once execution began, failures included (not 400 validation errors).
       if (answer.status !== 400 || (answer.body as { error?: { code?: string } }).error?.code === "payment_intent_unexpected_state") {
         idempotency.set(key, { fingerprint, answer });
       }
       return { answer, replayed: false };
     }
-    return { answer: route(method, pathname, record.params), replayed: false };
+    return { answer: fault ? faultAnswer(fault.status) : route(method, pathname, record.params), replayed: false };
   }
 
   const server = createServer((req, res) => {
@@ -357,8 +362,8 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
     requests,
     intents,
     created: () => createdCount,
-    failNext({ status, times = 1, match = () => true }) {
-      faults.push({ status, times, match });
+    failNext({ status, times = 1, match = () => true, stored = false }) {
+      faults.push({ status, times, match, stored });
     },
     hangNext(match = () => true, options = {}) {
       hangs.push({ match, afterExecuting: options.afterExecuting ?? false });
