@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWeb } from "../../clients/web/build.js";
 import { startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic, type FakeAnthropicRequest } from "../../src/agents/claude/testing/fake-anthropic.js";
 import { startTestApp, type TestApp } from "../support/app.js";
+import { seriousViolations } from "./web-axe.js";
 
 /*
  * The browser app's approval and decline controls in headless Chromium: the homeowner's agent asks
@@ -42,6 +43,7 @@ function scriptedClaude(request: FakeAnthropicRequest) {
   return textReply("(listening)");
 }
 
+const ARTIFACTS = path.resolve("test-artifacts/web");
 let webRoot: string;
 let fake: FakeAnthropic;
 let app: TestApp;
@@ -100,6 +102,9 @@ describe("browser app: mandates and declining", () => {
     expect(await request.getAttribute("data-status")).toBe("PENDING");
     expect(await request.textContent()).toContain("Pay £450.00 to Sam for Gutter repair");
     expect(await sam.getByTestId("approval").count()).toBe(0);
+    expect(await seriousViolations(alex)).toEqual([]);
+    await mkdir(ARTIFACTS, { recursive: true });
+    await alex.screenshot({ path: path.join(ARTIFACTS, "approval-prompt.png"), fullPage: true });
     await alex.getByTestId("approval-approve").click();
     await alex.locator('[data-testid="approval"][data-status="APPROVED"]').waitFor();
 

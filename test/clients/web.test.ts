@@ -7,6 +7,7 @@ import { buildWeb } from "../../clients/web/build.js";
 import { loadDialogue } from "../../clients/cli/dialogue.js";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { sha256Hex } from "../support/hash.js";
+import { seriousViolations } from "./web-axe.js";
 
 /*
  * The browser app end to end in headless Chromium: two people in separate browser profiles join
@@ -71,8 +72,9 @@ async function person(): Promise<Page> {
   return page;
 }
 
-/** Screenshots `page` at desktop width, then at phone width, then back. */
+/** Screenshots `page` at desktop width, then at phone width, then back; then checks it with axe-core. */
 async function shots(page: Page, name: string): Promise<void> {
+  expect(await seriousViolations(page), name).toEqual([]);
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}-phone.png`), fullPage: true });
@@ -261,7 +263,7 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     await homeowner.getByTestId("contract-row").first().click();
     await homeowner.locator('[data-testid="contract"][data-status="COMPLETED"]').waitFor();
     expect(await homeowner.getByTestId("contract-hash").textContent()).toBe(hash);
-    await homeowner.screenshot({ path: path.join(ARTIFACTS, "6-saved-contracts.png"), fullPage: true });
+    await shots(homeowner, "6-saved-contracts");
   }
 }
 

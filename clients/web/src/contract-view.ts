@@ -172,7 +172,7 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
     h("p", { class: "parties" }, contract.parties.map((p) => `${p.displayName} (${p.role === PartyRole.PROVIDER ? "provider" : "client"})`).join(" and ")),
     terms,
     h("p", { class: "hash" }, "SHA-256 ", h("code", { "data-testid": "contract-hash" }, contract.textSha256), " ", hashState),
-    h("details", {}, h("summary", {}, "Contract text"), h("pre", { class: "contract-text", "data-testid": "contract-text" }, contract.text)),
+    h("details", {}, h("summary", {}, "Contract text"), h("pre", { class: "contract-text", "data-testid": "contract-text", tabindex: 0, role: "region", "aria-label": "Contract text" }, contract.text)),
     h(
       "div",
       { class: "signatures", "data-testid": "signatures" },

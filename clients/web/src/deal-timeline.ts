@@ -209,6 +209,6 @@ export function timelineEntries(state: TimelineState, deps: TimelineDeps): HTMLE
   // A failed step's detail is a sentence for people ("Releasing £80.00 failed: …"); the rest repeat the entries above.
   for (const step of state.steps) if (step.status === ExecutionStepStatus.FAILED && step.step !== "decline" && step.detail) out.push(entry("problem", "alert", "bad", step.detail));
   if (c?.status === ContractStatus.COMPLETED) out.push(entry("completed", "done", "good", "All done: every payment is settled"));
-  if (state.negotiating) out.push(h("li", { class: "event tone-busy", "data-kind": "negotiating", "data-testid": "negotiating", role: "status" }, h("span", { class: "icon spinner", "aria-hidden": "true" }), h("div", { class: "body" }, h("p", { class: "title" }, "The agents are negotiating…"))));
+  if (state.negotiating) out.push(h("li", { class: "event tone-busy", "data-kind": "negotiating", "data-testid": "negotiating" }, h("span", { class: "icon spinner", "aria-hidden": "true" }), h("div", { class: "body", role: "status" }, h("p", { class: "title" }, "The agents are negotiating…"))));
   return out;
 }

@@ -80,7 +80,7 @@ export class RoomView {
   constructor(private readonly deps: RoomViewDeps) {
     this.player = new PeerPlayer(deps.audio);
     const session = deps.session;
-    const sayInput = h("input", { "data-testid": "say-input", placeholder: "Type what you say (sent as an on-device transcript)…", maxlength: 4000, autocomplete: "off" });
+    const sayInput = h("input", { "data-testid": "say-input", "aria-label": "What you say",  placeholder: "Type what you say (sent as an on-device transcript)…", maxlength: 4000, autocomplete: "off" });
     const sayForm = h(
       "form",
       {
@@ -104,7 +104,7 @@ export class RoomView {
       this.muteButton.textContent = this.muted ? "Unmute" : "Mute";
       session.setMuted(this.muted).catch((err: unknown) => this.notice(`Could not ${this.muted ? "mute" : "unmute"}: ${errorText(err)}`));
     });
-    const share = h("input", { readonly: true, value: deps.shareLink, class: "share", "data-testid": "share-link" });
+    const share = h("input", { readonly: true, value: deps.shareLink, class: "share", "data-testid": "share-link", "aria-label": "Link to send the other person" });
     const copy = h("button", {}, "Copy link");
     copy.addEventListener("click", () => {
       share.select();
