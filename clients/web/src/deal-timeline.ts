@@ -199,6 +199,11 @@ export function timelineEntries(state: TimelineState, deps: TimelineDeps): HTMLE
     out.push(entry("payment", words.icon, words.tone, words.title, undefined, p.updatedAtMs));
   }
   for (const hold of state.holds) {
+    // A settled hold still shows that the money was held first, then where it went.
+    if (hold.status === EscrowHoldStatus.CAPTURED || hold.status === EscrowHoldStatus.RELEASED || hold.status === EscrowHoldStatus.EXPIRED) {
+      const held = holdWords({ ...hold, status: EscrowHoldStatus.HELD }, nameOf);
+      out.push(entry("hold", held.icon, held.tone, held.title.replace(" is held ", " was held ")));
+    }
     const words = holdWords(hold, nameOf);
     out.push(entry("hold", words.icon, words.tone, words.title, undefined, hold.updatedAtMs));
   }

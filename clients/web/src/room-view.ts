@@ -357,7 +357,9 @@ export class RoomView {
             ? keyword
               ? `Listening. Say “${keyword}” when you have agreed, to make it a deal.`
               : "Listening. Say the trigger word when you have agreed, to make it a deal."
-            : "Not listening for a deal right now.";
+            : this.contract
+              ? "Deal made: the contract is in the timeline below."
+              : "Not listening for a deal right now.";
     replace(
       this.triggerBox,
       h("p", { class: status?.triggerArmed ? "armed" : "", "data-armed": status?.triggerArmed ? "true" : "false" }, state),
