@@ -43,10 +43,18 @@ export interface CallRecord {
   aborted: boolean;
 }
 
+/**
+ * Calls a talking browser makes about 16 times a second: their OK lines go at debug (the metrics
+ * still count each), a failed one at info like any other call.
+ */
+const FREQUENT_METHODS = new Set(["handshake.v1.RoomService/SendAudio"]);
+
 /** The one log line per call: path, method, code, duration, user and room; never the payload. */
 export function logCall(log: Logger, call: CallRecord): void {
+  const level = call.status === undefined && FREQUENT_METHODS.has(call.method) ? "debug" : "info";
+  if (!log.isLevelEnabled(level)) return;
   const caller = call.values.get(callerKey);
-  log.info(
+  log[level](
     {
       path: call.path,
       method: call.method,
