@@ -1,5 +1,6 @@
 import path from "node:path";
 import { DEFAULT_CONNECTION_LIMITS as DC, type ConnectionLimits } from "./server/connection-guard.js";
+import { DEFAULT_HEALTH_WATCH_INTERVAL_MS } from "./server/health.js";
 
 export type { ConnectionLimits };
 
@@ -70,6 +71,8 @@ export interface Config {
   webRoot: string;
   /** Prometheus metrics on `GET /metrics` of the server's port (METRICS). */
   metrics: boolean;
+  /** How often an open grpc.health.v1 Watch asks readiness again and sends a change. */
+  healthWatchIntervalMs: number;
 }
 
 /**
@@ -258,6 +261,7 @@ export function loadConfig(env: Env = process.env): Config {
     monzoApiBase: url(env, "MONZO_API_BASE", "https://api.monzo.com"),
     webRoot: str(env, "WEB_ROOT", ""),
     metrics: bool(env, "METRICS", true),
+    healthWatchIntervalMs: int(env, "HEALTH_WATCH_INTERVAL_MS", DEFAULT_HEALTH_WATCH_INTERVAL_MS, 10, 600_000),
   };
   if (config.connections.httpHeadersTimeoutMs > config.connections.httpRequestTimeoutMs) {
     throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not be longer than HTTP_REQUEST_TIMEOUT_MS");

@@ -38,6 +38,8 @@ export interface ServerConfig {
   };
   /** The front door's limits (connection-guard.ts); its embedded defaults when absent. */
   connections?: ConnectionLimits;
+  /** How often an open Health/Watch asks readiness again; health.ts's default when absent. */
+  healthWatchIntervalMs?: number;
 }
 
 /** Everything the transport layer calls into; built by src/compose/app.ts. */

@@ -29,12 +29,34 @@ export function createReadinessCheck(store: Pick<Store, "checkWritable">, shutdo
   };
 }
 
+/** How often an open Health/Watch asks readiness again when HEALTH_WATCH_INTERVAL_MS is not given. */
+export const DEFAULT_HEALTH_WATCH_INTERVAL_MS = 5_000;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    if (signal.aborted) return done();
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 /**
  * Registers grpc.health.v1.Health: SERVING while `readiness` says ready, NOT_SERVING when it does
- * not (the store cannot be written) and from shutdown on. Watch sends the status when it opens and
- * again when shutdown starts.
+ * not (the store cannot be written) and from shutdown on. Watch sends the status when it opens,
+ * then each change it sees asking again every `watchIntervalMs`, and ends after shutdown's.
  */
-export function registerHealthRoutes(router: ConnectRouter, shutdown: AbortSignal, readiness: ReadinessCheck): void {
+export function registerHealthRoutes(
+  router: ConnectRouter,
+  shutdown: AbortSignal,
+  readiness: ReadinessCheck,
+  watchIntervalMs = DEFAULT_HEALTH_WATCH_INTERVAL_MS,
+): void {
   const statusOf = async (service: string): Promise<ServingStatus> => {
     if (!SERVICES.includes(service)) throw new NotFoundError(`unknown service "${service}"`);
     if (shutdown.aborted) return ServingStatus.NOT_SERVING;
@@ -45,14 +67,15 @@ export function registerHealthRoutes(router: ConnectRouter, shutdown: AbortSigna
     async *watch(req, ctx) {
       let status = await statusOf(req.service);
       yield { status };
-      if (status === ServingStatus.SERVING) {
-        await new Promise<void>((resolve) => {
-          if (ctx.signal.aborted || shutdown.aborted) return resolve();
-          ctx.signal.addEventListener("abort", () => resolve(), { once: true });
-          shutdown.addEventListener("abort", () => resolve(), { once: true });
-        });
-        status = await statusOf(req.service);
-        if (!ctx.signal.aborted) yield { status };
+      const stop = AbortSignal.any([ctx.signal, shutdown]);
+      while (!stop.aborted) {
+        await pause(watchIntervalMs, stop);
+        if (ctx.signal.aborted) return;
+        const next = await statusOf(req.service);
+        if (next !== status) {
+          status = next;
+          yield { status };
+        }
       }
     },
     list: async () => {

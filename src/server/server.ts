@@ -61,7 +61,7 @@ export function createRoutes(deps: ServerDeps, scopes: CallScopes, shutdownSigna
   return (router) => {
     registerRoomRoutes(router, deps, scopes);
     registerContractRoutes(router, deps, scopes);
-    registerHealthRoutes(router, shutdownSignal, createReadinessCheck(deps.store, shutdownSignal));
+    registerHealthRoutes(router, shutdownSignal, createReadinessCheck(deps.store, shutdownSignal), deps.config.healthWatchIntervalMs);
     registerReflectionRoutes(
       router,
       createRegistry(file_handshake_v1_room_service, file_handshake_v1_contract_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection),

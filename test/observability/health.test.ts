@@ -15,7 +15,8 @@ import { grpcTransport, startTestApp, testProfile, type TestApp } from "../suppo
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await startTestApp();
+  // Watch asks readiness again this often: short, so a change reaches the test at once.
+  t = await startTestApp({ HEALTH_WATCH_INTERVAL_MS: "20" });
 });
 afterAll(async () => {
   await t.close();
@@ -54,6 +55,24 @@ describe("/healthz, /readyz and grpc.health.v1", () => {
     }
     expect(await probe("/readyz")).toEqual({ status: 200, body: { status: "ready", reasons: [] } });
     expect(await check()).toBe(ServingStatus.SERVING);
+  });
+
+  it("Watch sends NOT_SERVING when the store stops taking writes and SERVING when it takes them again", async () => {
+    const controller = new AbortController();
+    const statuses = createClient(Health, grpcTransport(t.baseUrl)).watch({ service: "" }, { signal: controller.signal })[Symbol.asyncIterator]();
+    const next = async () => (await statuses.next()).value?.status;
+    const other = new BetterSqlite3(path.join(t.dataDir, "handshake.db"), { timeout: 0 });
+    try {
+      expect(await next()).toBe(ServingStatus.SERVING);
+      other.exec("BEGIN IMMEDIATE");
+      expect(await next()).toBe(ServingStatus.NOT_SERVING);
+      other.exec("ROLLBACK");
+      expect(await next()).toBe(ServingStatus.SERVING);
+    } finally {
+      other.close();
+      controller.abort();
+      await statuses.return?.();
+    }
   });
 
   it("leave the store as it was: a check writes nothing and the server's own writes go on", async () => {
