@@ -292,6 +292,11 @@ describe("browser app: new room and a second tab", () => {
     }, firstIdentity ?? "");
     await second.goto(`${t.baseUrl}/?room=${code}`);
     expect(await second.getByTestId("room-input").inputValue()).toBe(code);
+    // The device's saved name is Ada's, and Ada is in a room in the first tab: the name is not offered.
+    await second.getByTestId("name-hint").getByText("Ada is already in a room in another tab").waitFor();
+    expect(await second.getByTestId("profile-name").inputValue()).toBe("");
+    expect(await second.getByTestId("profile-role-provider").isChecked()).toBe(false);
+    await shots(second, "8-second-tab-join");
     await second.getByTestId("profile-name").fill("Bo");
     await second.getByTestId("profile-role-client").check();
     await second.getByTestId("join").click();

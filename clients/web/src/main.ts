@@ -104,6 +104,19 @@ function showSetup(message?: string): void {
     h("div", { class: "actions" }, join, h("span", { class: "muted" }, "or"), newRoom),
   );
   replace(app, form);
+  // The saved name is this device's last person; if another tab is in a room as them, this tab is someone else.
+  const nameInput = form.querySelector<HTMLInputElement>("#profile-name");
+  const nameHint = h("small", { class: "hint", "data-testid": "name-hint", role: "status" });
+  nameInput?.closest("label")?.after(nameHint);
+  const onName = (event: MessageEvent<TabMessage>) => {
+    if (event.data.kind !== "name" || !nameInput || !form.isConnected || event.data.displayName === "" || event.data.displayName !== nameInput.value.trim()) return;
+    nameHint.textContent = `${event.data.displayName} is already in a room in another tab. Type this person’s name and side.`;
+    nameInput.value = "";
+    form.querySelectorAll<HTMLInputElement>('input[name="role"]').forEach((radio) => (radio.checked = false));
+  };
+  tabs.addEventListener("message", onName);
+  setTimeout(() => tabs.removeEventListener("message", onName), 1000);
+  tabs.postMessage({ kind: "names" } satisfies TabMessage);
 }
 
 /** Asks the other tabs of this browser whether one of them is `userId` now; resolves true if so. */
@@ -122,10 +135,11 @@ function identityInUse(userId: string): Promise<boolean> {
 }
 
 /** What tabs of this browser tell each other about who they are. */
-type TabMessage = { kind: "who"; userId: string } | { kind: "mine"; userId: string };
+type TabMessage = { kind: "who"; userId: string } | { kind: "mine"; userId: string } | { kind: "names" } | { kind: "name"; displayName: string };
 const tabs = new BroadcastChannel("handshake.tabs");
 tabs.addEventListener("message", (event: MessageEvent<TabMessage>) => {
   if (event.data.kind === "who" && current && event.data.userId === current.session.userId) tabs.postMessage({ kind: "mine", userId: current.session.userId } satisfies TabMessage);
+  if (event.data.kind === "names" && current) tabs.postMessage({ kind: "name", displayName: loadSavedProfile().displayName } satisfies TabMessage);
 });
 
 async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext): Promise<void> {
