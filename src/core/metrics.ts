@@ -16,6 +16,8 @@ export interface StageMetrics {
   draftedToSigned(seconds: number): void;
   /** One call of a payment rail (`rail` ledger | stripe; `action` pay | hold | capture | release | status). */
   railCall(rail: string, action: string, outcome: RailCallOutcome, seconds: number): void;
+  /** One room event committed to the store before any reader sees it (the panel waits for it). */
+  eventLogWrite(seconds: number): void;
 }
 
 /** Records nothing: the default where no metrics are served (tests, METRICS=off). */
@@ -23,4 +25,5 @@ export const noopStageMetrics: StageMetrics = {
   triggerToProposal() {},
   draftedToSigned() {},
   railCall() {},
+  eventLogWrite() {},
 };

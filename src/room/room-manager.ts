@@ -182,7 +182,14 @@ export class RoomManager {
         log,
         restored,
         // Synchronous: the event is committed before the log hands it to any reader.
-        (event, kept) => this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept }),
+        (event, kept) => {
+          const started = performance.now();
+          try {
+            this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept });
+          } finally {
+            this.stages.metrics?.eventLogWrite((performance.now() - started) / 1000);
+          }
+        },
         this.now,
       );
       this.rooms.set(roomId, room);

@@ -14,6 +14,8 @@ const RPC_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 const PROPOSAL_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120];
 /** Seconds. People read and sign in seconds to days. */
 const SIGNING_BUCKETS_S = [1, 5, 15, 30, 60, 120, 300, 900, 3600, 4 * 3600, 86_400, 7 * 86_400];
+/** Seconds. A SQLite commit in WAL mode takes tens of microseconds; a slow disk, milliseconds. */
+const WRITE_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 /** Seconds. The ledger answers in a millisecond, Stripe in a few hundred. */
 const RAIL_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -82,6 +84,12 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
     buckets: RAIL_BUCKETS_S,
     registers: [registry],
   });
+  const eventWrites = new Histogram({
+    name: "handshake_event_log_write_seconds",
+    help: "Committing one room event to the store, which every reader of the room waits for.",
+    buckets: WRITE_BUCKETS_S,
+    registers: [registry],
+  });
   return {
     registry,
     contentType: registry.contentType,
@@ -89,6 +97,7 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
       triggerToProposal: (seconds) => triggerToProposal.observe(seconds),
       draftedToSigned: (seconds) => draftedToSigned.observe(seconds),
       railCall: (rail, action, outcome, seconds) => railCalls.observe({ rail, action, outcome }, seconds),
+      eventLogWrite: (seconds) => eventWrites.observe(seconds),
     },
     callEnded(path, method, code, durationMs) {
       duration.observe({ method, path, code }, durationMs / 1000);

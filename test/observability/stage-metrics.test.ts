@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ContractStatus, PaymentRail as PaymentRailKind, PaymentStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { withRailMetrics } from "../../src/compose/rail-metrics.js";
-import type { RailCallOutcome, StageMetrics } from "../../src/core/metrics.js";
+import { noopStageMetrics, type RailCallOutcome, type StageMetrics } from "../../src/core/metrics.js";
 import { PaymentRailError, type PaymentRail, type RailRequest } from "../../src/payments/rail.js";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { sampleValue, scrape } from "../support/metrics-text.js";
@@ -24,7 +24,7 @@ describe("stage histograms after one deal through the real server (offline engin
     await t.close();
   });
 
-  it("times trigger → proposal, drafted → both signed, and each ledger call by action and outcome", async () => {
+  it("times trigger → proposal, drafted → both signed, each ledger call by action and outcome, and each event log write", async () => {
     const before = await scrape(t.baseUrl);
     const sam = await joinPerson(t.baseUrl, "stages-1", { displayName: "Sam", role: PartyRole.PROVIDER, trade: "plumber", rates: [{ description: "boiler repair", amountMinor: 12_000n }] });
     const alex = await joinPerson(t.baseUrl, "stages-1", { displayName: "Alex", role: PartyRole.CLIENT, maxAutoApproveMinor: 20_000n });
@@ -43,13 +43,15 @@ describe("stage histograms after one deal through the real server (offline engin
     expect(moved("handshake_trigger_to_proposal_seconds_count")).toBe(1);
     expect(moved("handshake_contract_drafted_to_signed_seconds_count")).toBe(1);
     expect(moved("handshake_payment_rail_call_duration_seconds_count", { rail: "ledger", action: "pay", outcome: "succeeded" })).toBeGreaterThanOrEqual(1);
+    // Every event the panel showed was committed first: at least as many writes as events seen.
+    expect(moved("handshake_event_log_write_seconds_count")).toBeGreaterThanOrEqual(alex.panel.events.length);
   });
 });
 
 describe("withRailMetrics", () => {
   const request: RailRequest = { payerUserId: "u_a", payeeUserId: "u_b", idempotencyKey: "k", amountMinor: 100n, currency: "GBP", description: "d", contractId: "c", lineItemId: "i" };
   const recorded: { rail: string; action: string; outcome: RailCallOutcome }[] = [];
-  const metrics: StageMetrics = { triggerToProposal() {}, draftedToSigned() {}, railCall: (rail, action, outcome) => recorded.push({ rail, action, outcome }) };
+  const metrics: StageMetrics = { ...noopStageMetrics, railCall: (rail, action, outcome) => recorded.push({ rail, action, outcome }) };
   const rail: PaymentRail = {
     kind: PaymentRailKind.LEDGER,
     pay: async () => ({ reference: "tx_1", status: "succeeded" }),
