@@ -18,7 +18,7 @@ export function withRailMetrics(rail: PaymentRail, name: string, metrics: StageM
         },
         (err: unknown) => {
           // A refusal is the rail's answer; anything else left the outcome unknown.
-          record(err instanceof PaymentRailError ? "refused" : "error");
+          record(err instanceof PaymentRailError && !err.outcomeUnknown ? "refused" : "error");
           throw err;
         },
       );
@@ -30,5 +30,24 @@ export function withRailMetrics(rail: PaymentRail, name: string, metrics: StageM
     capture: (reference, request) => timed("capture", () => rail.capture(reference, request)),
     release: (reference, request) => timed("release", () => rail.release(reference, request)),
     status: (reference) => timed("status", () => rail.status(reference)),
+    // A look-up that finds nothing is no rail outcome: only a found movement (or an error) is recorded.
+    ...(rail.find
+      ? {
+          find: (request) => {
+            const started = performance.now();
+            const record = (outcome: RailCallOutcome) => metrics.railCall(name, "find", outcome, (performance.now() - started) / 1000);
+            return rail.find!(request).then(
+              (found) => {
+                if (found) record(found.status);
+                return found;
+              },
+              (err: unknown) => {
+                record(err instanceof PaymentRailError && !err.outcomeUnknown ? "refused" : "error");
+                throw err;
+              },
+            );
+          },
+        }
+      : {}),
   };
 }

@@ -54,15 +54,25 @@ export interface PaymentRail {
   release(reference: string, request: RailRequest): Promise<RailResult>;
   /** The rail's current view of `reference`. */
   status(reference: string): Promise<RailResult>;
+  /**
+   * The movement the pay or hold `request` made, found by the contract and line item it carries
+   * (when the call's answer was lost, so no reference is known), or undefined when none is found.
+   */
+  find?(request: RailRequest): Promise<RailResult | undefined>;
 }
 
-/** A rail refusal or failure. `retryable` follows core/retry.ts: false for 4xx other than 408 and 429. */
+/**
+ * A rail refusal or failure. `retryable` follows core/retry.ts: false for 4xx other than 408 and
+ * 429. `outcomeUnknown`: no answer to rely on (a timeout or lost connection after the retries, a
+ * 5xx, a 429, still processing), so the money may have moved: the record stays pending, never failed.
+ */
 export class PaymentRailError extends Error implements Retryable {
   override readonly name = "PaymentRailError";
   constructor(
     message: string,
     readonly code: string,
     readonly retryable: boolean,
+    readonly outcomeUnknown = false,
   ) {
     super(message);
   }

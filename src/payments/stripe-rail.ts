@@ -174,6 +174,17 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
       }),
 
     status: (reference) => call("status", undefined, async () => toRailResult(await retrieve(reference))),
+
+    // Search by the metadata every intent is created with (its index lags by up to a minute, so
+    // "none" is only as good as that); the most advanced one wins if a retry ever made two.
+    find: (request) =>
+      call("find", request, async () => {
+        const query = `metadata['contract_id']:'${searchValue(request.contractId)}' AND metadata['line_item_id']:'${searchValue(request.lineItemId)}'`;
+        const found = await stripe.paymentIntents.search({ query, limit: 10 });
+        const rank = (i: Stripe.PaymentIntent) => (i.status === "succeeded" ? 3 : i.status === "requires_capture" ? 2 : i.status === "canceled" ? 0 : 1);
+        const best = [...found.data].sort((a, b) => rank(b) - rank(a) || b.created - a.created)[0];
+        return best ? toRailResult(await retrieve(best.id)) : undefined;
+      }),
   };
 }
 
@@ -254,7 +265,7 @@ export function toRailResult(intent: Stripe.PaymentIntent): RailResult {
       };
     default:
       // processing / requires_confirmation: not settled yet; the caller may ask again later.
-      throw new PaymentRailError(`The payment is still ${intent.status}`, "not_settled", true);
+      throw new PaymentRailError(`The payment is still ${intent.status}`, "not_settled", true, true);
   }
 }
 
@@ -285,7 +296,7 @@ export function toPaymentRailError(err: unknown): PaymentRailError {
     );
   }
   if (err instanceof E.StripeRateLimitError) {
-    return new PaymentRailError("Stripe is limiting our request rate; try again shortly", "rate_limited", true);
+    return new PaymentRailError("Stripe is limiting our request rate; try again shortly", "rate_limited", true, true);
   }
   if (err instanceof E.StripeAuthenticationError) {
     return new PaymentRailError("Stripe rejected the platform's API key (STRIPE_SECRET_KEY)", "stripe_authentication", false);
@@ -295,8 +306,8 @@ export function toPaymentRailError(err: unknown): PaymentRailError {
   }
   if (err instanceof E.StripeConnectionError) {
     return /timeout/i.test(err.message)
-      ? new PaymentRailError("Stripe did not answer in time", "timeout", true)
-      : new PaymentRailError("Could not reach Stripe", "network", true);
+      ? new PaymentRailError("Stripe did not answer in time", "timeout", true, true)
+      : new PaymentRailError("Could not reach Stripe", "network", true, true);
   }
   if (err instanceof E.StripeInvalidRequestError) {
     const code = err.code ?? "";
@@ -316,14 +327,19 @@ export function toPaymentRailError(err: unknown): PaymentRailError {
     return new PaymentRailError(`Stripe refused the request: ${err.message}`, code || "invalid_request", false);
   }
   if (err instanceof E.StripeAPIError) {
-    return new PaymentRailError("Stripe had an internal error; try again", "stripe_unavailable", true);
+    return new PaymentRailError("Stripe had an internal error; try again", "stripe_unavailable", true, true);
   }
   if (err instanceof E.StripeError) {
     const status = err.statusCode ?? 0;
-    return new PaymentRailError(`Stripe error: ${err.message}`, err.code ?? "stripe_error", isRetryableStatus(status));
+    return new PaymentRailError(`Stripe error: ${err.message}`, err.code ?? "stripe_error", isRetryableStatus(status), status >= 500 || status === 429 || status === 0);
   }
   const message = err instanceof Error ? err.message : String(err);
   return new PaymentRailError(`Stripe call failed: ${message}`, "stripe_error", false);
+}
+
+/** A value inside a quoted Stripe search clause: backslash and quote escaped. */
+function searchValue(value: string): string {
+  return value.replace(/[\\']/g, (c) => `\\${c}`);
 }
 
 function unexpectedState(err: unknown): boolean {

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { ContractStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
+import { ContractStatus, EscrowHoldStatus, PaymentStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { NotFoundError } from "../core/errors.js";
 import { silentLogger } from "../core/log.js";
 import type { PaymentRail } from "../payments/rail.js";
@@ -36,7 +36,15 @@ export interface ContractExecutorOptions {
   holdExpiryWarningMs?: number;
   lock?: KeyedLock;
   log?: Logger;
+  /**
+   * First wait before a payment or hold left PENDING (its outcome unknown: a timeout, a 5xx) is
+   * looked up at the rail again; doubles each time up to 10 minutes. Default 30 s.
+   */
+  pendingRecheckMs?: number;
 }
+
+/** Longest wait between two look-ups of a pending payment or hold. */
+const MAX_PENDING_RECHECK_MS = 10 * 60 * 1000;
 
 /** Options of `reconcile`. */
 export interface ReconcileOptions {
@@ -83,8 +91,10 @@ export interface ContractExecutor {
  * items still run; the contract ends PAYMENT_FAILED. Holds already placed are not released
  * automatically — the client can fix the card while the provider's escrow stays protected — and
  * stay releasable by the provider or by `releaseOutstandingHolds`. A rail answer of any kind is
- * final for that key; an error that is not a `PaymentRailError` leaves the intent PENDING (the
- * outcome is unknown) and is thrown, for `resumePending` to finish.
+ * final for that key; no answer (a `PaymentRailError` with `outcomeUnknown`: timeout, 5xx, 429)
+ * leaves the record PENDING and the saga is run again on a backoff timer, which looks the movement
+ * up at the rail before resending it by key; any other error leaves it PENDING too and is thrown,
+ * for `resumePending` to finish.
  */
 export function createContractExecutor(options: ContractExecutorOptions): ContractExecutor {
   const { store, rail } = options;
@@ -127,6 +137,37 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
 
   const run = (contract: Contract) => runSaga(ctx, contract, (id) => settle(id, true));
 
+  // Contracts with a movement whose outcome is unknown: the saga is run again for them (which looks
+  // the movement up at the rail, then resends it by key) until every record knows its outcome.
+  const rechecks = new Map<string, NodeJS.Timeout>();
+  let closed = false;
+  const pendingRecheckMs = options.pendingRecheckMs ?? 30_000;
+  const hasPending = (c: Contract) =>
+    c.payments.some((p) => p.status === PaymentStatus.PENDING && p.rail === rail.kind) ||
+    c.holds.some((h) => h.status === EscrowHoldStatus.PENDING && h.rail === rail.kind);
+  function scheduleRecheck(contract: Contract, attempt = 0): void {
+    if (closed || rechecks.has(contract.id) || !hasPending(contract)) return;
+    const timer = setTimeout(() => {
+      rechecks.delete(contract.id);
+      lock
+        .run(contract.id, async () => run(await load(contract.id)))
+        .then(
+          (after) => scheduleRecheck(after, attempt + 1),
+          (err: unknown) => {
+            log.error({ err, contractId: contract.id }, "checking a pending payment again failed");
+            scheduleRecheck(contract, attempt + 1);
+          },
+        );
+    }, Math.min(pendingRecheckMs * 2 ** attempt, MAX_PENDING_RECHECK_MS));
+    timer.unref();
+    rechecks.set(contract.id, timer);
+  }
+  const runAndWatch = async (contract: Contract) => {
+    const after = await run(contract);
+    scheduleRecheck(after);
+    return after;
+  };
+
   return {
     execute: (contract) =>
       lock.run(contract.id, async () => {
@@ -139,7 +180,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
           return current;
         }
         log.info({ contractId: current.id, roomId: current.roomId }, "executing contract");
-        return run(current);
+        return runAndWatch(current);
       }),
 
     async resumePending() {
@@ -158,7 +199,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
             await lock.run(id, async () => {
               const contract = await load(id);
               log.info({ contractId: id, roomId: contract.roomId }, "resuming contract execution");
-              return run(contract);
+              return runAndWatch(contract);
             }),
           );
         } catch (err) {
@@ -179,6 +220,11 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
 
     watchHolds: (contract) => watcher.watch(contract),
 
-    close: () => watcher.close(),
+    close: () => {
+      closed = true;
+      for (const timer of rechecks.values()) clearTimeout(timer);
+      rechecks.clear();
+      watcher.close();
+    },
   };
 }

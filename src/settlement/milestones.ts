@@ -17,7 +17,7 @@ import {
   type MilestoneScene,
 } from "../deal/milestones-rules.js";
 import { isSettledMilestone, transition, type MilestoneEvent } from "../deal/milestones-state.js";
-import { PaymentRailError, type PaymentRail, type RailRequest } from "../payments/rail.js";
+import { PaymentRailError, type PaymentRail, type RailRequest, type RailResult } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
 import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
 import { announceStatus, contractAfter } from "./contract-status.js";
@@ -141,10 +141,19 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     const money = formatMoney(amountMinor, hold.currency);
     if (action === "capture") step(s, "capture", ExecutionStepStatus.STARTED, `Paying ${money} to ${s.parties.providerName} from escrow`);
     else step(s, "release", ExecutionStepStatus.STARTED, `Returning ${money} to ${s.parties.clientName}`);
-    const answer = await askRail(async () => {
+    let answer = await askRail(async () => {
       const req = await request(s, hold, key, amountMinor);
       return action === "capture" ? rail.capture(hold.railReference, req) : rail.release(hold.railReference, req);
     });
+    // No answer to rely on (a timeout, a 5xx, a 429): the hold itself is asked what happened.
+    if (answer instanceof PaymentRailError && answer.outcomeUnknown) answer = await afterUnknown(hold, action, answer);
+    if (answer instanceof PaymentRailError && answer.outcomeUnknown) {
+      // No answer to rely on: the intent stays open (never "failed"), and is sent again under its
+      // key at the next start or the next confirmation, which gets Stripe's first answer.
+      events.panelError(s.contract, `${action}_pending`, `${action === "capture" ? "Paying out" : "Releasing"} "${s.item.description}": ${answer.message}; it will be checked and finished`, true);
+      log.warn({ contractId: s.contract.id, milestoneId: milestone.id, action, code: answer.code }, "milestone settlement outcome unknown; intent left open");
+      return milestone;
+    }
     const expected = action === "capture" ? ["captured", "succeeded"] : ["released"];
     if (answer instanceof PaymentRailError || !expected.includes(answer.status)) {
       const reason = answer instanceof PaymentRailError ? answer.message : answer.failureReason || `unexpected rail answer: ${answer.status}`;
@@ -176,6 +185,23 @@ export function createMilestoneService(options: MilestoneServiceOptions): Milest
     }
     if (after) announceStatus(events, after, false);
     return settled;
+  }
+
+  /**
+   * What an attempt without a usable answer did, from the hold's state at the rail: settled means
+   * it took effect; still held means it did not (a refusal now known, so the next attempt may use a
+   * new key); anything else, or no answer again, leaves the outcome unknown.
+   */
+  async function afterUnknown(hold: EscrowHold, action: "capture" | "release", unknown: PaymentRailError): Promise<RailResult | PaymentRailError> {
+    try {
+      const view = await rail.status(hold.railReference);
+      if (action === "capture" && (view.status === "captured" || view.status === "succeeded")) return view;
+      if (action === "release" && view.status === "released") return view;
+      if (view.status === "held") return new PaymentRailError(unknown.message, unknown.code, unknown.retryable);
+    } catch (err) {
+      log.warn({ err, holdId: hold.id }, "the hold's state is unavailable after an unanswered settlement");
+    }
+    return unknown;
   }
 
   /**

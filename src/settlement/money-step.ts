@@ -162,8 +162,11 @@ async function runStep<R extends Payment | EscrowHold>(
 ): Promise<void> {
   const { store, rail, events, now, log } = ctx;
   const key = idempotencyKey(contract.id, item.id, action);
-  const stored = await spec.recordIntent(store, spec.intent(contract, item, parties, key, rail, BigInt(now())));
+  const fresh = spec.intent(contract, item, parties, key, rail, BigInt(now()));
+  const stored = await spec.recordIntent(store, fresh);
   if (!spec.isPending(stored)) return; // answered before: nothing to do
+  // A record left pending before (an answer lost, a crash): the rail may have moved the money.
+  const resumed = stored.id !== fresh.id;
   const noun = spec.label.toLowerCase();
   if (stored.rail !== rail.kind) {
     events.panelError(contract, "payment_rail_mismatch", `A${action === "hold" ? "n" : ""} ${noun} was started on another payment rail; it needs attention`, false);
@@ -175,7 +178,16 @@ async function runStep<R extends Payment | EscrowHold>(
   events.emit({ ...at, ...spec.event(stored) });
   events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: stored.payerUserId, status: ExecutionStepStatus.STARTED, detail: spec.started(money, parties) });
   // The stored key, not a fresh one: on resume it is the key of the interrupted call.
-  const answer = await askRail(() => spec.call(rail, railRequestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor)));
+  const request = railRequestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor);
+  // Resumed: what the rail made is looked up first (Stripe keeps a key's answer only 24 hours);
+  // when nothing is found the same call is sent again under the same key.
+  const answer = (resumed ? await lookUp(rail, request, log) : undefined) ?? (await askRail(() => spec.call(rail, request)));
+  if (answer instanceof PaymentRailError && answer.outcomeUnknown) {
+    // No answer to rely on: the record stays PENDING (never "failed") until the rail is asked again.
+    events.panelError(contract, "payment_pending", `${spec.label} of ${money}: ${answer.message}; checking with the payment provider before anything is retried`, true);
+    log.warn({ contractId: contract.id, lineItemId: item.id, code: answer.code }, `${noun} outcome unknown; left pending`);
+    return;
+  }
   const result = spec.result(stored, answer, BigInt(now()));
   await spec.recordResult(store, result);
   events.emit({ ...at, ...spec.event(result) });
@@ -187,5 +199,17 @@ async function runStep<R extends Payment | EscrowHold>(
     events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.FAILED, detail: `${spec.label} of ${money} failed: ${result.failureReason}` });
     events.panelError(contract, "payment_failed", `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, retryable);
     log.warn({ contractId: contract.id, lineItemId: item.id, reason: result.failureReason }, `${noun} failed`);
+  }
+}
+
+/** The rail's record of a pending movement, if it can find one; a rail error other than "still processing" means "look again later by key". */
+async function lookUp(rail: PaymentRail, request: RailRequest, log: Logger): Promise<RailResult | PaymentRailError | undefined> {
+  if (!rail.find) return undefined;
+  try {
+    return await rail.find(request);
+  } catch (err) {
+    if (err instanceof PaymentRailError && err.code === "not_settled") return err;
+    log.warn({ err, contractId: request.contractId, lineItemId: request.lineItemId }, "looking up a pending movement at the rail failed; sending it again by key");
+    return undefined;
   }
 }

@@ -1,6 +1,7 @@
 import Stripe from "stripe";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ContractStatus, EscrowHoldStatus, LineItemKind, PaymentRail as PaymentRailKind, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
+import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
 import { createContractExecutor } from "../../src/settlement/execution.js";
 import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { MERCHANT_INITIATED_AUTH_MS, createStripeRail } from "../../src/payments/stripe-rail.js";
@@ -69,7 +70,7 @@ describe("contract executor on Stripe (local fake)", () => {
     expect(fake.requests[1]!.params.metadata).toEqual({ contract_id: contract.id, line_item_id: "boiler" });
   });
 
-  it("after a crash between the Stripe call and recording its result, a restart resends the same key and Stripe charges once", async () => {
+  it("after a crash between the Stripe call and recording its result, a restart finds the charge at Stripe and Stripe charges once", async () => {
     const contract = await signedContract(store, items());
     const doomed = createContractExecutor({ store: dyingAfterFirstCharge(store), rail: stripeRail(), onEvent: () => {} });
     await expect(doomed.execute(contract)).rejects.toThrow("process died");
@@ -86,9 +87,9 @@ describe("contract executor on Stripe (local fake)", () => {
 
     const payKey = idempotencyKey(contract.id, "callout", "pay");
     const payCalls = fake.requests.filter((r) => r.idempotencyKey === payKey);
-    expect(payCalls).toHaveLength(2);
-    expect(payCalls[1]!.replayed).toBe(true);
-    expect(payCalls[1]!.rawBody).toBe(payCalls[0]!.rawBody);
+    // The charge is found at Stripe by its metadata before anything is sent again: not re-sent.
+    expect(payCalls).toHaveLength(1);
+    expect(fake.requests.some((r) => r.method === "GET" && r.path === "/v1/payment_intents/search")).toBe(true);
     // One charge for the payment, one authorisation for the hold: nothing twice.
     expect(fake.created()).toBe(2);
     expect(resumed!.payments[0]).toMatchObject({ status: PaymentStatus.SUCCEEDED, railReference: "pi_fake_1" });
@@ -118,9 +119,10 @@ describe("contract executor on Stripe (local fake)", () => {
     fake.hangNext(undefined, { afterExecuting: true });
     const log = eventLog();
     const executor = createContractExecutor({ store, rail: stripeRail(300), onEvent: log.listener });
-    const failed = await executor.execute(contract);
-    expect(failed.status).toBe(ContractStatus.PAYMENT_FAILED);
-    expect(failed.payments[0]).toMatchObject({ status: PaymentStatus.FAILED, failureReason: "Stripe did not answer in time" });
+    // No answer is no outcome: the payment stays PENDING, never "failed".
+    const pending = await executor.execute(contract);
+    expect(pending.status).toBe(ContractStatus.EXECUTING);
+    expect(pending.payments[0]).toMatchObject({ status: PaymentStatus.PENDING, failureReason: "" });
     expect(fake.intents.get("pi_fake_1")!.status).toBe("succeeded");
 
     const secret = "whsec_test";
@@ -140,4 +142,34 @@ describe("contract executor on Stripe (local fake)", () => {
     expect(healed.payments[0]).toMatchObject({ status: PaymentStatus.SUCCEEDED, railReference: "pi_fake_1" });
     expect(healed.status).toBe(ContractStatus.COMPLETED);
   });
+
+  it("a charge Stripe made whose answer timed out after the SDK's retries stays PENDING, and the reconciler finds it: succeeded, charged once", async () => {
+    const contract = await signedContract(store, [items()[0]!]);
+    const isCreate = (r: { method: string; path: string }) => r.method === "POST" && r.path === "/v1/payment_intents";
+    // Stripe makes the charge, but neither its answer nor the answers to the SDK's two retries arrive.
+    fake.hangNext(isCreate, { afterExecuting: true });
+    fake.hangNext(isCreate);
+    fake.hangNext(isCreate);
+    const log = eventLog();
+    const rail = createStripeRail({ secretKey: "sk_test_handshake", apiBase: fake.url, maxNetworkRetries: 2, timeoutMs: 300 });
+    const executor = createContractExecutor({ store, rail, onEvent: log.listener, pendingRecheckMs: 50 });
+    const completed = log.next((e) => e.kind === "contract" && e.contract.status === ContractStatus.COMPLETED);
+    const pending = await executor.execute(contract);
+    expect(pending.status).toBe(ContractStatus.EXECUTING);
+    expect(pending.payments[0]).toMatchObject({ status: PaymentStatus.PENDING });
+    expect(log.events.find((e) => e.kind === "error")).toMatchObject({ error: { code: "payment_pending", retryable: true } });
+    expect(log.events.some((e) => e.kind === "step" && e.step.status === ExecutionStepStatus.FAILED)).toBe(false);
+
+    // The reconciler looks the charge up by the metadata it was created with, and records it.
+    await completed;
+    executor.close();
+    const healed = (await store.getContract(contract.id))!;
+    expect(healed.payments[0]).toMatchObject({ status: PaymentStatus.SUCCEEDED, railReference: "pi_fake_1" });
+    expect(healed.status).toBe(ContractStatus.COMPLETED);
+    expect(fake.created()).toBe(1);
+    const creates = fake.requests.filter(isCreate);
+    expect(creates).toHaveLength(3);
+    expect(new Set(creates.map((r) => r.idempotencyKey))).toEqual(new Set([idempotencyKey(contract.id, "callout", "pay")]));
+    expect(fake.requests.some((r) => r.method === "GET" && r.path === "/v1/payment_intents/search")).toBe(true);
+  }, 20_000);
 });

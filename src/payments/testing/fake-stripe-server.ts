@@ -227,12 +227,25 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
     return { status: 200, body: view(intent, expandOf(p)) };
   }
 
+  /** Stripe's search query language, the part the rail uses: `metadata['k']:'v'` clauses joined by AND. */
+  function search(p: Record<string, unknown>): Answer {
+    const query = typeof p.query === "string" ? p.query : "";
+    const clauses = query.split(/\s+AND\s+/).map((c) => /^metadata\['([^']+)'\]:'((?:[^'\\]|\\.)*)'$/.exec(c.trim()));
+    if (query === "" || clauses.some((c) => !c)) {
+      return stripeError(400, { type: "invalid_request_error", code: "parameter_invalid_string", param: "query", message: `Invalid search query: ${query}` });
+    }
+    const wanted = clauses.map((c) => [c![1]!, c![2]!.replace(/\\(.)/g, "$1")] as const);
+    const data = [...intents.values()].filter((i) => wanted.every(([k, v]) => i.metadata[k] === v)).reverse();
+    return { status: 200, body: { object: "search_result", url: "/v1/payment_intents/search", has_more: false, next_page: null, data: data.map((i) => view(i, [])) } };
+  }
+
   function route(method: string, path: string, p: Record<string, unknown>): Answer {
     if (method === "POST" && path === "/v1/payment_intents") return createIntent(p);
     if (method === "GET" && path === "/v1/balance") {
       const funds = [{ amount: 0, currency: "gbp", source_types: { card: 0 } }];
       return { status: 200, body: { object: "balance", available: funds, pending: funds, livemode: false } };
     }
+    if (method === "GET" && path === "/v1/payment_intents/search") return search(p);
     const m = /^\/v1\/payment_intents\/([^/]+)(?:\/(capture|cancel))?$/.exec(path);
     if (!m) return stripeError(404, { type: "invalid_request_error", message: `Unrecognized request URL (${method}: ${path}).` });
     const intent = intents.get(decodeURIComponent(m[1] ?? ""));
