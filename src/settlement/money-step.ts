@@ -20,6 +20,12 @@ import { idempotencyKey } from "./idempotency.js";
 import { askRail, holdStatusOf, railRequestFor } from "./rail-call.js";
 import type { SettlementEvents } from "./settlement-events.js";
 
+/**
+ * How long after its intent a pending movement may still be resent under its key: Stripe prunes
+ * keys once they are at least 24 hours old, so an hour is kept in hand.
+ */
+export const KEY_RESEND_LIMIT_MS = 23 * 60 * 60 * 1000;
+
 /** What one saga step needs around it. */
 export interface StepContext {
   store: Store;
@@ -181,7 +187,14 @@ async function runStep<R extends Payment | EscrowHold>(
   const request = railRequestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor);
   // Resumed: what the rail made is looked up first (Stripe keeps a key's answer only 24 hours);
   // when nothing is found the same call is sent again under the same key.
-  const answer = (resumed ? await lookUp(rail, request, log) : undefined) ?? (await askRail(() => spec.call(rail, request)));
+  const found = resumed ? await lookUp(rail, request, log) : undefined;
+  if (!found && resumed && rail.find && now() - Number(stored.updatedAtMs) > KEY_RESEND_LIMIT_MS) {
+    // Stripe may have pruned the key: a resend could charge twice. Nothing found is no proof, so a person decides.
+    events.panelError(contract, "payment_needs_attention", `${spec.label} of ${money} has no known outcome after a day; it is not sent again automatically`, false);
+    log.error({ contractId: contract.id, lineItemId: item.id }, `pending ${noun} too old to resend by key; needs attention`);
+    return;
+  }
+  const answer = found ?? (await askRail(() => spec.call(rail, request)));
   if (answer instanceof PaymentRailError && answer.outcomeUnknown) {
     // No answer to rely on: the record stays PENDING (never "failed") until the rail is asked again.
     events.panelError(contract, "payment_pending", `${spec.label} of ${money}: ${answer.message}; checking with the payment provider before anything is retried`, true);

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ContractStatus, EscrowHoldStatus, LineItemKind, PaymentRail as PaymentRailKind, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
 import { createContractExecutor } from "../../src/settlement/execution.js";
+import { KEY_RESEND_LIMIT_MS } from "../../src/settlement/money-step.js";
 import { idempotencyKey } from "../../src/settlement/idempotency.js";
 import { MERCHANT_INITIATED_AUTH_MS, createStripeRail } from "../../src/payments/stripe-rail.js";
 import { createStripeWebhookHandler } from "../../src/payments/stripe-webhook.js";
@@ -172,4 +173,36 @@ describe("contract executor on Stripe (local fake)", () => {
     expect(new Set(creates.map((r) => r.idempotencyKey))).toEqual(new Set([idempotencyKey(contract.id, "callout", "pay")]));
     expect(fake.requests.some((r) => r.method === "GET" && r.path === "/v1/payment_intents/search")).toBe(true);
   }, 20_000);
+
+  it("a pending charge that Stripe has no trace of is resent by key within a day, and never after (its key may be pruned)", async () => {
+    const isCreate = (r: { method: string; path: string }) => r.method === "POST" && r.path === "/v1/payment_intents";
+    const pendingContract = async () => {
+      const contract = await signedContract(store, [items()[0]!]);
+      fake.hangNext(isCreate); // never reaches Stripe's API
+      const first = createContractExecutor({ store, rail: stripeRail(300), onEvent: () => {}, now: () => NOW_MS, pendingRecheckMs: 3_600_000 });
+      expect((await first.execute(contract)).payments[0]!.status).toBe(PaymentStatus.PENDING);
+      first.close();
+      return contract;
+    };
+    const contract = await pendingContract();
+    expect(fake.created()).toBe(0);
+
+    // A day later: nothing found at Stripe, and it is not sent again.
+    const log = eventLog();
+    const late = createContractExecutor({ store, rail: stripeRail(), onEvent: log.listener, now: () => NOW_MS + KEY_RESEND_LIMIT_MS + 1, pendingRecheckMs: 3_600_000 });
+    const [stillPending] = await late.resumePending();
+    late.close();
+    expect(stillPending!.payments[0]!.status).toBe(PaymentStatus.PENDING);
+    expect(fake.created()).toBe(0);
+    expect(fake.requests.filter(isCreate)).toHaveLength(1);
+    expect(log.events.find((e) => e.kind === "error")).toMatchObject({ error: { code: "payment_needs_attention", retryable: false } });
+
+    // Within the day: resent under the same key, charged once.
+    const soon = createContractExecutor({ store, rail: stripeRail(), onEvent: () => {}, now: () => NOW_MS + 60_000, pendingRecheckMs: 3_600_000 });
+    const [paid] = await soon.resumePending();
+    soon.close();
+    expect(paid!.payments[0]).toMatchObject({ status: PaymentStatus.SUCCEEDED });
+    expect(fake.created()).toBe(1);
+    expect(new Set(fake.requests.filter(isCreate).map((r) => r.idempotencyKey))).toEqual(new Set([idempotencyKey(contract.id, "callout", "pay")]));
+  });
 });
