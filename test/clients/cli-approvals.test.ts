@@ -1,4 +1,5 @@
 import { mkdtemp, rm } from "node:fs/promises";
+import { scriptedGutterClaude } from "../support/scripted-claude.js";
 import os from "node:os";
 import path from "node:path";
 import { PassThrough } from "node:stream";
@@ -8,7 +9,7 @@ import { runCli } from "../../clients/cli/cli.js";
 import { ContractStatus, NegotiationStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic, type FakeAnthropicRequest } from "../../src/agents/claude/testing/fake-anthropic.js";
+import { startFakeAnthropic, type FakeAnthropic } from "../../src/agents/claude/testing/fake-anthropic.js";
 import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import { recordPanel, type PanelRecorder } from "../support/panel.js";
 
@@ -122,41 +123,12 @@ describe("CLI: declining a contract", () => {
   });
 });
 
-/** Claude stand-in: the triggered agent proposes £450 for the gutter on its side, the other accepts. */
-function scriptedClaude(request: FakeAnthropicRequest) {
-  const system = JSON.stringify(request.body.system ?? "");
-  const messages = (request.body.messages ?? []) as { content: string | { type: string; text?: string }[] }[];
-  const content = messages[messages.length - 1]?.content;
-  const blocks = typeof content === "string" ? [{ type: "text", text: content }] : (content ?? []);
-  const newest = blocks[blocks.length - 1];
-  if (!newest || newest.type !== "text") return textReply("Done.");
-  const id = `toolu_${Math.random().toString(36).slice(2, 12)}`;
-  if (newest.text?.startsWith("A deal was triggered")) {
-    const role = system.includes("negotiating agent of Sam") ? "provider" : "client";
-    return toolUseReply([
-      {
-        id,
-        name: "propose",
-        input: {
-          summary: "Gutter repair",
-          currency: "GBP",
-          my_role: role,
-          line_items: [{ id: "gutter", description: "Gutter repair", kind: "immediate", amount_minor: 45_000 }],
-          reason: "As agreed aloud.",
-        },
-      },
-    ]);
-  }
-  if (newest.text?.includes("agent opened with")) return toolUseReply([{ id, name: "evaluate_proposal", input: { decision: "accept", reason: "As agreed." } }]);
-  return textReply("(listening)");
-}
-
 describe("CLI: approval requests", () => {
   let fake: FakeAnthropic;
   let app: TestApp;
   beforeAll(async () => {
     fake = await startFakeAnthropic({ validKey: "sk-ant-test" });
-    fake.reply(...Array.from({ length: 200 }, () => scriptedClaude));
+    fake.reply(...Array.from({ length: 200 }, () => scriptedGutterClaude));
     app = await startTestApp({ AGENT_ENGINE: "claude", ANTHROPIC_API_KEY: "sk-ant-test", ANTHROPIC_BASE_URL: fake.url, ANTHROPIC_MODEL: "claude-test" });
   });
   afterAll(async () => {

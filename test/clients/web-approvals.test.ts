@@ -1,10 +1,11 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { scriptedGutterClaude } from "../support/scripted-claude.js";
 import os from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWeb } from "../../clients/web/build.js";
-import { startFakeAnthropic, textReply, toolUseReply, type FakeAnthropic, type FakeAnthropicRequest } from "../../src/agents/claude/testing/fake-anthropic.js";
+import { startFakeAnthropic, type FakeAnthropic } from "../../src/agents/claude/testing/fake-anthropic.js";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { seriousViolations } from "./web-axe.js";
 
@@ -14,34 +15,6 @@ import { seriousViolations } from "./web-axe.js";
  * the drafted contract with a reason, and the plumber's page shows why. Claude's part is played by
  * the local Messages API fake: the triggered agent proposes £450, the other accepts.
  */
-
-function scriptedClaude(request: FakeAnthropicRequest) {
-  const system = JSON.stringify(request.body.system ?? "");
-  const messages = (request.body.messages ?? []) as { content: string | { type: string; text?: string }[] }[];
-  const content = messages[messages.length - 1]?.content;
-  const blocks = typeof content === "string" ? [{ type: "text", text: content }] : (content ?? []);
-  const newest = blocks[blocks.length - 1];
-  if (!newest || newest.type !== "text") return textReply("Done.");
-  const id = `toolu_${Math.random().toString(36).slice(2, 12)}`;
-  if (newest.text?.startsWith("A deal was triggered")) {
-    const role = system.includes("negotiating agent of Sam") ? "provider" : "client";
-    return toolUseReply([
-      {
-        id,
-        name: "propose",
-        input: {
-          summary: "Gutter repair",
-          currency: "GBP",
-          my_role: role,
-          line_items: [{ id: "gutter", description: "Gutter repair", kind: "immediate", amount_minor: 45_000 }],
-          reason: "As agreed aloud.",
-        },
-      },
-    ]);
-  }
-  if (newest.text?.includes("agent opened with")) return toolUseReply([{ id, name: "evaluate_proposal", input: { decision: "accept", reason: "As agreed." } }]);
-  return textReply("(listening)");
-}
 
 const ARTIFACTS = path.resolve("test-artifacts/web");
 let webRoot: string;
@@ -54,7 +27,7 @@ beforeAll(async () => {
   webRoot = await mkdtemp(path.join(os.tmpdir(), "handshake-web-approvals-"));
   await buildWeb({ outDir: webRoot });
   fake = await startFakeAnthropic({ validKey: "sk-ant-test" });
-  fake.reply(...Array.from({ length: 200 }, () => scriptedClaude));
+  fake.reply(...Array.from({ length: 200 }, () => scriptedGutterClaude));
   app = await startTestApp({ WEB_ROOT: webRoot, AGENT_ENGINE: "claude", ANTHROPIC_API_KEY: "sk-ant-test", ANTHROPIC_BASE_URL: fake.url, ANTHROPIC_MODEL: "claude-test" });
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"] });
 }, 120_000);

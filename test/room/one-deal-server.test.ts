@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { scriptedGutterClaude } from "../support/scripted-claude.js";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
@@ -6,14 +7,7 @@ import { ContractStatus, NegotiationStatus, PaymentStatus, type Contract } from 
 import { ApprovalStatus, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import {
-  startFakeAnthropic,
-  textReply,
-  toolUseReply,
-  type FakeAnthropic,
-  type FakeAnthropicRequest,
-  type FakeAnthropicResponse,
-} from "../../src/agents/claude/testing/fake-anthropic.js";
+import { startFakeAnthropic, type FakeAnthropic } from "../../src/agents/claude/testing/fake-anthropic.js";
 import { grpcTransport, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import { recordPanel, type PanelRecorder } from "../support/panel.js";
 
@@ -155,48 +149,12 @@ describe("one agreement, one deal, through the real server (offline engines)", (
   });
 });
 
-/**
- * A stand-in for Claude that plays both agents by the rules: the agent told a deal was triggered
- * proposes £450 for the gutter repair on its person's side, the other accepts, and everything
- * else (tool results, transcript updates) ends the turn quietly.
- */
-function scriptedClaude(request: FakeAnthropicRequest): FakeAnthropicResponse {
-  const system = JSON.stringify(request.body.system ?? "");
-  const messages = (request.body.messages ?? []) as { role: string; content: string | { type: string; text?: string }[] }[];
-  const last = messages[messages.length - 1];
-  const blocks = typeof last?.content === "string" ? [{ type: "text", text: last.content }] : (last?.content ?? []);
-  const newest = blocks[blocks.length - 1];
-  if (!newest || newest.type !== "text") return textReply("Done.");
-  const text = newest.text ?? "";
-  const id = `toolu_${Math.random().toString(36).slice(2, 12)}`;
-  if (text.startsWith("A deal was triggered")) {
-    const provider = system.includes("negotiating agent of Sam");
-    return toolUseReply([
-      {
-        id,
-        name: "propose",
-        input: {
-          summary: "Gutter repair",
-          currency: "GBP",
-          my_role: provider ? "provider" : "client",
-          line_items: [{ id: "gutter", description: "Gutter repair", kind: "immediate", amount_minor: 45_000 }],
-          reason: "As agreed aloud.",
-        },
-      },
-    ]);
-  }
-  if (text.includes("agent opened with") || text.includes("agent countered with")) {
-    return toolUseReply([{ id, name: "evaluate_proposal", input: { decision: "accept", reason: "As agreed aloud." } }]);
-  }
-  return textReply("(listening)");
-}
-
 describe("mandates through the real server (Claude engine against the local Messages API)", () => {
   let fake: FakeAnthropic;
   let app: TestApp;
   beforeAll(async () => {
     fake = await startFakeAnthropic({ validKey: "sk-ant-test" });
-    fake.reply(...Array.from({ length: 400 }, () => scriptedClaude));
+    fake.reply(...Array.from({ length: 400 }, () => scriptedGutterClaude));
     app = await startTestApp({
       AGENT_ENGINE: "claude",
       ANTHROPIC_API_KEY: "sk-ant-test",
