@@ -1,4 +1,5 @@
-import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import type { PanelEvent, SameSideWarning } from "../../gen/handshake/v1/events_pb.js";
+import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { AgentMessageKind, ApprovalStatus, ExecutionStepStatus, SessionStatus } from "../../gen/handshake/v1/events_pb.js";
 import {
   ContractStatus,
@@ -108,6 +109,22 @@ export function describeProposal(proposal: Proposal): string {
 /** Resolves a user id to a display name; falls back to the id. */
 export type NameOf = (userId: string) => string;
 
+/** A side of a deal as the join screen asks it: "paying" or "being paid". */
+export function sideWords(role: PartyRole): string {
+  return role === PartyRole.CLIENT ? "paying" : role === PartyRole.PROVIDER ? "being paid" : "on no side";
+}
+
+/**
+ * The same-side warning as a sentence: "You and Sam are both set as paying — one of you should
+ * switch", or that it is over. `nameOf` may answer "You" for the viewer, who is then named first.
+ */
+export function sameSideText(warning: SameSideWarning, nameOf: NameOf): string {
+  const names = warning.userIds.map(nameOf).sort((a, b) => (a === "You" ? -1 : b === "You" ? 1 : 0));
+  const who = names.length === 2 ? `${names[0]} and ${names[1]}` : names.join(", ");
+  if (warning.cleared) return `${who} are on different sides now.`;
+  return `${who} are both set as ${sideWords(warning.role)} — one of you should switch, or the deal will fail.`;
+}
+
 /**
  * A room event as one readable line, e.g. `[12] negotiation round 2: Sam counter £130.00: …`.
  * Returns the line without a trailing newline.
@@ -172,6 +189,8 @@ export function describeEvent(event: PanelEvent, nameOf: NameOf): string {
       return `${prefix} approval ${label(ApprovalStatus[e.value.status])} for ${nameOf(e.value.userId)}: ${e.value.summary} (${e.value.id})`;
     case "gap":
       return `${prefix} events after seq ${e.value.afterSeq} up to ${e.value.lastMissingSeq} are no longer kept`;
+    case "sameSide":
+      return `${prefix} ${e.value.cleared ? "sides sorted" : "warning"}: ${sameSideText(e.value, nameOf)}`;
     case "error":
       return `${prefix} error in ${e.value.stage} (${e.value.code}${e.value.retryable ? ", retrying" : ""}): ${e.value.message}`;
     case undefined:

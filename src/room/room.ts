@@ -17,12 +17,13 @@ import {
   ExecutionStepStatus,
   ParticipantSchema,
   RoomStatusSchema,
+  SameSideWarningSchema,
   type AgentMessage,
   type ApprovalRequest,
   type PanelEvent,
   type RoomStatus,
 } from "../../gen/handshake/v1/events_pb.js";
-import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import { PartyRole, type AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import {
   TranscriptEntrySchema,
   TranscriptSource,
@@ -139,6 +140,8 @@ export class Room {
   private restoring = false;
   /** Last time anyone did anything here, for idle eviction. */
   lastActivityMs: number;
+  /** True while the two members are told they are on the same side (see warnSameSide). */
+  private sameSide = false;
 
   constructor(
     readonly id: string,
@@ -195,6 +198,7 @@ export class Room {
     const existing = this.members.get(userId);
     if (existing) {
       existing.profile = profile;
+      this.warnSameSide();
       return;
     }
     if (this.members.size >= MAX_PARTICIPANTS) throw new ResourceExhaustedError("room is full");
@@ -216,6 +220,7 @@ export class Room {
     });
     if (this.members.size === MAX_PARTICIPANTS) this.pair();
     this.broadcastStatus();
+    this.warnSameSide();
   }
 
   /**
@@ -246,6 +251,7 @@ export class Room {
     await this.stopMember(member);
     this.unpair();
     this.broadcastStatus();
+    this.warnSameSide();
   }
 
   /** Replaces a member's profile; their agent uses it from its next decision. */
@@ -254,6 +260,27 @@ export class Room {
     if (member) member.profile = profile;
     this.touch();
     this.broadcastStatus();
+    this.warnSameSide();
+  }
+
+  /**
+   * Tells both members, before any deal fails on it, when their profiles put them on the same
+   * side (a contract needs a payer and a payee), and again when one of them switches.
+   */
+  private warnSameSide(): void {
+    const [a, b] = [...this.members.values()];
+    if (!a || !b) {
+      // One left: nothing to warn about, and nobody to tell it is over.
+      this.sameSide = false;
+      return;
+    }
+    const role = a.profile.role;
+    const clash = role !== PartyRole.UNSPECIFIED && role === b.profile.role;
+    if (clash === this.sameSide) return;
+    this.sameSide = clash;
+    this.emit({
+      event: { case: "sameSide", value: create(SameSideWarningSchema, { userIds: [a.userId, b.userId], role: clash ? role : PartyRole.UNSPECIFIED, cleared: !clash }) },
+    });
   }
 
   setTriggerKeyword(keyword: string, requireBoth: boolean): void {
@@ -274,6 +301,7 @@ export class Room {
           sessionStatus: toSessionStatus(m.session),
           connected: m.openStreams > 0,
           muted: m.muted,
+          role: m.profile.role,
         }),
       ),
       paired: this.members.size === MAX_PARTICIPANTS,

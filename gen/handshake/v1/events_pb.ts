@@ -6,6 +6,8 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Contract, EscrowHold, Milestone, Negotiation, Payment } from "./deal_pb.js";
 import { file_handshake_v1_deal } from "./deal_pb.js";
+import type { PartyRole } from "./profile_pb.js";
+import { file_handshake_v1_profile } from "./profile_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "./transcript_pb.js";
 import { file_handshake_v1_transcript } from "./transcript_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file handshake/v1/events.proto.
  */
 export const file_handshake_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("ChloYW5kc2hha2UvdjEvZXZlbnRzLnByb3RvEgxoYW5kc2hha2UudjEiiwEKC1BhcnRpY2lwYW50Eg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKDnNlc3Npb25fc3RhdHVzGAMgASgOMhsuaGFuZHNoYWtlLnYxLlNlc3Npb25TdGF0dXMSEQoJY29ubmVjdGVkGAQgASgIEg0KBW11dGVkGAUgASgIItcBCgpSb29tU3RhdHVzEg8KB3Jvb21faWQYASABKAkSLwoMcGFydGljaXBhbnRzGAIgAygLMhkuaGFuZHNoYWtlLnYxLlBhcnRpY2lwYW50Eg4KBnBhaXJlZBgDIAEoCBIXCg90cmlnZ2VyX2tleXdvcmQYBCABKAkSFQoNdHJpZ2dlcl9hcm1lZBgFIAEoCBIdChVhY3RpdmVfbmVnb3RpYXRpb25faWQYBiABKAkSEwoLY29udHJhY3RfaWQYByABKAkSEwoLaW52aXRlX29ubHkYCCABKAgigAEKDEFnZW50TWVzc2FnZRIPCgd1c2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5oYW5kc2hha2UudjEuQWdlbnRNZXNzYWdlS2luZBIMCgR0ZXh0GAMgASgJEhEKCXRvb2xfbmFtZRgEIAEoCRIQCghpc19lcnJvchgFIAEoCCKcAQoNRXhlY3V0aW9uU3RlcBITCgtjb250cmFjdF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEhQKDGxpbmVfaXRlbV9pZBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwU3RhdHVzEg4KBmRldGFpbBgGIAEoCSJNCgpQYW5lbEVycm9yEg0KBXN0YWdlGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiwgEKD0FwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhYKDm5lZ290aWF0aW9uX2lkGAMgASgJEg8KB3N1bW1hcnkYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhMKC2xpbWl0X21pbm9yGAYgASgDEhAKCGN1cnJlbmN5GAcgASgJEiwKBnN0YXR1cxgIIAEoDjIcLmhhbmRzaGFrZS52MS5BcHByb3ZhbFN0YXR1cyLTBQoKUGFuZWxFdmVudBILCgNzZXEYASABKAQSDQoFYXRfbXMYAiABKAMSDwoHcm9vbV9pZBgDIAEoCRIaChJ2aXNpYmxlX3RvX3VzZXJfaWQYBCABKAkSLwoLcm9vbV9zdGF0dXMYCiABKAsyGC5oYW5kc2hha2UudjEuUm9vbVN0YXR1c0gAEjMKCnRyYW5zY3JpcHQYCyABKAsyHS5oYW5kc2hha2UudjEuVHJhbnNjcmlwdEVudHJ5SAASLQoHdHJpZ2dlchgMIAEoCzIaLmhhbmRzaGFrZS52MS5UcmlnZ2VyRXZlbnRIABIzCg1hZ2VudF9tZXNzYWdlGA0gASgLMhouaGFuZHNoYWtlLnYxLkFnZW50TWVzc2FnZUgAEjAKC25lZ290aWF0aW9uGA4gASgLMhkuaGFuZHNoYWtlLnYxLk5lZ290aWF0aW9uSAASKgoIY29udHJhY3QYDyABKAsyFi5oYW5kc2hha2UudjEuQ29udHJhY3RIABI1Cg5leGVjdXRpb25fc3RlcBgQIAEoCzIbLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwSAASKAoHcGF5bWVudBgRIAEoCzIVLmhhbmRzaGFrZS52MS5QYXltZW50SAASLwoLZXNjcm93X2hvbGQYEiABKAsyGC5oYW5kc2hha2UudjEuRXNjcm93SG9sZEgAEiwKCW1pbGVzdG9uZRgTIAEoCzIXLmhhbmRzaGFrZS52MS5NaWxlc3RvbmVIABIpCgVlcnJvchgUIAEoCzIYLmhhbmRzaGFrZS52MS5QYW5lbEVycm9ySAASOQoQYXBwcm92YWxfcmVxdWVzdBgVIAEoCzIdLmhhbmRzaGFrZS52MS5BcHByb3ZhbFJlcXVlc3RIABIlCgNnYXAYFiABKAsyFi5oYW5kc2hha2UudjEuRXZlbnRHYXBIAEIHCgVldmVudCI3CghFdmVudEdhcBIRCglhZnRlcl9zZXEYASABKAQSGAoQbGFzdF9taXNzaW5nX3NlcRgCIAEoBCrEAQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEh4KGlNFU1NJT05fU1RBVFVTX0RJU0NPVkVSSU5HEAESGQoVU0VTU0lPTl9TVEFUVVNfQUNUSVZFEAISHgoaU0VTU0lPTl9TVEFUVVNfTkVHT1RJQVRJTkcQAxIaChZTRVNTSU9OX1NUQVRVU19TSUdOSU5HEAQSHAoYU0VTU0lPTl9TVEFUVVNfQ09NUExFVEVEEAUqmQEKEEFnZW50TWVzc2FnZUtpbmQSIgoeQUdFTlRfTUVTU0FHRV9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXQUdFTlRfTUVTU0FHRV9LSU5EX1RFWFQQARIgChxBR0VOVF9NRVNTQUdFX0tJTkRfVE9PTF9DQUxMEAISIgoeQUdFTlRfTUVTU0FHRV9LSU5EX1RPT0xfUkVTVUxUEAMqpgEKE0V4ZWN1dGlvblN0ZXBTdGF0dXMSJQohRVhFQ1VUSU9OX1NURVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIQodRVhFQ1VUSU9OX1NURVBfU1RBVFVTX1NUQVJURUQQARIjCh9FWEVDVVRJT05fU1RFUF9TVEFUVVNfU1VDQ0VFREVEEAISIAocRVhFQ1VUSU9OX1NURVBfU1RBVFVTX0ZBSUxFRBADKqcBCg5BcHByb3ZhbFN0YXR1cxIfChtBUFBST1ZBTF9TVEFUVVNfVU5TUEVDSUZJRUQQABIbChdBUFBST1ZBTF9TVEFUVVNfUEVORElORxABEhwKGEFQUFJPVkFMX1NUQVRVU19BUFBST1ZFRBACEhwKGEFQUFJPVkFMX1NUQVRVU19ERUNMSU5FRBADEhsKF0FQUFJPVkFMX1NUQVRVU19FWFBJUkVEEARiBnByb3RvMw", [file_handshake_v1_deal, file_handshake_v1_transcript]);
+  fileDesc("ChloYW5kc2hha2UvdjEvZXZlbnRzLnByb3RvEgxoYW5kc2hha2UudjEisgEKC1BhcnRpY2lwYW50Eg8KB3VzZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEjMKDnNlc3Npb25fc3RhdHVzGAMgASgOMhsuaGFuZHNoYWtlLnYxLlNlc3Npb25TdGF0dXMSEQoJY29ubmVjdGVkGAQgASgIEg0KBW11dGVkGAUgASgIEiUKBHJvbGUYBiABKA4yFy5oYW5kc2hha2UudjEuUGFydHlSb2xlItcBCgpSb29tU3RhdHVzEg8KB3Jvb21faWQYASABKAkSLwoMcGFydGljaXBhbnRzGAIgAygLMhkuaGFuZHNoYWtlLnYxLlBhcnRpY2lwYW50Eg4KBnBhaXJlZBgDIAEoCBIXCg90cmlnZ2VyX2tleXdvcmQYBCABKAkSFQoNdHJpZ2dlcl9hcm1lZBgFIAEoCBIdChVhY3RpdmVfbmVnb3RpYXRpb25faWQYBiABKAkSEwoLY29udHJhY3RfaWQYByABKAkSEwoLaW52aXRlX29ubHkYCCABKAgigAEKDEFnZW50TWVzc2FnZRIPCgd1c2VyX2lkGAEgASgJEiwKBGtpbmQYAiABKA4yHi5oYW5kc2hha2UudjEuQWdlbnRNZXNzYWdlS2luZBIMCgR0ZXh0GAMgASgJEhEKCXRvb2xfbmFtZRgEIAEoCRIQCghpc19lcnJvchgFIAEoCCKcAQoNRXhlY3V0aW9uU3RlcBITCgtjb250cmFjdF9pZBgBIAEoCRIMCgRzdGVwGAIgASgJEhQKDGxpbmVfaXRlbV9pZBgDIAEoCRIPCgd1c2VyX2lkGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwU3RhdHVzEg4KBmRldGFpbBgGIAEoCSJNCgpQYW5lbEVycm9yEg0KBXN0YWdlGAEgASgJEgwKBGNvZGUYAiABKAkSDwoHbWVzc2FnZRgDIAEoCRIRCglyZXRyeWFibGUYBCABKAgiwgEKD0FwcHJvdmFsUmVxdWVzdBIKCgJpZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEhYKDm5lZ290aWF0aW9uX2lkGAMgASgJEg8KB3N1bW1hcnkYBCABKAkSFAoMYW1vdW50X21pbm9yGAUgASgDEhMKC2xpbWl0X21pbm9yGAYgASgDEhAKCGN1cnJlbmN5GAcgASgJEiwKBnN0YXR1cxgIIAEoDjIcLmhhbmRzaGFrZS52MS5BcHByb3ZhbFN0YXR1cyKHBgoKUGFuZWxFdmVudBILCgNzZXEYASABKAQSDQoFYXRfbXMYAiABKAMSDwoHcm9vbV9pZBgDIAEoCRIaChJ2aXNpYmxlX3RvX3VzZXJfaWQYBCABKAkSLwoLcm9vbV9zdGF0dXMYCiABKAsyGC5oYW5kc2hha2UudjEuUm9vbVN0YXR1c0gAEjMKCnRyYW5zY3JpcHQYCyABKAsyHS5oYW5kc2hha2UudjEuVHJhbnNjcmlwdEVudHJ5SAASLQoHdHJpZ2dlchgMIAEoCzIaLmhhbmRzaGFrZS52MS5UcmlnZ2VyRXZlbnRIABIzCg1hZ2VudF9tZXNzYWdlGA0gASgLMhouaGFuZHNoYWtlLnYxLkFnZW50TWVzc2FnZUgAEjAKC25lZ290aWF0aW9uGA4gASgLMhkuaGFuZHNoYWtlLnYxLk5lZ290aWF0aW9uSAASKgoIY29udHJhY3QYDyABKAsyFi5oYW5kc2hha2UudjEuQ29udHJhY3RIABI1Cg5leGVjdXRpb25fc3RlcBgQIAEoCzIbLmhhbmRzaGFrZS52MS5FeGVjdXRpb25TdGVwSAASKAoHcGF5bWVudBgRIAEoCzIVLmhhbmRzaGFrZS52MS5QYXltZW50SAASLwoLZXNjcm93X2hvbGQYEiABKAsyGC5oYW5kc2hha2UudjEuRXNjcm93SG9sZEgAEiwKCW1pbGVzdG9uZRgTIAEoCzIXLmhhbmRzaGFrZS52MS5NaWxlc3RvbmVIABIpCgVlcnJvchgUIAEoCzIYLmhhbmRzaGFrZS52MS5QYW5lbEVycm9ySAASOQoQYXBwcm92YWxfcmVxdWVzdBgVIAEoCzIdLmhhbmRzaGFrZS52MS5BcHByb3ZhbFJlcXVlc3RIABIlCgNnYXAYFiABKAsyFi5oYW5kc2hha2UudjEuRXZlbnRHYXBIABIyCglzYW1lX3NpZGUYFyABKAsyHS5oYW5kc2hha2UudjEuU2FtZVNpZGVXYXJuaW5nSABCBwoFZXZlbnQiWwoPU2FtZVNpZGVXYXJuaW5nEhAKCHVzZXJfaWRzGAEgAygJEiUKBHJvbGUYAiABKA4yFy5oYW5kc2hha2UudjEuUGFydHlSb2xlEg8KB2NsZWFyZWQYAyABKAgiNwoIRXZlbnRHYXASEQoJYWZ0ZXJfc2VxGAEgASgEEhgKEGxhc3RfbWlzc2luZ19zZXEYAiABKAQqxAEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIeChpTRVNTSU9OX1NUQVRVU19ESVNDT1ZFUklORxABEhkKFVNFU1NJT05fU1RBVFVTX0FDVElWRRACEh4KGlNFU1NJT05fU1RBVFVTX05FR09USUFUSU5HEAMSGgoWU0VTU0lPTl9TVEFUVVNfU0lHTklORxAEEhwKGFNFU1NJT05fU1RBVFVTX0NPTVBMRVRFRBAFKpkBChBBZ2VudE1lc3NhZ2VLaW5kEiIKHkFHRU5UX01FU1NBR0VfS0lORF9VTlNQRUNJRklFRBAAEhsKF0FHRU5UX01FU1NBR0VfS0lORF9URVhUEAESIAocQUdFTlRfTUVTU0FHRV9LSU5EX1RPT0xfQ0FMTBACEiIKHkFHRU5UX01FU1NBR0VfS0lORF9UT09MX1JFU1VMVBADKqYBChNFeGVjdXRpb25TdGVwU3RhdHVzEiUKIUVYRUNVVElPTl9TVEVQX1NUQVRVU19VTlNQRUNJRklFRBAAEiEKHUVYRUNVVElPTl9TVEVQX1NUQVRVU19TVEFSVEVEEAESIwofRVhFQ1VUSU9OX1NURVBfU1RBVFVTX1NVQ0NFRURFRBACEiAKHEVYRUNVVElPTl9TVEVQX1NUQVRVU19GQUlMRUQQAyqnAQoOQXBwcm92YWxTdGF0dXMSHwobQVBQUk9WQUxfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXQVBQUk9WQUxfU1RBVFVTX1BFTkRJTkcQARIcChhBUFBST1ZBTF9TVEFUVVNfQVBQUk9WRUQQAhIcChhBUFBST1ZBTF9TVEFUVVNfREVDTElORUQQAxIbChdBUFBST1ZBTF9TVEFUVVNfRVhQSVJFRBAEYgZwcm90bzM", [file_handshake_v1_deal, file_handshake_v1_profile, file_handshake_v1_transcript]);
 
 /**
  * A person in a room.
@@ -56,6 +58,13 @@ export type Participant = Message<"handshake.v1.Participant"> & {
    * @generated from field: bool muted = 5;
    */
   muted: boolean;
+
+  /**
+   * The side of a deal their profile puts them on (paying or being paid).
+   *
+   * @generated from field: handshake.v1.PartyRole role = 6;
+   */
+  role: PartyRole;
 };
 
 /**
@@ -499,6 +508,14 @@ export type PanelEvent = Message<"handshake.v1.PanelEvent"> & {
      */
     value: EventGap;
     case: "gap";
+  } | {
+    /**
+     * Both members are set on the same side of a deal, or no longer are.
+     *
+     * @generated from field: handshake.v1.SameSideWarning same_side = 23;
+     */
+    value: SameSideWarning;
+    case: "sameSide";
   } | { case: undefined; value?: undefined };
 };
 
@@ -508,6 +525,43 @@ export type PanelEvent = Message<"handshake.v1.PanelEvent"> & {
  */
 export const PanelEventSchema: GenMessage<PanelEvent> = /*@__PURE__*/
   messageDesc(file_handshake_v1_events, 6);
+
+/**
+ * Both members of a room are set on the same side (both paying or both being paid): a contract
+ * needs one of each, so the deal would fail. Sent to both when a join or a profile change makes it
+ * so, and again with cleared set when one of them switches side.
+ *
+ * @generated from message handshake.v1.SameSideWarning
+ */
+export type SameSideWarning = Message<"handshake.v1.SameSideWarning"> & {
+  /**
+   * The members on the same side, in the order they joined.
+   *
+   * @generated from field: repeated string user_ids = 1;
+   */
+  userIds: string[];
+
+  /**
+   * The side both are set to.
+   *
+   * @generated from field: handshake.v1.PartyRole role = 2;
+   */
+  role: PartyRole;
+
+  /**
+   * True when it is over: one of them switched, so the two are on different sides now.
+   *
+   * @generated from field: bool cleared = 3;
+   */
+  cleared: boolean;
+};
+
+/**
+ * Describes the message handshake.v1.SameSideWarning.
+ * Use `create(SameSideWarningSchema)` to create a new message.
+ */
+export const SameSideWarningSchema: GenMessage<SameSideWarning> = /*@__PURE__*/
+  messageDesc(file_handshake_v1_events, 7);
 
 /**
  * A PanelStream resumed from before what the room still keeps (older than its kept window, or
@@ -538,7 +592,7 @@ export type EventGap = Message<"handshake.v1.EventGap"> & {
  * Use `create(EventGapSchema)` to create a new message.
  */
 export const EventGapSchema: GenMessage<EventGap> = /*@__PURE__*/
-  messageDesc(file_handshake_v1_events, 7);
+  messageDesc(file_handshake_v1_events, 8);
 
 /**
  * A participant's progress through a deal.
