@@ -13,6 +13,7 @@
 import http2 from "node:http2";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WebSocket } from "ws";
 import { AudioEncoding } from "../gen/handshake/v1/audio_pb.js";
 import { PartyRole } from "../gen/handshake/v1/profile_pb.js";
 import {
@@ -27,8 +28,11 @@ import { LatencyHistogram } from "./stats.js";
 
 /** What the generator is told to do. */
 export interface GeneratorConfig {
-  /** "server": Handshake's AudioStream (joins rooms first); "floor": the bench's byte relay. */
-  target: "server" | "floor";
+  /**
+   * "server": Handshake's AudioStream (joins rooms first); "floor": the bench's node:http2 byte
+   * relay; "ws-floor": the bench's WebSocket relay (one binary message per gRPC message).
+   */
+  target: "server" | "floor" | "ws-floor";
   port: number;
   rooms: number;
   /** Seconds of streaming, warm-up included. */
@@ -78,8 +82,11 @@ const DRAIN_MS = 2000;
 interface Participant {
   index: number;
   roomId: string;
-  session: http2.ClientHttp2Session;
+  /** HTTP/2 targets: the participant's connection and AudioStream (or floor stream). */
+  session: http2.ClientHttp2Session | undefined;
   stream: http2.ClientHttp2Stream | undefined;
+  /** The WebSocket floor: the participant's socket. */
+  socket: WebSocket | undefined;
   token: string;
   peer: Participant | undefined;
   sent: number;
@@ -119,14 +126,35 @@ async function main(): Promise<void> {
     b.peer = a;
   }
   function newParticipant(index: number, roomId: string): Participant {
-    return { index, roomId, session: undefined as never, stream: undefined, token: "", peer: undefined, sent: 0, received: 0, highestSeq: -1, reordered: 0, duplicates: 0, ended: false };
+    return { index, roomId, session: undefined, stream: undefined, socket: undefined, token: "", peer: undefined, sent: 0, received: 0, highestSeq: -1, reordered: 0, duplicates: 0, ended: false };
   }
 
   const histogram = new LatencyHistogram();
   let measuring = false;
   const frame: ParsedFrame = { seq: 0, capturedAtUs: 0, pcmLength: 0 };
 
+  const onFrame = (p: Participant, buf: Uint8Array, start: number, end: number) => {
+    if (!parseFrame(buf, start, end, frame)) return;
+    p.received++;
+    if (frame.seq <= p.highestSeq) {
+      if (frame.seq === p.highestSeq) p.duplicates++;
+      else p.reordered++;
+    } else p.highestSeq = frame.seq;
+    if (measuring) histogram.record(nowUs() - frame.capturedAtUs);
+  };
+
   await inBatches(participants, config.setupConcurrency, async (p) => {
+    if (config.target === "ws-floor") {
+      p.socket = await connectWebSocket(`ws://127.0.0.1:${config.port}/${encodeURIComponent(p.roomId)}`);
+      const socket = p.socket;
+      // Each message is one whole gRPC message, as the generator sends them.
+      socket.on("message", (data: Buffer) => onFrame(p, data, 5, data.length));
+      socket.on("error", (err) => noteError(`socket error: ${err.message}`));
+      socket.on("close", () => {
+        p.ended = true;
+      });
+      return;
+    }
     p.session = await connect(authority);
     if (config.target === "server") p.token = await joinRoom(p.session, p.roomId, p.index % 2 === 0 ? "Ada" : "Bo");
   });
@@ -139,21 +167,14 @@ async function main(): Promise<void> {
     ),
   );
   for (const p of participants) {
+    if (!p.session) continue;
     const headers: http2.OutgoingHttpHeaders =
       config.target === "server"
         ? { ":method": "POST", ":path": AUDIO_STREAM_PATH, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${p.token}` }
         : { ":method": "POST", ":path": FLOOR_PATH, "content-type": "application/grpc", te: "trailers", "x-room": p.roomId };
     const stream = p.session.request(headers);
     p.stream = stream;
-    const reader = new GrpcMessageReader((buf, start, end) => {
-      if (!parseFrame(buf, start, end, frame)) return;
-      p.received++;
-      if (frame.seq <= p.highestSeq) {
-        if (frame.seq === p.highestSeq) p.duplicates++;
-        else p.reordered++;
-      } else p.highestSeq = frame.seq;
-      if (measuring) histogram.record(nowUs() - frame.capturedAtUs);
-    });
+    const reader = new GrpcMessageReader((buf, start, end) => onFrame(p, buf, start, end));
     stream.on("data", (chunk: Buffer) => reader.push(chunk));
     stream.on("trailers", (trailers) => {
       const status = trailers["grpc-status"];
@@ -199,8 +220,10 @@ async function main(): Promise<void> {
         while (tick < ticks && offset + tick * interval <= now) {
           if (now - (offset + tick * interval) > interval) lateSends += group.length;
           for (const p of group) {
-            if (p.ended || !p.stream) continue;
-            p.stream.write(encodeFrameMessage(p.sent, pcm, nowUs()));
+            if (p.ended) continue;
+            if (p.stream) p.stream.write(encodeFrameMessage(p.sent, pcm, nowUs()));
+            else if (p.socket) p.socket.send(encodeFrameMessage(p.sent, pcm, nowUs()));
+            else continue;
             p.sent++;
           }
           tick++;
@@ -268,23 +291,11 @@ async function main(): Promise<void> {
   };
   for (const p of participants) p.stream?.end();
   if (config.target === "server") {
-    await inBatches(participants, config.setupConcurrency, (p) => (p.token ? leaveRoom(p.session, p.roomId, p.token).catch(() => undefined) : Promise.resolve()));
+    await inBatches(participants, config.setupConcurrency, (p) =>
+      p.token && p.session ? leaveRoom(p.session, p.roomId, p.token).catch(() => undefined) : Promise.resolve(),
+    );
   }
-  await Promise.all(
-    participants.map(
-      (p) =>
-        new Promise<void>((resolve) => {
-          const t = setTimeout(() => {
-            p.session.destroy();
-            resolve();
-          }, 1000);
-          p.session.close(() => {
-            clearTimeout(t);
-            resolve();
-          });
-        }),
-    ),
-  );
+  await Promise.all(participants.map((p) => closeParticipant(p)));
   emit({ type: "result", ...result });
 }
 
@@ -305,6 +316,39 @@ async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<
     }
   });
   await Promise.all(workers);
+}
+
+/** Closes a participant's connection; forced after a second. */
+function closeParticipant(p: Participant): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const { session, socket } = p;
+    const t = setTimeout(() => {
+      session?.destroy();
+      socket?.terminate();
+      resolve();
+    }, 1000);
+    const done = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    if (session) session.close(done);
+    else if (socket && socket.readyState !== WebSocket.CLOSED) {
+      socket.once("close", done);
+      socket.close();
+    } else done();
+  });
+}
+
+/** Opens a WebSocket (no compression, as the floor runs); resolves once it is open. */
+function connectWebSocket(url: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, { perMessageDeflate: false });
+    socket.once("open", () => {
+      socket.off("error", reject);
+      resolve(socket);
+    });
+    socket.once("error", reject);
+  });
 }
 
 function connect(authority: string): Promise<http2.ClientHttp2Session> {

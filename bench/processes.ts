@@ -95,11 +95,15 @@ export async function startServer(options: ServerOptions): Promise<Service> {
   };
 }
 
-/** Starts the floor relay (bench/floor-relay.ts) in its own process, optionally profiled like the server. */
-export async function startFloor(cpuProfDir?: string): Promise<Service> {
+/** The two floors: the node:http2 byte relay and the WebSocket relay. */
+export type FloorKind = "floor" | "ws-floor";
+const FLOOR_SCRIPTS: Record<FloorKind, string> = { floor: "bench/floor-relay.ts", "ws-floor": "bench/ws-floor-relay.ts" };
+
+/** Starts a floor relay (bench/floor-relay.ts or bench/ws-floor-relay.ts) in its own process, optionally profiled like the server. */
+export async function startFloor(cpuProfDir?: string, kind: FloorKind = "floor"): Promise<Service> {
   const port = await freePort();
-  const args = ["--import", "tsx", "--import", PROBE, "bench/floor-relay.ts"];
-  return launch("floor", args, { ...process.env, PORT: String(port), ...(cpuProfDir ? { BENCH_CPU_PROF_DIR: cpuProfDir, BENCH_CPU_PROF_NAME: "floor" } : {}) }, port);
+  const args = ["--import", "tsx", "--import", PROBE, FLOOR_SCRIPTS[kind]];
+  return launch(kind, args, { ...process.env, PORT: String(port), ...(cpuProfDir ? { BENCH_CPU_PROF_DIR: cpuProfDir, BENCH_CPU_PROF_NAME: kind } : {}) }, port);
 }
 
 async function launch(name: string, args: string[], env: NodeJS.ProcessEnv, port: number): Promise<Service> {

@@ -1,23 +1,26 @@
 /**
- * `npm run bench`: the audio relay under real-time load, against our server and against the
- * floor (a bare byte relay) in the same run, plus panel fan-out and trigger → payments latency.
+ * `npm run bench`: the audio relay under real-time load, against our server and against two
+ * floors (a bare node:http2 byte relay and a bare `ws` WebSocket relay) in the same run, plus
+ * panel fan-out and trigger → payments latency.
  *
- *   npm run bench -- [--rooms N] [--seconds D] [--json] [--capacity] [--speech ENGINE]
- *                    [--warmup S] [--fanout-rooms N] [--pipeline-rooms N] [--capacity-seconds S]
- *                    [--capacity-max N] [--cpu-prof]
+ *   npm run bench -- [--rooms N] [--seconds D] [--repeat N] [--json] [--capacity [--plot FILE]]
+ *                    [--speech ENGINE] [--warmup S] [--fanout-rooms N] [--pipeline-rooms N]
+ *                    [--capacity-seconds S] [--capacity-max N] [--cpu-prof]
  *
- * Every process is separate: the generator (bench/generator.ts), the floor relay
- * (bench/floor-relay.ts) and our server (src/main.ts bundled, as `npm start` runs it), so /proc tells their CPU apart. Runs are
- * bounded: each phase has a time limit, and capacity steps stop at the first failure.
+ * Every process is separate: the generator (bench/generator.ts), the floors
+ * (bench/floor-relay.ts, bench/ws-floor-relay.ts) and our server (src/main.ts bundled, as
+ * `npm start` runs it), so /proc tells their CPU apart. Runs are bounded: each phase has a time
+ * limit, and capacity steps stop at the first failure.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { GeneratorConfig, GeneratorResult } from "./generator.js";
+import type { GeneratorResult } from "./generator.js";
 import { measureFanout, measurePipeline, type FanoutResult, type PipelineResult } from "./pipeline.js";
+import { capacitySvg } from "./plot.js";
 import { ProcessSampler, rssMb } from "./proc.js";
-import { ROOT, runGenerator, startFloor, startServer, type Service } from "./processes.js";
-import { round2 } from "./stats.js";
+import { ROOT, runGenerator, startFloor, startServer, type FloorKind, type Service } from "./processes.js";
+import { round2, spread, type Spread } from "./stats.js";
 
 /** Capacity: the largest room count meeting these. */
 const CAPACITY_P99_MS = 20;
@@ -39,7 +42,15 @@ interface Options {
   capacityMax: number;
   cpuProfDir: string | undefined;
   repeat: number;
+  /** With --capacity: where to write the SVG of p99 and CPU against rooms. */
+  plotFile: string | undefined;
 }
+
+/** What a load run is pointed at: our server or one of the floors. */
+type Kind = "server" | FloorKind;
+/** The floors, in the order they run and are printed. */
+const FLOORS: readonly FloorKind[] = ["floor", "ws-floor"];
+const KIND_LABEL: Record<Kind, string> = { server: "handshake server", floor: "http2 floor", "ws-floor": "ws floor" };
 
 /** One load run against one service: what the generator saw and what /proc said. */
 interface LoadRun {
@@ -71,6 +82,7 @@ function parseOptions(argv: string[]): Options {
       "capacity-max": { type: "string", default: "2000" },
       "cpu-prof": { type: "boolean", default: false },
       repeat: { type: "string", default: "1" },
+      plot: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -91,7 +103,8 @@ function parseOptions(argv: string[]): Options {
         "  --pipeline-concurrency N  rooms at once in the second pipeline run (default 4)",
         "  --capacity-seconds S  seconds per capacity step (default 6)",
         "  --capacity-max N      largest room count tried (default 2000)",
-        "  --repeat N            run floor and server N times each, report the least disturbed run of each (default 1)",
+        "  --repeat N            run both floors and the server N times each; each figure is the median, with min and max (default 1)",
+        "  --plot FILE           with --capacity: write an SVG of p99 and CPU against rooms for the server and both floors",
         "  --cpu-prof            write V8 CPU profiles of the server's and the floor's measurement windows to bench/profiles/",
         "                        (summarise it: node --import tsx bench/profile-summary.ts <file>)",
         "",
@@ -124,6 +137,7 @@ function parseOptions(argv: string[]): Options {
     capacityMax: Math.floor(int("capacity-max", values["capacity-max"], 1)),
     cpuProfDir: values["cpu-prof"] ? path.join(ROOT, "bench", "profiles") : undefined,
     repeat: Math.floor(int("repeat", values.repeat, 1)),
+    plotFile: values.plot === undefined ? undefined : path.resolve(values.plot),
   };
 }
 
@@ -135,7 +149,7 @@ const progress = (options: Options, text: string) => {
 /** Streams `rooms` rooms through `service` and samples its process in the measurement window. */
 async function load(
   service: Service,
-  target: GeneratorConfig["target"],
+  target: Kind,
   rooms: number,
   seconds: number,
   warmupSeconds: number,
@@ -175,6 +189,73 @@ async function load(
   return { gen, cpuPct: window.cpuPct, rssMeanMb: window.rssMeanMb, rssPeakMb: window.rssPeakMb, rssConnectedMb, otherCpuPct };
 }
 
+/** A floor in a fresh process: idle memory, then the load. */
+async function floorRun(kind: FloorKind, options: Options, runId: string, profileDir: string | undefined): Promise<Measured> {
+  const service = await startFloor(profileDir, kind);
+  try {
+    const rssIdle = await idleRss(service);
+    const run = await load(service, kind, options.rooms, options.seconds, options.warmupSeconds, runId, profileDir !== undefined);
+    return { run, rssIdle };
+  } finally {
+    await service.stop();
+  }
+}
+
+/** One load run and the idle RSS of its process before it. */
+interface Measured {
+  run: LoadRun;
+  rssIdle: number;
+}
+
+/** The figures of one kind over its --repeat runs: medians with min and max, counts summed. */
+interface Summary {
+  cpuPct: Spread;
+  p50Ms: Spread;
+  p95Ms: Spread;
+  p99Ms: Spread;
+  maxMs: Spread;
+  rssMbIdle: Spread;
+  rssMbConnected: Spread;
+  rssMbLoad: Spread;
+  rssKbPerConnectedRoom: Spread;
+  rssKbPerRoom: Spread;
+  generatorCpuPct: Spread;
+  generatorLoopDelayP99Ms: Spread;
+  otherCpuPct: Spread;
+  sent: number;
+  received: number;
+  lost: number;
+  reordered: number;
+  streamErrors: number;
+  errors: string[];
+}
+
+function summarise(runs: readonly Measured[], rooms: number): Summary {
+  const of = (f: (m: Measured) => number) => spread(runs.map(f));
+  const sum = (f: (m: Measured) => number) => runs.reduce((total, m) => total + f(m), 0);
+  return {
+    cpuPct: of((m) => m.run.cpuPct),
+    p50Ms: of((m) => m.run.gen.p50Ms),
+    p95Ms: of((m) => m.run.gen.p95Ms),
+    p99Ms: of((m) => m.run.gen.p99Ms),
+    maxMs: of((m) => m.run.gen.maxMs),
+    rssMbIdle: of((m) => m.rssIdle),
+    rssMbConnected: of((m) => m.run.rssConnectedMb),
+    rssMbLoad: of((m) => m.run.rssPeakMb),
+    rssKbPerConnectedRoom: of((m) => ((m.run.rssConnectedMb - m.rssIdle) * 1024) / rooms),
+    rssKbPerRoom: of((m) => ((m.run.rssPeakMb - m.rssIdle) * 1024) / rooms),
+    generatorCpuPct: of((m) => m.run.gen.generatorCpuPct),
+    generatorLoopDelayP99Ms: of((m) => m.run.gen.generatorLoopDelayP99Ms),
+    otherCpuPct: of((m) => m.run.otherCpuPct),
+    sent: sum((m) => m.run.gen.sent),
+    received: sum((m) => m.run.gen.received),
+    lost: sum((m) => m.run.gen.lost),
+    reordered: sum((m) => m.run.gen.reordered),
+    streamErrors: sum((m) => m.run.gen.streamErrors),
+    errors: runs.flatMap((m) => m.run.gen.errors).slice(0, 5),
+  };
+}
+
 /** Idle RSS: after start, once the process has settled and start-up garbage is collected. */
 async function idleRss(service: Service): Promise<number> {
   await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -188,10 +269,10 @@ const passes = (run: LoadRun) => run.gen.lost === 0 && run.gen.streamErrors === 
  * Steps the room count up (fresh process per step) until p99 > 20 ms or a frame is lost, then
  * bisects between the last pass and the first failure. Returns the largest passing count.
  */
-async function findCapacity(kind: "server" | "floor", options: Options): Promise<{ rooms: number; steps: { rooms: number; p99Ms: number; lost: number; cpuPct: number; pass: boolean }[] }> {
+async function findCapacity(kind: Kind, options: Options): Promise<{ rooms: number; steps: { rooms: number; p99Ms: number; lost: number; cpuPct: number; pass: boolean }[] }> {
   const steps: { rooms: number; p99Ms: number; lost: number; cpuPct: number; pass: boolean }[] = [];
   const tryRooms = async (rooms: number): Promise<boolean> => {
-    const service = kind === "server" ? await startServer({ speech: options.speech, cpuProfDir: undefined }) : await startFloor();
+    const service = kind === "server" ? await startServer({ speech: options.speech, cpuProfDir: undefined }) : await startFloor(undefined, kind);
     try {
       const run = await load(service, kind, rooms, options.capacitySeconds, Math.min(2, options.capacitySeconds / 3), `cap-${kind}-${rooms}-${Date.now()}`);
       const pass = passes(run);
@@ -265,35 +346,28 @@ async function main(): Promise<void> {
   const runId = `bench-${Date.now().toString(36)}`;
   progress(options, `bench: ${options.rooms} rooms × 2 participants, ${options.seconds} s (warm-up ${options.warmupSeconds} s), speech ${options.speech ?? "off"}`);
 
-  // Floor and server take turns, each in a fresh process; with --repeat the least disturbed
-  // run of each (lowest CPU use by other processes) is reported.
-  const floorRuns: { run: LoadRun; rssIdle: number }[] = [];
-  const serverRuns: { run: LoadRun; rssIdle: number }[] = [];
+  // Both floors and the server take turns, each in a fresh process; with --repeat every figure
+  // is the median of the runs (min and max beside it), so one disturbed run does not decide it.
+  const runs: Record<Kind, Measured[]> = { floor: [], "ws-floor": [], server: [] };
   let fanout: FanoutResult = { samples: 0, p50Ms: null, p99Ms: null };
   const noPipeline: PipelineResult = { rooms: 0, completed: 0, p50Ms: null, p99Ms: null, stagesP50Ms: null, errors: [] };
   let pipeline: PipelinePhase = { result: noPipeline, serverCpuPct: 0, dealsPerSecond: 0 };
   let pipelineConcurrent: PipelinePhase = pipeline;
   for (let i = 0; i < options.repeat; i++) {
     const round = options.repeat > 1 ? ` (${i + 1}/${options.repeat})` : "";
-    progress(options, `floor relay: streaming…${round}`);
-    const profileFloor = options.cpuProfDir !== undefined && i === options.repeat - 1;
-    const floorService = await startFloor(profileFloor ? options.cpuProfDir : undefined);
-    try {
-      const rssIdle = await idleRss(floorService);
-      const run = await load(floorService, "floor", options.rooms, options.seconds, options.warmupSeconds, `${runId}-floor-${i}`, profileFloor);
-      floorRuns.push({ run, rssIdle });
-    } finally {
-      await floorService.stop();
+    const last = i === options.repeat - 1;
+    for (const kind of FLOORS) {
+      progress(options, `${KIND_LABEL[kind]}: streaming…${round}`);
+      runs[kind].push(await floorRun(kind, options, `${runId}-${kind}-${i}`, last ? options.cpuProfDir : undefined));
     }
 
     progress(options, `server: starting…${round}`);
-    const last = i === options.repeat - 1;
     const server = await startServer({ speech: options.speech, cpuProfDir: last ? options.cpuProfDir : undefined });
     try {
       const rssIdle = await idleRss(server);
       progress(options, `server: streaming…${round}`);
       const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-srv-${i}`, last && options.cpuProfDir !== undefined);
-      serverRuns.push({ run, rssIdle });
+      runs.server.push({ run, rssIdle });
       if (!last) continue;
       // The room-level measurements, on the last server, after its relay run.
       const baseUrl = `http://127.0.0.1:${server.port}`;
@@ -313,58 +387,98 @@ async function main(): Promise<void> {
       await server.stop();
     }
   }
-  const leastDisturbed = <T>(runs: T[], other: (t: T) => number): T => runs.reduce((best, r) => (other(r) < other(best) ? r : best));
-  const { run: floor, rssIdle: floorRssIdle } = leastDisturbed(floorRuns, (r) => r.run.otherCpuPct);
-  const { run: ours, rssIdle } = leastDisturbed(serverRuns, (r) => r.run.otherCpuPct);
+  const ours = summarise(runs.server, options.rooms);
+  const floor = summarise(runs.floor, options.rooms);
+  const wsFloor = summarise(runs["ws-floor"], options.rooms);
 
-  let capacity: { server: Awaited<ReturnType<typeof findCapacity>>; floor: Awaited<ReturnType<typeof findCapacity>> } | undefined;
+  let capacity: Record<Kind, Awaited<ReturnType<typeof findCapacity>>> | undefined;
   if (options.capacity) {
-    progress(options, "capacity: floor…");
-    const floorCapacity = await findCapacity("floor", options);
-    progress(options, "capacity: server…");
-    const serverCapacity = await findCapacity("server", options);
-    capacity = { server: serverCapacity, floor: floorCapacity };
+    const found: Partial<Record<Kind, Awaited<ReturnType<typeof findCapacity>>>> = {};
+    for (const kind of [...FLOORS, "server"] as const) {
+      progress(options, `capacity: ${KIND_LABEL[kind]}…`);
+      found[kind] = await findCapacity(kind, options);
+    }
+    capacity = found as Record<Kind, Awaited<ReturnType<typeof findCapacity>>>;
+    if (options.plotFile) {
+      const svg = capacitySvg({
+        title: `Audio relay, 2 participants per room, 640-byte frames every 20 ms (${options.capacitySeconds} s per step)`,
+        series: [
+          { name: "handshake server", color: "#1f6feb", steps: capacity.server.steps },
+          { name: "http2 floor", color: "#8b949e", steps: capacity.floor.steps },
+          { name: "ws floor", color: "#d29922", steps: capacity["ws-floor"].steps },
+        ],
+        p99LimitMs: CAPACITY_P99_MS,
+      });
+      mkdirSync(path.dirname(options.plotFile), { recursive: true });
+      writeFileSync(options.plotFile, svg);
+      progress(options, `capacity plot written: ${options.plotFile}`);
+    }
   }
 
-  const rssLoad = ours.rssPeakMb;
   const result = {
     rooms: options.rooms,
     seconds: options.seconds,
     repeat: options.repeat,
     speech: options.speech ?? "off",
-    sent: ours.gen.sent,
-    received: ours.gen.received,
-    lost: ours.gen.lost,
-    reordered: ours.gen.reordered,
-    streamErrors: ours.gen.streamErrors,
-    p50Ms: ours.gen.p50Ms,
-    p95Ms: ours.gen.p95Ms,
-    p99Ms: ours.gen.p99Ms,
-    maxMs: ours.gen.maxMs,
-    serverCpuPct: round2(ours.cpuPct),
-    floorCpuPct: round2(floor.cpuPct),
-    floorSent: floor.gen.sent,
-    floorLost: floor.gen.lost,
-    floorP50Ms: floor.gen.p50Ms,
-    floorP99Ms: floor.gen.p99Ms,
-    floorMaxMs: floor.gen.maxMs,
-    cpuRatioToFloor: ratio(ours.cpuPct, floor.cpuPct),
-    p99RatioToFloor: ratio(ours.gen.p99Ms, floor.gen.p99Ms),
-    rssMbIdle: round2(rssIdle),
-    rssMbLoad: round2(rssLoad),
-    rssKbPerRoom: round2(((rssLoad - rssIdle) * 1024) / options.rooms),
-    rssMbConnected: round2(ours.rssConnectedMb),
-    rssKbPerConnectedRoom: round2(((ours.rssConnectedMb - rssIdle) * 1024) / options.rooms),
-    floorRssKbPerConnectedRoom: round2(((floor.rssConnectedMb - floorRssIdle) * 1024) / options.rooms),
-    floorRssMbIdle: round2(floorRssIdle),
-    floorRssMbLoad: round2(floor.rssPeakMb),
-    floorRssKbPerRoom: round2(((floor.rssPeakMb - floorRssIdle) * 1024) / options.rooms),
-    generatorCpuPct: ours.gen.generatorCpuPct,
-    generatorLoopDelayP99Ms: ours.gen.generatorLoopDelayP99Ms,
-    floorGeneratorCpuPct: floor.gen.generatorCpuPct,
-    floorGeneratorLoopDelayP99Ms: floor.gen.generatorLoopDelayP99Ms,
-    otherCpuPct: round2(ours.otherCpuPct),
-    floorOtherCpuPct: round2(floor.otherCpuPct),
+    // Counts are totals over the --repeat runs; figures are medians (their spread is in `spread`).
+    sent: ours.sent,
+    received: ours.received,
+    lost: ours.lost,
+    reordered: ours.reordered,
+    streamErrors: ours.streamErrors,
+    p50Ms: ours.p50Ms.median,
+    p95Ms: ours.p95Ms.median,
+    p99Ms: ours.p99Ms.median,
+    maxMs: ours.maxMs.median,
+    serverCpuPct: ours.cpuPct.median,
+    floorCpuPct: floor.cpuPct.median,
+    floorSent: floor.sent,
+    floorLost: floor.lost,
+    floorP50Ms: floor.p50Ms.median,
+    floorP99Ms: floor.p99Ms.median,
+    floorMaxMs: floor.maxMs.median,
+    wsFloorCpuPct: wsFloor.cpuPct.median,
+    wsFloorSent: wsFloor.sent,
+    wsFloorLost: wsFloor.lost,
+    wsFloorP50Ms: wsFloor.p50Ms.median,
+    wsFloorP99Ms: wsFloor.p99Ms.median,
+    wsFloorMaxMs: wsFloor.maxMs.median,
+    cpuRatioToFloor: ratio(ours.cpuPct.median, floor.cpuPct.median),
+    p99RatioToFloor: ratio(ours.p99Ms.median, floor.p99Ms.median),
+    cpuRatioToWsFloor: ratio(ours.cpuPct.median, wsFloor.cpuPct.median),
+    p99RatioToWsFloor: ratio(ours.p99Ms.median, wsFloor.p99Ms.median),
+    rssMbIdle: ours.rssMbIdle.median,
+    rssMbLoad: ours.rssMbLoad.median,
+    rssKbPerRoom: ours.rssKbPerRoom.median,
+    rssMbConnected: ours.rssMbConnected.median,
+    rssKbPerConnectedRoom: ours.rssKbPerConnectedRoom.median,
+    floorRssKbPerConnectedRoom: floor.rssKbPerConnectedRoom.median,
+    floorRssMbIdle: floor.rssMbIdle.median,
+    floorRssMbLoad: floor.rssMbLoad.median,
+    floorRssKbPerRoom: floor.rssKbPerRoom.median,
+    wsFloorRssKbPerConnectedRoom: wsFloor.rssKbPerConnectedRoom.median,
+    wsFloorRssMbIdle: wsFloor.rssMbIdle.median,
+    wsFloorRssMbLoad: wsFloor.rssMbLoad.median,
+    generatorCpuPct: ours.generatorCpuPct.median,
+    generatorLoopDelayP99Ms: ours.generatorLoopDelayP99Ms.median,
+    floorGeneratorCpuPct: floor.generatorCpuPct.median,
+    floorGeneratorLoopDelayP99Ms: floor.generatorLoopDelayP99Ms.median,
+    wsFloorGeneratorCpuPct: wsFloor.generatorCpuPct.median,
+    otherCpuPct: ours.otherCpuPct.median,
+    floorOtherCpuPct: floor.otherCpuPct.median,
+    wsFloorOtherCpuPct: wsFloor.otherCpuPct.median,
+    spread: {
+      serverCpuPct: ours.cpuPct,
+      serverP99Ms: ours.p99Ms,
+      floorCpuPct: floor.cpuPct,
+      floorP99Ms: floor.p99Ms,
+      wsFloorCpuPct: wsFloor.cpuPct,
+      wsFloorP99Ms: wsFloor.p99Ms,
+      rssKbPerConnectedRoom: ours.rssKbPerConnectedRoom,
+      floorRssKbPerConnectedRoom: floor.rssKbPerConnectedRoom,
+      wsFloorRssKbPerConnectedRoom: wsFloor.rssKbPerConnectedRoom,
+      otherCpuPct: ours.otherCpuPct,
+    },
     fanoutP50Ms: fanout.p50Ms,
     fanoutP99Ms: fanout.p99Ms,
     fanoutSamples: fanout.samples,
@@ -389,52 +503,59 @@ async function main(): Promise<void> {
       ? {
           capacityRooms: capacity.server.rooms,
           floorCapacityRooms: capacity.floor.rooms,
+          wsFloorCapacityRooms: capacity["ws-floor"].rooms,
           capacityRatioToFloor: ratio(capacity.server.rooms, capacity.floor.rooms),
-          capacitySteps: { server: capacity.server.steps, floor: capacity.floor.steps },
+          capacityRatioToWsFloor: ratio(capacity.server.rooms, capacity["ws-floor"].rooms),
+          capacitySteps: { server: capacity.server.steps, floor: capacity.floor.steps, wsFloor: capacity["ws-floor"].steps },
         }
       : {}),
-    streamErrorSamples: [...ours.gen.errors, ...floor.gen.errors],
+    streamErrorSamples: [...ours.errors, ...floor.errors, ...wsFloor.errors],
   };
 
   if (options.json) {
     process.stdout.write(`${JSON.stringify(result)}\n`);
     return;
   }
-  const row = (name: string, run: LoadRun) =>
+  const fixed = (n: number, digits: number, width: number) => n.toFixed(digits).padStart(width);
+  const row = (name: string, s: Summary) =>
     [
       name.padEnd(18),
-      String(run.gen.sent).padStart(8),
-      String(run.gen.received).padStart(9),
-      String(run.gen.lost).padStart(6),
-      String(run.gen.reordered).padStart(6),
-      run.gen.p50Ms.toFixed(2).padStart(8),
-      run.gen.p95Ms.toFixed(2).padStart(8),
-      run.gen.p99Ms.toFixed(2).padStart(8),
-      run.gen.maxMs.toFixed(2).padStart(8),
-      run.cpuPct.toFixed(1).padStart(9),
-      run.rssPeakMb.toFixed(1).padStart(8),
-      run.gen.generatorCpuPct.toFixed(1).padStart(8),
-      run.gen.generatorLoopDelayP99Ms.toFixed(2).padStart(9),
-      run.otherCpuPct.toFixed(1).padStart(8),
+      String(s.sent).padStart(8),
+      String(s.received).padStart(9),
+      String(s.lost).padStart(6),
+      String(s.reordered).padStart(6),
+      fixed(s.p50Ms.median, 2, 8),
+      fixed(s.p95Ms.median, 2, 8),
+      fixed(s.p99Ms.median, 2, 8),
+      fixed(s.maxMs.median, 2, 8),
+      fixed(s.cpuPct.median, 1, 9),
+      fixed(s.rssMbLoad.median, 1, 8),
+      fixed(s.generatorCpuPct.median, 1, 8),
+      fixed(s.generatorLoopDelayP99Ms.median, 2, 9),
+      fixed(s.otherCpuPct.median, 1, 8),
     ].join(" ");
+  const range = (s: Spread, unit: string) => (options.repeat > 1 ? `${s.median}${unit} (${s.min}–${s.max})` : `${s.median}${unit}`);
   const ms = (n: number | null) => (n === null ? "n/a" : `${n.toFixed(2)} ms`);
   const lines = [
     "",
-    `Audio relay: ${options.rooms} rooms × 2 participants, 640-byte frames every 20 ms for ${options.seconds} s (warm-up ${options.warmupSeconds} s), server speech ${options.speech ?? "off"}`,
+    `Audio relay: ${options.rooms} rooms × 2 participants, 640-byte frames every 20 ms for ${options.seconds} s (warm-up ${options.warmupSeconds} s), server speech ${options.speech ?? "off"}${options.repeat > 1 ? `; medians of ${options.repeat} runs, counts summed` : ""}`,
     "",
     `${"".padEnd(18)} ${"sent".padStart(8)} ${"received".padStart(9)} ${"lost".padStart(6)} ${"reord".padStart(6)} ${"p50 ms".padStart(8)} ${"p95 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"max ms".padStart(8)} ${"CPU %core".padStart(9)} ${"RSS MB".padStart(8)} ${"gen CPU%".padStart(8)} ${"gen loop".padStart(9)} ${"other%".padStart(8)}`,
-    row("floor relay", floor),
-    row("handshake server", ours),
+    row(KIND_LABEL.floor, floor),
+    row(KIND_LABEL["ws-floor"], wsFloor),
+    row(KIND_LABEL.server, ours),
     "",
-    `server / floor: CPU ×${result.cpuRatioToFloor ?? "n/a"}, p99 ×${result.p99RatioToFloor ?? "n/a"}`,
-    `server RSS: idle ${result.rssMbIdle} MB, rooms connected ${result.rssMbConnected} MB, under load ${result.rssMbLoad} MB; per room: ${result.rssKbPerConnectedRoom} KB connected, ${result.rssKbPerRoom} KB under load (floor: ${result.floorRssMbIdle} → ${result.floorRssMbLoad} MB; per room ${result.floorRssKbPerConnectedRoom} KB connected, ${result.floorRssKbPerRoom} KB under load)`,
+    `CPU %core: server ${range(ours.cpuPct, "")}, http2 floor ${range(floor.cpuPct, "")}, ws floor ${range(wsFloor.cpuPct, "")}`,
+    `p99: server ${range(ours.p99Ms, " ms")}, http2 floor ${range(floor.p99Ms, " ms")}, ws floor ${range(wsFloor.p99Ms, " ms")}`,
+    `server / http2 floor: CPU ×${result.cpuRatioToFloor ?? "n/a"}, p99 ×${result.p99RatioToFloor ?? "n/a"}; server / ws floor: CPU ×${result.cpuRatioToWsFloor ?? "n/a"}, p99 ×${result.p99RatioToWsFloor ?? "n/a"}`,
+    `server RSS: idle ${result.rssMbIdle} MB, rooms connected ${result.rssMbConnected} MB, under load ${result.rssMbLoad} MB; per room: ${range(ours.rssKbPerConnectedRoom, " KB")} connected, ${result.rssKbPerRoom} KB under load (http2 floor: ${range(floor.rssKbPerConnectedRoom, " KB")} connected, ws floor: ${range(wsFloor.rssKbPerConnectedRoom, " KB")} connected)`,
     `panel fan-out (transcript sent → both PanelStreams have it): p50 ${ms(fanout.p50Ms)}, p99 ${ms(fanout.p99Ms)} over ${fanout.samples} transcripts${fanout.error ? ` — errors: ${fanout.error}` : ""}`,
     ...pipelineLines("pipeline (trigger → payments executed, offline engines), one room at a time", pipeline),
     ...pipelineLines(`pipeline, ${options.pipelineConcurrency} rooms at a time`, pipelineConcurrent),
   ];
   if (capacity) {
     lines.push(
-      `capacity (p99 ≤ ${CAPACITY_P99_MS} ms, no loss): server ${capacity.server.rooms} rooms, floor ${capacity.floor.rooms} rooms, ratio ${result.capacityRatioToFloor ?? "n/a"}`,
+      `capacity (p99 ≤ ${CAPACITY_P99_MS} ms, no loss): server ${capacity.server.rooms} rooms, http2 floor ${capacity.floor.rooms} rooms, ws floor ${capacity["ws-floor"].rooms} rooms; ratio to http2 floor ${result.capacityRatioToFloor ?? "n/a"}, to ws floor ${result.capacityRatioToWsFloor ?? "n/a"}`,
     );
   }
   if (result.streamErrorSamples.length) lines.push(`stream errors: ${result.streamErrorSamples.join("; ")}`);

@@ -57,3 +57,19 @@ export function percentile(samples: readonly number[], p: number): number {
 export function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
+
+/** A figure over `--repeat N` runs: the median, with the lowest and highest seen. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** The median (the mean of the middle two for an even count), min and max of `values`, rounded to 0.01. */
+export function spread(values: readonly number[]): Spread {
+  if (values.length === 0) return { median: 0, min: 0, max: 0 };
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  const median = sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  return { median: round2(median), min: round2(sorted[0]!), max: round2(sorted[sorted.length - 1]!) };
+}
