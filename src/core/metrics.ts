@@ -6,7 +6,7 @@
  */
 
 /** What a payment rail call came to: the rail's answer, a refusal it gave, or no answer (outcome unknown). */
-export type RailCallOutcome = "succeeded" | "held" | "captured" | "released" | "failed" | "refused" | "error";
+export type RailCallOutcome = "succeeded" | "held" | "captured" | "released" | "failed" | "requires_action" | "refused" | "error";
 
 /** The stage timings the domain records; every duration in seconds. */
 export interface StageMetrics {

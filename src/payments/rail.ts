@@ -27,12 +27,23 @@ export interface RailRequest extends RailParties {
 export interface RailResult {
   /** The rail's id: ledger transaction id or Stripe PaymentIntent id. */
   reference: string;
-  status: "succeeded" | "held" | "captured" | "released" | "failed";
+  /**
+   * `requires_action`: the card issuer wants the payer to authenticate (3-D Secure) before the
+   * money moves; neither failed nor to be retried: the payer confirms with `clientSecret`, and the
+   * outcome arrives later (a webhook, or `status`).
+   */
+  status: "succeeded" | "held" | "captured" | "released" | "failed" | "requires_action";
   /** Amount captured so far, for holds. */
   capturedMinor?: bigint;
   /** When an authorisation lapses, Unix ms (holds only). */
   expiresAtMs?: number;
   failureReason?: string;
+  /** PaymentIntent client secret for the payer's device (`requires_action` only). */
+  clientSecret?: string;
+  /** The payment method the movement was tried with. */
+  paymentMethodId?: string;
+  /** The issuer's decline code of a declined card (e.g. "insufficient_funds"). */
+  declineCode?: string;
 }
 
 /**
@@ -73,6 +84,8 @@ export class PaymentRailError extends Error implements Retryable {
     readonly code: string,
     readonly retryable: boolean,
     readonly outcomeUnknown = false,
+    /** The issuer's decline code when a card was declined (e.g. "insufficient_funds"). */
+    readonly declineCode = "",
   ) {
     super(message);
   }

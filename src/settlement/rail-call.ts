@@ -39,6 +39,9 @@ export function holdStatusOf(result: RailResult): EscrowHoldStatus {
       return EscrowHoldStatus.RELEASED;
     case "failed":
       return EscrowHoldStatus.FAILED;
+    case "requires_action":
+      // Waiting for the payer to authenticate: nothing is held yet, and nothing failed.
+      return EscrowHoldStatus.PENDING;
     case "succeeded":
       // A hold the rail reports as plainly paid was captured in full.
       return EscrowHoldStatus.CAPTURED;
