@@ -25,6 +25,8 @@ lines=(
   "client-deal-16k|16000|Deal, let's shake on it."
   "client-handshake-16k|16000|Handshake. One hundred and twenty pounds it is."
   "provider-parts-48k|48000|Two days of work, and forty pounds for parts."
+  "provider-boiler-radiators-16k|16000|I would charge one hundred and twenty pounds for the boiler repair. The radiator flush would be anywhere from forty to eighty pounds."
+  "client-fair-handshake-16k|16000|That sounds fair. Handshake."
 )
 
 for entry in "${lines[@]}"; do
