@@ -1,6 +1,8 @@
+import os from "node:os";
 import path from "node:path";
 import { DEFAULT_CONNECTION_LIMITS as DC, type ConnectionLimits } from "./server/connection-guard.js";
 import { DEFAULT_HEALTH_WATCH_INTERVAL_MS } from "./server/health.js";
+import { DEFAULT_ROOM_LEASE_MS } from "./room/placement.js";
 
 export type { ConnectionLimits };
 
@@ -73,6 +75,15 @@ export interface Config {
   metrics: boolean;
   /** How often an open grpc.health.v1 Watch asks readiness again and sends a change. */
   healthWatchIntervalMs: number;
+  /** More than one node (REDIS_URL): the room directory and the cross-node bus in Redis. */
+  cluster: {
+    /** Empty: one node, the directory and bus in this process. */
+    redisUrl: string;
+    /** This node's name in the directory (NODE_ID); default `<hostname>-<pid>`. */
+    nodeId: string;
+    /** How long a node holds a room without renewing (ROOM_LEASE_MS): a dead node's rooms move after at most this. */
+    roomLeaseMs: number;
+  };
 }
 
 /**
@@ -262,6 +273,11 @@ export function loadConfig(env: Env = process.env): Config {
     webRoot: str(env, "WEB_ROOT", ""),
     metrics: bool(env, "METRICS", true),
     healthWatchIntervalMs: int(env, "HEALTH_WATCH_INTERVAL_MS", DEFAULT_HEALTH_WATCH_INTERVAL_MS, 10, 600_000),
+    cluster: {
+      redisUrl: url(env, "REDIS_URL", ""),
+      nodeId: str(env, "NODE_ID", `${os.hostname()}-${process.pid}`),
+      roomLeaseMs: int(env, "ROOM_LEASE_MS", DEFAULT_ROOM_LEASE_MS, 300, 600_000),
+    },
   };
   if (config.connections.httpHeadersTimeoutMs > config.connections.httpRequestTimeoutMs) {
     throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not be longer than HTTP_REQUEST_TIMEOUT_MS");

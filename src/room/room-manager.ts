@@ -1,9 +1,11 @@
 import type { Logger } from "pino";
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
 import { PermissionDeniedError, ResourceExhaustedError } from "../core/errors.js";
-import type { PanelEventInit } from "../events/event-log.js";
+import { createLocalBus, type RoomBus, type RoomBusMessage } from "../events/bus.js";
+import { EventLogClosedError, type PanelEventInit } from "../events/event-log.js";
 import type { RoomRecord, Store } from "../store/store.js";
 import { CreationLimit } from "./creation-limit.js";
+import { createLocalDirectory, keepLeases, RoomOnOtherNodeError, type LeaseKeeper, type RoomDirectory } from "./placement.js";
 import { MAX_PARTICIPANTS, Room, type RoomSettings, type RoomStages } from "./room.js";
 
 /** Settings of the registry. */
@@ -15,6 +17,20 @@ export interface RoomManagerSettings extends RoomSettings {
   roomCreatesPerAddressPerMinute?: number;
   /** New rooms one user may create per minute; unlimited when absent. */
   roomCreatesPerUserPerMinute?: number;
+}
+
+/**
+ * Where this node's rooms are placed and how other nodes reach them: Redis in a cluster
+ * (REDIS_URL), this process alone otherwise.
+ */
+export interface RoomPlacement {
+  directory: RoomDirectory;
+  bus: RoomBus;
+}
+
+/** Placement for one node on its own: every room is its own, messages stay in the process. */
+export function singleNodePlacement(nodeId = "local"): RoomPlacement {
+  return { directory: createLocalDirectory(nodeId), bus: createLocalBus() };
 }
 
 /** Where a join comes from, for the creation rate limit. */
@@ -36,6 +52,8 @@ export class RoomManager {
   private readonly pairs = new Map<string, Set<string>>();
   private readonly idleTimer: NodeJS.Timeout;
   private readonly creations: CreationLimit;
+  /** Renews the leases of the rooms live here; a lost one closes its room at once. */
+  private readonly leases: LeaseKeeper;
   private closed = false;
 
   constructor(
@@ -44,8 +62,10 @@ export class RoomManager {
     private readonly settings: RoomManagerSettings,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    private readonly placement: RoomPlacement = singleNodePlacement(),
   ) {
     this.creations = new CreationLimit(now);
+    this.leases = keepLeases(placement.directory, (roomId, owner) => void this.lost(roomId, owner), log, now);
     this.idleTimer = setInterval(() => void this.evictIdle(), Math.min(60_000, settings.idleRoomMs)).unref();
   }
 
@@ -71,6 +91,7 @@ export class RoomManager {
     if (!this.creating.has(roomId) && this.rooms.size + this.creating.size >= this.settings.maxRooms) {
       throw new ResourceExhaustedError(`the server is at its limit of ${this.settings.maxRooms} rooms`);
     }
+    await this.refuseIfElsewhere(roomId);
     checkKeptRoom(await this.store.getRoomRecord(roomId), userId, inviteCode);
     // Last, so a join refused for another reason costs no budget (two racing joins of one new
     // room may both pay: it is a rate, not a count).
@@ -114,7 +135,12 @@ export class RoomManager {
   async leave(roomId: string, userId: string): Promise<void> {
     this.cancelGrace(roomId, userId);
     const room = this.rooms.get(roomId);
-    if (!room) return;
+    if (!room) {
+      // Not live here: the owner node takes the leave; with none, the store records it.
+      await this.refuseIfElsewhere(roomId);
+      await this.recordLeft(roomId, [userId]);
+      return;
+    }
     await room.leave(userId);
     await this.recordLeft(roomId, [userId]);
     if (room.size === 0) await this.drop(room);
@@ -131,9 +157,39 @@ export class RoomManager {
     if (room.streamOpened(userId, -1) === 0) this.scheduleGraceIfIdle(room, userId);
   }
 
-  /** Publishes an event to a room if it is live (payments and milestones outside a room call). */
+  /**
+   * Makes sure a room call of `userId` is served here. A room live here passes; a room no node
+   * hosts, whose pair `userId` is still in, is claimed and rebuilt here from the store (its node
+   * died, or this one restarted); one another node holds throws RoomOnOtherNodeError. Anything
+   * else is left to the member check (NotFound, PermissionDenied).
+   */
+  async host(roomId: string, userId: string): Promise<void> {
+    const pending = this.creating.get(roomId);
+    if (pending) {
+      await pending.catch(() => undefined);
+      return;
+    }
+    if (this.rooms.has(roomId) || this.closed) return;
+    const record = await this.store.getRoomRecord(roomId);
+    if (!record || !currentMembers(record).some((m) => m.userId === userId)) return;
+    await this.create(roomId, record.inviteCode, userId);
+  }
+
+  /**
+   * Publishes an event to a room (payments and milestones outside a room call): to the live room
+   * here, else over the bus to the node that hosts it.
+   */
   publish(roomId: string, init: PanelEventInit): void {
-    this.rooms.get(roomId)?.publish(init);
+    const room = this.rooms.get(roomId);
+    if (room) room.publish(init);
+    else this.sendToOwner(roomId, { kind: "event", init });
+  }
+
+  /** A contract of the room ran its immediate payments and holds: the room's sessions are completed, wherever it lives. */
+  contractExecuted(roomId: string, contractId: string): void {
+    const room = this.rooms.get(roomId);
+    if (room) room.contractExecuted(contractId);
+    else this.sendToOwner(roomId, { kind: "contractExecuted", contractId });
   }
 
   /** Destroys every room; safe to call twice. */
@@ -145,7 +201,10 @@ export class RoomManager {
     this.graceTimers.clear();
     const rooms = [...this.rooms.values()];
     this.rooms.clear();
+    this.leases.close();
     await Promise.allSettled(rooms.map((room) => room.destroy(reason)));
+    // Given up at once, so another node can take the rooms without waiting for the leases to lapse.
+    await Promise.allSettled(rooms.flatMap((room) => [this.placement.directory.release(room.id), this.placement.bus.unlisten(room.id)]));
   }
 
   /**
@@ -160,41 +219,16 @@ export class RoomManager {
       throw new ResourceExhaustedError(`the server is at its limit of ${this.settings.maxRooms} rooms`);
     }
     const creation = (async () => {
-      const record = await this.store.getRoomRecord(roomId);
-      checkKeptRoom(record, userId, inviteCode);
-      const { lastSeq, trimmedThroughSeq } = await this.store.getRoomLogState(roomId);
-      const continues = record !== undefined && (record.members.some((m) => m.userId === userId) || currentMembers(record).length > 0);
-      const invite = continues ? record.inviteCode : inviteCode;
-      const historyAfterSeq = continues ? record.historyAfterSeq : lastSeq;
-      if (!continues) await this.store.startRoom({ roomId, inviteCode, historyAfterSeq, atMs: this.now() });
-      this.pairs.set(roomId, new Set(continues ? record.members.map((m) => m.userId) : []));
-      // Sequence numbers go on from the last stored event either way; only this pair's events come back.
-      const events = lastSeq > historyAfterSeq ? await this.store.loadRoomEvents(roomId, historyAfterSeq) : [];
-      // What this pair can no longer get back (trimmed, or deleted after the retention period) is
-      // reported to a resuming reader as a gap; an earlier pair's events are none of its business.
-      const restored = lastSeq > 0n ? { lastSeq, events, trimmedThroughSeq: trimmedThroughSeq > historyAfterSeq ? trimmedThroughSeq : 0n } : undefined;
-      const log = this.log.child({ roomId });
-      const room = new Room(
-        roomId,
-        invite === "" ? undefined : invite,
-        this.stages,
-        this.settings,
-        log,
-        restored,
-        // Synchronous: the event is committed before the log hands it to any reader.
-        (event, kept) => {
-          const started = performance.now();
-          try {
-            this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept });
-          } finally {
-            this.stages.metrics?.eventLogWrite((performance.now() - started) / 1000);
-          }
-        },
-        this.now,
-      );
-      this.rooms.set(roomId, room);
-      log.info({ rooms: this.rooms.size }, "room created");
-      return room;
+      // Held before anything is read: no two nodes ever rebuild one room.
+      if (!(await this.placement.directory.claim(roomId))) {
+        throw new RoomOnOtherNodeError(roomId, (await this.placement.directory.owner(roomId)) ?? "another node");
+      }
+      try {
+        return await this.build(roomId, inviteCode, userId);
+      } catch (err) {
+        await this.placement.directory.release(roomId).catch(() => undefined);
+        throw err;
+      }
     })();
     this.creating.set(roomId, creation);
     try {
@@ -202,6 +236,103 @@ export class RoomManager {
     } finally {
       this.creating.delete(roomId);
     }
+  }
+
+  /** Builds the live room `create` claimed: its log, its pair (members back with their stored profiles), its bus. */
+  private async build(roomId: string, inviteCode: string, userId: string): Promise<Room> {
+    const record = await this.store.getRoomRecord(roomId);
+    checkKeptRoom(record, userId, inviteCode);
+    const { lastSeq, trimmedThroughSeq } = await this.store.getRoomLogState(roomId);
+    const continues = record !== undefined && (record.members.some((m) => m.userId === userId) || currentMembers(record).length > 0);
+    const invite = continues ? record.inviteCode : inviteCode;
+    const historyAfterSeq = continues ? record.historyAfterSeq : lastSeq;
+    if (!continues) await this.store.startRoom({ roomId, inviteCode, historyAfterSeq, atMs: this.now() });
+    this.pairs.set(roomId, new Set(continues ? record.members.map((m) => m.userId) : []));
+    // Sequence numbers go on from the last stored event either way; only this pair's events come back.
+    const events = lastSeq > historyAfterSeq ? await this.store.loadRoomEvents(roomId, historyAfterSeq) : [];
+    // What this pair can no longer get back (trimmed, or deleted after the retention period) is
+    // reported to a resuming reader as a gap; an earlier pair's events are none of its business.
+    const restored = lastSeq > 0n ? { lastSeq, events, trimmedThroughSeq: trimmedThroughSeq > historyAfterSeq ? trimmedThroughSeq : 0n } : undefined;
+    const log = this.log.child({ roomId });
+    const room = new Room(
+      roomId,
+      invite === "" ? undefined : invite,
+      this.stages,
+      this.settings,
+      log,
+      restored,
+      // Synchronous: the event is committed before the log hands it to any reader.
+      (event, kept) => {
+        const started = performance.now();
+        try {
+          this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept });
+        } finally {
+          this.stages.metrics?.eventLogWrite((performance.now() - started) / 1000);
+        }
+      },
+      this.now,
+    );
+    try {
+      await this.placement.bus.listen(roomId, (message) => this.fromBus(roomId, message));
+      if (continues) await this.rejoinPair(room, record);
+    } catch (err) {
+      await room.destroy();
+      await this.placement.bus.unlisten(roomId).catch(() => undefined);
+      throw err;
+    }
+    this.rooms.set(roomId, room);
+    this.leases.hold(roomId);
+    log.info({ rooms: this.rooms.size, nodeId: this.placement.directory.nodeId }, "room created");
+    return room;
+  }
+
+  /**
+   * A room that comes back from the store gets its whole current pair back at once, each with
+   * their stored profile, so a member whose call lands here after a failover finds the room as
+   * they left it; one who never reconnects is removed after the grace period, as usual.
+   */
+  private async rejoinPair(room: Room, record: RoomRecord): Promise<void> {
+    for (const member of currentMembers(record)) {
+      const profile = await this.store.getProfile(member.userId);
+      if (!profile || room.has(member.userId)) continue;
+      room.join(member.userId, profile);
+      this.scheduleGraceIfIdle(room, member.userId);
+    }
+  }
+
+  /** A message another node sent to a room live here. */
+  private fromBus(roomId: string, message: RoomBusMessage): void {
+    const room = this.rooms.get(roomId);
+    if (!room) return;
+    if (message.kind === "event") room.publish(message.init);
+    else room.contractExecuted(message.contractId);
+  }
+
+  private sendToOwner(roomId: string, message: RoomBusMessage): void {
+    this.placement.bus.publish(roomId, message).catch((err: unknown) => this.log.error({ err, roomId, kind: message.kind }, "bus message not sent"));
+  }
+
+  /** JoinRoom of a room another node holds is refused before anything is stored (the client retries; the router takes it there). */
+  private async refuseIfElsewhere(roomId: string): Promise<void> {
+    if (this.creating.has(roomId)) return;
+    const owner = await this.placement.directory.owner(roomId);
+    if (owner !== undefined && owner !== this.placement.directory.nodeId) throw new RoomOnOtherNodeError(roomId, owner);
+  }
+
+  /**
+   * This node lost the room's lease (another node holds it now, or the directory was out of reach
+   * for a whole lease): the room stops here at once, its streams ended with UNAVAILABLE so their
+   * clients reconnect, and reach the owner.
+   */
+  private async lost(roomId: string, owner: string | undefined): Promise<void> {
+    const room = this.rooms.get(roomId);
+    if (!room) return;
+    this.rooms.delete(roomId);
+    this.pairs.delete(roomId);
+    for (const key of [...this.graceTimers.keys()]) if (key.startsWith(`${roomId}\u0000`)) this.cancelGrace(roomId, key.slice(roomId.length + 1));
+    await this.placement.bus.unlisten(roomId).catch(() => undefined);
+    await room.destroy(new EventLogClosedError(`room ${roomId} moved to ${owner ? `node ${owner}` : "another node"}; reconnect`));
+    this.log.warn({ roomId, ownerNodeId: owner, rooms: this.rooms.size }, "room closed here: its lease is another node's");
   }
 
   /** Records a new pair on a live room: its history starts after `historyAfterSeq`, after a restart too. */
@@ -243,7 +374,9 @@ export class RoomManager {
     if (this.rooms.get(room.id) !== room) return;
     this.rooms.delete(room.id);
     this.pairs.delete(room.id);
+    this.leases.drop(room.id);
     await room.destroy();
+    await Promise.allSettled([this.placement.directory.release(room.id), this.placement.bus.unlisten(room.id)]);
     this.log.info({ roomId: room.id, rooms: this.rooms.size }, "room destroyed");
   }
 

@@ -48,6 +48,12 @@ export interface CallScopes {
   session(values: ContextValues, roomId?: string): SessionScope;
   /** The caller as a member of their session's live room; NotFound when it is gone, PermissionDenied when they left. */
   member(values: ContextValues, roomId?: string): MemberScope;
+  /**
+   * `member`, after making sure the session's room is served by this node: rebuilt here from the
+   * store when no node hosts it (failover, restart), or UNAVAILABLE naming the node that does.
+   * Every room-scoped call takes its scope through this, on both paths.
+   */
+  placedMember(values: ContextValues, roomId?: string): Promise<MemberScope>;
   /** Takes one of the member's stream slots (per-user limit, presence); the returned close is for a `finally`, safe twice. */
   openStream(member: MemberScope): () => void;
 }
@@ -86,6 +92,12 @@ export function createCallScopes(deps: CallScopeDeps): CallScopes {
       if (!room) throw new NotFoundError("room not found; join it again");
       if (!room.has(session.userId)) throw new PermissionDeniedError("you are not a member of this room; join it again");
       return { ...session, room };
+    },
+
+    async placedMember(values, roomId) {
+      const session = scopes.session(values, roomId);
+      await deps.rooms.host(session.roomId, session.userId);
+      return scopes.member(values, roomId);
     },
 
     openStream({ room, userId }) {

@@ -10,6 +10,7 @@ import {
 } from "../core/errors.js";
 import { NegotiationMoveError } from "../deal/negotiation.js";
 import { SubscriberOverflowError, EventLogClosedError } from "../events/event-log.js";
+import { RoomOnOtherNodeError } from "../room/placement.js";
 import { InvalidCursorError } from "../store/cursor.js";
 import { asStoreUnavailable } from "../store/store-errors.js";
 
@@ -47,6 +48,7 @@ function codeOf(err: unknown): Code | undefined {
   if (err instanceof NegotiationMoveError) return Code.FailedPrecondition;
   if (err instanceof SubscriberOverflowError) return Code.ResourceExhausted;
   if (err instanceof EventLogClosedError) return Code.Unavailable;
+  if (err instanceof RoomOnOtherNodeError) return Code.Unavailable;
   return undefined;
 }
 

@@ -36,7 +36,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
   /** The caller's session, for `roomId` when given. */
   const sessionOf = (ctx: HandlerContext, roomId?: string): SessionScope => scopes.session(ctx.values, roomId);
   /** The caller as a member of their live room, for `roomId` when given. */
-  const memberRoom = (ctx: HandlerContext, roomId?: string): MemberScope => scopes.member(ctx.values, roomId);
+  const memberRoom = (ctx: HandlerContext, roomId?: string): Promise<MemberScope> => scopes.placedMember(ctx.values, roomId);
 
   router.service(RoomService, {
     async joinRoom(req, ctx) {
@@ -79,13 +79,13 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     },
 
     async getRoom(req, ctx) {
-      const { room } = memberRoom(ctx, req.roomId);
+      const { room } = await memberRoom(ctx, req.roomId);
       const { negotiation, contract } = room.deal();
       return { room: room.status(), ...(negotiation ? { negotiation } : {}), ...(contract ? { contract } : {}) };
     },
 
     async setProfile(req, ctx) {
-      const { room, userId } = memberRoom(ctx);
+      const { room, userId } = await memberRoom(ctx);
       const profile = checkProfile(req.profile, config.limits.maxAmountMinor);
       await store.saveProfile(userId, withServerStripeIds(profile, await store.getProfile(userId)));
       room.setProfile(userId, profile);
@@ -93,13 +93,13 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     },
 
     async setTriggerKeyword(req, ctx) {
-      const { room } = memberRoom(ctx, req.roomId);
+      const { room } = await memberRoom(ctx, req.roomId);
       room.setTriggerKeyword(checkKeyword(req.keyword), req.requireBoth);
       return { room: room.status() };
     },
 
     async *audioStream(requests, ctx) {
-      const member = memberRoom(ctx);
+      const member = await memberRoom(ctx);
       const { room, userId } = member;
       // The slot is taken at open: a call that never sends its format header still counts.
       const close = scopes.openStream(member);
@@ -136,7 +136,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     },
 
     async sendAudio(req, ctx) {
-      const { room, userId } = memberRoom(ctx);
+      const { room, userId } = await memberRoom(ctx);
       const state = browserAudio.of(room, userId);
       browserAudio.admit(state);
       if (req.frames.length > MAX_FRAMES_PER_SEND) throw new InvalidArgumentError(`frames may hold at most ${MAX_FRAMES_PER_SEND} frames per call`);
@@ -161,7 +161,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     },
 
     async *receiveAudio(req, ctx) {
-      const member = memberRoom(ctx, req.roomId);
+      const member = await memberRoom(ctx, req.roomId);
       const { room, userId } = member;
       const close = scopes.openStream(member);
       const sink = new QueuedAudioSink(PEER_AUDIO_QUEUE_FRAMES);
@@ -176,7 +176,7 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
     },
 
     async *panelStream(req, ctx) {
-      const member = memberRoom(ctx, req.roomId);
+      const member = await memberRoom(ctx, req.roomId);
       const { room, userId } = member;
       const close = scopes.openStream(member);
       // A reader that stopped reading keeps the handler blocked on a write that never drains; the
@@ -196,19 +196,19 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
 
     async signContract(req, ctx) {
       const contractId = checkContractId(req.contractId);
-      const { room, userId } = memberRoom(ctx);
+      const { room, userId } = await memberRoom(ctx);
       return { contract: await room.sign(userId, contractId, req.textSha256) };
     },
 
     async answerApproval(req, ctx) {
       if (req.approvalId === "" || req.approvalId.length > 64) throw new InvalidArgumentError("approval_id must be 1–64 characters");
-      const { room, userId } = memberRoom(ctx);
+      const { room, userId } = await memberRoom(ctx);
       return { approval: room.answerApproval(userId, req.approvalId, req.approve) };
     },
 
     async declineContract(req, ctx) {
       const contractId = checkContractId(req.contractId);
-      const { room, userId } = memberRoom(ctx);
+      const { room, userId } = await memberRoom(ctx);
       return { contract: await room.decline(userId, contractId, req.reason) };
     },
   });
