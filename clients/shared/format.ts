@@ -191,6 +191,8 @@ export function describeEvent(event: PanelEvent, nameOf: NameOf): string {
       return `${prefix} events after seq ${e.value.afterSeq} up to ${e.value.lastMissingSeq} are no longer kept`;
     case "sameSide":
       return `${prefix} ${e.value.cleared ? "sides sorted" : "warning"}: ${sameSideText(e.value, nameOf)}`;
+    case "paymentAction":
+      return `${prefix} payment needs you (${e.value.kind}${e.value.declineCode ? `, ${e.value.declineCode}` : ""}): ${e.value.message}`;
     case "error":
       return `${prefix} error in ${e.value.stage} (${e.value.code}${e.value.retryable ? ", retrying" : ""}): ${e.value.message}`;
     case undefined:
