@@ -6,6 +6,8 @@
  * - With BENCH_CPU_PROF_DIR set (`--cpu-prof`): the first SIGUSR2 starts the V8 profiler, the
  *   second writes `<BENCH_CPU_PROF_DIR>/<BENCH_CPU_PROF_NAME>-<time>.cpuprofile`, a profile of the
  *   measurement window only. Read it with bench/profile-summary.ts or Chrome DevTools.
+ * - With BENCH_HEAP_SNAPSHOT_DIR set (`--heap-snapshot`): each SIGTTIN collects garbage and writes
+ *   `<dir>/<BENCH_CPU_PROF_NAME>-<n>.heapsnapshot`; bench/heap-diff.ts tells what was added between two.
  */
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
@@ -35,5 +37,27 @@ if (dir) {
       writeFileSync(file, JSON.stringify(result.profile));
       process.stderr.write(`cpu profile written: ${file}\n`);
     });
+  });
+}
+
+const heapDir = process.env.BENCH_HEAP_SNAPSHOT_DIR;
+if (heapDir) {
+  let taken = 0;
+  process.on("SIGTTIN", () => {
+    const file = path.join(heapDir, `${process.env.BENCH_CPU_PROF_NAME ?? "process"}-${++taken}.heapsnapshot`);
+    /** @type {string[]} */
+    const chunks = [];
+    const onChunk = (/** @type {{ params: { chunk: string } }} */ message) => chunks.push(message.params.chunk);
+    session.on("HeapProfiler.addHeapSnapshotChunk", onChunk);
+    session.post("HeapProfiler.collectGarbage", () =>
+      session.post("HeapProfiler.takeHeapSnapshot", { reportProgress: false }, (/** @type {Error | null} */ err) => {
+        session.off("HeapProfiler.addHeapSnapshotChunk", onChunk);
+        if (err) process.stderr.write(`heap snapshot failed: ${err.message}\n`);
+        else {
+          writeFileSync(file, chunks.join(""));
+          process.stderr.write(`heap snapshot written: ${file}\n`);
+        }
+      }),
+    );
   });
 }

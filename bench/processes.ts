@@ -45,6 +45,8 @@ export interface ServerOptions {
   speech: string | undefined;
   /** Folder for a V8 CPU profile of the measurement window (SIGUSR2 starts and stops it). */
   cpuProfDir: string | undefined;
+  /** Folder for V8 heap snapshots, written on SIGTTIN (bench/probe.mjs). */
+  heapSnapshotDir?: string | undefined;
 }
 
 let serverBundle: Promise<string> | undefined;
@@ -84,6 +86,7 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     env.BENCH_CPU_PROF_DIR = options.cpuProfDir;
     env.BENCH_CPU_PROF_NAME = "server";
   }
+  if (options.heapSnapshotDir) env.BENCH_HEAP_SNAPSHOT_DIR = options.heapSnapshotDir;
   args.push(await serverBundle);
   const service = await launch("server", args, env, port);
   return {

@@ -42,6 +42,8 @@ interface Options {
   capacityMax: number;
   cpuProfDir: string | undefined;
   repeat: number;
+  /** With --heap-snapshot: the folder for the server's heap snapshots (idle, then rooms connected). */
+  heapSnapshotDir: string | undefined;
   /** With --capacity: where to write the SVG of p99 and CPU against rooms. */
   plotFile: string | undefined;
 }
@@ -83,6 +85,7 @@ function parseOptions(argv: string[]): Options {
       "cpu-prof": { type: "boolean", default: false },
       repeat: { type: "string", default: "1" },
       plot: { type: "string" },
+      "heap-snapshot": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -107,6 +110,9 @@ function parseOptions(argv: string[]): Options {
         "  --plot FILE           with --capacity: write an SVG of p99 and CPU against rooms for the server and both floors",
         "  --cpu-prof            write V8 CPU profiles of the server's and the floor's measurement windows to bench/profiles/",
         "                        (summarise it: node --import tsx bench/profile-summary.ts <file>)",
+        "  --heap-snapshot       write heap snapshots of the last server, idle and with every room connected, to bench/profiles/",
+        "                        (what a room holds: node --import tsx bench/heap-diff.ts <idle> <connected> 30 <rooms>);",
+        "                        the snapshots stall the server, so that run's figures are disturbed",
         "",
       ].join("\n"),
     );
@@ -138,6 +144,7 @@ function parseOptions(argv: string[]): Options {
     cpuProfDir: values["cpu-prof"] ? path.join(ROOT, "bench", "profiles") : undefined,
     repeat: Math.floor(int("repeat", values.repeat, 1)),
     plotFile: values.plot === undefined ? undefined : path.resolve(values.plot),
+    heapSnapshotDir: values["heap-snapshot"] ? path.join(ROOT, "bench", "profiles") : undefined,
   };
 }
 
@@ -155,6 +162,7 @@ async function load(
   warmupSeconds: number,
   runId: string,
   profile = false,
+  heapSnapshot = false,
 ): Promise<LoadRun> {
   const sampler = new ProcessSampler(service.pid);
   let window: ReturnType<ProcessSampler["stop"]> | undefined;
@@ -173,7 +181,11 @@ async function load(
     },
     {
       // The generator pauses a second between setup and audio: collect garbage and read memory then.
-      onReady: () => void service.collectGarbage().then(() => (rssConnectedMb = rssMb(service.pid))),
+      onReady: () =>
+        void service.collectGarbage().then(() => {
+          rssConnectedMb = rssMb(service.pid);
+          if (heapSnapshot) process.kill(service.pid, "SIGTTIN");
+        }),
       onMeasureStart: () => {
         sampler.start();
         if (profile) process.kill(service.pid, "SIGUSR2");
@@ -342,7 +354,7 @@ function ratio(a: number, b: number): number | null {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  if (options.cpuProfDir) mkdirSync(options.cpuProfDir, { recursive: true });
+  for (const dir of [options.cpuProfDir, options.heapSnapshotDir]) if (dir) mkdirSync(dir, { recursive: true });
   const runId = `bench-${Date.now().toString(36)}`;
   progress(options, `bench: ${options.rooms} rooms × 2 participants, ${options.seconds} s (warm-up ${options.warmupSeconds} s), speech ${options.speech ?? "off"}`);
 
@@ -362,11 +374,13 @@ async function main(): Promise<void> {
     }
 
     progress(options, `server: starting…${round}`);
-    const server = await startServer({ speech: options.speech, cpuProfDir: last ? options.cpuProfDir : undefined });
+    const heapSnapshot = last && options.heapSnapshotDir !== undefined;
+    const server = await startServer({ speech: options.speech, cpuProfDir: last ? options.cpuProfDir : undefined, heapSnapshotDir: heapSnapshot ? options.heapSnapshotDir : undefined });
     try {
       const rssIdle = await idleRss(server);
+      if (heapSnapshot) process.kill(server.pid, "SIGTTIN");
       progress(options, `server: streaming…${round}`);
-      const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-srv-${i}`, last && options.cpuProfDir !== undefined);
+      const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-srv-${i}`, last && options.cpuProfDir !== undefined, heapSnapshot);
       runs.server.push({ run, rssIdle });
       if (!last) continue;
       // The room-level measurements, on the last server, after its relay run.
