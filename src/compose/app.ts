@@ -7,7 +7,10 @@ import type { Config } from "../config.js";
 import { createContractDesk } from "../deal/contracts.js";
 import { createTemplateDrafter } from "../deal/contract-template.js";
 import { createNegotiationSession } from "../deal/negotiation.js";
-import { RoomManager } from "../room/room-manager.js";
+import { Redis } from "ioredis";
+import { RoomManager, singleNodePlacement, type RoomPlacement } from "../room/room-manager.js";
+import { createRedisDirectory } from "../room/placement.js";
+import { createRedisBus } from "../events/bus.js";
 import type { RoomStages } from "../room/room.js";
 import { buildServer, type HandshakeServer } from "../server/server.js";
 import type { ServerDeps } from "../server/deps.js";
@@ -73,11 +76,12 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     desk,
     executeContract: async (contract) => {
       await engines.executor.execute(contract);
-      rooms?.get(contract.roomId)?.contractExecuted(contract.id);
+      rooms?.contractExecuted(contract.roomId, contract.id);
     },
     bankFor: engines.bankFor,
     metrics: stageMetrics,
   };
+  const placement = createPlacement(config.cluster, log);
   rooms = new RoomManager(
     stages,
     store,
@@ -93,6 +97,8 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       triggerRequireBoth: config.trigger.requireBoth,
     },
     log,
+    Date.now,
+    placement,
   );
   const roomManager = rooms;
   engines.onRoomEvent((roomId, init) => roomManager.publish(roomId, init));
@@ -129,11 +135,32 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       closing ??= (async () => {
         retention.stop();
         await roomManager.shutdown(new EventLogClosedError("server is shutting down"));
+        await placement.directory.close();
+        await placement.bus.close();
         await server.close();
         await engines.close();
         await store.close();
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * The room directory and bus: in Redis when REDIS_URL is set (more than one node), else this
+ * process's own. The bus listens on a connection of its own, as Redis requires of a subscriber.
+ */
+function createPlacement(cluster: Config["cluster"], log: Logger): RoomPlacement {
+  if (!cluster.redisUrl) return singleNodePlacement(cluster.nodeId);
+  const connect = (role: string) => {
+    const redis = new Redis(cluster.redisUrl, { maxRetriesPerRequest: 2, connectionName: `handshake-${role}-${cluster.nodeId}` });
+    redis.on("error", (err: Error) => log.warn({ err: { message: err.message }, role }, "redis connection error"));
+    return redis;
+  };
+  log.info({ nodeId: cluster.nodeId, roomLeaseMs: cluster.roomLeaseMs }, "cluster mode: rooms placed through Redis");
+  const commands = connect("directory");
+  return {
+    directory: createRedisDirectory({ redis: commands, nodeId: cluster.nodeId, leaseMs: cluster.roomLeaseMs }),
+    bus: createRedisBus({ publisher: commands, subscriber: connect("bus"), log }),
   };
 }
