@@ -55,7 +55,7 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
     log,
   };
   if (config.payments.rail === "stripe") await checkStripeKeyAtStart(stripeOptions, log);
-  const rail = withRailMetrics(config.payments.rail === "stripe" ? createStripeRail(stripeOptions) : createLedgerRail(store), config.payments.rail, metrics);
+  const rail = withRailMetrics(config.payments.rail === "stripe" ? createStripeRail(stripeOptions) : createLedgerRail(store), config.payments.rail, metrics, log);
   const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, log });
   const milestones = createMilestoneService({ store, rail, onEvent, log });
 
@@ -128,5 +128,7 @@ function toPanelEvent(event: ExecutionEvent): PanelEventInit {
       return { event: { case: "contract", value: event.contract } };
     case "error":
       return { event: { case: "error", value: event.error } };
+    case "action":
+      return { event: { case: "paymentAction", value: event.action }, visibleToUserId: event.payerUserId };
   }
 }

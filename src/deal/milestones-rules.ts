@@ -62,7 +62,8 @@ export function milestoneScene(contract: Contract, userId: string, milestoneId: 
   const item = contract.terms?.lineItems.find((i) => i.id === milestone.lineItemId);
   if (!item) throw new NotFoundError(`line item ${milestone.lineItemId} of milestone ${milestoneId} not found`);
   const role = userId === parties.providerUserId ? "provider" : "client";
-  const hold = contract.holds.find((h) => h.lineItemId === milestone.lineItemId);
+  // The latest attempt: a retried hold adds a record after the failed one.
+  const hold = contract.holds.findLast((h) => h.lineItemId === milestone.lineItemId);
   return { contract, parties, role, milestone, item, hold, ranged: milestone.minMinor < milestone.maxMinor };
 }
 

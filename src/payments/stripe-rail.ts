@@ -42,6 +42,8 @@ export interface StripeRailOptions {
   timeoutMs?: number;
   /** Test mode allows the test card fallback; default: the key starts with `sk_test_`. */
   testMode?: boolean;
+  /** The platform's cut of each payment, basis points of the amount (env PLATFORM_FEE_BPS, default 0). */
+  platformFeeBps?: number;
   log?: Logger;
 }
 
@@ -62,6 +64,35 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
   const log = (options.log ?? silentLogger).child({ component: "stripe-rail" });
   const testMode = options.testMode ?? options.secretKey.startsWith("sk_test_");
   const stripe = createStripeClient(options);
+  const feeBps = BigInt(options.platformFeeBps ?? 0);
+
+  /**
+   * Countries of the platform and of connected accounts, read once each: a destination charge to
+   * an account in another country than the platform's needs `on_behalf_of` (the account is the
+   * settlement merchant), same-country ones do not. Cached, so a resent call sends the same params.
+   */
+  const countries = new Map<string, Promise<string>>();
+  function countryOf(accountId: string | undefined): Promise<string> {
+    const id = accountId ?? "";
+    let country = countries.get(id);
+    if (!country) {
+      country = (accountId ? stripe.accounts.retrieve(accountId) : stripe.accounts.retrieveCurrent()).then((a) => a.country ?? "");
+      // A failed read is not cached: the next payment asks again.
+      country.catch(() => countries.delete(id));
+      countries.set(id, country);
+    }
+    return country;
+  }
+
+  async function onBehalfOf(payeeAccountId: string): Promise<string | undefined> {
+    try {
+      const [platform, payee] = await Promise.all([countryOf(undefined), countryOf(payeeAccountId)]);
+      return platform !== "" && payee !== "" && platform !== payee ? payeeAccountId : undefined;
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read account countries; charging without on_behalf_of");
+      return undefined;
+    }
+  }
 
   function paymentMethodOf(request: RailRequest): string {
     if (request.payerPaymentMethodId) return request.payerPaymentMethodId;
@@ -85,8 +116,11 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
         false,
       );
     }
+    const amount = toStripeAmount(request.amountMinor);
+    const feeMinor = (request.amountMinor * feeBps) / 10_000n;
+    const onBehalf = await onBehalfOf(request.payeeAccountId);
     const params: Stripe.PaymentIntentCreateParams = {
-      amount: toStripeAmount(request.amountMinor),
+      amount,
       currency: request.currency.toLowerCase(),
       customer: request.payerCustomerId,
       payment_method: paymentMethodOf(request),
@@ -99,9 +133,19 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
       description: request.description.slice(0, 1000),
       metadata: { contract_id: request.contractId, line_item_id: request.lineItemId },
     };
+    // For a hold the fee is taken at capture (capped at what is captured), so it is set there.
+    if (feeMinor > 0n && !manual) params.application_fee_amount = Number(feeMinor);
+    if (onBehalf) params.on_behalf_of = onBehalf;
     // The charge carries the exact authorisation deadline (capture_before).
     if (manual) params.expand = ["latest_charge"];
-    return stripe.paymentIntents.create(params, { idempotencyKey: request.idempotencyKey });
+    try {
+      return await stripe.paymentIntents.create(params, { idempotencyKey: request.idempotencyKey });
+    } catch (err) {
+      // Off-session, a card whose issuer wants 3-D Secure is refused with authentication_required
+      // and the intent left for the payer to confirm on-session: an answer to act on, not a failure.
+      if (err instanceof Stripe.errors.StripeCardError && err.code === "authentication_required" && err.payment_intent) return err.payment_intent;
+      throw err;
+    }
   }
 
   async function call<T>(what: string, request: RailRequest | undefined, fn: () => Promise<T>): Promise<T> {
@@ -138,9 +182,10 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
       call("capture", request, async () => {
         const amountToCapture = toStripeAmount(request.amountMinor);
         try {
+          const captureFee = (request.amountMinor * feeBps) / 10_000n;
           const intent = await stripe.paymentIntents.capture(
             reference,
-            { amount_to_capture: amountToCapture },
+            { amount_to_capture: amountToCapture, ...(captureFee > 0n ? { application_fee_amount: Number(captureFee) } : {}) },
             { idempotencyKey: request.idempotencyKey },
           );
           return toRailResult(intent);
@@ -189,7 +234,7 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
 }
 
 /** The stripe-node client of the rail and of the start-up key check, pinned to `STRIPE_API_VERSION`. */
-function createStripeClient(options: StripeRailOptions): Stripe {
+export function createStripeClient(options: StripeRailOptions): Stripe {
   return new Stripe(options.secretKey, {
     ...endpoint(options),
     apiVersion: STRIPE_API_VERSION,
@@ -251,22 +296,40 @@ export function toRailResult(intent: Stripe.PaymentIntent): RailResult {
       return intent.capture_method === "manual"
         ? { reference, status: "released", capturedMinor: 0n }
         : { reference, status: "failed", failureReason: "The payment was cancelled" };
-    case "requires_payment_method":
+    case "requires_payment_method": {
+      const error = intent.last_payment_error;
+      if (error?.code === "authentication_required") return needsAuthentication(intent);
       return {
         reference,
         status: "failed",
-        failureReason: intent.last_payment_error?.message ?? "The card was declined",
+        failureReason: error?.message ?? "The card was declined",
+        ...(error?.decline_code ? { declineCode: error.decline_code } : {}),
+        ...paymentMethodField(intent),
       };
+    }
     case "requires_action":
-      return {
-        reference,
-        status: "failed",
-        failureReason: "The card needs the payer to authenticate (3-D Secure), which cannot happen off-session",
-      };
+      return needsAuthentication(intent);
     default:
       // processing / requires_confirmation: not settled yet; the caller may ask again later.
       throw new PaymentRailError(`The payment is still ${intent.status}`, "not_settled", true, true);
   }
+}
+
+/** An intent the payer must confirm on their device (3-D Secure), with what Stripe.js needs for it. */
+function needsAuthentication(intent: Stripe.PaymentIntent): RailResult {
+  return {
+    reference: intent.id,
+    status: "requires_action",
+    clientSecret: intent.client_secret ?? "",
+    failureReason: "The card issuer asks the payer to authenticate this payment",
+    ...paymentMethodField(intent),
+  };
+}
+
+function paymentMethodField(intent: Stripe.PaymentIntent): { paymentMethodId?: string } {
+  const method = intent.payment_method ?? intent.last_payment_error?.payment_method;
+  const id = typeof method === "string" ? method : method?.id;
+  return id ? { paymentMethodId: id } : {};
 }
 
 /** Stripe error codes that mean the payee's connected account cannot take this money. */
@@ -283,10 +346,11 @@ export function toPaymentRailError(err: unknown): PaymentRailError {
   if (err instanceof PaymentRailError) return err;
   const E = Stripe.errors;
   if (err instanceof E.StripeCardError) {
-    if (err.decline_code === "insufficient_funds" || err.code === "insufficient_funds") {
-      return new PaymentRailError("The card was declined: insufficient funds", "insufficient_funds", false);
+    const declineCode = err.decline_code ?? "";
+    if (declineCode === "insufficient_funds" || err.code === "insufficient_funds") {
+      return new PaymentRailError("The card was declined: insufficient funds", "insufficient_funds", false, false, "insufficient_funds");
     }
-    return new PaymentRailError(`The card was declined: ${err.message}`, err.code ?? "card_declined", false);
+    return new PaymentRailError(`The card was declined: ${err.message}`, err.code ?? "card_declined", false, false, declineCode);
   }
   if (err instanceof E.StripeIdempotencyError) {
     return new PaymentRailError(

@@ -143,7 +143,7 @@ export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions)
     if (byReference) return byReference;
     if (!intent.contractId || !intent.lineItemId) return undefined;
     const contract = await store.getContract(intent.contractId);
-    return contract?.payments.find(
+    return contract?.payments.findLast(
       (p) => p.lineItemId === intent.lineItemId && p.rail === PaymentRailKind.STRIPE && (p.railReference === "" || p.railReference === intent.id),
     );
   }
@@ -153,7 +153,7 @@ export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions)
     if (byReference) return byReference;
     if (!intent.contractId || !intent.lineItemId) return undefined;
     const contract = await store.getContract(intent.contractId);
-    return contract?.holds.find(
+    return contract?.holds.findLast(
       (h) => h.lineItemId === intent.lineItemId && h.rail === PaymentRailKind.STRIPE && (h.railReference === "" || h.railReference === intent.id),
     );
   }

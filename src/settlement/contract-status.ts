@@ -31,12 +31,13 @@ export function deriveContractStatus(contract: Contract): ContractStatus {
   let outstanding = false;
   for (const item of contract.terms?.lineItems ?? []) {
     if (item.kind === LineItemKind.IMMEDIATE) {
-      const payment = contract.payments.find((p) => p.lineItemId === item.id);
+      // The latest attempt counts: a retry (RetryPayment) adds a record after the failed one.
+      const payment = contract.payments.findLast((p) => p.lineItemId === item.id);
       if (!payment || payment.status === PaymentStatus.PENDING) pending = true;
       else if (payment.status === PaymentStatus.FAILED) failed = true;
       continue;
     }
-    const hold = contract.holds.find((h) => h.lineItemId === item.id);
+    const hold = contract.holds.findLast((h) => h.lineItemId === item.id);
     const milestone = contract.milestones.find((m) => m.lineItemId === item.id);
     if (milestone?.status === MilestoneStatus.FAILED) failed = true;
     if (!hold || hold.status === EscrowHoldStatus.PENDING) pending = true;

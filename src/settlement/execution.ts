@@ -1,13 +1,16 @@
 import type { Logger } from "pino";
-import { ContractStatus, EscrowHoldStatus, PaymentStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
-import { NotFoundError } from "../core/errors.js";
+import { ContractStatus, EscrowHoldStatus, LineItemKind, PaymentStatus, type Contract } from "../../gen/handshake/v1/deal_pb.js";
+import { NotFoundError, PermissionDeniedError } from "../core/errors.js";
 import { silentLogger } from "../core/log.js";
 import type { PaymentRail } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
-import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
+import type { KeyedLock } from "../core/keyed-lock.js";
+import { sharedContractLock } from "./contract-lock.js";
 import { settleStatus } from "./contract-status.js";
 import { createHoldWatcher } from "./hold-watch.js";
-import type { StepContext } from "./money-step.js";
+import { retryMoneyStep, type StepContext } from "./money-step.js";
+import { partiesOf } from "../deal/milestones-rules.js";
+import { railPartiesFor } from "./rail-call.js";
 import { squareHoldsWithRail, syncMilestones } from "./reconciliation.js";
 import { runSaga, undoSaga } from "./saga.js";
 import { createSettlementEvents, type ExecutionEventListener } from "./settlement-events.js";
@@ -74,6 +77,12 @@ export interface ContractExecutor {
    * their holds, recomputes the status, broadcasts what changed, and (re)arms hold-expiry timers.
    */
   reconcile(contractId: string, options?: ReconcileOptions): Promise<Contract>;
+  /**
+   * The payer tries the failed payment or hold of `lineItemId` again under a new attempt key (on
+   * the payment method now saved as theirs). PermissionDenied for anyone but the contract's payer;
+   * FailedPrecondition unless the item's latest attempt failed.
+   */
+  retry(contractId: string, lineItemId: string, callerUserId: string): Promise<Contract>;
   /** Compensation: releases every hold of the contract still HELD (immediate payments are not refunded). */
   releaseOutstandingHolds(contractId: string): Promise<Contract>;
   /** Arms hold-expiry timers for the contract's HELD holds (e.g. contracts loaded at start-up). */
@@ -211,6 +220,29 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
     },
 
     reconcile: (contractId, reconcileOptions) => lock.run(contractId, () => reconcileLocked(contractId, reconcileOptions)),
+
+    retry: (contractId, lineItemId, callerUserId) =>
+      lock.run(contractId, async () => {
+        const contract = await load(contractId);
+        const parties = partiesOf(contract);
+        if (callerUserId !== parties.clientUserId) throw new PermissionDeniedError("only the contract's payer may retry its payments");
+        const item = contract.terms?.lineItems.find((i) => i.id === lineItemId);
+        if (!item) throw new NotFoundError(`line item ${lineItemId} not found in contract ${contractId}`);
+        if (contract.status !== ContractStatus.EXECUTING) {
+          await store.setContractStatus(contract.id, ContractStatus.EXECUTING);
+          contract.status = ContractStatus.EXECUTING;
+          events.emit({ kind: "contract", roomId: contract.roomId, contractId: contract.id, contract });
+        }
+        log.info({ contractId, lineItemId, roomId: contract.roomId }, "payer retries a failed payment");
+        try {
+          await retryMoneyStep(ctx, item.kind === LineItemKind.IMMEDIATE ? "pay" : "hold", contract, item, parties, await railPartiesFor(store, parties));
+        } finally {
+          // Refused or not, the status is derived from the records again (PAYMENT_FAILED stays so).
+          const after = await settle(contractId, true);
+          scheduleRecheck(after);
+        }
+        return load(contractId);
+      }),
 
     releaseOutstandingHolds: (contractId) =>
       lock.run(contractId, async () => {

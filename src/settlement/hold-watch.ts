@@ -4,7 +4,7 @@ import { NotFoundError } from "../core/errors.js";
 import { formatMoney } from "../core/money.js";
 import type { PaymentRail, RailResult } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
-import type { KeyedLock } from "./contract-lock.js";
+import type { KeyedLock } from "../core/keyed-lock.js";
 import { recordHoldChange } from "./reconciliation.js";
 import type { SettlementEvents } from "./settlement-events.js";
 

@@ -19,7 +19,8 @@ import {
 import { isSettledMilestone, transition, type MilestoneEvent } from "../deal/milestones-state.js";
 import { PaymentRailError, type PaymentRail, type RailRequest, type RailResult } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
-import { sharedContractLock, type KeyedLock } from "./contract-lock.js";
+import type { KeyedLock } from "../core/keyed-lock.js";
+import { sharedContractLock } from "./contract-lock.js";
 import { announceStatus, contractAfter } from "./contract-status.js";
 import { idempotencyKey, newAttemptId } from "./idempotency.js";
 import { askRail, railPartiesFor, railRequestFor } from "./rail-call.js";

@@ -12,11 +12,12 @@ import {
   type Payment,
 } from "../../gen/handshake/v1/deal_pb.js";
 import { ExecutionStepStatus } from "../../gen/handshake/v1/events_pb.js";
+import { FailedPreconditionError } from "../core/errors.js";
 import { formatMoney } from "../core/money.js";
 import { holdAmountOf, type ContractParties } from "../deal/milestones-rules.js";
 import { PaymentRailError, type PaymentRail, type RailParties, type RailRequest, type RailResult } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
-import { idempotencyKey } from "./idempotency.js";
+import { idempotencyKey, newAttemptId } from "./idempotency.js";
 import { askRail, holdStatusOf, railRequestFor } from "./rail-call.js";
 import type { SettlementEvents } from "./settlement-events.js";
 
@@ -53,6 +54,8 @@ interface StepSpec<R extends Payment | EscrowHold> {
   call(rail: PaymentRail, request: RailRequest): Promise<RailResult>;
   result(stored: R, answer: RailResult | PaymentRailError, atMs: bigint): R;
   outcome(record: R): Outcome;
+  /** The item's records, oldest first: a retry adds one after the failed attempt. */
+  attempts(contract: Contract, item: LineItem): R[];
   started(money: string, parties: ContractParties): string;
   succeeded(money: string, parties: ContractParties, item: LineItem): string;
 }
@@ -93,6 +96,7 @@ const pay: StepSpec<Payment> = {
     return result;
   },
   outcome: (p) => (p.status === PaymentStatus.SUCCEEDED ? "succeeded" : "failed"),
+  attempts: (contract, item) => contract.payments.filter((p) => p.lineItemId === item.id),
   started: (money, parties) => `Paying ${money} to ${parties.providerName}`,
   succeeded: (money, parties) => `${money} paid to ${parties.providerName}`,
 };
@@ -135,6 +139,7 @@ const hold: StepSpec<EscrowHold> = {
     return result;
   },
   outcome: (h) => (h.status === EscrowHoldStatus.HELD ? "succeeded" : h.status === EscrowHoldStatus.FAILED ? "failed" : "other"),
+  attempts: (contract, item) => contract.holds.filter((h) => h.lineItemId === item.id),
   started: (money) => `Holding ${money} in escrow`,
   succeeded: (money, _parties, item) => `${money} held in escrow until "${item.milestone?.title || item.description}" is done`,
 };
@@ -157,6 +162,28 @@ export async function moneyStep(
   else await runStep(ctx, hold, "hold", contract, item, parties, railParties);
 }
 
+/**
+ * A new attempt of an item whose latest pay or hold failed (the payer retries, perhaps on another
+ * card): a new record under a key of its own (amount + attempt id), since Stripe keeps the first
+ * answer (the decline) under the old key. Refuses (FailedPrecondition) unless the latest failed.
+ */
+export async function retryMoneyStep(
+  ctx: StepContext,
+  kind: MoneyStepKind,
+  contract: Contract,
+  item: LineItem,
+  parties: ContractParties,
+  railParties: RailParties,
+): Promise<void> {
+  const spec: StepSpec<Payment | EscrowHold> = kind === "pay" ? (pay as StepSpec<Payment | EscrowHold>) : (hold as StepSpec<Payment | EscrowHold>);
+  const latest = spec.attempts(contract, item).at(-1);
+  if (!latest || spec.outcome(latest) !== "failed") {
+    throw new FailedPreconditionError(`the ${spec.label.toLowerCase()} of "${item.description}" has not failed; only a failed one can be tried again`);
+  }
+  const key = idempotencyKey(contract.id, item.id, kind, { amountMinor: latest.amountMinor, attemptId: newAttemptId() });
+  await runStep(ctx, spec, kind, contract, item, parties, railParties, key);
+}
+
 async function runStep<R extends Payment | EscrowHold>(
   ctx: StepContext,
   spec: StepSpec<R>,
@@ -165,9 +192,11 @@ async function runStep<R extends Payment | EscrowHold>(
   item: LineItem,
   parties: ContractParties,
   railParties: RailParties,
+  retryKey?: string,
 ): Promise<void> {
   const { store, rail, events, now, log } = ctx;
-  const key = idempotencyKey(contract.id, item.id, action);
+  // The latest attempt's key: after a retry, the item's movement is the retried one.
+  const key = retryKey ?? spec.attempts(contract, item).at(-1)?.idempotencyKey ?? idempotencyKey(contract.id, item.id, action);
   const fresh = spec.intent(contract, item, parties, key, rail, BigInt(now()));
   const stored = await spec.recordIntent(store, fresh);
   if (!spec.isPending(stored)) return; // answered before: nothing to do
@@ -187,7 +216,7 @@ async function runStep<R extends Payment | EscrowHold>(
   const request = railRequestFor(contract, item, railParties, stored.idempotencyKey, stored.amountMinor);
   // Resumed: what the rail made is looked up first (Stripe keeps a key's answer only 24 hours);
   // when nothing is found the same call is sent again under the same key.
-  const found = resumed ? await lookUp(rail, request, log) : undefined;
+  const found = resumed ? await lookUp(rail, request, stored.railReference, log) : undefined;
   if (!found && resumed && rail.find && now() - Number(stored.updatedAtMs) > KEY_RESEND_LIMIT_MS) {
     // Stripe may have pruned the key: a resend could charge twice. Nothing found is no proof, so a person decides.
     events.panelError(contract, "payment_needs_attention", `${spec.label} of ${money} has no known outcome after a day; it is not sent again automatically`, false);
@@ -201,6 +230,25 @@ async function runStep<R extends Payment | EscrowHold>(
     log.warn({ contractId: contract.id, lineItemId: item.id, code: answer.code }, `${noun} outcome unknown; left pending`);
     return;
   }
+  if (!(answer instanceof PaymentRailError) && answer.status === "requires_action") {
+    // Neither failed nor retried: the payer authenticates on their device and Stripe's webhook (or
+    // the next look-up) brings the outcome. The payer hears it once per intent.
+    const waiting = { ...stored, railReference: answer.reference, updatedAtMs: BigInt(now()) };
+    await spec.recordResult(store, waiting);
+    if (stored.railReference !== answer.reference) {
+      events.emit({ ...at, ...spec.event(waiting) });
+      events.paymentAction(contract, stored.payerUserId, {
+        lineItemId: item.id,
+        kind: "authenticate",
+        clientSecret: answer.clientSecret ?? "",
+        paymentMethodId: answer.paymentMethodId ?? "",
+        message: `Your card issuer asks you to confirm the ${noun} of ${money} for "${item.description}"`,
+        declineCode: "",
+      });
+      log.info({ contractId: contract.id, lineItemId: item.id }, `${noun} waits for the payer to authenticate`);
+    }
+    return;
+  }
   const result = spec.result(stored, answer, BigInt(now()));
   await spec.recordResult(store, result);
   events.emit({ ...at, ...spec.event(result) });
@@ -211,15 +259,26 @@ async function runStep<R extends Payment | EscrowHold>(
     const retryable = answer instanceof PaymentRailError && answer.retryable;
     events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.FAILED, detail: `${spec.label} of ${money} failed: ${result.failureReason}` });
     events.panelError(contract, "payment_failed", `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, retryable);
+    // A declined card is the payer's to fix: they hear why, and may try again (RetryPayment).
+    const declineCode = answer instanceof PaymentRailError ? answer.declineCode : (answer.declineCode ?? "");
+    events.paymentAction(contract, result.payerUserId, {
+      lineItemId: item.id,
+      kind: "retry",
+      clientSecret: "",
+      paymentMethodId: answer instanceof PaymentRailError ? "" : (answer.paymentMethodId ?? ""),
+      message: `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`,
+      declineCode,
+    });
     log.warn({ contractId: contract.id, lineItemId: item.id, reason: result.failureReason }, `${noun} failed`);
   }
 }
 
 /** The rail's record of a pending movement, if it can find one; a rail error other than "still processing" means "look again later by key". */
-async function lookUp(rail: PaymentRail, request: RailRequest, log: Logger): Promise<RailResult | PaymentRailError | undefined> {
-  if (!rail.find) return undefined;
+async function lookUp(rail: PaymentRail, request: RailRequest, reference: string, log: Logger): Promise<RailResult | PaymentRailError | undefined> {
+  // A known reference (an intent waiting for the payer to authenticate) is asked about directly.
+  if (!rail.find && reference === "") return undefined;
   try {
-    return await rail.find(request);
+    return reference !== "" ? await rail.status(reference) : await rail.find!(request);
   } catch (err) {
     if (err instanceof PaymentRailError && err.code === "not_settled") return err;
     log.warn({ err, contractId: request.contractId, lineItemId: request.lineItemId }, "looking up a pending movement at the rail failed; sending it again by key");

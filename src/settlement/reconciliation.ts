@@ -11,7 +11,7 @@ import type { SettlementEvents } from "./settlement-events.js";
  */
 export async function syncMilestones(store: Store, events: SettlementEvents, now: () => number, contract: Contract): Promise<void> {
   for (const milestone of contract.milestones) {
-    const hold = contract.holds.find((h) => h.lineItemId === milestone.lineItemId);
+    const hold = contract.holds.findLast((h) => h.lineItemId === milestone.lineItemId);
     if (!hold) continue;
     const next = milestoneAfterHold(milestone, hold);
     if (!next) continue;

@@ -144,7 +144,7 @@ export async function undoSaga(ctx: StepContext, contract: Contract): Promise<vo
   const settledMilestones: Milestone[] = [];
   for (const undo of undoPlan(contract)) {
     if (!undo.supported) continue;
-    const hold = contract.holds.find((h) => h.lineItemId === undo.lineItemId)!;
+    const hold = contract.holds.find((h) => h.lineItemId === undo.lineItemId && h.railReference === undo.railReference)!;
     const item = contract.terms!.lineItems.find((i) => i.id === undo.lineItemId)!;
     const milestone = contract.milestones.find((m) => m.lineItemId === item.id);
     // The undo is a release like the provider's: its intent first, so a crash mid-call is finished at start.

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import type { Contract, EscrowHold, Milestone, Payment } from "../../gen/handshake/v1/deal_pb.js";
+import { PaymentActionSchema, type PaymentAction } from "../../gen/handshake/v1/payments_service_pb.js";
 import {
   ExecutionStepSchema,
   PanelErrorSchema,
@@ -20,6 +21,8 @@ export type ExecutionEvent = { roomId: string; contractId: string } & (
   | { kind: "milestone"; milestone: Milestone }
   | { kind: "contract"; contract: Contract }
   | { kind: "error"; error: PanelError }
+  /** For the payer only: it may carry a PaymentIntent's client secret. */
+  | { kind: "action"; action: PaymentAction; payerUserId: string }
 );
 
 /** Receives execution events; must not throw (a throwing listener is logged and ignored). */
@@ -40,6 +43,8 @@ export interface SettlementEvents {
   step(contract: Contract, init: StepInit): void;
   /** A PanelError of stage "payment". */
   panelError(contract: Contract, code: string, message: string, retryable: boolean): void;
+  /** Tells the payer (only) what they must do for a payment to go ahead. */
+  paymentAction(contract: Contract, payerUserId: string, init: Omit<PaymentAction, "$typeName" | "contractId" | "$unknown">): void;
 }
 
 /** Wraps a listener so that a throwing one is logged (with `throwMessage`) and never breaks the saga. */
@@ -63,6 +68,9 @@ export function createSettlementEvents(listener: ExecutionEventListener, log: Lo
         contractId: contract.id,
         error: create(PanelErrorSchema, { stage: "payment", code, message, retryable }),
       });
+    },
+    paymentAction(contract, payerUserId, init) {
+      emit({ kind: "action", roomId: contract.roomId, contractId: contract.id, payerUserId, action: create(PaymentActionSchema, { ...init, contractId: contract.id }) });
     },
   };
 }
