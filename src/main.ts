@@ -1,7 +1,8 @@
 import { existsSync } from "node:fs";
 import { startApp } from "./compose/app.js";
 import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./core/log.js";
+import { createLogger, createStartupLogger } from "./core/log.js";
+import { startTelemetry } from "./compose/telemetry.js";
 
 /** Most time shutdown may take before the process exits anyway. */
 const SHUTDOWN_LIMIT_MS = 9_000;
@@ -26,16 +27,20 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`configuration error: ${err.message}\n`);
+      // One JSON line like every other; the message names what to fix.
+      createStartupLogger().fatal(`configuration error: ${err.message}`);
       process.exit(2);
     }
     throw err;
   }
   const log = createLogger(config.logLevel);
+  // Off (the API's no-op) unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+  const telemetry = startTelemetry();
+  if (telemetry) log.info("tracing to OTLP");
   // Start-up checks against outside services (the Claude model) also end in a ConfigError.
   const app = await startApp(config, log).catch((err: unknown) => {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`configuration error: ${err.message}\n`);
+    createStartupLogger().fatal(`configuration error: ${err.message}`);
     process.exit(2);
   });
   log.info({ host: config.host, port: app.port, dataDir: config.dataDir }, "listening");
@@ -54,7 +59,8 @@ async function main(): Promise<void> {
     }, SHUTDOWN_LIMIT_MS);
     forced.unref();
     app.close().then(
-      () => {
+      async () => {
+        await telemetry?.shutdown().catch((err: unknown) => log.warn({ err }, "flushing traces failed"));
         log.info("stopped");
         process.exit(0);
       },
@@ -69,6 +75,6 @@ async function main(): Promise<void> {
 }
 
 void main().catch((err: unknown) => {
-  process.stderr.write(`handshake failed to start: ${(err as Error).stack ?? String(err)}\n`);
+  createStartupLogger().fatal({ err }, "handshake failed to start");
   process.exit(1);
 });

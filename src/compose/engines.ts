@@ -56,8 +56,10 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
   };
   if (config.payments.rail === "stripe") await checkStripeKeyAtStart(stripeOptions, log);
   const rail = withRailMetrics(config.payments.rail === "stripe" ? createStripeRail(stripeOptions) : createLedgerRail(store), config.payments.rail, metrics, log);
-  const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, log });
-  const milestones = createMilestoneService({ store, rail, onEvent, log });
+  // The store's lock: a contract's money work runs one at a time on every node sharing the store.
+  const lock = store.contractLock;
+  const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, lock, log });
+  const milestones = createMilestoneService({ store, rail, onEvent, lock, log });
 
   const httpEndpoints = new Map<string, RawHttpHandler>();
   if (config.payments.stripeWebhookSecret) {

@@ -27,6 +27,7 @@ import { PartyRole, type AgentProfile } from "../../gen/handshake/v1/profile_pb.
 import {
   TranscriptEntrySchema,
   TranscriptSource,
+  TriggerKind,
   type TranscriptEntry,
   type TriggerEvent,
 } from "../../gen/handshake/v1/transcript_pb.js";
@@ -34,6 +35,7 @@ import type { Agent, AgentFactory } from "../agents/agent.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
 import type { StageMetrics } from "../core/metrics.js";
+import { startStage, type StageSpan } from "../core/tracing.js";
 import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
 import { panelError, RoomEventLog, type PanelEventInit, type PersistEvent, type RestoredLog } from "../events/event-log.js";
@@ -74,7 +76,11 @@ export interface RoomStages {
     initiatorUserId: string;
     participants: [string, string];
     onChange: (negotiation: Negotiation, transition: NegotiationTransition | undefined) => void;
+    /** The stored open negotiation to go on with (a room rebuilt on another node or after a restart). */
+    restored?: Negotiation;
   }): NegotiationSession;
+  /** Stores a negotiation as it stands, after each round, so a rebuilt room can go on with it; not stored when absent. */
+  saveNegotiation?(negotiation: Negotiation): Promise<void>;
   agentFactory: AgentFactory;
   /** Undefined when the server has no speech engine (device transcripts only). */
   speechFactory: SpeechEngineFactory | undefined;
@@ -124,6 +130,13 @@ export class Room {
   /** When the running negotiation's trigger fired (performance.now), until its first proposal. */
   private triggeredAtMs: number | undefined;
   private lastNegotiation: Negotiation | undefined;
+  /** The latest trigger in a restored log: what a resumed negotiation without an offer yet opens from. */
+  private restoredTrigger: TriggerEvent | undefined;
+  /** Negotiation saves, one after another, so the store never goes back to an older round. */
+  private negotiationSaves: Promise<void> = Promise.resolve();
+  /** The trace of the deal under way, from its trigger to its payments (or its end); one per deal. */
+  private dealSpan: StageSpan | undefined;
+  private negotiationSpan: StageSpan | undefined;
   private contract: Contract | undefined;
   private readonly executing = new Set<string>();
   /** Agents' requests for their person's approval above the max auto-approve. */
@@ -445,6 +458,7 @@ export class Room {
       });
       this.emit({ event: { case: "contract", value: contract } });
       if (isCurrent) {
+        this.endDeal("declined");
         this.moveSessions("declined");
         this.trigger.dealUndone();
         if (this.members.size === MAX_PARTICIPANTS && !this.negotiation) this.trigger.arm();
@@ -471,7 +485,20 @@ export class Room {
 
   private async signNow(userId: string, contractId: string, textSha256: string): Promise<Contract> {
     this.touch();
-    const { contract, fullySigned } = await this.stages.desk.sign(userId, contractId, textSha256, this.id);
+    // A child of the deal, linked to the SignContract call that carried it.
+    const span = startStage("contract.signature", { parent: this.dealSpan, linkActive: true });
+    const signing = await this.stages.desk.sign(userId, contractId, textSha256, this.id).then(
+      (signed) => {
+        span.set({ "handshake.contract.fully_signed": signed.fullySigned });
+        span.end();
+        return signed;
+      },
+      (err: unknown) => {
+        span.end(err);
+        throw err;
+      },
+    );
+    const { contract, fullySigned } = signing;
     this.contract = contract;
     const signer = this.members.get(userId)?.profile.displayName ?? userId;
     this.emit({
@@ -498,6 +525,52 @@ export class Room {
     this.emit(init);
   }
 
+  /** The id of the negotiation the restored log left open, while none runs here; undefined otherwise. */
+  openRestoredNegotiationId(): string | undefined {
+    if (this.negotiation || this.lastNegotiation?.status !== NegotiationStatus.OPEN) return undefined;
+    return this.lastNegotiation.id;
+  }
+
+  /**
+   * Goes on with a negotiation an earlier life of this room left open (`stored`, as saved after
+   * its last round), once its pair is back: the same rounds, turn and clocks, and the agent whose
+   * move it is asked for it again. A negotiation whose time ran out meanwhile expires at once.
+   */
+  resumeNegotiation(stored: Negotiation): void {
+    if (this.negotiation || stored.status !== NegotiationStatus.OPEN || this.members.size < MAX_PARTICIPANTS) return;
+    const [a, b] = [...this.members.keys()] as [string, string];
+    if (![a, b].includes(stored.initiatorUserId)) return;
+    this.trigger.disarm();
+    this.lastNegotiation = stored;
+    this.negotiation = this.stages.createNegotiation({
+      id: stored.id,
+      roomId: this.id,
+      initiatorUserId: stored.initiatorUserId,
+      participants: [a, b],
+      restored: stored,
+      onChange: (negotiation, transition) => this.guard("negotiation", () => this.onNegotiationChange(negotiation, transition)),
+    });
+    this.moveSessions("triggered");
+    this.broadcastStatus();
+    this.log.info({ negotiationId: stored.id, rounds: stored.rounds.length }, "negotiation resumed");
+    const snapshot = this.negotiation.snapshot();
+    const onTable = snapshot.currentProposal;
+    if (onTable) {
+      for (const member of this.members.values()) if (member.userId !== onTable.proposedByUserId) member.agent?.onPeerMove(snapshot);
+      return;
+    }
+    const initiator = this.members.get(stored.initiatorUserId);
+    if (initiator?.agent && this.restoredTrigger) initiator.agent.startNegotiation(this.restoredTrigger, [...initiator.transcript]);
+  }
+
+  private saveNegotiation(negotiation: Negotiation): void {
+    const save = this.stages.saveNegotiation;
+    if (!save) return;
+    this.negotiationSaves = this.negotiationSaves
+      .then(() => save(negotiation))
+      .catch((err: unknown) => this.log.error({ err, negotiationId: negotiation.id }, "negotiation not stored"));
+  }
+
   /** Marks sessions completed after a contract's immediate payments and holds ran. */
   contractExecuted(contractId: string): void {
     if (this.contract?.id !== contractId) return;
@@ -510,6 +583,8 @@ export class Room {
   async destroy(reason?: Error): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    this.negotiationSpan?.end();
+    this.endDeal("room_closed");
     this.negotiation?.close();
     this.approvals.expire();
     this.trigger.close();
@@ -560,6 +635,8 @@ export class Room {
       this.negotiation.close();
       this.lastNegotiation = this.negotiation.snapshot();
       this.negotiation = undefined;
+      this.negotiationSpan?.end();
+      this.endDeal("unpaired");
     }
     // Nobody is left to negotiate with: what the agents were waiting on has expired.
     this.approvals.expire();
@@ -609,6 +686,10 @@ export class Room {
     if (!initiator?.agent) return;
     this.trigger.disarm();
     this.triggeredAtMs = performance.now();
+    // A new trace per deal, linked to the call whose words triggered it.
+    this.endDeal("superseded");
+    this.dealSpan = startStage("deal", { root: true, linkActive: true, attributes: { "handshake.trigger.kind": TriggerKind[event.kind] ?? "unknown" } });
+    this.negotiationSpan = startStage("negotiation", { parent: this.dealSpan });
     this.emit({ event: { case: "trigger", value: event } });
     const [a, b] = [...this.members.keys()] as [string, string];
     this.negotiation = this.stages.createNegotiation({
@@ -645,6 +726,9 @@ export class Room {
           }
           case "negotiation":
             this.lastNegotiation = e.event.value;
+            break;
+          case "trigger":
+            this.restoredTrigger = e.event.value;
             break;
           case "contract": {
             const contract = e.event.value;
@@ -706,7 +790,9 @@ export class Room {
   private onNegotiationChange(negotiation: Negotiation, transition: NegotiationTransition | undefined): void {
     this.touch();
     this.emit({ event: { case: "negotiation", value: negotiation } });
+    this.saveNegotiation(negotiation);
     const last = negotiation.rounds.at(-1);
+    if (last) this.negotiationSpan?.event("round", { "handshake.round": negotiation.rounds.length, "handshake.round.action": RoundAction[last.action] ?? "unknown" });
     if (negotiation.status === NegotiationStatus.OPEN) {
       if (last && (last.action === RoundAction.PROPOSE || last.action === RoundAction.COUNTER)) {
         if (this.triggeredAtMs !== undefined) {
@@ -727,6 +813,11 @@ export class Room {
     session?.close();
     // A negotiation that ended (expired, rejected, agreed) answers nothing more.
     this.approvals.expire(negotiation.id);
+    const outcome = NegotiationStatus[negotiation.status]?.toLowerCase() ?? "unknown";
+    this.negotiationSpan?.set({ "handshake.negotiation.outcome": outcome, "handshake.negotiation.rounds": negotiation.rounds.length });
+    this.negotiationSpan?.end();
+    this.negotiationSpan = undefined;
+    if (negotiation.status !== NegotiationStatus.AGREED) this.endDeal(outcome);
     if (negotiation.status === NegotiationStatus.AGREED) {
       this.moveSessions("agreed");
       this.broadcastStatus();
@@ -742,7 +833,17 @@ export class Room {
     try {
       const profiles = new Map([...this.members.values()].map((m) => [m.userId, m.profile] as const));
       const conversation = mergeConversation([...this.members.values()].map((m) => m.transcript));
-      const contract = await this.stages.desk.draft({ roomId: this.id, negotiation, profiles, conversation });
+      const drafting = startStage("contract.draft", { parent: this.dealSpan, attributes: { "handshake.contract.line_items": negotiation.rounds.at(-1)?.proposal?.lineItems.length ?? 0 } });
+      const contract = await drafting.run(() => this.stages.desk.draft({ roomId: this.id, negotiation, profiles, conversation })).then(
+        (drafted) => {
+          drafting.end();
+          return drafted;
+        },
+        (err: unknown) => {
+          drafting.end(err);
+          throw err;
+        },
+      );
       if (this.destroyed) return;
       this.contract = contract;
       // One spoken agreement, one contract: the next trigger needs priced words said after this.
@@ -751,6 +852,7 @@ export class Room {
       this.broadcastStatus();
     } catch (err) {
       this.log.error({ err }, "contract drafting failed");
+      this.endDeal("draft_failed");
       this.emit(panelError("contract", "draft_failed", "The contract could not be drafted.", false));
       this.moveSessions("negotiation_ended");
       this.trigger.arm();
@@ -761,13 +863,30 @@ export class Room {
   private startExecution(contract: Contract): void {
     if (this.executing.has(contract.id)) return;
     this.executing.add(contract.id);
-    this.stages
-      .executeContract(contract)
-      .catch((err: unknown) => {
-        this.log.error({ err, contractId: contract.id }, "contract execution failed");
-        this.emit(panelError("payment", "execution_failed", "Payments could not be completed; they will be retried.", true));
-      })
+    // Rail calls inside are its children; the deal's trace ends with its payments.
+    const execution = startStage("payment.execution", { parent: this.dealSpan, linkActive: true });
+    execution
+      .run(() => this.stages.executeContract(contract))
+      .then(
+        () => {
+          execution.end();
+          this.endDeal("executed");
+        },
+        (err: unknown) => {
+          execution.end(err);
+          this.endDeal("execution_failed");
+          this.log.error({ err, contractId: contract.id }, "contract execution failed");
+          this.emit(panelError("payment", "execution_failed", "Payments could not be completed; they will be retried.", true));
+        },
+      )
       .finally(() => this.executing.delete(contract.id));
+  }
+
+  /** Ends the deal's trace with how it ended (a fixed word); safe when there is none. */
+  private endDeal(outcome: string): void {
+    this.dealSpan?.set({ "handshake.deal.outcome": outcome });
+    this.dealSpan?.end();
+    this.dealSpan = undefined;
   }
 
   private moveSessions(event: SessionEvent): void {

@@ -4,6 +4,7 @@ import { callerKey, type CallScopes, type MemberScope } from "./call-scope.js";
 import { toConnectError } from "./errors.js";
 import type { FastPathHooks } from "./grpc-h2/raw-grpc-call.js";
 import type { ServerMetrics } from "./metrics.js";
+import { startRpcSpan, type StageSpan } from "../core/tracing.js";
 
 /**
  * The cross-cutting rules of every call: authentication and the per-call log line. connect-node
@@ -72,6 +73,12 @@ function observeCall(metrics: ServerMetrics | undefined, call: CallRecord): void
   metrics?.callEnded(call.path, call.method, call.status ? Code[call.status.code] : "OK", call.durationMs);
 }
 
+/** Ends a call's span with its gRPC status code; a failure is marked with the code's name only. */
+function endRpcSpan(span: StageSpan, status: ConnectError | undefined): void {
+  span.set({ "rpc.grpc.status_code": status?.code ?? 0 });
+  span.end(status ? { name: Code[status.code] } : undefined);
+}
+
 /** Verifies `authorization: Bearer …` on every non-public method and stores the caller. */
 export function createAuthInterceptor(scopes: CallScopes): Interceptor {
   return (next) => async (req) => {
@@ -85,49 +92,56 @@ export function createAuthInterceptor(scopes: CallScopes): Interceptor {
  * with `metrics`, the same call counted and timed, and its stream counted while open.
  */
 export function createLoggingInterceptor(log: Logger, metrics?: ServerMetrics): Interceptor {
-  return (next) => async (req) => {
-    const started = performance.now();
+  return (next) => (req) => {
     const method = `${req.service.typeName}/${req.method.name}`;
-    const closeStream = metrics && req.method.methodKind !== "unary" ? metrics.streamOpened("connect", method) : undefined;
-    const done = (err: unknown): ConnectError | undefined => {
-      closeStream?.();
-      const status = err === undefined ? undefined : toConnectError(err, log);
-      const aborted = req.signal.aborted && status?.code === Code.Canceled;
-      const call: CallRecord = { path: "connect", method, values: req.contextValues, status, durationMs: performance.now() - started, aborted };
-      logCall(log, call);
-      observeCall(metrics, call);
-      return status;
-    };
-    let res;
-    try {
-      res = await next(req);
-    } catch (err) {
-      throw done(err);
-    }
-    if (!res.stream) {
-      done(undefined);
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } catch (err) {
-          throw done(err);
-        } finally {
-          // A response that connect-node stops reading (return(), not throw) still closes its stream.
-          closeStream?.();
-        }
+    // The call's span is active through its handler, so the stages it feeds can link to it and its log line names its trace.
+    const span = startRpcSpan(method, "connect", (name) => req.header.get(name));
+    return span.run(async () => {
+      const started = performance.now();
+      const closeStream = metrics && req.method.methodKind !== "unary" ? metrics.streamOpened("connect", method) : undefined;
+      const done = (err: unknown): ConnectError | undefined => {
+        closeStream?.();
+        const status = err === undefined ? undefined : toConnectError(err, log);
+        const aborted = req.signal.aborted && status?.code === Code.Canceled;
+        const call: CallRecord = { path: "connect", method, values: req.contextValues, status, durationMs: performance.now() - started, aborted };
+        logCall(log, call);
+        observeCall(metrics, call);
+        endRpcSpan(span, status);
+        return status;
+      };
+      let res;
+      try {
+        res = await next(req);
+      } catch (err) {
+        throw done(err);
+      }
+      if (!res.stream) {
         done(undefined);
-      })(),
-    };
+        return res;
+      }
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (err) {
+            throw done(err);
+          } finally {
+            // A response that connect-node stops reading (return(), not throw) still closes its stream.
+            closeStream?.();
+          }
+          done(undefined);
+        })(),
+      };
+    });
   };
 }
 
 /** Marks a fast-path call whose stream the metrics counted as open (authorized), so its end closes it. */
 const openStreamKey = createContextKey<(() => void) | undefined>(undefined, { description: "metrics stream slot" });
+/** A fast-path call's span, from its authorization to its end. */
+const rpcSpanKey = createContextKey<StageSpan | undefined>(undefined, { description: "rpc span" });
 
 /**
  * The fast path's counterpart of the interceptors above, for room streams: the same
@@ -137,16 +151,24 @@ const openStreamKey = createContextKey<(() => void) | undefined>(undefined, { de
 export function createFastPathHooks(log: Logger, scopes: CallScopes, metrics?: ServerMetrics): FastPathHooks<MemberScope> {
   return {
     async authorize({ method, headers, values }) {
+      values.set(rpcSpanKey, startRpcSpan(method, "grpc-h2", (name) => {
+        const value = headers[name];
+        return Array.isArray(value) ? value[0] : value;
+      }));
       // Counted from here: a call refused before it (bad encoding, shutdown) never held a stream.
       if (metrics) values.set(openStreamKey, metrics.streamOpened("grpc-h2", method));
       await authenticateCall(scopes, method, values, headers.authorization);
-      return scopes.member(values);
+      return scopes.placedMember(values);
     },
     toStatus: (err) => toConnectError(err, log),
     ended: (end) => {
       end.values.get(openStreamKey)?.();
       const call: CallRecord = { path: "grpc-h2", ...end };
-      logCall(log, call);
+      const span = end.values.get(rpcSpanKey);
+      if (span) {
+        span.run(() => logCall(log, call));
+        endRpcSpan(span, call.status);
+      } else logCall(log, call);
       observeCall(metrics, call);
     },
   };

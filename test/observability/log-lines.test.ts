@@ -1,27 +1,13 @@
-import { Writable } from "node:stream";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { pino, type Level } from "pino";
+import type { Level } from "pino";
 import { describe, expect, it } from "vitest";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { grpcTransport, startTestApp } from "../support/app.js";
 import { sampleValue, scrape } from "../support/metrics-text.js";
+import { recordingLogger } from "../support/log-lines.js";
 import { joinMember } from "../support/people.js";
 
 const SEND_AUDIO = "handshake.v1.RoomService/SendAudio";
-
-type LogLine = { msg?: string; method?: string; code?: string; level?: number };
-
-/** A logger at `level` whose lines the test reads. */
-function recordingLogger(level: Level) {
-  const lines: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split("\n")) if (line.trim() !== "") lines.push(JSON.parse(line) as LogLine);
-      done();
-    },
-  });
-  return { log: pino({ level }, sink), lines };
-}
 
 /** Three SendAudio calls that succeed and one refused for want of a token, on a server logging at `level`. */
 async function sendAudioCalls(level: Level) {
@@ -35,7 +21,7 @@ async function sendAudioCalls(level: Level) {
       .then(() => "OK", (err: unknown) => ConnectError.from(err).code);
     expect(refused).toBe(Code.Unauthenticated);
     const metrics = await scrape(t.baseUrl);
-    const rpcLines = (code: string) => lines.filter((l) => l.msg === "rpc" && l.method === SEND_AUDIO && l.code === code);
+    const rpcLines = (code: string) => lines.map((l) => l.fields).filter((l) => l.msg === "rpc" && l.method === SEND_AUDIO && l.code === code);
     return { ok: rpcLines("OK"), refused: rpcLines("Unauthenticated"), counted: sampleValue(metrics, "handshake_rpc_duration_seconds_count", { method: SEND_AUDIO, path: "connect", code: "OK" }) };
   } finally {
     await t.close();

@@ -80,7 +80,8 @@ interface Settings {
 
 function createClaudeAgent(client: Anthropic, settings: Settings, deps: AgentDeps): Agent {
   const tools = createAgentTools(deps, { draftContractTool: true });
-  const log = deps.log.child({ roomId: deps.roomId, userId: deps.userId, engine: "claude" });
+  // The room binds roomId and userId already; binding them again would repeat the keys in each line.
+  const log = deps.log.child({ engine: "claude" });
   const history: MessageParam[] = [];
   const abort = new AbortController();
   let pending: string[] = [];

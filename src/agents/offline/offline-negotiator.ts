@@ -67,7 +67,8 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
   let balance: { id: string; minor: bigint; currency: string } | undefined;
   /** Negotiations whose over-the-limit ask the user was already told about. */
   const warned = new Set<string>();
-  const log = deps.log.child({ roomId: deps.roomId, userId: deps.userId, engine: "offline" });
+  // The room binds roomId and userId already; binding them again would repeat the keys in each line.
+  const log = deps.log.child({ engine: "offline" });
 
   /** Runs decisions one at a time, later than the caller (the room's event order stays intact). */
   function enqueue(work: () => Promise<void>): void {
