@@ -99,6 +99,11 @@ export interface NegotiationSessionOptions {
   /** Time for the whole negotiation, milliseconds. */
   totalTimeoutMs: number;
   now?: () => number;
+  /**
+   * An open negotiation as it was stored, to go on with (its room moved to another node, or the
+   * server restarted): its rounds, turn and offer count, and its clocks, which kept running meanwhile.
+   */
+  restored?: Negotiation;
   /** Called after every change (a round added, a state change) with a fresh copy. */
   onChange: (negotiation: Negotiation, transition: NegotiationTransition | undefined) => void;
 }
@@ -196,32 +201,40 @@ export function createNegotiationSession(options: NegotiationSessionOptions): Ne
   }
   if (!Number.isInteger(maxRounds) || maxRounds < 1) throw new Error("maxRounds must be a positive integer");
 
+  const { restored } = options;
+  if (restored && (restored.status !== NegotiationStatus.OPEN || restored.id !== options.id)) {
+    throw new Error("only an open negotiation with this id can be restored");
+  }
   const startedAt = now();
   let state: NegotiationState = "open";
-  let offers = 0;
-  let proposalSeq = 0;
-  const negotiation: Negotiation = create(NegotiationSchema, {
-    id: options.id,
-    roomId: options.roomId,
-    status: NegotiationStatus.OPEN,
-    initiatorUserId: options.initiatorUserId,
-    maxRounds,
-    startedAtMs: BigInt(startedAt),
-    expiresAtMs: BigInt(startedAt + options.totalTimeoutMs),
-  });
+  // Each offer (propose or counter) counts against the round limit and numbers its proposal id.
+  let offers = restored ? restored.rounds.filter((r) => r.action === RoundAction.PROPOSE || r.action === RoundAction.COUNTER).length : 0;
+  let proposalSeq = offers;
+  const negotiation: Negotiation = restored
+    ? clone(NegotiationSchema, restored)
+    : create(NegotiationSchema, {
+        id: options.id,
+        roomId: options.roomId,
+        status: NegotiationStatus.OPEN,
+        initiatorUserId: options.initiatorUserId,
+        maxRounds,
+        startedAtMs: BigInt(startedAt),
+        expiresAtMs: BigInt(startedAt + options.totalTimeoutMs),
+      });
 
   let roundTimer: ReturnType<typeof setTimeout> | undefined;
   let totalTimer: ReturnType<typeof setTimeout> | undefined = setTimeout(
     () => timeout("total_timeout", "total timeout: the negotiation took too long"),
-    options.totalTimeoutMs,
+    Math.max(0, Number(negotiation.expiresAtMs) - startedAt),
   );
-  armRoundTimer();
+  // A restored round's clock started at its last move.
+  armRoundTimer(restored ? Number(restored.rounds.at(-1)?.atMs ?? restored.startedAtMs) : startedAt);
 
-  function armRoundTimer(): void {
+  function armRoundTimer(fromMs = now()): void {
     if (roundTimer !== undefined) clearTimeout(roundTimer);
     roundTimer = setTimeout(
       () => timeout("round_timeout", "round timeout: no move was made in time"),
-      options.roundTimeoutMs,
+      Math.max(0, fromMs + options.roundTimeoutMs - now()),
     );
   }
 

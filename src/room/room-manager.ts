@@ -274,7 +274,10 @@ export class RoomManager {
     );
     try {
       await this.placement.bus.listen(roomId, (message) => this.fromBus(roomId, message));
-      if (continues) await this.rejoinPair(room, record);
+      if (continues) {
+        await this.rejoinPair(room, record);
+        await this.resumeNegotiation(room);
+      }
     } catch (err) {
       await room.destroy();
       await this.placement.bus.unlisten(roomId).catch(() => undefined);
@@ -298,6 +301,19 @@ export class RoomManager {
       room.join(member.userId, profile);
       this.scheduleGraceIfIdle(room, member.userId);
     }
+  }
+
+  /**
+   * Goes on with the negotiation the room's earlier life left open: as stored after its last
+   * round, or as its log has it when the log is further on (a save lost with its node).
+   */
+  private async resumeNegotiation(room: Room): Promise<void> {
+    const openId = room.openRestoredNegotiationId();
+    if (!openId) return;
+    const logged = room.deal().negotiation;
+    const stored = await this.store.getNegotiation(openId);
+    const latest = stored && (!logged || stored.rounds.length >= logged.rounds.length) ? stored : logged;
+    if (latest) room.resumeNegotiation(latest);
   }
 
   /** A message another node sent to a room live here. */
