@@ -70,6 +70,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
         roundTimeoutMs: config.negotiation.roundTimeoutMs,
         totalTimeoutMs: config.negotiation.totalTimeoutMs,
       }),
+    saveNegotiation: (negotiation) => store.saveNegotiation(negotiation),
     agentFactory: engines.agentFactory,
     speechFactory: engines.speechFactory,
     toSpeechPcm: engines.toSpeechPcm,
