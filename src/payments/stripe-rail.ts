@@ -42,6 +42,11 @@ export interface StripeRailOptions {
   timeoutMs?: number;
   /** Test mode allows the test card fallback; default: the key starts with `sk_test_`. */
   testMode?: boolean;
+  /**
+   * The platform account's country (env STRIPE_PLATFORM_COUNTRY, ISO 3166 alpha-2): when set, a
+   * payee whose connected account is in another country is charged `on_behalf_of` that account.
+   */
+  platformCountry?: string;
   /** The platform's cut of each payment, basis points of the amount (env PLATFORM_FEE_BPS, default 0). */
   platformFeeBps?: number;
   log?: Logger;
@@ -67,27 +72,29 @@ export function createStripeRail(options: StripeRailOptions): PaymentRail {
   const feeBps = BigInt(options.platformFeeBps ?? 0);
 
   /**
-   * Countries of the platform and of connected accounts, read once each: a destination charge to
-   * an account in another country than the platform's needs `on_behalf_of` (the account is the
-   * settlement merchant), same-country ones do not. Cached, so a resent call sends the same params.
+   * Connected accounts' countries, read once each: a destination charge to an account in another
+   * country than the platform's needs `on_behalf_of` (the account is the settlement merchant,
+   * https://docs.stripe.com/connect/destination-charges), same-country ones do not. Cached, so a
+   * resent call sends the same parameters.
    */
   const countries = new Map<string, Promise<string>>();
-  function countryOf(accountId: string | undefined): Promise<string> {
-    const id = accountId ?? "";
-    let country = countries.get(id);
+  function countryOf(accountId: string): Promise<string> {
+    let country = countries.get(accountId);
     if (!country) {
-      country = (accountId ? stripe.accounts.retrieve(accountId) : stripe.accounts.retrieveCurrent()).then((a) => a.country ?? "");
+      country = stripe.accounts.retrieve(accountId).then((a) => a.country ?? "");
       // A failed read is not cached: the next payment asks again.
-      country.catch(() => countries.delete(id));
-      countries.set(id, country);
+      country.catch(() => countries.delete(accountId));
+      countries.set(accountId, country);
     }
     return country;
   }
 
   async function onBehalfOf(payeeAccountId: string): Promise<string | undefined> {
+    const platform = options.platformCountry?.toUpperCase();
+    if (!platform) return undefined;
     try {
-      const [platform, payee] = await Promise.all([countryOf(undefined), countryOf(payeeAccountId)]);
-      return platform !== "" && payee !== "" && platform !== payee ? payeeAccountId : undefined;
+      const payee = (await countryOf(payeeAccountId)).toUpperCase();
+      return payee !== "" && platform !== payee ? payeeAccountId : undefined;
     } catch (err) {
       log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not read account countries; charging without on_behalf_of");
       return undefined;

@@ -1,5 +1,5 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
+import Stripe from "stripe";
 import {
   EscrowHoldStatus,
   PaymentRail as PaymentRailKind,
@@ -10,6 +10,8 @@ import {
 import { silentLogger } from "../core/log.js";
 import type { Store } from "../store/store.js";
 import { MERCHANT_INITIATED_AUTH_MS } from "./stripe-rail.js";
+import type { PaymentSetupService } from "./payment-setup.js";
+import { toAccountView, toSetupIntentView } from "./stripe-connect.js";
 
 /** How far a signature's timestamp may be from our clock, seconds (Stripe's default). */
 export const DEFAULT_WEBHOOK_TOLERANCE_SEC = 300;
@@ -18,9 +20,10 @@ export const DEFAULT_WEBHOOK_TOLERANCE_SEC = 300;
 export type SignatureCheck = { ok: true; timestampSec: number } | { ok: false; reason: string };
 
 /**
- * Verifies a `Stripe-Signature` header (`t=<unix>,v1=<hex>[,v1=…]`) over the raw body: HMAC-SHA256
- * of `${t}.${rawBody}` with the endpoint secret, compared in constant time, and a timestamp
- * within `toleranceSec` of `nowSec` either way (a stale signature is a replay).
+ * Verifies a `Stripe-Signature` header (`t=<unix>,v1=<hex>[,v1=…]`) over the raw body with the
+ * SDK's own `Stripe.webhooks.constructEvent` (HMAC-SHA256 of `${t}.${rawBody}`, constant-time,
+ * too old → refused), plus a check the SDK leaves out: a timestamp more than `toleranceSec` in the
+ * future is refused too (a signature made with a skewed or forged clock is a replay waiting).
  */
 export function verifyStripeSignature(
   rawBody: Buffer,
@@ -30,29 +33,16 @@ export function verifyStripeSignature(
   toleranceSec: number = DEFAULT_WEBHOOK_TOLERANCE_SEC,
 ): SignatureCheck {
   if (!header) return { ok: false, reason: "missing Stripe-Signature header" };
-  let timestamp: string | undefined;
-  const signatures: string[] = [];
-  for (const part of header.split(",")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) continue;
-    const key = part.slice(0, eq).trim();
-    const value = part.slice(eq + 1).trim();
-    if (key === "t") timestamp = value;
-    else if (key === "v1") signatures.push(value);
+  try {
+    Stripe.webhooks.constructEvent(rawBody, header, secret, toleranceSec, undefined, nowSec * 1000);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : "";
+    if (/tolerance/i.test(message)) return { ok: false, reason: "signature timestamp is outside the tolerance" };
+    if (/No signatures found/i.test(message)) return { ok: false, reason: "signature does not match the payload" };
+    return { ok: false, reason: "signature header has no timestamp or v1 signature" };
   }
-  if (!timestamp || !/^\d{1,12}$/.test(timestamp)) return { ok: false, reason: "signature header has no timestamp" };
-  if (signatures.length === 0) return { ok: false, reason: "signature header has no v1 signature" };
-  const expected = createHmac("sha256", secret)
-    .update(`${timestamp}.`, "utf8")
-    .update(rawBody)
-    .digest();
-  const matches = signatures.some((hex) => {
-    if (!/^[0-9a-f]{64}$/i.test(hex)) return false;
-    return timingSafeEqual(Buffer.from(hex, "hex"), expected);
-  });
-  if (!matches) return { ok: false, reason: "signature does not match the payload" };
-  const timestampSec = Number(timestamp);
-  if (Math.abs(nowSec - timestampSec) > toleranceSec) return { ok: false, reason: "signature timestamp is outside the tolerance" };
+  const timestampSec = Number(/(?:^|,)\s*t=(\d{1,12})/.exec(header)?.[1]);
+  if (timestampSec - nowSec > toleranceSec) return { ok: false, reason: "signature timestamp is outside the tolerance" };
   return { ok: true, timestampSec };
 }
 
@@ -66,6 +56,8 @@ export interface StripeWebhookHandlerOptions {
   store: Store;
   /** The endpoint's signing secret (`whsec_…`, env STRIPE_WEBHOOK_SECRET). */
   secret: string;
+  /** Records onboarding (`account.updated`) and saved cards (`setup_intent.succeeded`); those events are ignored without it. */
+  setup?: PaymentSetupService;
   /** Called after a payment or hold record changed. */
   onUpdate?: (update: StripeWebhookUpdate) => void;
   /** Clock, Unix ms. */
@@ -190,6 +182,27 @@ export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions)
     return "ignored: unknown payment intent";
   }
 
+  async function applySetupEvent(event: { id: string; type: string; object: unknown }): Promise<WebhookResponse> {
+    if (!options.setup) return { status: 200, body: "ignored: event type not handled" };
+    const object = event.object;
+    const expected = event.type === "account.updated" ? "account" : "setup_intent";
+    if (!isRecord(object) || object.object !== expected || typeof object.id !== "string") {
+      return { status: 400, body: `malformed event: data.object is not a ${expected}` };
+    }
+    try {
+      const outcome =
+        event.type === "account.updated"
+          ? await options.setup.applyAccountUpdate(toAccountView(object as unknown as Stripe.Account))
+          : await options.setup.applySetupSucceeded(toSetupIntentView(object as unknown as Stripe.SetupIntent));
+      log.info({ eventId: event.id, type: event.type, outcome }, "stripe webhook applied");
+      return { status: 200, body: outcome };
+    } catch (err) {
+      seen.delete(event.id);
+      log.error({ err, eventId: event.id, type: event.type }, "stripe webhook could not be applied");
+      return { status: 500, body: "could not apply the event" };
+    }
+  }
+
   return async (rawBody, signatureHeader) => {
     const atMs = now();
     const check = verifyStripeSignature(rawBody, signatureHeader, options.secret, Math.floor(atMs / 1000), toleranceSec);
@@ -210,6 +223,7 @@ export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions)
     }
     // Claimed before applying, so two concurrent deliveries of one event apply it once.
     seen.set(event.id, atMs);
+    if (event.type === "account.updated" || event.type === "setup_intent.succeeded") return applySetupEvent(event);
     if (!HANDLED_EVENTS.has(event.type)) return { status: 200, body: "ignored: event type not handled" };
     let intent: IntentPayload;
     try {
