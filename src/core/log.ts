@@ -34,16 +34,27 @@ const MAX_REDACT_DEPTH = 10;
  * secrets costs one walk and no allocation.
  */
 export function redactSecrets<T>(value: T): T {
-  return redactAt(value, 0, new WeakSet()) as T;
+  return redactAt(value, 0, new Set()) as T;
 }
 
-function redactAt(value: unknown, depth: number, seen: WeakSet<object>): unknown {
-  if (value === null || typeof value !== "object" || depth > MAX_REDACT_DEPTH || seen.has(value)) return value;
-  seen.add(value);
+/** `path` holds the objects from the top down to `value`: one met again there is a cycle. */
+function redactAt(value: unknown, depth: number, path: Set<object>): unknown {
+  if (value === null || typeof value !== "object" || depth > MAX_REDACT_DEPTH) return value;
+  // A copy may not point back at the original (it would carry the original's secrets).
+  if (path.has(value)) return "[Circular]";
+  path.add(value);
+  try {
+    return redactObject(value, depth, path);
+  } finally {
+    path.delete(value);
+  }
+}
+
+function redactObject(value: object, depth: number, path: Set<object>): unknown {
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined;
     value.forEach((item: unknown, i) => {
-      const redacted = redactAt(item, depth + 1, seen);
+      const redacted = redactAt(item, depth + 1, path);
       if (redacted !== item) (copy ??= [...value])[i] = redacted;
     });
     return copy ?? value;
@@ -55,7 +66,7 @@ function redactAt(value: unknown, depth: number, seen: WeakSet<object>): unknown
   let copy: Record<string, unknown> | undefined;
   for (const key of Object.keys(record)) {
     const item = record[key];
-    const redacted = SECRET_KEYS.has(key.toLowerCase()) ? REDACTED : redactAt(item, depth + 1, seen);
+    const redacted = SECRET_KEYS.has(key.toLowerCase()) ? REDACTED : redactAt(item, depth + 1, path);
     if (redacted !== item) (copy ??= { ...record })[key] = redacted;
   }
   return copy ?? value;
@@ -66,10 +77,7 @@ function loggerOptions(level: string): LoggerOptions {
   return {
     level,
     base: undefined,
-    formatters: {
-      log: (fields) => redactSecrets(fields),
-      bindings: (bindings) => redactSecrets(bindings),
-    },
+    formatters: { log: (fields) => redactSecrets(fields) },
     // A line logged while a span is active (a served call, a deal's stage) names its trace.
     mixin: () => activeTraceIds() ?? {},
   };
@@ -80,12 +88,24 @@ function loggerOptions(level: string): LoggerOptions {
  * never go into logs.
  */
 export function createLogger(level: string = process.env.LOG_LEVEL ?? "info", destination?: DestinationStream): Logger {
-  return destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
+  return redactingChildren(destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level)));
 }
 
 /** A logger for failures before the process logger exists: JSON lines to stderr, written at once. */
 export function createStartupLogger(): Logger {
-  return pino(loggerOptions("info"), pino.destination({ fd: 2, sync: true }));
+  return redactingChildren(pino(loggerOptions("info"), pino.destination({ fd: 2, sync: true })));
+}
+
+/**
+ * Pino resets the bindings formatter for every child, so child bindings are redacted here: each
+ * child is made from its parent's prototype chain and inherits this `child`.
+ */
+function redactingChildren(logger: Logger): Logger {
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, options) {
+    return child.call(this, redactSecrets(bindings), options);
+  } as Logger["child"];
+  return logger;
 }
 
 /** A logger that writes nothing, for tests and benchmarks. */
