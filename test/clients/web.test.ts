@@ -142,6 +142,12 @@ describe("browser app after a server restart", () => {
       await finalLines(b, 1);
 
       await app.close();
+      // A line typed while the server is gone is kept on the page and sent once it is back.
+      await b.getByTestId("reconnecting").waitFor();
+      await b.getByTestId("say-input").fill("Typed while offline.");
+      await b.getByTestId("say-input").press("Enter");
+      await b.getByTestId("unsent-line").getByText("Typed while offline.").waitFor();
+      await b.screenshot({ path: path.join(ARTIFACTS, "7-offline.png"), fullPage: true });
       app = await startTestApp({ WEB_ROOT, PORT: String(app.port) }, dataDir);
       for (const page of [a, b]) {
         await page.waitForFunction(() => {
@@ -152,10 +158,13 @@ describe("browser app after a server restart", () => {
       await b.getByTestId("say-input").fill("After the restart.");
       await b.getByTestId("say-input").press("Enter");
       for (const page of [a, b]) {
-        await finalLines(page, 2);
+        await finalLines(page, 3);
         const lines = await page.locator('[data-testid="transcript"] li[data-final="true"] .text').allTextContents();
-        expect(lines).toEqual(["Before the restart.", "After the restart."]);
+        expect(lines).toEqual(["Before the restart.", "Typed while offline.", "After the restart."]);
+        // "Reconnecting" is gone once the connection is back, and nothing is left unsent.
+        expect(await page.getByTestId("reconnecting").isHidden()).toBe(true);
       }
+      expect(await b.getByTestId("unsent-line").count()).toBe(0);
       await a.screenshot({ path: path.join(ARTIFACTS, "7-after-restart.png"), fullPage: true });
       expect(pageErrors).toEqual([]);
     } finally {
@@ -181,8 +190,12 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
     // The plumber speaks through the fake microphone (a WAV fixture); the homeowner hears it.
     await plumber.getByTestId("mic-toggle").click();
     await plumber.getByTestId("mute-toggle").waitFor({ state: "visible" });
-    await homeowner.waitForFunction(() => Number((document.querySelector('[data-testid="peer-frames"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
-    await plumber.waitForFunction(() => Number((document.querySelector('[data-testid="mic-frames"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
+    await homeowner.waitForFunction(() => Number((document.querySelector('[data-testid="peer-presence"]') as HTMLElement | null)?.dataset.frames ?? 0) > 20);
+    // The level meter moves with the voice, and the homeowner sees the plumber's audio arrive well.
+    await plumber.waitForFunction(() => Number((document.querySelector('[data-testid="mic-level"]') as HTMLElement | null)?.dataset.peak ?? 0) > 0.3);
+    await homeowner.locator('[data-testid="peer-presence"][data-quality="good"]', { hasText: "Sam Price is here" }).waitFor();
+    expect(await homeowner.getByTestId("call-timer").textContent()).toMatch(/^on the call \d+:\d\d$/);
+    expect(await plumber.getByTestId("mic-device").locator("option").count()).toBeGreaterThan(0);
     await shots(homeowner, "2-room-listening");
 
     // Both type their lines as on-device transcripts, in turn.
@@ -243,17 +256,28 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
       await page.locator('[data-testid="timeline"] [data-kind="payment"]', { hasText: /paid (Sam Price|you) £120\.00/ }).waitFor({ state: "attached" });
       await page.locator('[data-testid="timeline"] [data-kind="hold"]', { hasText: "£80.00 from" }).waitFor({ state: "attached" });
     }
+    await homeowner.getByTestId("balances").getByText("You paid £200.00, £80.00 of it held in escrow.").waitFor({ state: "attached" });
+    await plumber.getByTestId("balances").getByText("You were paid £120.00, and £80.00 more is held in escrow for you.").waitFor({ state: "attached" });
     await shots(plumber, "4-paid");
 
     // The escrow milestone: the plumber proposes £65, the homeowner approves, £65 is paid out.
+    await homeowner.getByTestId("milestone-waiting").getByText("Waiting for Sam Price to propose the final amount.").waitFor();
+    expect(await homeowner.getByTestId("milestone-confirm").count()).toBe(0);
     await plumber.getByTestId("milestone-amount").fill("65");
     await plumber.getByTestId("milestone-propose").click();
+    // Each side is offered only its own move: no approving for the plumber, no proposing for the homeowner.
+    await plumber.getByTestId("milestone-waiting").getByText("Waiting for Alex Morgan to approve £65.00.").waitFor();
+    expect(await plumber.getByTestId("milestone-approve").count()).toBe(0);
+    expect(await homeowner.getByTestId("milestone-propose").count()).toBe(0);
     await homeowner.locator('[data-testid="milestone-approve"]', { hasText: "£65.00" }).click();
     for (const page of [plumber, homeowner]) {
       await page.locator('[data-testid="milestone"][data-status="completed"]').waitFor();
       await page.locator('[data-testid="hold"][data-status="captured"]', { hasText: "£65.00 paid out" }).waitFor();
       await page.locator('[data-testid="timeline"] [data-kind="hold"]', { hasText: /£65\.00 released to (Sam Price|you), £15\.00 back to/ }).waitFor({ state: "attached" });
     }
+    // Settled below its £80 maximum: the line and the total say what was paid.
+    expect(await homeowner.getByTestId("contract-total-settled").textContent()).toBe("£185.00");
+    await homeowner.getByTestId("balances").getByText("You paid £185.00; £15.00 came back to you from escrow.").waitFor({ state: "attached" });
     await shots(homeowner, "5-milestone");
     await homeowner.getByTestId("close-contract").click();
     await shots(homeowner, "5-timeline-settled");

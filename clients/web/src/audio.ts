@@ -11,13 +11,42 @@ export interface MicCapture {
   stop(): void;
 }
 
+/** A microphone the person can pick: its device id and what the browser calls it. */
+export interface Microphone {
+  deviceId: string;
+  label: string;
+}
+
+/** The microphones the browser offers; labels are empty until the page has been allowed one. */
+export async function listMicrophones(): Promise<Microphone[]> {
+  if (!navigator.mediaDevices?.enumerateDevices) return [];
+  const devices = await navigator.mediaDevices.enumerateDevices();
+  return devices
+    .filter((d) => d.kind === "audioinput")
+    .map((d, index) => ({ deviceId: d.deviceId, label: d.label || `Microphone ${index + 1}` }));
+}
+
 /**
- * Starts the microphone; `onFrame` receives 320-sample Int16 frames (20 ms at 16 kHz).
- * `workletUrl` is the built capture-worklet.js.
+ * How loud a frame is, 0 (silence) to 1 (full scale), on a decibel scale from -60 dBFS so speech
+ * moves the meter visibly: the frame's RMS level in dB, mapped linearly.
  */
-export async function startMic(context: AudioContext, workletUrl: string, onFrame: (samples: Int16Array) => void): Promise<MicCapture> {
+export function levelOf(samples: Int16Array): number {
+  if (samples.length === 0) return 0;
+  let sum = 0;
+  for (const sample of samples) sum += sample * sample;
+  const rms = Math.sqrt(sum / samples.length) / 32768;
+  if (rms <= 0) return 0;
+  const db = 20 * Math.log10(rms);
+  return Math.max(0, Math.min(1, (db + 60) / 60));
+}
+
+/**
+ * Starts the microphone (`deviceId`, or the browser's default); `onFrame` receives 320-sample
+ * Int16 frames (20 ms at 16 kHz). `workletUrl` is the built capture-worklet.js.
+ */
+export async function startMic(context: AudioContext, workletUrl: string, onFrame: (samples: Int16Array) => void, deviceId?: string): Promise<MicCapture> {
   const stream = await navigator.mediaDevices.getUserMedia({
-    audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true, autoGainControl: true, ...(deviceId ? { deviceId: { exact: deviceId } } : {}) },
   });
   await context.audioWorklet.addModule(workletUrl);
   if (context.state === "suspended") await context.resume();

@@ -3,6 +3,7 @@ import { ConnectError } from "@connectrpc/connect";
 import type { ContractService } from "../../../gen/handshake/v1/contract_service_pb.js";
 import {
   ContractStatus,
+  EscrowHoldStatus,
   MilestoneStatus,
   type Contract,
   type EscrowHold,
@@ -18,6 +19,7 @@ import {
   milestoneStatusText,
   parseMoney,
   paymentStatusText,
+  sideWords,
 } from "../../shared/format.js";
 import { h } from "./dom.js";
 import { sha256Hex } from "./room-session.js";
@@ -141,6 +143,18 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
       : undefined;
 
   const items = contract.terms?.lineItems ?? [];
+  const payments = merge(contract.payments, money.payments);
+  const holds = merge(contract.holds, money.holds);
+  const milestones = merge(contract.milestones, money.milestones);
+  // A ranged item settles at what its milestone paid out (or nothing, if the escrow went back).
+  const settledOf = (lineItemId: string): bigint | undefined => {
+    const m = milestones.find((x) => x.lineItemId === lineItemId);
+    if (m?.status === MilestoneStatus.COMPLETED) return m.capturedMinor;
+    if (m?.status === MilestoneStatus.RELEASED) return 0n;
+    return undefined;
+  };
+  const agreedTotal = contract.terms?.totalMinor ?? 0n;
+  const settledTotal = items.reduce((sum, item) => sum + (settledOf(item.id) ?? item.amountMinor), 0n);
   const terms = h(
     "table",
     { class: "items" },
@@ -154,22 +168,18 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
           {},
           h("td", {}, item.description, item.quantity > 1 ? h("small", {}, ` ${item.quantity} ${item.unit || "units"} × ${formatMoney(item.unitPriceMinor, currency)}`) : undefined),
           h("td", {}, lineItemKindText(item.kind), item.range ? h("small", {}, ` ${formatMoney(item.range.minMinor, currency)}–${formatMoney(item.range.maxMinor, currency)}`) : undefined),
-          h("td", { class: "num" }, formatMoney(item.amountMinor, currency)),
+          amountCell(item.amountMinor, settledOf(item.id), currency, "line-amount"),
         ),
       ),
     ),
-    h("tfoot", {}, h("tr", {}, h("td", { colspan: 2 }, "Total"), h("td", { class: "num", "data-testid": "contract-total" }, formatMoney(contract.terms?.totalMinor ?? 0n, currency)))),
+    h("tfoot", {}, h("tr", {}, h("td", { colspan: 2 }, settledTotal !== agreedTotal ? "Total, as settled" : "Total"), amountCell(agreedTotal, settledTotal !== agreedTotal ? settledTotal : undefined, currency, "contract-total"))),
   );
-
-  const payments = merge(contract.payments, money.payments);
-  const holds = merge(contract.holds, money.holds);
-  const milestones = merge(contract.milestones, money.milestones);
 
   return h(
     "article",
     { class: "contract", "data-testid": "contract", "data-status": ContractStatus[contract.status] ?? "" },
     h("header", {}, h("h3", { "data-testid": "contract-title" }, contract.title), h("span", { class: "pill", "data-testid": "contract-status" }, contractStatusText(contract.status))),
-    h("p", { class: "parties" }, contract.parties.map((p) => `${p.displayName} (${p.role === PartyRole.PROVIDER ? "provider" : "client"})`).join(" and ")),
+    h("p", { class: "parties" }, contract.parties.map((p) => `${p.displayName} (${sideWords(p.role)})`).join(" and ")),
     terms,
     h("p", { class: "hash" }, "SHA-256 ", h("code", { "data-testid": "contract-hash" }, contract.textSha256), " ", hashState),
     h("details", {}, h("summary", {}, "Contract text"), h("pre", { class: "contract-text", "data-testid": "contract-text", tabindex: 0, role: "region", "aria-label": "Contract text" }, contract.text)),
@@ -218,12 +228,30 @@ function moneySection(
       ),
     ),
     // Milestones can be acted on only once the contract is signed and its money is in place.
-    ...milestones.map((m) => milestoneRow(m, contract.status === ContractStatus.ACTIVE ? role : undefined, deps)),
+    ...milestones.map((m) =>
+      milestoneRow(m, contract.status === ContractStatus.ACTIVE ? role : undefined, holds.find((x) => x.lineItemId === m.lineItemId)?.status === EscrowHoldStatus.HELD, deps, (side) => nameOf(contract.parties.find((p) => p.role === side)?.userId ?? "")),
+    ),
   );
 }
 
-/** One milestone; `role` is the viewer's side, or undefined when no action is open to them. */
-function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractViewDeps): HTMLElement {
+/** An amount; when it settled at another amount, that one, with the agreed one struck through. */
+function amountCell(agreedMinor: bigint, settledMinor: bigint | undefined, currency: string, testId: string): HTMLElement {
+  if (settledMinor === undefined || settledMinor === agreedMinor) return h("td", { class: "num", "data-testid": testId }, formatMoney(agreedMinor, currency));
+  return h(
+    "td",
+    { class: "num settled", "data-testid": testId, "data-agreed": formatMoney(agreedMinor, currency) },
+    h("s", { "aria-label": `agreed ${formatMoney(agreedMinor, currency)}` }, formatMoney(agreedMinor, currency)),
+    " ",
+    h("span", { "data-testid": `${testId}-settled` }, formatMoney(settledMinor, currency)),
+  );
+}
+
+/**
+ * One milestone, with only the actions the server lets the viewer take now: `role` is their side
+ * (undefined when no action is open to them), `held` whether its escrow is in place. The other
+ * side is told whom the milestone waits for.
+ */
+function milestoneRow(m: Milestone, role: PartyRole | undefined, held: boolean, deps: ContractViewDeps, nameOfSide: (side: PartyRole) => string): HTMLElement {
   const act = (button: HTMLButtonElement, run: () => Promise<{ milestone?: Milestone }>) => {
     button.addEventListener("click", () => {
       button.disabled = true;
@@ -240,11 +268,12 @@ function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractV
     return button;
   };
   const ids = { contractId: m.contractId, milestoneId: m.id };
-  const open = m.status === MilestoneStatus.PENDING || m.status === MilestoneStatus.AMOUNT_PROPOSED;
+  const open = held && (m.status === MilestoneStatus.PENDING || m.status === MilestoneStatus.AMOUNT_PROPOSED);
   const ranged = m.minMinor !== m.maxMinor;
   const mineConfirmed = role === PartyRole.PROVIDER ? m.providerConfirmed : m.clientConfirmed;
   const actions: HTMLElement[] = [];
-  if (open && !mineConfirmed && (role === PartyRole.PROVIDER || role === PartyRole.CLIENT)) {
+  // A ranged milestone settles by proposal and approval; only a fixed one is confirmed by both.
+  if (open && !ranged && !mineConfirmed && (role === PartyRole.PROVIDER || role === PartyRole.CLIENT)) {
     actions.push(act(h("button", { "data-testid": "milestone-confirm" }, "Confirm done"), () => deps.contracts.confirmMilestone(ids)));
   }
   if (open && role === PartyRole.PROVIDER && ranged) {
@@ -269,7 +298,7 @@ function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractV
     });
     actions.push(amount, propose);
   }
-  if (m.status === MilestoneStatus.AMOUNT_PROPOSED && role === PartyRole.CLIENT && m.proposedAmountMinor) {
+  if (open && m.status === MilestoneStatus.AMOUNT_PROPOSED && role === PartyRole.CLIENT && m.proposedAmountMinor) {
     const proposed = m.proposedAmountMinor;
     actions.push(
       act(h("button", { class: "primary", "data-testid": "milestone-approve" }, `Approve ${formatMoney(proposed, m.currency)}`), () =>
@@ -280,7 +309,22 @@ function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractV
   if (open && role === PartyRole.PROVIDER) {
     actions.push(act(h("button", { class: "danger", "data-testid": "milestone-release" }, "Release escrow"), () => deps.contracts.releaseEscrow(ids)));
   }
-  const confirmations = [m.providerConfirmed ? "provider ✓" : "provider …", m.clientConfirmed ? "client ✓" : "client …"].join(", ");
+  const confirmations = ranged ? "" : `; ${[m.providerConfirmed ? "provider ✓" : "provider …", m.clientConfirmed ? "client ✓" : "client …"].join(", ")}`;
+  const provider = nameOfSide(PartyRole.PROVIDER);
+  const client = nameOfSide(PartyRole.CLIENT);
+  // What the viewer waits for when the next move is the other person's.
+  const otherConfirmed = role === PartyRole.PROVIDER ? m.clientConfirmed : m.providerConfirmed;
+  const waiting = !open || role === undefined
+    ? undefined
+    : ranged
+      ? m.status === MilestoneStatus.AMOUNT_PROPOSED && role === PartyRole.PROVIDER
+        ? `Waiting for ${client} to approve ${formatMoney(m.proposedAmountMinor, m.currency)}.`
+        : m.status === MilestoneStatus.PENDING && role === PartyRole.CLIENT
+          ? `Waiting for ${provider} to propose the final amount.`
+          : undefined
+      : mineConfirmed && !otherConfirmed
+        ? `Waiting for ${role === PartyRole.PROVIDER ? client : provider} to confirm it is done.`
+        : undefined;
   return h(
     "div",
     { class: "milestone", "data-testid": "milestone", "data-status": milestoneStatusText(m.status) },
@@ -288,11 +332,12 @@ function milestoneRow(m: Milestone, role: PartyRole | undefined, deps: ContractV
     h(
       "small",
       {},
-      `${formatMoney(m.minMinor, m.currency)}${ranged ? `–${formatMoney(m.maxMinor, m.currency)}` : ""}; ${confirmations}`,
+      `${formatMoney(m.minMinor, m.currency)}${ranged ? `–${formatMoney(m.maxMinor, m.currency)}` : ""}${confirmations}`,
       m.proposedAmountMinor ? `; proposed ${formatMoney(m.proposedAmountMinor, m.currency)}` : "",
       m.capturedMinor > 0n ? `; paid ${formatMoney(m.capturedMinor, m.currency)}` : "",
       m.failureReason ? `; ${m.failureReason}` : "",
     ),
+    waiting ? h("p", { class: "muted", "data-testid": "milestone-waiting" }, waiting) : undefined,
     actions.length > 0 ? h("div", { class: "actions" }, ...actions) : undefined,
   );
 }

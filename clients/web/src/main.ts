@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
-import type { Contract } from "../../../gen/handshake/v1/deal_pb.js";
-import { contractStatusText, formatMoney } from "../../shared/format.js";
+import { ContractStatus, type Contract } from "../../../gen/handshake/v1/deal_pb.js";
+import { contractStatusText, formatMoney, sideWords } from "../../shared/format.js";
+import { balancesView } from "./balances.js";
 import { contractCard } from "./contract-view.js";
 import { byId, h, replace } from "./dom.js";
 import { loadSavedProfile, profileFields, saveProfile } from "./profile-form.js";
@@ -162,7 +163,7 @@ async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext
       onPeerFormat: (format) => view?.peerAudio().setFormat(format),
       onPeerFrame: (frame) => {
         view?.peerAudio().play(frame);
-        view?.countPeerFrame(session.peerFrames);
+        view?.peerFrame();
       },
     },
     { ...(mine ? { userToken: mine.userToken } : {}), inviteCode },
@@ -183,6 +184,7 @@ async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext
       void audio.close();
       showSetup();
     },
+    onProfileChanged: (changed) => saveProfile(changed),
   });
   for (const event of pending.splice(0)) view.take(event);
   current = { session, view };
@@ -192,8 +194,12 @@ async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext
 async function showContracts(): Promise<void> {
   const me = identity(sessionStorage, TAB_TOKEN) ?? identity(localStorage, DEVICE_TOKEN);
   const list = h("div", { class: "contract-list", "data-testid": "contracts-screen" }, h("p", { class: "muted" }, "Loading…"));
-  const detail = h("div", { class: "contract-detail" });
-  replace(app, h("section", { class: "contracts" }, h("h2", {}, "Saved contracts"), list, detail));
+  const money = h("div", { "data-testid": "saved-balances" });
+  // A contract opens in a sheet over the list, as in the room.
+  const slot = h("div", { "data-testid": "contract-slot" });
+  const sheet = h("dialog", { class: "sheet", "data-testid": "contract-sheet", "aria-label": "Contract" });
+  sheet.append(h("div", { class: "sheet-bar" }, h("h2", {}, "Contract"), h("button", { type: "button", "data-testid": "close-contract", onclick: () => sheet.close() }, "Close")), slot);
+  replace(app, h("section", { class: "contracts" }, h("h2", {}, "Saved contracts"), money, list, sheet));
   if (!me) {
     replace(list, h("p", { class: "muted" }, "Join a room first: your contracts are kept under the identity this browser gets then."));
     return;
@@ -208,36 +214,47 @@ async function showContracts(): Promise<void> {
       contracts.push(...page.contracts);
       pageToken = page.nextPageToken;
     } while (pageToken !== "" && contracts.length < 500);
+    replace(money, balancesView(userId, contracts.flatMap((c) => c.payments), contracts.flatMap((c) => c.holds)));
     if (contracts.length === 0) {
       replace(list, h("p", { class: "muted" }, "No contracts yet."));
       return;
     }
-    const open = (contract: Contract) =>
+    const show = (contract: Contract) =>
       replace(
-        detail,
+        slot,
         contractCard(contract, { payments: [], holds: [], milestones: [] }, {
           userId,
           contracts: client,
-          onMilestone: () => void client.getContract({ contractId: contract.id }).then((res) => res.contract && open(res.contract)),
-          onError: (message) => detail.prepend(h("p", { class: "error" }, message)),
+          onMilestone: () => void client.getContract({ contractId: contract.id }).then((res) => res.contract && show(res.contract)),
+          onError: (message) => slot.prepend(h("p", { class: "error", role: "alert" }, message)),
         }),
       );
+    const open = (contract: Contract) => {
+      show(contract);
+      if (!sheet.open) sheet.showModal();
+    };
+    const counterparty = (c: Contract) => {
+      const other = c.parties.find((p) => p.userId !== userId);
+      return other ? `${other.displayName} (${sideWords(other.role)})` : "";
+    };
     replace(
       list,
       h(
         "table",
-        { class: "items" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Date"), h("th", {}, "Title"), h("th", {}, "Status"), h("th", { class: "num" }, "Total"))),
+        { class: "items saved" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Date"), h("th", {}, "What"), h("th", {}, "With"), h("th", {}, "Status"), h("th", { class: "num" }, "Total"))),
         h(
           "tbody",
           {},
           ...contracts.map((c) =>
             h(
               "tr",
-              { class: "clickable", "data-testid": "contract-row", onclick: () => open(c) },
-              h("td", {}, new Date(Number(c.createdAtMs)).toLocaleString()),
-              h("td", {}, c.title),
-              h("td", {}, contractStatusText(c.status)),
+              { class: "clickable", "data-testid": "contract-row", "data-status": ContractStatus[c.status] ?? "", onclick: () => open(c) },
+              h("td", {}, new Date(Number(c.createdAtMs)).toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" })),
+              // The title is a button so the row opens from the keyboard too.
+              h("td", {}, h("button", { type: "button", class: "link", "data-testid": "contract-open" }, c.title)),
+              h("td", { "data-testid": "contract-counterparty" }, counterparty(c)),
+              h("td", {}, h("span", { class: `pill status-${ContractStatus[c.status]?.toLowerCase() ?? ""}` }, contractStatusText(c.status))),
               h("td", { class: "num" }, c.terms ? formatMoney(c.terms.totalMinor, c.terms.currency) : ""),
             ),
           ),

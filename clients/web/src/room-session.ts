@@ -104,6 +104,11 @@ export class RoomSession {
     return joined;
   }
 
+  /** The profile this room's agent works from, as last set. */
+  get currentProfile(): AgentProfile {
+    return this.profile;
+  }
+
   /** Replaces the profile for this room's agent. */
   async setProfile(profile: AgentProfile): Promise<void> {
     await this.room.setProfile({ profile });

@@ -1,4 +1,4 @@
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ContractStatus,
   NegotiationStatus,
@@ -16,10 +16,15 @@ import {
   type ExecutionStep,
   type PanelEvent,
   type RoomStatus,
+  type SameSideWarning,
 } from "../../../gen/handshake/v1/events_pb.js";
+import { AgentProfileSchema, PartyRole, type AgentProfile } from "../../../gen/handshake/v1/profile_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
-import { formatMoney, sessionStatusText } from "../../shared/format.js";
-import { startMic, PeerPlayer, type MicCapture } from "./audio.js";
+import { formatMoney, sameSideText, sessionStatusText, sideWords } from "../../shared/format.js";
+import { create } from "@bufbuild/protobuf";
+import { PeerPlayer } from "./audio.js";
+import { balancesView } from "./balances.js";
+import { CallPanel } from "./call-panel.js";
 import { contractCard } from "./contract-view.js";
 import { negotiationWords, timelineEntries } from "./deal-timeline.js";
 import { h, replace } from "./dom.js";
@@ -38,7 +43,12 @@ export interface RoomViewDeps {
   workletUrl: string;
   shareLink: string;
   onLeave: () => void;
+  /** The person switched side from the same-side warning: keep it as their profile on this device. */
+  onProfileChanged: (profile: AgentProfile) => void;
 }
+
+/** Codes after which sending the same line again cannot help: it is refused, not lost. */
+const REFUSED_CODES = new Set([Code.InvalidArgument, Code.PermissionDenied, Code.ResourceExhausted, Code.FailedPrecondition, Code.OutOfRange]);
 
 /** The room screen; feed it panel events with `take` and link changes with `link`. */
 export class RoomView {
@@ -53,9 +63,14 @@ export class RoomView {
   private payments: Payment[] = [];
   private holds: EscrowHold[] = [];
   private milestones: Milestone[] = [];
-  private mic: MicCapture | undefined;
-  private muted = false;
   private readonly player: PeerPlayer;
+  private readonly call: CallPanel;
+  /** Lines typed and not yet taken by the server, oldest first; sent when the link is back. */
+  private readonly outbox: string[] = [];
+  private sendingOutbox = false;
+  private live = false;
+  /** The latest same-side warning while it stands. */
+  private sameSide: SameSideWarning | undefined;
 
   private readonly linkPill = h("span", { class: "pill", "data-testid": "link-state" }, "connecting");
   private readonly people = h("ul", { class: "people", "data-testid": "participants" });
@@ -72,14 +87,15 @@ export class RoomView {
   /** This person's approval requests by id, as last seen. */
   private readonly approvals = new Map<string, ApprovalRequest>();
   private readonly notices = h("div", { class: "notices", "data-testid": "notices", "aria-live": "polite" });
-  private readonly micButton = h("button", { class: "primary", "data-testid": "mic-toggle" }, "Start microphone");
-  private readonly muteButton = h("button", { "data-testid": "mute-toggle", disabled: true }, "Mute");
-  private readonly micStats = h("span", { class: "muted", "data-testid": "mic-frames" }, "mic off");
-  private readonly peerStats = h("span", { class: "muted", "data-testid": "peer-frames", "data-frames": "0" }, "no audio from the other person yet");
+  private readonly outboxList = h("ol", { class: "outbox", "data-testid": "outbox", "aria-label": "Lines waiting to be sent" });
+  private readonly reconnecting = h("p", { class: "reconnecting", "data-testid": "reconnecting", role: "status", hidden: true });
+  private readonly sameSideBox = h("div", { class: "same-side", "data-testid": "same-side", role: "alert", hidden: true });
+  private readonly balancesSlot = h("div", { "data-testid": "balances-slot" });
 
   constructor(private readonly deps: RoomViewDeps) {
     this.player = new PeerPlayer(deps.audio);
     const session = deps.session;
+    this.call = new CallPanel({ session, audio: deps.audio, workletUrl: deps.workletUrl, player: this.player, notice: (text) => this.notice(text) });
     const sayInput = h("input", { "data-testid": "say-input", "aria-label": "What you say",  placeholder: "Type what you say (sent as an on-device transcript)…", maxlength: 4000, autocomplete: "off" });
     const sayForm = h(
       "form",
@@ -90,20 +106,14 @@ export class RoomView {
           const text = sayInput.value.trim();
           if (text === "") return;
           sayInput.value = "";
-          session.say(text).catch((err: unknown) => this.notice(`Could not send: ${errorText(err)}`));
+          this.outbox.push(text);
+          this.renderOutbox();
+          void this.sendOutbox();
         },
       },
       sayInput,
       h("button", { type: "submit", "data-testid": "say-send" }, "Say"),
     );
-    const playPeer = h("input", { type: "checkbox", checked: true, "data-testid": "play-peer" });
-    playPeer.addEventListener("change", () => (this.player.enabled = playPeer.checked));
-    this.micButton.addEventListener("click", () => void this.toggleMic());
-    this.muteButton.addEventListener("click", () => {
-      this.muted = !this.muted;
-      this.muteButton.textContent = this.muted ? "Unmute" : "Mute";
-      session.setMuted(this.muted).catch((err: unknown) => this.notice(`Could not ${this.muted ? "mute" : "unmute"}: ${errorText(err)}`));
-    });
     const share = h("input", { readonly: true, value: deps.shareLink, class: "share", "data-testid": "share-link", "aria-label": "Link to send the other person" });
     const copy = h("button", {}, "Copy link");
     copy.addEventListener("click", () => {
@@ -117,7 +127,9 @@ export class RoomView {
       "section",
       { class: "room", "data-testid": "room-screen" },
       h("div", { class: "bar" }, h("span", {}, "Room ", h("code", { "data-testid": "room-code" }, session.roomId)), share, copy, this.linkPill, leave),
+      this.reconnecting,
       this.people,
+      this.sameSideBox,
       this.notices,
       h(
         "div",
@@ -126,8 +138,9 @@ export class RoomView {
           "div",
           { class: "col talk" },
           h("h2", {}, "Conversation"),
-          h("div", { class: "mic" }, this.micButton, this.muteButton, this.micStats, h("label", { class: "inline" }, playPeer, " play the other person"), this.peerStats),
+          this.call.element,
           this.transcriptList,
+          this.outboxList,
           sayForm,
         ),
         h(
@@ -136,6 +149,7 @@ export class RoomView {
           h("div", { class: "deal-head" }, h("h2", {}, "Deal"), this.negotiationBox),
           this.triggerBox,
           this.timeline,
+          this.balancesSlot,
           h("details", { class: "agent-wrap" }, h("summary", {}, "What your agent said"), this.agentBox),
         ),
       ),
@@ -156,6 +170,14 @@ export class RoomView {
     this.linkPill.className = `pill link-${state.state}`;
     this.linkPill.textContent =
       state.state === "reconnecting" ? `reconnecting in ${Math.round(state.inMs / 100) / 10} s (${state.reason})` : state.state === "live" ? "live" : state.state;
+    const wasLive = this.live;
+    this.live = state.state === "live";
+    // The banner stays from the first lost connection until the stream is live again, then goes.
+    if (state.state === "reconnecting") {
+      this.reconnecting.hidden = false;
+      this.reconnecting.textContent = `Reconnecting… (${state.reason}). What you type is kept and sent when the connection is back.`;
+    } else if (this.live) this.reconnecting.hidden = true;
+    if (this.live && !wasLive) void this.sendOutbox();
   }
 
   /** Takes one room event. */
@@ -164,6 +186,8 @@ export class RoomView {
     switch (e.case) {
       case "roomStatus":
         this.status = e.value;
+        this.call.setStatus(e.value);
+        this.renderSameSide();
         this.renderPeople();
         this.renderTrigger();
         this.renderTimeline();
@@ -216,6 +240,10 @@ export class RoomView {
         this.approvals.set(e.value.id, e.value);
         this.renderTimeline();
         return;
+      case "sameSide":
+        this.sameSide = e.value.cleared ? undefined : e.value;
+        this.renderSameSide();
+        return;
       case "gap":
         // What the panel shows is the room's state (JoinRoom's snapshot and later events), so only say so.
         this.notice(`Some earlier room events are no longer kept (after #${e.value.afterSeq}).`);
@@ -233,47 +261,81 @@ export class RoomView {
     return this.player;
   }
 
-  /** Updates the peer-audio counter. */
-  countPeerFrame(total: number): void {
-    if (total % 10 !== 1 && total > 1) return; // refresh the text now and then, not per 20 ms frame
-    this.peerStats.textContent = `hearing the other person (${total} frames)`;
-    this.peerStats.dataset.frames = String(total);
+  /** One frame of the other person's audio arrived, for the connection-quality indicator. */
+  peerFrame(): void {
+    this.call.peerFrame();
   }
 
-  /** Stops the microphone; the app calls it when leaving. */
+  /** Stops the microphone and the call's indicators; the app calls it when leaving. */
   stop(): void {
-    this.mic?.stop();
-    this.mic = undefined;
+    this.call.stop();
   }
 
-  private async toggleMic(): Promise<void> {
-    if (this.mic) {
-      this.stop();
-      this.micButton.textContent = "Start microphone";
-      this.muteButton.disabled = true;
-      this.micStats.textContent = "mic off";
-      await this.deps.session.flush().catch(() => undefined);
+  /** Sends the kept lines in order while the link is live; a line lost on the way stays for the next try. */
+  private async sendOutbox(): Promise<void> {
+    if (this.sendingOutbox) return;
+    this.sendingOutbox = true;
+    try {
+      while (this.live && this.outbox.length > 0) {
+        const text = this.outbox[0]!;
+        try {
+          await this.deps.session.say(text);
+        } catch (err) {
+          if (!REFUSED_CODES.has(ConnectError.from(err).code)) {
+            // Not refused, only not delivered: keep it, and try again shortly even if the link looks live.
+            setTimeout(() => void this.sendOutbox(), 2_000);
+            return;
+          }
+          this.notice(`Could not send “${text}”: ${errorText(err)}`);
+        }
+        this.outbox.shift();
+        this.renderOutbox();
+      }
+    } finally {
+      this.sendingOutbox = false;
+      this.renderOutbox();
+    }
+  }
+
+  private renderOutbox(): void {
+    replace(
+      this.outboxList,
+      ...this.outbox.map((text) => h("li", { class: "unsent", "data-testid": "unsent-line" }, h("span", { class: "who" }, this.live ? "Sending…" : "Not sent yet — kept until you are back online"), h("span", { class: "text" }, text))),
+    );
+  }
+
+  /** Shows the same-side warning while it stands, with a one-tap switch to the other side. */
+  private renderSameSide(): void {
+    const warning = this.sameSide;
+    const participants = this.status?.participants ?? [];
+    const roles = new Set(participants.map((p) => p.role));
+    // A room status after the warning can already show it is over (someone left or switched).
+    const stands = warning !== undefined && participants.length === 2 && roles.size === 1 && !roles.has(PartyRole.UNSPECIFIED);
+    if (!stands) {
+      this.sameSideBox.hidden = true;
+      replace(this.sameSideBox);
       return;
     }
-    this.micButton.disabled = true;
-    try {
-      let frames = 0;
-      this.mic = await startMic(this.deps.audio, this.deps.workletUrl, (samples) => {
-        this.deps.session.pushFrame(samples);
-        frames++;
-        if (frames % 25 === 1) {
-          this.micStats.textContent = `mic on — ${this.deps.session.framesSent} frames sent`;
-          this.micStats.dataset.frames = String(this.deps.session.framesSent);
-        }
-      });
-      this.micButton.textContent = "Stop microphone";
-      this.muteButton.disabled = false;
-      this.micStats.textContent = "mic on";
-    } catch (err) {
-      this.notice(`Microphone unavailable: ${(err as Error).message}. You can type instead.`);
-    } finally {
-      this.micButton.disabled = false;
-    }
+    const mine = this.deps.session.currentProfile;
+    const other = mine.role === PartyRole.CLIENT ? PartyRole.PROVIDER : PartyRole.CLIENT;
+    const button = h("button", { class: "primary", "data-testid": "switch-side" }, `Switch me to ${sideWords(other)}`);
+    button.addEventListener("click", () => {
+      button.disabled = true;
+      const switched = create(AgentProfileSchema, { ...mine, role: other });
+      this.deps.session.setProfile(switched).then(
+        () => this.deps.onProfileChanged(switched),
+        (err: unknown) => {
+          button.disabled = false;
+          this.notice(`Could not switch: ${errorText(err)}`);
+        },
+      );
+    });
+    this.sameSideBox.hidden = false;
+    replace(this.sameSideBox, h("p", {}, h("strong", {}, "Same side. "), sameSideText(warning, (id) => this.nameOf(id))), button);
+  }
+
+  private renderBalances(): void {
+    replace(this.balancesSlot, this.payments.length > 0 || this.holds.length > 0 ? balancesView(this.deps.session.userId, this.payments, this.holds) : undefined);
   }
 
   private async leave(): Promise<void> {
@@ -319,7 +381,13 @@ export class RoomView {
     const item = h(
       "li",
       { class: `${mine ? "mine" : "theirs"}${entry.isFinal ? "" : " partial"}`, "data-final": entry.isFinal ? "true" : "false" },
-      h("span", { class: "who" }, this.nameOf(entry.speakerUserId)),
+      h(
+        "span",
+        { class: "who" },
+        this.nameOf(entry.speakerUserId),
+        entry.receivedAtMs > 0n ? h("time", { datetime: new Date(Number(entry.receivedAtMs)).toISOString() }, new Date(Number(entry.receivedAtMs)).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })) : undefined,
+        entry.isFinal ? undefined : h("span", { class: "hearing" }, "still speaking…"),
+      ),
       h("span", { class: "text" }, entry.text),
     );
     const existing = this.transcript.get(entry.id);
@@ -439,6 +507,7 @@ export class RoomView {
 
   private renderContract(): void {
     const contract = this.contract;
+    this.renderBalances();
     if (!contract) return;
     this.renderTimeline();
     // The sheet opens by itself once, when a contract waits for this person's signature.
