@@ -67,6 +67,16 @@ export interface Config {
     stripeWebhookSecret: string;
     stripeApiBase: string;
     holdWarningMs: number;
+    /** Stripe publishable key (pk_…) handed to browsers for Stripe.js (STRIPE_PUBLISHABLE_KEY). */
+    stripePublishableKey: string;
+    /** Where Stripe's hosted onboarding and card pages send people back to (STRIPE_RETURN_URL). */
+    stripeReturnUrl: string;
+    /** Where an expired onboarding link sends people, to ask for a new one (STRIPE_REFRESH_URL). */
+    stripeRefreshUrl: string;
+    /** The platform's cut of each payment, basis points (PLATFORM_FEE_BPS, 0–10000, default 0). */
+    platformFeeBps: number;
+    /** The platform account's country (STRIPE_PLATFORM_COUNTRY); payees elsewhere are charged on_behalf_of. */
+    stripePlatformCountry: string;
   };
   monzoApiBase: string;
   /** Folder of the browser app served at "/"; default clients/web/dist when it exists. */
@@ -163,6 +173,13 @@ function modelId(env: Env, name: string, fallback: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/.test(raw)) {
     throw new ConfigError(`${name} must be a model id such as ${DEFAULT_ANTHROPIC_MODEL}, got "${raw}"`);
   }
+  return raw;
+}
+
+/** An ISO 3166-1 alpha-2 country code, upper-cased, or "" when unset. */
+function countryCode(env: Env, name: string): string {
+  const raw = str(env, name, "").toUpperCase();
+  if (raw !== "" && !/^[A-Z]{2}$/.test(raw)) throw new ConfigError(`${name} must be a two-letter country code such as GB or US, got "${raw}"`);
   return raw;
 }
 
@@ -268,6 +285,11 @@ export function loadConfig(env: Env = process.env): Config {
       stripeWebhookSecret: str(env, "STRIPE_WEBHOOK_SECRET", ""),
       stripeApiBase: url(env, "STRIPE_API_BASE", ""),
       holdWarningMs: int(env, "HOLD_WARNING_MS", 86_400_000, 60_000, 7 * 86_400_000),
+      stripePublishableKey: str(env, "STRIPE_PUBLISHABLE_KEY", ""),
+      stripeReturnUrl: url(env, "STRIPE_RETURN_URL", "http://127.0.0.1:8080/?stripe=return"),
+      stripeRefreshUrl: url(env, "STRIPE_REFRESH_URL", "http://127.0.0.1:8080/?stripe=refresh"),
+      platformFeeBps: int(env, "PLATFORM_FEE_BPS", 0, 0, 10_000),
+      stripePlatformCountry: countryCode(env, "STRIPE_PLATFORM_COUNTRY"),
     },
     monzoApiBase: url(env, "MONZO_API_BASE", "https://api.monzo.com"),
     webRoot: str(env, "WEB_ROOT", ""),
