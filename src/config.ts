@@ -13,6 +13,8 @@ export interface Config {
   dataDir: string;
   /** SQLite file; defaults to `<dataDir>/handshake.db`. */
   databasePath: string;
+  /** PostgreSQL (DATABASE_URL, postgres://…): when set, the store lives there instead of in databasePath. */
+  databaseUrl: string;
   logLevel: string;
   /** Browser origins allowed by CORS; empty allows none but same-origin. */
   corsOrigins: string[];
@@ -85,6 +87,8 @@ export interface Config {
   metrics: boolean;
   /** How often an open grpc.health.v1 Watch asks readiness again and sends a change. */
   healthWatchIntervalMs: number;
+  /** TLS served by this node itself (TLS_CERT_FILE and TLS_KEY_FILE, PEM files); undefined: clear text (behind a router that terminates TLS, or on localhost). */
+  tls: { certFile: string; keyFile: string } | undefined;
   /** More than one node (REDIS_URL): the room directory and the cross-node bus in Redis. */
   cluster: {
     /** Empty: one node, the directory and bus in this process. */
@@ -196,6 +200,23 @@ function jwtSecret(env: Env, name: string): string {
   return raw;
 }
 
+/** TLS_CERT_FILE and TLS_KEY_FILE: both or neither. */
+function tlsFiles(env: Env): Config["tls"] {
+  const certFile = str(env, "TLS_CERT_FILE", "");
+  const keyFile = str(env, "TLS_KEY_FILE", "");
+  if ((certFile === "") !== (keyFile === "")) throw new ConfigError("TLS_CERT_FILE and TLS_KEY_FILE are set together or not at all");
+  return certFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined;
+}
+
+/** DATABASE_URL: empty, or a postgres:// (postgresql://) URL. */
+function databaseUrl(env: Env): string {
+  const raw = url(env, "DATABASE_URL", "");
+  if (raw !== "" && !/^postgres(ql)?:$/.test(new URL(raw).protocol)) {
+    throw new ConfigError(`DATABASE_URL must be a postgres:// URL (or unset for SQLite in DATA_DIR), got "${new URL(raw).protocol}//…"`);
+  }
+  return raw;
+}
+
 /**
  * Reads and validates the configuration. Throws ConfigError naming the first bad variable.
  * Remote engines switch on when their key is set and their engine variable is not forced.
@@ -210,6 +231,7 @@ export function loadConfig(env: Env = process.env): Config {
     port: int(env, "PORT", 8080, 0, 65535),
     dataDir,
     databasePath: path.resolve(dataDir, str(env, "DATABASE_PATH", "handshake.db")),
+    databaseUrl: databaseUrl(env),
     logLevel: oneOf(env, "LOG_LEVEL", "info", ["fatal", "error", "warn", "info", "debug", "trace", "silent"]),
     corsOrigins: str(env, "CORS_ORIGINS", "")
       .split(",")
@@ -295,6 +317,7 @@ export function loadConfig(env: Env = process.env): Config {
     webRoot: str(env, "WEB_ROOT", ""),
     metrics: bool(env, "METRICS", true),
     healthWatchIntervalMs: int(env, "HEALTH_WATCH_INTERVAL_MS", DEFAULT_HEALTH_WATCH_INTERVAL_MS, 10, 600_000),
+    tls: tlsFiles(env),
     cluster: {
       redisUrl: url(env, "REDIS_URL", ""),
       nodeId: str(env, "NODE_ID", `${os.hostname()}-${process.pid}`),

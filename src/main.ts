@@ -8,9 +8,9 @@ import { startTelemetry } from "./compose/telemetry.js";
 const SHUTDOWN_LIMIT_MS = 9_000;
 
 /** Where a browser on this machine opens the app: a wildcard listen address is reached on localhost. */
-function openUrl(host: string, port: number): string {
+function openUrl(host: string, port: number, secure: boolean): string {
   const name = host === "" || host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
-  return `http://${name}:${port}/`;
+  return `${secure ? "https" : "http"}://${name}:${port}/`;
 }
 
 async function main(): Promise<void> {
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     process.exit(2);
   });
   log.info({ host: config.host, port: app.port, dataDir: config.dataDir }, "listening");
-  const url = openUrl(config.host, app.port);
+  const url = openUrl(config.host, app.port, config.tls !== undefined);
   if (app.deps.webRoot) log.info({ url }, `open ${url}`);
   else log.warn({ url }, "no browser app to serve: build it with npm run build:web (npm start does)");
 

@@ -3,6 +3,7 @@ import type { AudioFrame, DeviceTranscript } from "../../gen/handshake/v1/audio_
 import type { TokenService } from "../auth/tokens.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import type { MilestoneService } from "../settlement/milestones.js";
+import type { PaymentsDesk } from "../settlement/payments-desk.js";
 import type { RoomManager } from "../room/room-manager.js";
 import type { RecognisedSpeech } from "../room/room.js";
 import type { Store } from "../store/store.js";
@@ -40,6 +41,8 @@ export interface ServerConfig {
   connections?: ConnectionLimits;
   /** How often an open Health/Watch asks readiness again; health.ts's default when absent. */
   healthWatchIntervalMs?: number;
+  /** Serve TLS (ALPN h2 and http/1.1) with these PEM files; clear text (h2c and HTTP/1.1) when absent. */
+  tls?: { certFile: string; keyFile: string } | undefined;
 }
 
 /** Everything the transport layer calls into; built by src/compose/app.ts. */
@@ -56,6 +59,8 @@ export interface ServerDeps {
   httpEndpoints: Map<string, RawHttpHandler>;
   /** Folder of the browser app's static files, served at "/"; undefined to serve none. */
   webRoot: string | undefined;
+  /** PaymentsService: Stripe onboarding, saved cards, payment retries; undefined: the service answers FAILED_PRECONDITION. */
+  payments?: PaymentsDesk;
   /** RPC and stage metrics, served on `GET /metrics`; undefined when METRICS=off. */
   metrics?: ServerMetrics;
 }

@@ -1,8 +1,9 @@
-import { createReadStream } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import tls from "node:tls";
 import { setMaxListeners } from "node:events";
 import path from "node:path";
 import { createRegistry } from "@bufbuild/protobuf";
@@ -12,6 +13,8 @@ import { file_grpc_health_v1_health, Health } from "../../gen/grpc/health/v1/hea
 import { file_grpc_reflection_v1_reflection, ServerReflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ContractService, file_handshake_v1_contract_service } from "../../gen/handshake/v1/contract_service_pb.js";
 import { file_handshake_v1_room_service, RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { file_handshake_v1_payments_service, PaymentsService } from "../../gen/handshake/v1/payments_service_pb.js";
+import { registerPaymentRoutes } from "./payment-routes.js";
 import { createCallScopes, type CallScopes } from "./call-scope.js";
 import { registerContractRoutes } from "./contract-routes.js";
 import type { ServerDeps } from "./deps.js";
@@ -61,11 +64,12 @@ export function createRoutes(deps: ServerDeps, scopes: CallScopes, shutdownSigna
   return (router) => {
     registerRoomRoutes(router, deps, scopes);
     registerContractRoutes(router, deps, scopes);
+    registerPaymentRoutes(router, deps, scopes);
     registerHealthRoutes(router, shutdownSignal, createReadinessCheck(deps.store, shutdownSignal), deps.config.healthWatchIntervalMs);
     registerReflectionRoutes(
       router,
-      createRegistry(file_handshake_v1_room_service, file_handshake_v1_contract_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection),
-      [RoomService.typeName, ContractService.typeName, Health.typeName, ServerReflection.typeName],
+      createRegistry(file_handshake_v1_room_service, file_handshake_v1_contract_service, file_handshake_v1_payments_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection),
+      [RoomService.typeName, ContractService.typeName, PaymentsService.typeName, Health.typeName, ServerReflection.typeName],
     );
   };
 }
@@ -77,7 +81,8 @@ export function createInterceptors(deps: ServerDeps, scopes: CallScopes): Interc
 
 /**
  * Builds the one server process: gRPC over cleartext HTTP/2 for native clients and Connect /
- * gRPC-Web over HTTP/1.1 for browsers, on one port, told apart by the HTTP/2 preface.
+ * gRPC-Web over HTTP/1.1 for browsers, on one port, told apart by the HTTP/2 preface; with
+ * `config.tls`, the same over TLS, told apart by ALPN (h2, http/1.1).
  */
 export function buildServer(deps: ServerDeps, shutdown: AbortController = new AbortController()): HandshakeServer {
   const { log, config } = deps;
@@ -169,6 +174,25 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     closeWhenIdle(session, config.limits.idleConnectionMs ?? DEFAULT_IDLE_CONNECTION_MS);
   });
   const sockets = new Set<net.Socket>();
+  // TLS (TLS_CERT_FILE, TLS_KEY_FILE): the same front door and guard admit the TCP connection
+  // first; after the TLS handshake, ALPN says which server takes it, as the preface does in clear.
+  const secure = config.tls
+    ? tls.createServer(
+        {
+          cert: readFileSync(config.tls.certFile),
+          key: readFileSync(config.tls.keyFile),
+          ALPNProtocols: ["h2", "http/1.1"],
+          handshakeTimeout: limits.handshakeTimeoutMs,
+        },
+        (socket) => {
+          socket.setNoDelay(true);
+          if (socket.alpnProtocol === "h2") h2.emit("connection", socket);
+          else h1.emit("connection", socket);
+        },
+      )
+    : undefined;
+  // A failed handshake (wrong protocol, timeout, a scanner) closes that connection only.
+  secure?.on("tlsClientError", (_err, socket) => socket.destroy());
 
   // No Nagle: small RPC and event frames must leave at once, not wait for the previous ACK.
   const front = net.createServer({ noDelay: true }, (socket) => {
@@ -176,6 +200,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     if (!guard.admit(socket)) return;
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    if (secure) return void secure.emit("connection", socket);
     // Half-open: a socket that never says which protocol it speaks holds a descriptor for nothing.
     const handshakeTimer = setTimeout(() => socket.destroy(), limits.handshakeTimeoutMs).unref();
     socket.once("close", () => clearTimeout(handshakeTimer));
