@@ -16,7 +16,7 @@ import { buildServer, type HandshakeServer } from "../server/server.js";
 import type { ServerDeps } from "../server/deps.js";
 import { createServerMetrics } from "../server/metrics.js";
 import { noopStageMetrics } from "../core/metrics.js";
-import { createSqliteStore } from "../store/sqlite-store.js";
+import { openStore } from "../store/open-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError } from "../events/event-log.js";
 import { startLogRetention } from "../events/retention.js";
@@ -35,7 +35,8 @@ export interface App {
 /** Builds every part from the configuration and starts listening on config.host:config.port. */
 export async function startApp(config: Config, log: Logger): Promise<App> {
   await mkdir(path.dirname(config.databasePath), { recursive: true });
-  const store = await createSqliteStore({ path: config.databasePath, log });
+  // DATABASE_URL picks PostgreSQL (nodes share it); else SQLite in DATA_DIR, locked to this process.
+  const store = await openStore(config, log);
   const secret = config.auth.jwtSecret || (await store.getOrCreateSecret("jwt_secret", randomBytes(32).toString("base64url")));
   const tokens = createTokenService({
     secret: new TextEncoder().encode(secret.padEnd(32, "\u0000")),

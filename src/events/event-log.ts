@@ -65,11 +65,16 @@ export interface RestoredLog {
 }
 
 /**
- * Stores one numbered event, committed when it returns: the log calls it before the event is
- * held or delivered, so nothing a reader saw is lost in a crash and no seq is given out twice.
- * `kept` is false for partial transcripts: only their seq is recorded. A throw refuses the event.
+ * Stores one numbered event: the log calls it before the event is held or delivered, so nothing a
+ * reader saw is lost in a crash and no seq is given out twice. `kept` is false for partial
+ * transcripts: only their seq is recorded. Returning undefined means committed (a throw refuses
+ * the event); returning a promise means committed once it resolves: the log holds the event, and
+ * every later one, back from readers until then, and a rejection closes the log with its error.
  */
-export type PersistEvent = (event: PanelEvent, kept: boolean) => void;
+export type PersistEvent = ((event: PanelEvent, kept: boolean) => void) | ((event: PanelEvent, kept: boolean) => Promise<void>);
+
+/** Events numbered but not yet committed that a log holds before it refuses more (a stalled store). */
+export const MAX_UNCOMMITTED_EVENTS = 1024;
 
 /**
  * One room's event log: numbers events from 1, stores each before anyone sees it, keeps the
@@ -86,6 +91,8 @@ export class RoomEventLog {
   private readonly historyFloors = new Map<string, bigint>();
   private readonly delivered: ((event: PanelEvent, readers: number) => void) | undefined;
   private closed: Error | undefined;
+  /** While an asynchronous write is committing: the events numbered after it, in order, not yet written. */
+  private uncommitted: { event: PanelEvent; kept: boolean }[] | undefined;
 
   constructor(private readonly options: EventLogOptions) {
     const restored = options.restored;
@@ -107,9 +114,14 @@ export class RoomEventLog {
   /**
    * Numbers, stores and fans out one event; returns it. The event is stored (`persist`) before
    * anyone sees it; when storing throws, nothing changed (the seq is not used) and this throws too.
+   * With an asynchronous store the event is numbered now and fanned out once it and every event
+   * before it are committed; a failed write closes the log (its seq is never given out again).
    */
   append(init: PanelEventInit): PanelEvent {
     if (this.closed) throw this.closed;
+    if (this.uncommitted && this.uncommitted.length >= MAX_UNCOMMITTED_EVENTS) {
+      throw new Error(`room ${this.options.roomId}: ${MAX_UNCOMMITTED_EVENTS} events are waiting for the store; refusing more`);
+    }
     const event = create(PanelEventSchema, {
       seq: this.lastSeq + 1n,
       atMs: BigInt((this.options.now ?? Date.now)()),
@@ -118,8 +130,57 @@ export class RoomEventLog {
       event: init.event,
     });
     const kept = isKept(event);
-    this.options.persist?.(event, kept);
+    if (this.uncommitted) {
+      // An earlier event is still committing: this one is written after it, to keep the order.
+      this.lastSeq = event.seq;
+      this.uncommitted.push({ event, kept });
+      return event;
+    }
+    const written: unknown = this.options.persist?.(event, kept);
     this.lastSeq = event.seq;
+    if (written instanceof Promise) {
+      this.uncommitted = [];
+      void this.commitInOrder(event, kept, written as Promise<void>);
+      return event;
+    }
+    this.publish(event, kept);
+    return event;
+  }
+
+  /**
+   * Waits for each asynchronous write in turn, publishing its event once committed and only then
+   * writing the next, so readers see events in seq order and only committed ones.
+   */
+  private async commitInOrder(first: PanelEvent, firstKept: boolean, firstWrite: Promise<void>): Promise<void> {
+    let next = { event: first, kept: firstKept, written: firstWrite };
+    for (;;) {
+      try {
+        await next.written;
+      } catch (err) {
+        this.uncommitted = undefined;
+        this.close(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (this.closed) return;
+      this.publish(next.event, next.kept);
+      const following = this.uncommitted?.shift();
+      if (!following) {
+        this.uncommitted = undefined;
+        return;
+      }
+      let written: Promise<void>;
+      try {
+        const result: unknown = this.options.persist?.(following.event, following.kept);
+        written = result instanceof Promise ? (result as Promise<void>) : Promise.resolve();
+      } catch (err) {
+        written = Promise.reject(err);
+      }
+      next = { ...following, written };
+    }
+  }
+
+  /** Holds a committed event for resume and hands it to every subscriber. */
+  private publish(event: PanelEvent, kept: boolean): void {
     if (kept) {
       this.buffer.push(event);
       // Trim in batches so appends stay O(1) amortised.
@@ -132,7 +193,6 @@ export class RoomEventLog {
     let readers = 0;
     for (const sub of this.subscribers) if (this.deliver(sub, event)) readers += 1;
     this.delivered?.(event, readers);
-    return event;
   }
 
   /** Seq of the newest event that is no longer held (trimmed, or gone before a restart); 0n when none. */

@@ -261,14 +261,21 @@ export class RoomManager {
       this.settings,
       log,
       restored,
-      // Synchronous: the event is committed before the log hands it to any reader.
+      // The event is committed before the log hands it to any reader: on return (SQLite), or once
+      // the returned promise resolves (PostgreSQL), which the log waits for.
       (event, kept) => {
         const started = performance.now();
+        const observe = () => this.stages.metrics?.eventLogWrite((performance.now() - started) / 1000);
+        let written: void | Promise<void>;
         try {
-          this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept });
-        } finally {
-          this.stages.metrics?.eventLogWrite((performance.now() - started) / 1000);
+          written = this.store.recordRoomEvent(roomId, event, { keep: this.settings.eventLogSize, markOnly: !kept });
+        } catch (err) {
+          observe();
+          throw err;
         }
+        if (written instanceof Promise) return written.finally(observe);
+        observe();
+        return undefined;
       },
       this.now,
     );

@@ -1,4 +1,5 @@
 import type { Database } from "better-sqlite3";
+import type pg from "pg";
 import { MIGRATIONS_TABLE_SQL, migrations, type Migration } from "./migrations.js";
 
 /** The database was written by a newer version of this code; opening it could corrupt it. */
@@ -40,15 +41,7 @@ export function migrate(
     );
 
   const applied = readApplied();
-  for (const row of applied) {
-    if (row.version > latestKnown) {
-      throw new SchemaTooNewError(`database schema version ${row.version} is newer than this code's ${latestKnown}`);
-    }
-    const known = list.find((m) => m.version === row.version);
-    if (!known || known.name !== row.name) {
-      throw new SchemaMismatchError(`database has migration ${row.version} "${row.name}", this code has "${known?.name ?? "none"}"`);
-    }
-  }
+  checkApplied(applied, list);
   const fromVersion = applied[applied.length - 1]?.version ?? 0;
   const done: string[] = [];
   const insert = db.prepare("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?, ?, ?)");
@@ -68,6 +61,78 @@ export function migrate(
   }
   const last = currentVersion.get() as { v: number | bigint | null };
   return { fromVersion, toVersion: last.v === null ? 0 : Number(last.v), applied: done };
+}
+
+/** Advisory lock key (pg_advisory_lock's one-key form) held while a PostgreSQL database migrates. */
+const PG_MIGRATION_LOCK = 0x4853_0001;
+
+/**
+ * The same migrations on PostgreSQL (the SQL of migrations.ts is written for both dialects). Nodes
+ * starting together take turns: a session advisory lock is held for the whole run, and each step
+ * re-reads the version under it, so a migration never runs twice.
+ */
+export async function migratePostgres(
+  pool: pg.Pool,
+  options: { targetVersion?: number; list?: readonly Migration[]; nowMs?: () => number } = {},
+): Promise<MigrateResult> {
+  const list = options.list ?? migrations;
+  checkOrder(list);
+  const target = options.targetVersion ?? list[list.length - 1]?.version ?? 0;
+  const nowMs = options.nowMs ?? Date.now;
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query("SELECT pg_advisory_lock($1)", [PG_MIGRATION_LOCK]);
+    try {
+      await client.query(MIGRATIONS_TABLE_SQL);
+      const readApplied = async () =>
+        (await client.query<{ version: number | bigint; name: string }>("SELECT version, name FROM schema_migrations ORDER BY version")).rows.map((r) => ({
+          version: Number(r.version),
+          name: r.name,
+        }));
+      const applied = await readApplied();
+      checkApplied(applied, list);
+      const fromVersion = applied[applied.length - 1]?.version ?? 0;
+      const done: string[] = [];
+      for (const m of list) {
+        if (m.version <= fromVersion || m.version > target) continue;
+        await client.query("BEGIN");
+        try {
+          await client.query(m.sql);
+          await client.query("INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)", [m.version, m.name, nowMs()]);
+          await client.query("COMMIT");
+        } catch (err) {
+          await client.query("ROLLBACK");
+          throw err;
+        }
+        done.push(`${m.version}_${m.name}`);
+      }
+      const last = (await readApplied()).at(-1)?.version ?? 0;
+      return { fromVersion, toVersion: last, applied: done };
+    } finally {
+      await client.query("SELECT pg_advisory_unlock($1)", [PG_MIGRATION_LOCK]);
+    }
+  } catch (err) {
+    broken = err instanceof Error ? err : new Error(String(err));
+    throw err;
+  } finally {
+    // A session that failed part-way is dropped rather than reused: it may still hold the lock.
+    client.release(broken);
+  }
+}
+
+/** Refuses a database whose recorded migrations this code does not know, or knows by another name. */
+function checkApplied(applied: readonly { version: number; name: string }[], list: readonly Migration[]): void {
+  const latestKnown = list[list.length - 1]?.version ?? 0;
+  for (const row of applied) {
+    if (row.version > latestKnown) {
+      throw new SchemaTooNewError(`database schema version ${row.version} is newer than this code's ${latestKnown}`);
+    }
+    const known = list.find((m) => m.version === row.version);
+    if (!known || known.name !== row.name) {
+      throw new SchemaMismatchError(`database has migration ${row.version} "${row.name}", this code has "${known?.name ?? "none"}"`);
+    }
+  }
 }
 
 /** Versions must be 1, 2, 3, … so that "every version below N" is well defined. */

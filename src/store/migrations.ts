@@ -7,7 +7,8 @@
  *
  * The SQL is kept to what PostgreSQL also accepts: TEXT, INTEGER and BIGINT columns, booleans as
  * 0/1 integers with a CHECK, and BYTEA for protobuf-encoded messages that no query looks inside.
- * SQLite gives BYTEA numeric affinity, which stores blobs unchanged, so the same DDL runs on both.
+ * SQLite gives BYTEA numeric affinity, which stores blobs unchanged, so the same DDL runs on both:
+ * migrate.ts applies this one list to SQLite (`migrate`) and to PostgreSQL (`migratePostgres`).
  */
 
 /** One step of the schema: applied once, in order of `version`, inside a transaction. */

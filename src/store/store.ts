@@ -10,6 +10,7 @@ import type {
 } from "../../gen/handshake/v1/deal_pb.js";
 import type { Balance } from "../../gen/handshake/v1/money_pb.js";
 import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
+import type { KeyedLock } from "../core/keyed-lock.js";
 
 /** A user identity. Created by the first JoinRoom; the id is what tokens name. */
 export interface UserRecord {
@@ -99,8 +100,8 @@ export interface ContractPage {
 }
 
 /**
- * Everything that must outlive a room. One interface, SQLite as the embedded default, portable
- * SQL so PostgreSQL can follow. Every method is atomic: what it writes is written whole or not at all.
+ * Everything that must outlive a room. One interface: SQLite as the embedded default
+ * (sqlite-store.ts), PostgreSQL for several nodes (postgres-store.ts); open-store.ts picks one. Every method is atomic: what it writes is written whole or not at all.
  * Records are the generated proto messages; the store never invents its own shapes for them.
  */
 export interface Store {
@@ -180,11 +181,12 @@ export interface Store {
 
   // Each room's recent event log, for PanelStream resume across a restart.
   /**
-   * Stores one numbered event and raises the room's seq mark, committed before it returns: it is
-   * synchronous so the event log stores an event before any reader sees it (a store that cannot
-   * commit synchronously must make the log wait instead). Throws what the write failed with.
+   * Stores one numbered event and raises the room's seq mark. A store that commits synchronously
+   * (SQLite) has committed when it returns undefined, and throws what the write failed with; one
+   * that cannot (PostgreSQL) returns a promise that settles once the event is committed, and the
+   * event log holds the event back from every reader until it does (see event-log.ts).
    */
-  recordRoomEvent(roomId: string, event: PanelEvent, write: RoomEventWrite): void;
+  recordRoomEvent(roomId: string, event: PanelEvent, write: RoomEventWrite): void | Promise<void>;
   /** Appends events (already numbered), raises the seq mark, and keeps at most `keep` newest for the room. */
   appendRoomEvents(roomId: string, events: PanelEvent[], keep: number): Promise<void>;
   /** Events with seq > afterSeq, oldest first. */
@@ -215,6 +217,12 @@ export interface Store {
    * store, another process holding the database, a read-only database); writes nothing.
    */
   checkWritable(): Promise<void>;
+
+  /**
+   * Serialises a contract's money work (keyed by contract id) among everyone using this store: the
+   * process for SQLite, which one process owns; every node for PostgreSQL (advisory locks).
+   */
+  readonly contractLock: KeyedLock;
 
   close(): Promise<void>;
 }
