@@ -317,7 +317,8 @@ export class RoomManager {
   private async resumeNegotiation(room: Room): Promise<void> {
     const openId = room.openRestoredNegotiationId();
     if (!openId) return;
-    const logged = room.deal().negotiation;
+    const last = room.deal().negotiation;
+    const logged = last?.id === openId ? last : undefined;
     const stored = await this.store.getNegotiation(openId);
     const latest = stored && (!logged || stored.rounds.length >= logged.rounds.length) ? stored : logged;
     if (latest) room.resumeNegotiation(latest);

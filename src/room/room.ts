@@ -132,6 +132,8 @@ export class Room {
   private lastNegotiation: Negotiation | undefined;
   /** The latest trigger in a restored log: what a resumed negotiation without an offer yet opens from. */
   private restoredTrigger: TriggerEvent | undefined;
+  /** The negotiation the restored log's latest status named as running ("" when none): it may have no round yet. */
+  private restoredActiveNegotiationId = "";
   /** Negotiation saves, one after another, so the store never goes back to an older round. */
   private negotiationSaves: Promise<void> = Promise.resolve();
   /** The trace of the deal under way, from its trigger to its payments (or its end); one per deal. */
@@ -527,8 +529,10 @@ export class Room {
 
   /** The id of the negotiation the restored log left open, while none runs here; undefined otherwise. */
   openRestoredNegotiationId(): string | undefined {
-    if (this.negotiation || this.lastNegotiation?.status !== NegotiationStatus.OPEN) return undefined;
-    return this.lastNegotiation.id;
+    if (this.negotiation) return undefined;
+    if (this.lastNegotiation?.status === NegotiationStatus.OPEN) return this.lastNegotiation.id;
+    const running = this.restoredActiveNegotiationId;
+    return running !== "" && running !== this.lastNegotiation?.id ? running : undefined;
   }
 
   /**
@@ -699,6 +703,8 @@ export class Room {
       participants: [a, b],
       onChange: (negotiation, transition) => this.guard("negotiation", () => this.onNegotiationChange(negotiation, transition)),
     });
+    // Stored before its first round: an agent may wait on its person before it offers anything.
+    this.saveNegotiation(this.negotiation.snapshot());
     this.moveSessions("triggered");
     this.broadcastStatus();
     initiator.agent.startNegotiation(event, [...initiator.transcript]);
@@ -729,6 +735,9 @@ export class Room {
             break;
           case "trigger":
             this.restoredTrigger = e.event.value;
+            break;
+          case "roomStatus":
+            this.restoredActiveNegotiationId = e.event.value.activeNegotiationId;
             break;
           case "contract": {
             const contract = e.event.value;
