@@ -18,7 +18,21 @@ export interface StageMetrics {
   railCall(rail: string, action: string, outcome: RailCallOutcome, seconds: number): void;
   /** One room event committed to the store before any reader sees it (the panel waits for it). */
   eventLogWrite(seconds: number): void;
+  /** A negotiation ended (`outcome` agreed | rejected | expired | …) after `rounds` rounds and `seconds`. */
+  negotiationEnded?(outcome: string, rounds: number, seconds: number): void;
+  /** A server speech engine's final transcript, `seconds` after the end of the utterance it covers. */
+  speechFinal?(engine: string, seconds: number): void;
+  /** One store call (`method` is the Store interface's method name), `seconds` long. */
+  storeCall?(method: string, outcome: "ok" | "error", seconds: number): void;
 }
+
+/**
+ * Audio frames counted on the hot path as plain integer increments (no label look-up, no call):
+ * `relayed` once per frame handed to a listener's stream, `dropped` per frame a listener's stream
+ * could not take (it fell behind and lost its stream). Read by the metrics at each scrape; one
+ * count for the process, like Node's own metrics.
+ */
+export const audioFrameCounts = { relayed: 0, dropped: 0 };
 
 /** Records nothing: the default where no metrics are served (tests, METRICS=off). */
 export const noopStageMetrics: StageMetrics = {

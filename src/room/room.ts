@@ -34,7 +34,7 @@ import {
 import type { Agent, AgentFactory } from "../agents/agent.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
-import type { StageMetrics } from "../core/metrics.js";
+import { audioFrameCounts, type StageMetrics } from "../core/metrics.js";
 import { startStage, type StageSpan } from "../core/tracing.js";
 import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
@@ -382,6 +382,7 @@ export class Room {
       for (const peer of this.members.values()) {
         if (peer === member) continue;
         for (const sink of peer.sinks) sink.push(frame, member.format);
+        audioFrameCounts.relayed += peer.sinks.size;
       }
     }
     if (member.speech && member.toSpeech) member.speech.write(member.toSpeech(frame.pcm));
@@ -826,6 +827,7 @@ export class Room {
     this.negotiationSpan?.set({ "handshake.negotiation.outcome": outcome, "handshake.negotiation.rounds": negotiation.rounds.length });
     this.negotiationSpan?.end();
     this.negotiationSpan = undefined;
+    this.stages.metrics?.negotiationEnded?.(outcome, negotiation.rounds.length, Math.max(0, this.now() - Number(negotiation.startedAtMs)) / 1000);
     if (negotiation.status !== NegotiationStatus.AGREED) this.endDeal(outcome);
     if (negotiation.status === NegotiationStatus.AGREED) {
       this.moveSessions("agreed");

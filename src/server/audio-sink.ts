@@ -1,6 +1,7 @@
 import type { AudioFormat, AudioFrame } from "../../gen/handshake/v1/audio_pb.js";
 import { createAsyncQueue } from "../core/async-queue.js";
 import { ResourceExhaustedError } from "../core/errors.js";
+import { audioFrameCounts } from "../core/metrics.js";
 import type { AudioSink } from "../room/room.js";
 
 /** Peer audio frames queued per outgoing audio stream, on either path (5 s of 20 ms frames). */
@@ -26,6 +27,8 @@ export class QueuedAudioSink implements AudioSink {
       this.queue.push({ case: "peerFormat", value: format });
     }
     if (this.queue.size >= this.limit) {
+      // This frame and the queued ones are lost with the stream.
+      audioFrameCounts.dropped += this.queue.size + 1;
       this.fail(new ResourceExhaustedError(`audio stream fell more than ${this.limit} frames behind`));
       return;
     }

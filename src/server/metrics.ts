@@ -1,5 +1,5 @@
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { StageMetrics } from "../core/metrics.js";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { audioFrameCounts, type StageMetrics } from "../core/metrics.js";
 import type { ServedBy } from "./interceptors.js";
 
 /**
@@ -16,6 +16,16 @@ const PROPOSAL_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120
 const SIGNING_BUCKETS_S = [1, 5, 15, 30, 60, 120, 300, 900, 3600, 4 * 3600, 86_400, 7 * 86_400];
 /** Seconds. A SQLite commit in WAL mode takes tens of microseconds; a slow disk, milliseconds. */
 const WRITE_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+/** Seconds. An offline negotiation agrees in milliseconds; five Claude rounds near their timeouts take minutes. */
+const NEGOTIATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** Rounds: a negotiation has at most five. */
+const ROUND_BUCKETS = [1, 2, 3, 4, 5];
+/** Seconds. A streaming engine finalises within a second of the utterance's end; a batch decoder in a few. */
+const SPEECH_BUCKETS_S = [0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+/** Seconds. From a cached SQLite read to a PostgreSQL transaction over a slow network. */
+const STORE_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+/** The calls whose RESOURCE_EXHAUSTED ends a panel stream that fell behind (it resumes from its last seq). */
+const PANEL_METHOD = "handshake.v1.RoomService/PanelStream";
 /** Seconds. The ledger answers in a millisecond, Stripe in a few hundred. */
 const RAIL_BUCKETS_S = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -90,6 +100,58 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
     buckets: WRITE_BUCKETS_S,
     registers: [registry],
   });
+  const negotiationRounds = new Histogram({
+    name: "handshake_negotiation_rounds",
+    help: "Rounds of each ended negotiation, by outcome (agreed, rejected, expired).",
+    labelNames: ["outcome"] as const,
+    buckets: ROUND_BUCKETS,
+    registers: [registry],
+  });
+  const negotiationDuration = new Histogram({
+    name: "handshake_negotiation_duration_seconds",
+    help: "From a negotiation's trigger to its end, by outcome (agreed, rejected, expired).",
+    labelNames: ["outcome"] as const,
+    buckets: NEGOTIATION_BUCKETS_S,
+    registers: [registry],
+  });
+  const speechFinal = new Histogram({
+    name: "handshake_speech_final_latency_seconds",
+    help: "From the end of an utterance to its final transcript, by server speech engine.",
+    labelNames: ["engine"] as const,
+    buckets: SPEECH_BUCKETS_S,
+    registers: [registry],
+  });
+  const storeCalls = new Histogram({
+    name: "handshake_store_call_duration_seconds",
+    help: "Store calls (SQLite or PostgreSQL queries and transactions) by Store method and outcome (ok, error).",
+    labelNames: ["method", "outcome"] as const,
+    buckets: STORE_BUCKETS_S,
+    registers: [registry],
+  });
+  new Counter({
+    name: "handshake_audio_frames_relayed_total",
+    help: "Audio frames handed to a listener's peer-audio stream (both paths, this process).",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(audioFrameCounts.relayed);
+    },
+  });
+  new Counter({
+    name: "handshake_audio_frames_dropped_total",
+    help: "Audio frames a listener's stream could not take: it fell behind and lost its stream (this process).",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(audioFrameCounts.dropped);
+    },
+  });
+  const panelResets = new Counter({
+    name: "handshake_panel_stream_resets_total",
+    help: "PanelStreams ended with RESOURCE_EXHAUSTED, by path: almost always a reader that fell too far behind (it resumes from its last seq), else a stream limit.",
+    labelNames: ["path"] as const,
+    registers: [registry],
+  });
   return {
     registry,
     contentType: registry.contentType,
@@ -98,9 +160,16 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
       draftedToSigned: (seconds) => draftedToSigned.observe(seconds),
       railCall: (rail, action, outcome, seconds) => railCalls.observe({ rail, action, outcome }, seconds),
       eventLogWrite: (seconds) => eventWrites.observe(seconds),
+      negotiationEnded(outcome, rounds, seconds) {
+        negotiationRounds.observe({ outcome }, rounds);
+        negotiationDuration.observe({ outcome }, seconds);
+      },
+      speechFinal: (engine, seconds) => speechFinal.observe({ engine }, seconds),
+      storeCall: (method, outcome, seconds) => storeCalls.observe({ method, outcome }, seconds),
     },
     callEnded(path, method, code, durationMs) {
       duration.observe({ method, path, code }, durationMs / 1000);
+      if (code === "ResourceExhausted" && method === PANEL_METHOD) panelResets.inc({ path });
     },
     streamOpened(path, method) {
       const labels = { method, path };

@@ -42,6 +42,9 @@ describe("stage histograms after one deal through the real server (offline engin
     const moved = (name: string, labels: Record<string, string> = {}) => sampleValue(after, name, labels) - sampleValue(before, name, labels);
     expect(moved("handshake_trigger_to_proposal_seconds_count")).toBe(1);
     expect(moved("handshake_contract_drafted_to_signed_seconds_count")).toBe(1);
+    expect(moved("handshake_negotiation_rounds_count", { outcome: "agreed" })).toBe(1);
+    expect(moved("handshake_negotiation_rounds_sum", { outcome: "agreed" })).toBeGreaterThanOrEqual(1);
+    expect(moved("handshake_negotiation_duration_seconds_count", { outcome: "agreed" })).toBe(1);
     expect(moved("handshake_payment_rail_call_duration_seconds_count", { rail: "ledger", action: "pay", outcome: "succeeded" })).toBeGreaterThanOrEqual(1);
     // Every event the panel showed was committed first: at least as many writes as events seen.
     expect(moved("handshake_event_log_write_seconds_count")).toBeGreaterThanOrEqual(alex.panel.events.length);
