@@ -4,7 +4,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { createTokenService } from "../auth/tokens.js";
 import type { Config } from "../config.js";
-import { createContractDesk } from "../deal/contracts.js";
+import { createContractDesk, PayeeNotReadyError, type ContractDesk } from "../deal/contracts.js";
 import { createTemplateDrafter } from "../deal/contract-template.js";
 import { createNegotiationSession } from "../deal/negotiation.js";
 import { Redis } from "ioredis";
@@ -18,7 +18,7 @@ import { createServerMetrics } from "../server/metrics.js";
 import { noopStageMetrics } from "../core/metrics.js";
 import { openStore } from "../store/open-store.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
-import { EventLogClosedError } from "../events/event-log.js";
+import { EventLogClosedError, panelError } from "../events/event-log.js";
 import { startLogRetention } from "../events/retention.js";
 import { recoverSettlement } from "../settlement/recovery.js";
 import { createEngines } from "./engines.js";
@@ -51,7 +51,25 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
   const stageMetrics = metrics?.stages ?? noopStageMetrics;
   const engines = await createEngines(config, store, log, stageMetrics);
-  const desk = createContractDesk({ store, drafter: engines.drafter ?? createTemplateDrafter(), log, metrics: stageMetrics });
+  const checkedDesk = createContractDesk({
+    store,
+    drafter: engines.drafter ?? createTemplateDrafter(),
+    log,
+    metrics: stageMetrics,
+    payeeNotReady: async (payeeUserId) => {
+      const readiness = await engines.paymentSetup.payeeReadiness(payeeUserId);
+      return readiness.ready ? undefined : readiness.reason;
+    },
+  });
+  // A payee who cannot be paid yet hears why in the room (both people do), before anyone signs.
+  const desk: ContractDesk = {
+    ...checkedDesk,
+    draft: (request) =>
+      checkedDesk.draft(request).catch((err: unknown) => {
+        if (err instanceof PayeeNotReadyError) rooms?.publish(request.roomId, panelError("contract", "payee_not_ready", err.message, false));
+        throw err;
+      }),
+  };
   const stages: RoomStages = {
     createTrigger: ({ keyword, requireBoth, onTrigger, onRefused }) =>
       createTriggerDetector({
@@ -115,6 +133,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     rooms: roomManager,
     desk,
     milestones: engines.milestones,
+    payments: engines.payments,
     audio: engines.audioInput,
     httpEndpoints: engines.httpEndpoints,
     webRoot: engines.webRoot,

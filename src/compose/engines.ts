@@ -16,6 +16,9 @@ import { noopStageMetrics, type StageMetrics } from "../core/metrics.js";
 import { withRailMetrics } from "./rail-metrics.js";
 import { checkStripeKey, createStripeRail, type StripeRailOptions } from "../payments/stripe-rail.js";
 import { createStripeWebhookHandler } from "../payments/stripe-webhook.js";
+import { createStripeConnect } from "../payments/stripe-connect.js";
+import { createPaymentSetupService, type PaymentSetupService } from "../payments/payment-setup.js";
+import { createPaymentsDesk, type PaymentsDesk } from "../settlement/payments-desk.js";
 import type { SpeechPcmConverter } from "../room/room.js";
 import type { AudioInput, RawHttpHandler } from "../server/deps.js";
 import type { SpeechEngineFactory } from "../speech/speech-engine.js";
@@ -36,6 +39,10 @@ export interface Engines {
   rail: PaymentRail;
   executor: ContractExecutor;
   milestones: MilestoneService;
+  /** People's Stripe setup (onboarding, saved cards); everything refused on the ledger rail. */
+  paymentSetup: PaymentSetupService;
+  /** PaymentsService's domain: setup plus retrying failed payments. */
+  payments: PaymentsDesk;
   bankFor(profile: AgentProfile): BankAccount | undefined;
   httpEndpoints: Map<string, RawHttpHandler>;
   webRoot: string | undefined;
@@ -52,6 +59,8 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
   const stripeOptions = {
     secretKey: config.payments.stripeSecretKey,
     ...(config.payments.stripeApiBase ? { apiBase: config.payments.stripeApiBase } : {}),
+    platformFeeBps: config.payments.platformFeeBps,
+    ...(config.payments.stripePlatformCountry ? { platformCountry: config.payments.stripePlatformCountry } : {}),
     log,
   };
   if (config.payments.rail === "stripe") await checkStripeKeyAtStart(stripeOptions, log);
@@ -60,12 +69,20 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
   const lock = store.contractLock;
   const executor = createContractExecutor({ store, rail, onEvent, holdExpiryWarningMs: config.payments.holdWarningMs, lock, log });
   const milestones = createMilestoneService({ store, rail, onEvent, lock, log });
+  const paymentSetup = createPaymentSetupService({
+    store,
+    stripe: config.payments.rail === "stripe" ? createStripeConnect(stripeOptions) : undefined,
+    urls: { returnUrl: config.payments.stripeReturnUrl, refreshUrl: config.payments.stripeRefreshUrl },
+    publishableKey: config.payments.stripePublishableKey,
+    log,
+  });
 
   const httpEndpoints = new Map<string, RawHttpHandler>();
   if (config.payments.stripeWebhookSecret) {
     const webhook = createStripeWebhookHandler({
       store,
       secret: config.payments.stripeWebhookSecret,
+      setup: paymentSetup,
       onUpdate: (update) => void executor.reconcile(update.contractId).catch((err: unknown) => log.error({ err }, "reconcile after webhook failed")),
       log,
     });
@@ -89,6 +106,8 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
     rail,
     executor,
     milestones,
+    paymentSetup,
+    payments: createPaymentsDesk(paymentSetup, executor),
     bankFor: (profile) =>
       profile.monzoAccessToken ? createMonzoBank({ accessToken: profile.monzoAccessToken, baseUrl: config.monzoApiBase }) : undefined,
     httpEndpoints,

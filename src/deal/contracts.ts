@@ -63,7 +63,15 @@ export interface ContractDeskOptions {
   now?: () => number;
   /** Where drafted → fully signed is timed; none recorded when absent. */
   metrics?: StageMetrics;
+  /**
+   * Why the payee cannot be paid on the configured rail yet (no Stripe account, onboarding not
+   * finished), or undefined when they can; asked before drafting, so nobody signs what cannot be paid.
+   */
+  payeeNotReady?: (payeeUserId: string) => Promise<string | undefined>;
 }
+
+/** The payee cannot be paid yet, so no contract is drafted; the message says what they must do. */
+export class PayeeNotReadyError extends FailedPreconditionError {}
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Longest reason for declining a contract, characters. */
@@ -87,6 +95,8 @@ export function createContractDesk(options: ContractDeskOptions): ContractDesk {
     async draft({ roomId, negotiation, profiles, conversation }) {
       const proposal = negotiation.currentProposal;
       if (!proposal) throw new FailedPreconditionError("negotiation has no agreed proposal");
+      const notReady = await options.payeeNotReady?.(proposal.providerUserId);
+      if (notReady) throw new PayeeNotReadyError(notReady);
       const parties = [
         { userId: proposal.providerUserId, role: PartyRole.PROVIDER },
         { userId: proposal.clientUserId, role: PartyRole.CLIENT },

@@ -138,6 +138,10 @@ export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bi
   for (const [value, field] of stripeIds) {
     if (value !== "") throw new InvalidArgumentError(`${field} may not be set: Stripe ids are created by the server`);
   }
+  // What Stripe says of the connected account is recorded by the server from Stripe, never claimed.
+  if (profile.stripeChargesEnabled || profile.stripePayoutsEnabled) {
+    throw new InvalidArgumentError("profile.stripe_charges_enabled and profile.stripe_payouts_enabled may not be set: the server records them from Stripe");
+  }
   checkText(profile.monzoAccessToken, "profile.monzo_access_token", 0, 2000);
   profile.displayName = profile.displayName.trim();
   return profile;
@@ -153,5 +157,7 @@ export function withServerStripeIds(profile: AgentProfile, stored: AgentProfile 
     stripeAccountId: stored?.stripeAccountId ?? "",
     stripeCustomerId: stored?.stripeCustomerId ?? "",
     stripePaymentMethodId: stored?.stripePaymentMethodId ?? "",
+    stripeChargesEnabled: stored?.stripeChargesEnabled ?? false,
+    stripePayoutsEnabled: stored?.stripePayoutsEnabled ?? false,
   };
 }
