@@ -116,6 +116,8 @@ export abstract class RawGrpcCall<Scope> {
   private decompress: ((body: Buffer) => Buffer) | undefined;
   private readonly reader: GrpcMessageReader;
   private linger: NodeJS.Timeout | undefined;
+  /** Response headers are out (kept here: the compat response's getter costs a lookup per frame). */
+  private headersSent = false;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
   private readonly onEnd = () =>
     this.reader.pendingBytes > 0 ? this.finish(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument)) : this.requestEnded();
@@ -226,7 +228,7 @@ export abstract class RawGrpcCall<Scope> {
   /** Writes one whole gRPC message to the client; returns false when the call is over. */
   write(bytes: Uint8Array, done: () => void): boolean {
     if (this.finished) return false;
-    if (!this.res.headersSent) this.sendHeaders();
+    if (!this.headersSent) this.sendHeaders();
     this.stream.write(bytes, done);
     return true;
   }
@@ -237,7 +239,7 @@ export abstract class RawGrpcCall<Scope> {
    */
   protected send(bytes: Uint8Array): boolean {
     if (this.finished) return false;
-    if (!this.res.headersSent) this.sendHeaders();
+    if (!this.headersSent) this.sendHeaders();
     return this.stream.write(bytes);
   }
 
@@ -257,6 +259,7 @@ export abstract class RawGrpcCall<Scope> {
   }
 
   private sendHeaders(): void {
+    this.headersSent = true;
     this.res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING });
   }
 
@@ -272,7 +275,7 @@ export abstract class RawGrpcCall<Scope> {
     this.stream.off("data", this.onData);
     this.stream.off("end", this.onEnd);
     this.stream.resume();
-    if (!this.res.headersSent) this.sendHeaders();
+    if (!this.headersSent) this.sendHeaders();
     this.res.addTrailers(
       mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage) } : { "grpc-status": "0" },
     );
