@@ -6,8 +6,8 @@
  *  - latency: end of utterance (the last loud 10 ms of the line, as sent) → the line's last final
  *    server transcript on the listener's panel, p50/p99 over the repeats;
  *  - word error rate against the fixture's reference;
- *  - amount accuracy: every amount of the fixture read right (src/language's reader, through
- *    scripts/read-amounts.ts) and no other;
+ *  - amount accuracy: every amount of the fixture read right and no other, each final read on its
+ *    own as the room reads it (src/language's reader, through scripts/read-amounts.ts);
  * then memory: `--speakers N` people speaking at once, the recognisers' RSS and PSS per speaker.
  * Options: --repeat N (default 3), --only a,b, --speakers N (default 4), --json.
  * Needs sox (to read the WAVs) and the Debian PocketSphinx packages.
@@ -216,6 +216,8 @@ async function sendRealTime(person: Person, pcm: Buffer, rateHz: number, clock: 
 
 interface Heard {
   text: string;
+  /** Each final's text: amounts are read per final, as the room reads them. */
+  finals: string[];
   latencyMs: number | undefined;
 }
 
@@ -246,7 +248,7 @@ async function runFixture(baseUrl: string, fixture: Fixture, repeat: number, run
       const until = lines[r + 1]?.startMs ?? Infinity;
       const mine = finals.filter((f) => f.entry.startMs >= line.startMs - 200 && f.entry.startMs < until);
       const last = mine.at(-1);
-      return { text: mine.map((f) => f.entry.text).join(" "), latencyMs: last ? last.at - line.endWallMs : undefined };
+      return { text: mine.map((f) => f.entry.text).join(" "), finals: mine.map((f) => f.entry.text), latencyMs: last ? last.at - line.endWallMs : undefined };
     });
   } finally {
     await Promise.all([speaker.close(), listener.close()]);
@@ -312,7 +314,9 @@ async function main(): Promise<void> {
     for (const fixture of fixtures) {
       heard.push({ fixture, runs: await runFixture(baseUrl, fixture, repeat, runId) });
     }
-    const amounts = readAmounts(heard.flatMap((h) => h.runs.map((r) => r.text)));
+    const perFinal = readAmounts(heard.flatMap((h) => h.runs.flatMap((r) => r.finals)));
+    let nextFinal = 0;
+    const amounts = heard.flatMap((h) => h.runs.map((r) => r.finals.flatMap(() => perFinal[nextFinal++]!)));
     let next = 0;
     const all: number[] = [];
     let refWords = 0;

@@ -25,6 +25,7 @@ import { WordTimingSchema, type WordTiming } from "../../gen/handshake/v1/transc
 import { SPEECH_SAMPLE_RATE_HZ } from "../audio/audio-format.js";
 import { backoffDelayMs } from "../core/retry.js";
 import type { SpeechEngine, SpeechEngineFactory, SpeechEvents } from "./speech-engine.js";
+import { moneyLanguageModel } from "./money-language-model.js";
 import { Timeline } from "./timeline.js";
 
 /** The Debian packages local speech needs, in the order a person would install them. */
@@ -40,10 +41,21 @@ export interface PocketSphinxOptions {
   /** Model folder holding `en-us/` (acoustic model), `en-us.lm.bin` and `cmudict-en-us.dict`. */
   modelDir?: string;
   /**
-   * Silence after speech before the recogniser ends an utterance, in ms (10 ms steps). Shorter
-   * gives finals sooner but splits sentences at commas. Default 400.
+   * Quiet after speech before the utterance is ended, in ms (10 ms steps): the engine's own
+   * endpointer then pads the recogniser's input so it decodes at once, instead of waiting for
+   * its VAD and its 128 ms reads. Shorter gives finals sooner but splits sentences at longer
+   * pauses (commas). Default 160.
    */
   endSilenceMs?: number;
+  /**
+   * "money" (default): a small model biased to deal talk, built from the Debian one
+   * (money-language-model.ts), ≈ 10 MB per process; "debian": the full en-us model, ≈ 90 MB.
+   */
+  languageModel?: "money" | "debian";
+  /** Everyday words the money model keeps, most frequent first. Default 5000. */
+  generalWords?: number;
+  /** Words the money model must know whatever their frequency (trigger keywords). */
+  extraWords?: readonly string[];
   /** Audio waiting in the pipe to the recogniser beyond this is dropped, not queued. Default 5 s. */
   maxQueuedBytes?: number;
   /** Peak of the tiny noise added to the audio (in 16-bit steps); see `dithered`. Default 16. */
@@ -93,6 +105,15 @@ const GATE_LOUD_RMS = 1000;
 const CMN_INIT = "46,-1.1,2.3,0,-2.5,-0.5,-2.8,0.2,4.2,2.2,-0.5,1.3,3.8";
 /** Standard "fast" search settings from the CMU tuning guide: same words on our fixtures, about a third less CPU. */
 const SPEED_ARGS = ["-maxhmmpf", "3000", "-maxwpf", "10", "-pl_window", "10"];
+
+/**
+ * The recogniser's own end-of-speech silence (its VAD), in 10 ms frames. Longer than our
+ * endpointer's, so utterances are normally ended by our padding; it only decides when ours
+ * cannot tell (a noisy floor).
+ */
+const RECOGNISER_POST_SPEECH_FRAMES = 30;
+/** Our endpointer: a 10 ms block is quiet below this many times the quietest block so far. */
+const QUIET_RATIO = 3;
 
 const PACKAGES_MESSAGE = `local speech needs Debian packages ${POCKETSPHINX_PACKAGES.join(" ")}`;
 
@@ -228,6 +249,8 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   private readonly binary: string;
   private readonly modelDir: string;
   private readonly endSilenceMs: number;
+  private readonly languageModel: { lm: string; dict: string } | undefined;
+  private readonly languageModelError: string | undefined;
   private readonly maxQueuedBytes: number;
   private readonly dither: number;
   private readonly stopTimeoutMs: number;
@@ -252,6 +275,9 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   private spawnedAt = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private fedSinceFlush = false;
+  /** Endpointer: speech heard since the last end, and quiet since the last loud block. */
+  private speechSinceEnd = false;
+  private quietMs = 0;
 
   // First-speech gate of the current recogniser process.
   private gateOpen = false;
@@ -273,13 +299,21 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   ) {
     this.binary = options.binary ?? "pocketsphinx_continuous";
     this.modelDir = options.modelDir ?? DEFAULT_POCKETSPHINX_MODEL_DIR;
-    this.endSilenceMs = Math.max(100, Math.round((options.endSilenceMs ?? 400) / 10) * 10);
+    this.endSilenceMs = Math.max(60, Math.round((options.endSilenceMs ?? 160) / 10) * 10);
     this.maxQueuedBytes = options.maxQueuedBytes ?? 5 * BYTES_PER_SECOND;
     this.dither = options.ditherAmplitude ?? 16;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 5000;
     this.maxRestarts = options.maxRestarts ?? 3;
     this.log = options.log?.child({ engine: this.name, roomId: participant.roomId, userId: participant.userId });
     this.extraArgs = options.extraArgs ?? [];
+    if (options.languageModel !== "debian") {
+      try {
+        const model = moneyLanguageModel(this.modelDir, privateDir(), { generalWords: options.generalWords, extraWords: options.extraWords });
+        this.languageModel = { lm: model.lmPath, dict: model.dictPath };
+      } catch (err) {
+        this.languageModelError = (err as Error).message;
+      }
+    }
     this.startChild();
   }
 
@@ -293,14 +327,17 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
       return;
     }
     this.feed(this.dithered(pcm, samples), start, samples);
+    if (this.endOfSpeech(pcm, samples)) this.flush();
   }
 
   flush(): void {
     if (!this.child || this.stopping || this.failed || !this.gateOpen || !this.fedSinceFlush) return;
     this.fedSinceFlush = false;
+    this.speechSinceEnd = false;
+    this.quietMs = 0;
     // Quiet audio long enough for the recogniser's VAD to see the utterance end, plus one read
     // block so the block holding that end is read (the pipe is read 2048 samples at a time).
-    const ms = this.endSilenceMs + READ_BLOCK_MS + 100;
+    const ms = RECOGNISER_POST_SPEECH_FRAMES * 10 + READ_BLOCK_MS + 100;
     const samples = (ms * SPEECH_SAMPLE_RATE_HZ) / 1000;
     const padding = this.dithered(Buffer.alloc(samples * 2), samples);
     if (this.queueFull(padding.byteLength)) return;
@@ -362,14 +399,20 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
       this.failed = true;
       return;
     }
+    if (this.languageModelError) {
+      const message = this.languageModelError;
+      queueMicrotask(() => this.fail("engine_unavailable", `${PACKAGES_MESSAGE} (the language model could not be built: ${message})`));
+      this.failed = true;
+      return;
+    }
     const args = [
       "-infile", "/dev/stdin",
       "-time", "yes",
       "-hmm", join(this.modelDir, "en-us"),
-      "-lm", join(this.modelDir, "en-us.lm.bin"),
-      "-dict", join(this.modelDir, "cmudict-en-us.dict"),
+      "-lm", this.languageModel?.lm ?? join(this.modelDir, "en-us.lm.bin"),
+      "-dict", this.languageModel?.dict ?? join(this.modelDir, "cmudict-en-us.dict"),
       "-featparams", featParams,
-      "-vad_postspeech", String(this.endSilenceMs / 10),
+      "-vad_postspeech", String(RECOGNISER_POST_SPEECH_FRAMES),
       ...SPEED_ARGS,
       ...this.extraArgs,
     ];
@@ -398,6 +441,8 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     this.stdoutRest = "";
     this.pending = undefined;
     this.fedSinceFlush = false;
+    this.speechSinceEnd = false;
+    this.quietMs = 0;
 
     child.on("error", (err: NodeJS.ErrnoException) => {
       if (this.child !== child) return;
@@ -476,9 +521,38 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
     }
     if (!this.sawSpeech(pcm, samples)) return;
     this.gateOpen = true;
+    this.speechSinceEnd = true;
+    this.quietMs = 0;
     for (const held of this.preRoll) this.feed(held.pcm, held.start, held.pcm.byteLength >> 1);
     this.preRoll = [];
     this.preRollBytes = 0;
+  }
+
+  /**
+   * The endpointer: true once `endSilenceMs` of quiet 10 ms blocks follow speech. Quiet is
+   * relative to the quietest block heard (the first-speech gate's floor), so it works on a
+   * microphone's noise as well as on padding.
+   */
+  private endOfSpeech(pcm: Buffer, samples: number): boolean {
+    let ended = false;
+    for (let block = 0; block < samples; block += GATE_BLOCK_SAMPLES) {
+      const n = Math.min(GATE_BLOCK_SAMPLES, samples - block);
+      let sum = 0;
+      for (let i = block; i < block + n; i++) {
+        const s = sampleAt(pcm, i * 2);
+        sum += s * s;
+      }
+      const rms = Math.sqrt(sum / n);
+      if (rms < this.gateFloor) this.gateFloor = rms;
+      if (rms >= Math.max(GATE_MIN_RMS, this.gateFloor * QUIET_RATIO)) {
+        this.speechSinceEnd = true;
+        this.quietMs = 0;
+        continue;
+      }
+      this.quietMs += (n * 1000) / SPEECH_SAMPLE_RATE_HZ;
+      if (this.speechSinceEnd && this.quietMs >= this.endSilenceMs) ended = true;
+    }
+    return ended;
   }
 
   private sawSpeech(pcm: Buffer, samples: number): boolean {
