@@ -1,9 +1,10 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
-import { grpcTransport, testProfile } from "./app.js";
+import { bearer, grpcTransport, testProfile } from "./app.js";
 import { recordPanel, type PanelRecorder } from "./panel.js";
 
 /** A member of a room on a running server: ids, tokens and clients, and a way to speak. */
@@ -34,6 +35,17 @@ export interface JoinOptions {
   contractsWith?: "session" | "user";
 }
 
+/** The header every room-scoped call carries, as the clients send it: the router keeps a room's calls on one node by it. */
+export const ROOM_HEADER = "handshake-room";
+
+/** Adds `handshake-room: <roomId>` to every call. */
+export function roomHeader(roomId: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set(ROOM_HEADER, roomId);
+    return next(req);
+  };
+}
+
 /** Joins `roomId` on the server at `baseUrl` with a test profile; opens no stream. */
 export async function joinMember(
   baseUrl: string,
@@ -41,9 +53,10 @@ export async function joinMember(
   profile: MessageInitShape<typeof AgentProfileSchema> = {},
   options: JoinOptions = {},
 ): Promise<Member> {
-  const anonymous = createClient(RoomService, grpcTransport(baseUrl));
+  // Room calls carry the room header, as the real clients' do (through a router they meet on the room's node).
+  const anonymous = createClient(RoomService, createGrpcTransport({ baseUrl, interceptors: [roomHeader(roomId)] }));
   const joined = await anonymous.joinRoom({ roomId, profile: testProfile(profile), userToken: options.userToken ?? "", inviteCode: options.inviteCode ?? "" });
-  const transport = grpcTransport(baseUrl, joined.sessionToken);
+  const transport = createGrpcTransport({ baseUrl, interceptors: [bearer(joined.sessionToken), roomHeader(roomId)] });
   const room = createClient(RoomService, transport);
   const contractsTransport = options.contractsWith === "user" ? grpcTransport(baseUrl, joined.userToken) : transport;
   let start = 0;
