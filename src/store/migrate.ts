@@ -81,6 +81,12 @@ export async function migratePostgres(
   const nowMs = options.nowMs ?? Date.now;
   const client = await pool.connect();
   let broken: Error | undefined;
+  // pg does not listen for a checked-out connection's errors: a session ended between two
+  // statements is noted here (the next statement fails with it) instead of crashing the process.
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on("error", onError);
   try {
     await client.query("SELECT pg_advisory_lock($1)", [PG_MIGRATION_LOCK]);
     try {
@@ -117,6 +123,7 @@ export async function migratePostgres(
     throw err;
   } finally {
     // A session that failed part-way is dropped rather than reused: it may still hold the lock.
+    client.removeListener("error", onError);
     client.release(broken);
   }
 }

@@ -22,6 +22,7 @@ import { silentLogger } from "../core/log.js";
 import { fromContractCursor, toContractCursor } from "./cursor.js";
 import { ledgerAccounts } from "./ledger-accounts.js";
 import { withKillPoint } from "./kill-point.js";
+import { asStoreUnavailable, StoreUnavailableError } from "./store-errors.js";
 import { migratePostgres } from "./migrate.js";
 import {
   assembleContract,
@@ -153,20 +154,27 @@ export function createPostgresContractLock(lockPool: pg.Pool, log: Logger): Keye
   return {
     run<T>(key: string, fn: () => Promise<T>): Promise<T> {
       return local.run(key, async () => {
-        const client = await lockPool.connect();
+        const held = await holdConnection(lockPool);
+        try {
+          await held.client.query("SELECT pg_advisory_lock($1, hashtext($2))", [ADVISORY_NAMESPACE, key]);
+        } catch (err) {
+          held.release(err instanceof Error ? err : new Error(String(err)));
+          throw err;
+        }
         let broken: Error | undefined;
         try {
-          await client.query("SELECT pg_advisory_lock($1, hashtext($2))", [ADVISORY_NAMESPACE, key]);
           return await fn();
         } finally {
+          // A session lost while the work ran lost the lock with it: the work's money steps still
+          // hold (each re-reads its record under its idempotency key), but it is worth knowing.
+          if (held.lost()) log.error({ err: held.lost(), key }, "contract lock's database session ended while its work ran");
           try {
-            await client.query("SELECT pg_advisory_unlock($1, hashtext($2))", [ADVISORY_NAMESPACE, key]);
+            await held.client.query("SELECT pg_advisory_unlock($1, hashtext($2))", [ADVISORY_NAMESPACE, key]);
           } catch (err) {
-            // The session is gone or unusable: destroying it is what frees its locks.
+            // The session is gone or unusable: closing it is what frees its locks.
             broken = err instanceof Error ? err : new Error(String(err));
-            log.warn({ err, key }, "contract lock not released cleanly; dropping its connection");
           }
-          client.release(broken);
+          held.release(broken);
         }
       });
     },
@@ -174,6 +182,59 @@ export function createPostgresContractLock(lockPool: pg.Pool, log: Logger): Keye
 }
 
 type Client = pg.PoolClient;
+
+/**
+ * A connection with `begin` run on it. An idle pooled session the server ended (a restart, a
+ * failover, pg_terminate_backend) fails at its first statement; nothing has run yet then, so one
+ * fresh connection is tried before the caller is told.
+ */
+async function beginTransaction(pool: pg.Pool, begin: string): Promise<Held> {
+  for (let attempt = 0; ; attempt++) {
+    const held = await holdConnection(pool);
+    try {
+      await held.client.query(begin);
+      return held;
+    } catch (err) {
+      const failure = err instanceof Error ? err : new Error(String(err));
+      held.release(failure);
+      if (attempt > 0 || asStoreUnavailable(failure)?.reason !== "storage cannot be reached") throw failure;
+    }
+  }
+}
+
+/** A pooled connection checked out for a while (a transaction, a held lock). */
+interface Held {
+  client: Client;
+  /** The connection error that arrived between queries, if one did. */
+  lost(): Error | undefined;
+  /** Gives the connection back; one that failed (`err`, or lost) is closed instead of reused. */
+  release(err?: Error): void;
+}
+
+/**
+ * Checks a connection out. pg stops listening for a checked-out connection's errors, so a session
+ * ended between two queries (a database restart, an operator's pg_terminate_backend) would be an
+ * unhandled 'error' event: it is noted here instead, and the next query fails with it.
+ */
+export async function holdConnection(pool: pg.Pool): Promise<Held> {
+  const client = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (err: Error) => {
+    lost = err;
+  };
+  client.on("error", onError);
+  let released = false;
+  return {
+    client,
+    lost: () => lost,
+    release(err) {
+      if (released) return;
+      released = true;
+      client.removeListener("error", onError);
+      client.release(err ?? lost);
+    },
+  };
+}
 
 /** Runs one statement, prepared once per connection under its name. */
 async function run<R extends pg.QueryResultRow = pg.QueryResultRow>(client: Client | pg.Pool, name: keyof typeof SQL, values: unknown[] = []): Promise<pg.QueryResult<R>> {
@@ -339,10 +400,10 @@ class PostgresStore implements Store {
   /** Runs `fn` in one read-write transaction; a throw rolls it back. */
   private async write<T>(fn: (client: Client) => Promise<T>): Promise<T> {
     this.live();
-    const client = await this.pool.connect();
+    const held = await beginTransaction(this.pool, "BEGIN");
+    const client = held.client;
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
       const result = await fn(client);
       await client.query("COMMIT");
       return result;
@@ -353,17 +414,17 @@ class PostgresStore implements Store {
       });
       throw err;
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 
   /** Runs `fn` in one read-only snapshot, so a contract and its parts are read as of one moment. */
   private async read<T>(fn: (client: Client) => Promise<T>): Promise<T> {
     this.live();
-    const client = await this.pool.connect();
+    const held = await beginTransaction(this.pool, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    const client = held.client;
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
       const result = await fn(client);
       await client.query("COMMIT");
       return result;
@@ -373,7 +434,7 @@ class PostgresStore implements Store {
       });
       throw err;
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 
@@ -820,22 +881,28 @@ class PostgresStore implements Store {
 
   async checkWritable(): Promise<void> {
     this.live();
-    // A transaction id is what a write needs: a standby in recovery, a read-only default or a
-    // database that stopped taking connections refuses it. Nothing is written.
-    const client = await this.pool.connect();
+    // A fresh session's answer: a standby in recovery or a read-only default refuses writes, and a
+    // database that stopped taking connections fails the connect. Nothing is written.
+    const held = await beginTransaction(this.pool, "BEGIN");
+    const client = held.client;
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
       await client.query(`SET LOCAL statement_timeout = ${CHECK_TIMEOUT_MS}`);
-      await client.query("SELECT pg_current_xact_id()");
+      const state = (
+        await client.query<{ recovery: boolean; read_only: string }>(
+          "SELECT pg_is_in_recovery() AS recovery, current_setting('transaction_read_only') AS read_only",
+        )
+      ).rows[0];
       await client.query("ROLLBACK");
+      if (state?.recovery) throw new StoreUnavailableError("storage is read-only: the database is a standby in recovery");
+      if (state?.read_only === "on") throw new StoreUnavailableError("storage is read-only: the database refuses writes (default_transaction_read_only)");
     } catch (err) {
       await client.query("ROLLBACK").catch((rollbackErr: unknown) => {
         broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
       });
       throw err;
     } finally {
-      client.release(broken);
+      held.release(broken);
     }
   }
 
