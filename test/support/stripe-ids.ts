@@ -8,6 +8,9 @@ export interface ServerStripeIds {
   stripeAccountId?: string;
   stripeCustomerId?: string;
   stripePaymentMethodId?: string;
+  /** Defaults to true with a stripeAccountId: an account bound here has finished onboarding. */
+  stripeChargesEnabled?: boolean;
+  stripePayoutsEnabled?: boolean;
 }
 
 /**
@@ -19,7 +22,8 @@ export function bindStripeIds(dataDir: string, userId: string, ids: ServerStripe
   try {
     const row = db.prepare("SELECT profile FROM profiles WHERE user_id = ?").get(userId) as { profile: Buffer } | undefined;
     if (!row) throw new Error(`no stored profile for ${userId}`);
-    const profile = { ...fromBinary(AgentProfileSchema, row.profile), ...ids };
+    const onboarded = ids.stripeAccountId ? { stripeChargesEnabled: true, stripePayoutsEnabled: true } : {};
+    const profile = { ...fromBinary(AgentProfileSchema, row.profile), ...onboarded, ...ids };
     db.prepare("UPDATE profiles SET profile = ? WHERE user_id = ?").run(Buffer.from(toBinary(AgentProfileSchema, profile)), userId);
   } finally {
     db.close();
