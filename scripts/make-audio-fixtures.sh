@@ -25,7 +25,7 @@ lines=(
   "client-deal-16k|16000|Deal, let's shake on it."
   "client-handshake-16k|16000|Handshake. One hundred and twenty pounds it is."
   "provider-parts-48k|48000|Two days of work, and forty pounds for parts."
-  "provider-boiler-radiators-16k|16000|I would charge one hundred and twenty pounds for the boiler repair. The radiator flush would be anywhere from forty to eighty pounds."
+  "provider-boiler-radiators-16k|16000|I would charge one hundred and twenty pounds for the boiler repair, and forty to eighty pounds for the radiators."
   "client-fair-handshake-16k|16000|That sounds fair. Handshake."
 )
 
