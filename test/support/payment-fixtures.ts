@@ -21,11 +21,12 @@ export const CLIENT = "u_client";
 /** The paid side of every test contract. */
 export const PROVIDER = "u_provider";
 
-/** A throwaway SQLite store with both users and their profiles (Stripe ids included). */
+/** A throwaway SQLite store (or `opened`, any empty store) with both users and their profiles (Stripe ids included). */
 export async function openStore(
   profiles: { client?: MessageInitShape<typeof AgentProfileSchema>; provider?: MessageInitShape<typeof AgentProfileSchema> } = {},
+  opened?: Store,
 ): Promise<Store> {
-  const store = await createSqliteStore({ path: ":memory:" });
+  const store = opened ?? (await createSqliteStore({ path: ":memory:" }));
   await store.createUser({ id: CLIENT, createdAtMs: 1 });
   await store.createUser({ id: PROVIDER, createdAtMs: 1 });
   await store.saveProfile(
