@@ -1,4 +1,5 @@
 import { createRequire } from "node:module";
+import path from "node:path";
 import type { Page } from "playwright-core";
 
 /*
@@ -17,4 +18,26 @@ export async function seriousViolations(page: Page): Promise<string[]> {
     return result.violations.map((v) => ({ id: v.id, impact: v.impact ?? "", targets: v.nodes.map((n) => JSON.stringify(n.target)) }));
   });
   return found.filter((v) => v.impact === "serious" || v.impact === "critical").map((v) => `${v.id}: ${v.targets.join(", ")}`);
+}
+
+/** The widths every browser-test screen is photographed at. */
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * Checks what `page` shows with axe-core (the test fails on a serious or critical violation),
+ * then photographs it into `dir` as `<name>.png` at desktop width and `<name>-phone.png` at
+ * phone width, and goes back to desktop width.
+ */
+export async function photographScreen(page: Page, dir: string, name: string): Promise<void> {
+  const violations = await seriousViolations(page);
+  if (violations.length > 0) throw new Error(`${name}: serious accessibility violations:\n${violations.join("\n")}`);
+  await page.setViewportSize(DESKTOP);
+  await page.screenshot({ path: path.join(dir, `${name}.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  // The phone layout has its own rules (the sheet from the bottom, one column): axe checks it too.
+  const phoneViolations = await seriousViolations(page);
+  if (phoneViolations.length > 0) throw new Error(`${name} (phone): serious accessibility violations:\n${phoneViolations.join("\n")}`);
+  await page.screenshot({ path: path.join(dir, `${name}-phone.png`), fullPage: true });
+  await page.setViewportSize(DESKTOP);
 }

@@ -1,13 +1,14 @@
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildWeb } from "../../clients/web/build.js";
 import { loadDialogue } from "../../clients/cli/dialogue.js";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { sha256Hex } from "../support/hash.js";
-import { seriousViolations } from "./web-axe.js";
+import { launchChromium } from "../support/browser.js";
+import { DESKTOP, photographScreen } from "./web-axe.js";
 
 /*
  * The browser app end to end in headless Chromium: two people in separate browser profiles join
@@ -33,22 +34,7 @@ beforeAll(async () => {
   await buildWeb({ outDir: WEB_ROOT });
   await mkdir(ARTIFACTS, { recursive: true });
   t = await startTestApp({ WEB_ROOT });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--use-fake-ui-for-media-stream",
-      "--use-fake-device-for-media-stream",
-      `--use-file-for-fake-audio-capture=${MIC_WAV}`,
-      "--autoplay-policy=no-user-gesture-required",
-    ],
-  });
+  browser = await launchChromium({ micWav: MIC_WAV });
 }, 120_000);
 
 afterAll(async () => {
@@ -59,7 +45,7 @@ afterAll(async () => {
 
 async function person(): Promise<Page> {
   // A browser profile each, as two people on two devices: separate storage and connections.
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const context = await browser.newContext({ viewport: DESKTOP });
   contexts.push(context);
   const page = await context.newPage();
   page.on("pageerror", (err) => pageErrors.push(err.message));
@@ -72,13 +58,9 @@ async function person(): Promise<Page> {
   return page;
 }
 
-/** Screenshots `page` at desktop width, then at phone width, then back; then checks it with axe-core. */
-async function shots(page: Page, name: string): Promise<void> {
-  expect(await seriousViolations(page), name).toEqual([]);
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize({ width: 1280, height: 900 });
+/** Checks `page` with axe-core and photographs it at desktop and phone width. */
+function shots(page: Page, name: string): Promise<void> {
+  return photographScreen(page, ARTIFACTS, name);
 }
 
 async function join(page: Page, roomId: string, profile: { name: string; role: string; trade?: string; maxAutoApprove?: string; rates?: string }): Promise<void> {
@@ -293,7 +275,7 @@ async function deal(roomId: string, plumber: Page, homeowner: Page): Promise<voi
 
 describe("browser app: new room and a second tab", () => {
   it("makes a server-chosen room with a share link, and a duplicated tab joins as someone new", async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const context = await browser.newContext({ viewport: DESKTOP });
     contexts.push(context);
     const first = await context.newPage();
     first.on("pageerror", (err) => pageErrors.push(err.message));
