@@ -22,6 +22,7 @@ const PUBLIC_METHODS = new Set([
   "grpc.health.v1.Health/Watch",
   "grpc.health.v1.Health/List",
   "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+  "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ]);
 
 /** Authenticates a call of `method` (`Service/Method`) unless it is public; stores the caller in `values`. */

@@ -7,8 +7,23 @@ import { isSupportedCurrency } from "../core/money.js";
 
 /**
  * Validators for request fields at the boundary, one per message kind. Each throws
- * InvalidArgumentError naming the field; none changes anything.
+ * InvalidFieldError naming the field; none changes anything.
  */
+
+/**
+ * A request field that is wrong: an InvalidArgumentError that also carries the field's path in
+ * the request (`profile.rates[0].amount_minor`), which errors.ts sends as a BadRequest field
+ * violation, and a stable reason for it.
+ */
+export class InvalidFieldError extends InvalidArgumentError {
+  constructor(
+    readonly field: string,
+    message: string,
+    readonly reason = "INVALID_FIELD",
+  ) {
+    super(message);
+  }
+}
 
 const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const CONTRACT_ID = /^ctr_[0-9a-f-]{36}$/;
@@ -16,7 +31,7 @@ const MILESTONE_ID = /^ctr_[0-9a-f-]{36}_m[0-9]{1,3}$/;
 
 /** A room id: 1–64 of A–Z a–z 0–9 - _. */
 export function checkRoomId(roomId: string, field = "room_id"): string {
-  if (!ROOM_ID.test(roomId)) throw new InvalidArgumentError(`${field} must be 1–64 characters of A–Z, a–z, 0–9, "-" or "_"`);
+  if (!ROOM_ID.test(roomId)) throw new InvalidFieldError(field, `${field} must be 1–64 characters of A–Z, a–z, 0–9, "-" or "_"`);
   return roomId;
 }
 
@@ -36,19 +51,19 @@ export function decodedPath(pathname: string): string | undefined {
 
 /** A contract id as the server issues them. */
 export function checkContractId(id: string): string {
-  if (!CONTRACT_ID.test(id)) throw new InvalidArgumentError("contract_id is not a contract id");
+  if (!CONTRACT_ID.test(id)) throw new InvalidFieldError("contract_id", "contract_id is not a contract id");
   return id;
 }
 
 /** A milestone id as the server issues them. */
 export function checkMilestoneId(id: string): string {
-  if (!MILESTONE_ID.test(id)) throw new InvalidArgumentError("milestone_id is not a milestone id");
+  if (!MILESTONE_ID.test(id)) throw new InvalidFieldError("milestone_id", "milestone_id is not a milestone id");
   return id;
 }
 
 /** An invite code: empty, or 4–64 printable characters. */
 export function checkInviteCode(code: string): string {
-  if (code !== "" && !/^[\x21-\x7e]{4,64}$/.test(code)) throw new InvalidArgumentError("invite_code must be 4–64 printable characters without spaces");
+  if (code !== "" && !/^[\x21-\x7e]{4,64}$/.test(code)) throw new InvalidFieldError("invite_code", "invite_code must be 4–64 printable characters without spaces");
   return code;
 }
 
@@ -57,21 +72,21 @@ export function checkKeyword(keyword: string): string {
   checkLine(keyword, "keyword");
   const trimmed = keyword.trim();
   if (trimmed.length < 1 || trimmed.length > 50 || !/[\p{L}\p{N}]/u.test(trimmed)) {
-    throw new InvalidArgumentError("keyword must be 1–50 characters including a letter or digit");
+    throw new InvalidFieldError("keyword", "keyword must be 1–50 characters including a letter or digit");
   }
   return trimmed;
 }
 
 /** A positive amount in minor units, below the configured ceiling. */
 export function checkAmount(amountMinor: bigint, ceilingMinor: bigint, field = "amount_minor"): bigint {
-  if (amountMinor <= 0n) throw new InvalidArgumentError(`${field} must be greater than 0`);
-  if (amountMinor > ceilingMinor) throw new InvalidArgumentError(`${field} must be at most ${ceilingMinor}`);
+  if (amountMinor <= 0n) throw new InvalidFieldError(field, `${field} must be greater than 0`);
+  if (amountMinor > ceilingMinor) throw new InvalidFieldError(field, `${field} must be at most ${ceilingMinor}`);
   return amountMinor;
 }
 
 /** An audio control value. */
 export function checkControl(control: AudioControl): AudioControl {
-  if (!(control in AudioControl) || control === AudioControl.UNSPECIFIED) throw new InvalidArgumentError("control must be MUTE, UNMUTE or FLUSH");
+  if (!(control in AudioControl) || control === AudioControl.UNSPECIFIED) throw new InvalidFieldError("control", "control must be MUTE, UNMUTE or FLUSH");
   return control;
 }
 
@@ -84,46 +99,46 @@ const BIDI_OVERRIDES = /[\u202a-\u202e\u2066-\u2069]/;
 
 /** A one-line text (a name, a trade, an item): no control characters, newlines or bidi overrides. */
 function checkLine(value: string, field: string): void {
-  if (LINE_BREAKING.test(value)) throw new InvalidArgumentError(`${field} must be one line without control characters`);
-  if (BIDI_OVERRIDES.test(value)) throw new InvalidArgumentError(`${field} contains bidi override characters`);
+  if (LINE_BREAKING.test(value)) throw new InvalidFieldError(field, `${field} must be one line without control characters`);
+  if (BIDI_OVERRIDES.test(value)) throw new InvalidFieldError(field, `${field} contains bidi override characters`);
 }
 
 function checkText(value: string, field: string, min: number, max: number, multiLine = false): void {
-  if (value.length < min || value.length > max) throw new InvalidArgumentError(`${field} must be ${min}–${max} characters`);
+  if (value.length < min || value.length > max) throw new InvalidFieldError(field, `${field} must be ${min}–${max} characters`);
   if (!multiLine) return checkLine(value, field);
-  if (CONTROLS.test(value)) throw new InvalidArgumentError(`${field} contains control characters`);
-  if (BIDI_OVERRIDES.test(value)) throw new InvalidArgumentError(`${field} contains bidi override characters`);
+  if (CONTROLS.test(value)) throw new InvalidFieldError(field, `${field} contains control characters`);
+  if (BIDI_OVERRIDES.test(value)) throw new InvalidFieldError(field, `${field} contains bidi override characters`);
 }
 
 function checkEnum(value: number, enumObject: object, field: string): void {
-  if (!(value in enumObject)) throw new InvalidArgumentError(`${field} has an unknown value ${value}`);
+  if (!(value in enumObject)) throw new InvalidFieldError(field, `${field} has an unknown value ${value}`);
 }
 
 /** An agent profile, whole. Amounts are checked against the ceiling; the currency must be supported. */
 export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bigint): AgentProfile {
-  if (!profile) throw new InvalidArgumentError("profile is required");
+  if (!profile) throw new InvalidFieldError("profile", "profile is required");
   checkText(profile.displayName.trim(), "profile.display_name", 1, 100);
   checkLine(profile.displayName, "profile.display_name");
   checkEnum(profile.role, PartyRole, "profile.role");
   checkText(profile.trade, "profile.trade", 0, 100);
-  if (profile.experienceYears > 80) throw new InvalidArgumentError("profile.experience_years must be 0–80");
-  if (profile.rates.length > 20) throw new InvalidArgumentError("profile.rates may hold at most 20 rates");
+  if (profile.experienceYears > 80) throw new InvalidFieldError("profile.experience_years", "profile.experience_years must be 0–80");
+  if (profile.rates.length > 20) throw new InvalidFieldError("profile.rates", "profile.rates may hold at most 20 rates");
   profile.rates.forEach((rate, i) => {
     checkText(rate.description, `profile.rates[${i}].description`, 1, 200);
     checkAmount(rate.amountMinor, ceilingMinor, `profile.rates[${i}].amount_minor`);
     checkEnum(rate.unit, RateUnit, `profile.rates[${i}].unit`);
   });
   checkEnum(profile.style, NegotiationStyle, "profile.style");
-  if (!isSupportedCurrency(profile.currency)) throw new InvalidArgumentError("profile.currency must be a supported ISO 4217 code such as GBP, EUR or USD");
+  if (!isSupportedCurrency(profile.currency)) throw new InvalidFieldError("profile.currency", "profile.currency must be a supported ISO 4217 code such as GBP, EUR or USD");
   if (profile.maxAutoApproveMinor < 0n || profile.maxAutoApproveMinor > ceilingMinor) {
-    throw new InvalidArgumentError(`profile.max_auto_approve_minor must be 0–${ceilingMinor}`);
+    throw new InvalidFieldError("profile.max_auto_approve_minor", `profile.max_auto_approve_minor must be 0–${ceilingMinor}`);
   }
   checkEnum(profile.escrowPreference, EscrowPreference, "profile.escrow_preference");
   if (profile.escrowThresholdMinor < 0n || profile.escrowThresholdMinor > ceilingMinor) {
-    throw new InvalidArgumentError(`profile.escrow_threshold_minor must be 0–${ceilingMinor}`);
+    throw new InvalidFieldError("profile.escrow_threshold_minor", `profile.escrow_threshold_minor must be 0–${ceilingMinor}`);
   }
   checkText(profile.customInstructions, "profile.custom_instructions", 0, 4000, true);
-  if (profile.contextDocuments.length > 10) throw new InvalidArgumentError("profile.context_documents may hold at most 10 documents");
+  if (profile.contextDocuments.length > 10) throw new InvalidFieldError("profile.context_documents", "profile.context_documents may hold at most 10 documents");
   profile.contextDocuments.forEach((doc, i) => {
     checkText(doc.title, `profile.context_documents[${i}].title`, 1, 200);
     checkText(doc.text, `profile.context_documents[${i}].text`, 0, 20_000, true);
@@ -136,11 +151,11 @@ export function checkProfile(profile: AgentProfile | undefined, ceilingMinor: bi
     [profile.stripePaymentMethodId, "profile.stripe_payment_method_id"],
   ];
   for (const [value, field] of stripeIds) {
-    if (value !== "") throw new InvalidArgumentError(`${field} may not be set: Stripe ids are created by the server`);
+    if (value !== "") throw new InvalidFieldError(field, `${field} may not be set: Stripe ids are created by the server`);
   }
   // What Stripe says of the connected account is recorded by the server from Stripe, never claimed.
   if (profile.stripeChargesEnabled || profile.stripePayoutsEnabled) {
-    throw new InvalidArgumentError("profile.stripe_charges_enabled and profile.stripe_payouts_enabled may not be set: the server records them from Stripe");
+    throw new InvalidFieldError("profile.stripe_charges_enabled", "profile.stripe_charges_enabled and profile.stripe_payouts_enabled may not be set: the server records them from Stripe");
   }
   checkText(profile.monzoAccessToken, "profile.monzo_access_token", 0, 2000);
   profile.displayName = profile.displayName.trim();

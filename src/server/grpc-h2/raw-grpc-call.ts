@@ -2,6 +2,7 @@ import http2 from "node:http2";
 import zlib from "node:zlib";
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { GrpcMessageReader } from "./wire.js";
 
 /**
@@ -277,7 +278,7 @@ export abstract class RawGrpcCall<Scope> {
     this.stream.resume();
     if (!this.headersSent) this.sendHeaders();
     this.res.addTrailers(
-      mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage) } : { "grpc-status": "0" },
+      mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage), ...statusDetails(mapped) } : { "grpc-status": "0" },
     );
     this.res.end();
     // A client that neither reads what is queued nor closes loses the stream after a while.
@@ -321,6 +322,15 @@ function encodeGrpcMessage(message: string): string {
       return "%EF%BF%BD";
     }
   });
+}
+
+/** The error's google.rpc details as connect-node sends them (grpc-status-details-bin), when it has any. */
+function statusDetails(err: ConnectError): Record<string, string> {
+  if (err.details.length === 0) return {};
+  const trailer = new Headers();
+  setTrailerStatus(trailer, err);
+  const bin = trailer.get("grpc-status-details-bin");
+  return bin ? { "grpc-status-details-bin": bin } : {};
 }
 
 function tooLarge(length: number, max: number): ConnectError {
