@@ -6,7 +6,7 @@
  *   node --import tsx scripts/cluster-router.ts --bind :8443 --tls /etc/handshake/router.pem \
  *     --node node1=10.0.0.11:8080 --node node2=10.0.0.12:8080 > /etc/haproxy/haproxy.cfg
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
@@ -80,13 +80,14 @@ function main(argv: string[]): void {
       tls: { type: "string" },
       "stats-socket": { type: "string" },
       log: { type: "boolean", default: false },
+      out: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     process.stdout.write(
-      "scripts/cluster-router.ts --bind [host]:port --node name=host:port ... [--tls pem] [--stats-socket path] [--log]\n" +
-        "  prints the router's HAProxy configuration (deploy/haproxy/haproxy.cfg filled in)\n",
+      "scripts/cluster-router.ts --bind [host]:port --node name=host:port ... [--tls pem] [--stats-socket path] [--log] [--out file]\n" +
+        "  prints (or writes to --out) the router's HAProxy configuration: deploy/haproxy/haproxy.cfg filled in\n",
     );
     return;
   }
@@ -100,7 +101,8 @@ function main(argv: string[]): void {
     ...(values["stats-socket"] ? { statsSocket: values["stats-socket"] } : {}),
     logToStdout: values.log,
   });
-  process.stdout.write(text);
+  if (values.out) writeFileSync(values.out, text);
+  else process.stdout.write(text);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) main(process.argv.slice(2));
