@@ -96,7 +96,7 @@ describe("browser journey, spoken", () => {
       await homeowner.locator('[data-testid="peer-presence"][data-quality="good"]', { hasText: "Sam Price is here" }).waitFor();
       await shot(homeowner, "3-call");
       await homeowner.waitForFunction(() => {
-        const said = [...document.querySelectorAll('[data-testid="transcript"] li.theirs[data-final="true"] .text')].map((e) => e.textContent).join(" ");
+        const said = Array.from(document.querySelectorAll('[data-testid="transcript"] li.theirs[data-final="true"] .text')).map((e) => e.textContent).join(" ");
         return /hundred/.test(said) && /twenty/.test(said) && /forty/.test(said) && /eighty/.test(said);
       }, undefined, { timeout: 60_000 });
       await plumber.getByTestId("mic-toggle").click();
@@ -169,6 +169,7 @@ describe("browser journey, spoken", () => {
       await row.waitFor();
       expect(await row.getByTestId("contract-counterparty").textContent()).toBe("Sam Price (being paid)");
       expect(await row.getAttribute("data-status")).toBe("COMPLETED");
+      expect(await row.getByTestId("contract-row-total-settled").textContent()).toBe("£185.00");
       await saved.getByTestId("saved-balances").getByText("You paid £185.00; £15.00 came back to you from escrow.").waitFor();
       await shot(saved, "9-saved-contracts");
       await row.getByTestId("contract-open").click();

@@ -72,7 +72,8 @@ export function currencyTotals(userId: string, payments: readonly Payment[], hol
 export function totalsInWords(t: CurrencyTotals): string[] {
   const money = (minor: bigint) => formatMoney(minor, t.currency);
   const lines: string[] = [];
-  if (t.paidMinor > 0n || t.refundedMinor > 0n) {
+  if (t.paidMinor === 0n && t.refundedMinor > 0n) lines.push(`The ${money(t.refundedMinor)} you put in escrow came back to you.`);
+  else if (t.paidMinor > 0n) {
     const held = t.heldMinor > 0n ? `, ${money(t.heldMinor)} of it held in escrow` : "";
     const back = t.refundedMinor > 0n ? `; ${money(t.refundedMinor)} came back to you from escrow` : "";
     lines.push(`You paid ${money(t.paidMinor)}${held}${back}.`);

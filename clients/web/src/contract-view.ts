@@ -64,6 +64,19 @@ function errorText(err: unknown): string {
   return err instanceof ConnectError ? err.rawMessage : (err as Error).message;
 }
 
+/** What a line item settled at: its milestone's payout (nothing, if the escrow went back), or undefined while open. */
+function settledAmountOf(lineItemId: string, milestones: readonly Milestone[]): bigint | undefined {
+  const m = milestones.find((x) => x.lineItemId === lineItemId);
+  if (m?.status === MilestoneStatus.COMPLETED) return m.capturedMinor;
+  if (m?.status === MilestoneStatus.RELEASED) return 0n;
+  return undefined;
+}
+
+/** The contract's total as settled so far: each item at what it settled at, the open ones as agreed. */
+export function settledTotalOf(contract: Contract, milestones: readonly Milestone[] = contract.milestones): bigint {
+  return (contract.terms?.lineItems ?? []).reduce((sum, item) => sum + (settledAmountOf(item.id, milestones) ?? item.amountMinor), 0n);
+}
+
 /** Renders a contract card. The hash check runs in the background and unlocks the Sign button. */
 export function contractCard(contract: Contract, money: MoneyState, deps: ContractViewDeps): HTMLElement {
   const currency = contract.terms?.currency ?? "GBP";
@@ -146,15 +159,9 @@ export function contractCard(contract: Contract, money: MoneyState, deps: Contra
   const payments = merge(contract.payments, money.payments);
   const holds = merge(contract.holds, money.holds);
   const milestones = merge(contract.milestones, money.milestones);
-  // A ranged item settles at what its milestone paid out (or nothing, if the escrow went back).
-  const settledOf = (lineItemId: string): bigint | undefined => {
-    const m = milestones.find((x) => x.lineItemId === lineItemId);
-    if (m?.status === MilestoneStatus.COMPLETED) return m.capturedMinor;
-    if (m?.status === MilestoneStatus.RELEASED) return 0n;
-    return undefined;
-  };
+  const settledOf = (lineItemId: string) => settledAmountOf(lineItemId, milestones);
   const agreedTotal = contract.terms?.totalMinor ?? 0n;
-  const settledTotal = items.reduce((sum, item) => sum + (settledOf(item.id) ?? item.amountMinor), 0n);
+  const settledTotal = settledTotalOf(contract, milestones);
   const terms = h(
     "table",
     { class: "items" },
@@ -234,8 +241,8 @@ function moneySection(
   );
 }
 
-/** An amount; when it settled at another amount, that one, with the agreed one struck through. */
-function amountCell(agreedMinor: bigint, settledMinor: bigint | undefined, currency: string, testId: string): HTMLElement {
+/** A table cell with an amount; when it settled at another amount, that one, with the agreed one struck through. */
+export function amountCell(agreedMinor: bigint, settledMinor: bigint | undefined, currency: string, testId: string): HTMLElement {
   if (settledMinor === undefined || settledMinor === agreedMinor) return h("td", { class: "num", "data-testid": testId }, formatMoney(agreedMinor, currency));
   return h(
     "td",

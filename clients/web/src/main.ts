@@ -1,8 +1,8 @@
 import { ConnectError } from "@connectrpc/connect";
 import { ContractStatus, type Contract } from "../../../gen/handshake/v1/deal_pb.js";
-import { contractStatusText, formatMoney, sideWords } from "../../shared/format.js";
+import { contractStatusText, sideWords } from "../../shared/format.js";
 import { balancesView } from "./balances.js";
-import { contractCard } from "./contract-view.js";
+import { amountCell, contractCard, settledTotalOf } from "./contract-view.js";
 import { byId, h, replace } from "./dom.js";
 import { loadSavedProfile, profileFields, saveProfile } from "./profile-form.js";
 import { RoomSession, contractClient } from "./room-session.js";
@@ -255,7 +255,7 @@ async function showContracts(): Promise<void> {
               h("td", {}, h("button", { type: "button", class: "link", "data-testid": "contract-open" }, c.title)),
               h("td", { "data-testid": "contract-counterparty" }, counterparty(c)),
               h("td", {}, h("span", { class: `pill status-${ContractStatus[c.status]?.toLowerCase() ?? ""}` }, contractStatusText(c.status))),
-              h("td", { class: "num" }, c.terms ? formatMoney(c.terms.totalMinor, c.terms.currency) : ""),
+              c.terms ? amountCell(c.terms.totalMinor, settledTotalOf(c), c.terms.currency, "contract-row-total") : h("td", {}),
             ),
           ),
         ),
