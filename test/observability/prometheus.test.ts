@@ -1,9 +1,14 @@
+import { readFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { paidDeal } from "../support/deal-run.js";
 import { startPrometheus, type PrometheusServer } from "../support/prometheus.js";
 import { tempDir } from "../support/store.js";
+
+/** The Grafana dashboard in the repo: a panel's title and its PromQL targets. */
+type Dashboard = { panels: { type: string; title: string; targets?: { expr: string }[] }[] };
+const DASHBOARD = new URL("../../deploy/grafana/handshake-dashboard.json", import.meta.url);
 
 /** The per-stage histograms one offline deal with device transcripts moves, each at least once. */
 const STAGE_HISTOGRAMS = [
@@ -57,6 +62,21 @@ describe("Debian's prometheus scraping a real server with the repo's scrape conf
     expect(series.length).toBeGreaterThan(10);
     for (const { metric } of series) {
       for (const value of Object.values(metric)) expect(value).not.toMatch(/prometheus-room|usr_|ctr_|neg_/);
+    }
+  });
+
+  it("runs every query of the Grafana dashboard, each on metrics the server serves", async () => {
+    const dashboard = JSON.parse(await readFile(DASHBOARD, "utf8")) as Dashboard;
+    // Declared (# TYPE) is enough: a labelled histogram has no samples before its first observation.
+    const exposition = await (await fetch(`${t.baseUrl}/metrics`)).text();
+    const declared = new Set([...exposition.matchAll(/^# TYPE (\S+) (\w+)$/gm)].flatMap(([, name, type]) => (type === "histogram" ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name!])));
+    const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((target) => ({ title: p.title, expr: target.expr })));
+    expect(queries.length).toBeGreaterThan(20);
+    for (const { title, expr } of queries) {
+      // Grafana's variables as Grafana would fill them for this one server.
+      const filled = expr.replaceAll("$__rate_interval", "1m").replaceAll("$job", "handshake").replaceAll("$instance", ".*");
+      await expect(prometheus.query(filled), title).resolves.toBeInstanceOf(Array);
+      for (const name of expr.match(/\b(?:handshake|process|nodejs)_[a-z0-9_]+/g) ?? []) expect(declared, `${title}: ${name}`).toContain(name);
     }
   });
 });
