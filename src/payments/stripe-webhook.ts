@@ -86,6 +86,7 @@ interface IntentPayload {
   created: number;
   cancellationReason: string;
   lastErrorMessage: string;
+  lastErrorCode: string;
   contractId: string;
   lineItemId: string;
 }
@@ -244,8 +245,17 @@ export function createStripeWebhookHandler(options: StripeWebhookHandlerOptions)
   };
 }
 
+/**
+ * Off-session, an issuer that wants 3-D Secure makes Stripe report payment_failed with
+ * authentication_required: the payer was asked to authenticate, so nothing failed yet.
+ */
+function waitsForPayer(type: string, intent: IntentPayload): boolean {
+  return type === "payment_intent.payment_failed" && intent.lastErrorCode === "authentication_required";
+}
+
 /** The payment after `type`, or undefined when the event changes nothing (never moves backwards). */
 function nextPayment(payment: Payment, type: string, intent: IntentPayload): Payment | undefined {
+  if (waitsForPayer(type, intent)) return undefined;
   const next = { ...payment, railReference: intent.id };
   switch (type) {
     case "payment_intent.succeeded":
@@ -266,6 +276,7 @@ function nextPayment(payment: Payment, type: string, intent: IntentPayload): Pay
 
 /** The hold after `type`, or undefined when the event changes nothing (never moves backwards). */
 function nextHold(hold: EscrowHold, type: string, intent: IntentPayload): EscrowHold | undefined {
+  if (waitsForPayer(type, intent)) return undefined;
   const next = { ...hold, railReference: intent.id };
   const open = hold.status === EscrowHoldStatus.PENDING || hold.status === EscrowHoldStatus.FAILED;
   switch (type) {
@@ -320,6 +331,7 @@ function parseIntent(object: unknown): IntentPayload {
     created: typeof object.created === "number" ? object.created : 0,
     cancellationReason: str(object.cancellation_reason),
     lastErrorMessage: str(lastError.message),
+    lastErrorCode: str(lastError.code),
     contractId: str(metadata.contract_id),
     lineItemId: str(metadata.line_item_id),
   };

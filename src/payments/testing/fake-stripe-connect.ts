@@ -10,14 +10,25 @@ import { createHmac } from "node:crypto";
 /** What a test card does when charged, as in Stripe's test mode. */
 export type CardBehaviour = "succeeds" | "authentication_required" | "declined" | "insufficient_funds";
 
+/** A test card: what charging it does; `attaches` when saving it succeeds though charges are declined. */
+export interface TestCard {
+  behaviour: CardBehaviour;
+  last4: string;
+  brand: string;
+  attaches?: boolean;
+}
+
 /** Test tokens and card numbers → what they do (https://docs.stripe.com/testing). */
-const TEST_CARDS: Record<string, { behaviour: CardBehaviour; last4: string; brand: string }> = {
+const TEST_CARDS: Record<string, TestCard> = {
   pm_card_visa: { behaviour: "succeeds", last4: "4242", brand: "visa" },
   pm_card_mastercard: { behaviour: "succeeds", last4: "4444", brand: "mastercard" },
   pm_card_authenticationRequired: { behaviour: "authentication_required", last4: "3184", brand: "visa" },
   pm_card_chargeDeclined: { behaviour: "declined", last4: "0002", brand: "visa" },
   pm_card_chargeDeclinedInsufficientFunds: { behaviour: "insufficient_funds", last4: "9995", brand: "visa" },
+  // Attaches (saves) fine, then every charge is declined: a card that worked at setup and fails later.
+  pm_card_chargeCustomerFail: { behaviour: "declined", last4: "0341", brand: "visa", attaches: true },
   "4242424242424242": { behaviour: "succeeds", last4: "4242", brand: "visa" },
+  "4000000000000341": { behaviour: "declined", last4: "0341", brand: "visa", attaches: true },
   "4000002760003184": { behaviour: "authentication_required", last4: "3184", brand: "visa" },
   "4000000000000002": { behaviour: "declined", last4: "0002", brand: "visa" },
   "4000000000009995": { behaviour: "insufficient_funds", last4: "9995", brand: "visa" },
@@ -89,7 +100,7 @@ export function stripeSignatureHeader(payload: string, secret: string, timestamp
 }
 
 /** What the fake knows of a test card token or of a payment method it made, or undefined. */
-export function testCard(id: string): { behaviour: CardBehaviour; last4: string; brand: string } | undefined {
+export function testCard(id: string): TestCard | undefined {
   return TEST_CARDS[id];
 }
 

@@ -396,7 +396,7 @@ export async function startFakeStripe(options: { clockMs?: () => number } = {}):
     }
     const card = testCard(token);
     if (!card) return stripeError(400, { type: "invalid_request_error", code: "resource_missing", param: "payment_method", message: `No such PaymentMethod: '${token}'` });
-    if (card.behaviour === "declined" || card.behaviour === "insufficient_funds") {
+    if ((card.behaviour === "declined" || card.behaviour === "insufficient_funds") && !card.attaches) {
       return stripeError(402, { type: "card_error", code: "card_declined", decline_code: card.behaviour === "declined" ? "generic_decline" : "insufficient_funds", message: "Your card was declined.", setup_intent: intent });
     }
     const pm: FakePaymentMethod = { id: `pm_fake_${++seq}`, object: "payment_method", type: "card", customer: intent.customer || null, card: { brand: card.brand, last4: card.last4 }, created: nowSec(), livemode: false, behaviour: card.behaviour };
