@@ -86,7 +86,10 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     env.BENCH_CPU_PROF_DIR = options.cpuProfDir;
     env.BENCH_CPU_PROF_NAME = "server";
   }
-  if (options.heapSnapshotDir) env.BENCH_HEAP_SNAPSHOT_DIR = options.heapSnapshotDir;
+  if (options.heapSnapshotDir) {
+    env.BENCH_HEAP_SNAPSHOT_DIR = options.heapSnapshotDir;
+    env.BENCH_CPU_PROF_NAME = "server";
+  }
   args.push(await serverBundle);
   const service = await launch("server", args, env, port);
   return {

@@ -205,7 +205,7 @@ async function load(
 async function floorRun(kind: FloorKind, options: Options, runId: string, profileDir: string | undefined): Promise<Measured> {
   const service = await startFloor(profileDir, kind);
   try {
-    const rssIdle = await idleRss(service);
+    const rssIdle = await idleRss(service, kind, runId);
     const run = await load(service, kind, options.rooms, options.seconds, options.warmupSeconds, runId, profileDir !== undefined);
     return { run, rssIdle };
   } finally {
@@ -268,8 +268,17 @@ function summarise(runs: readonly Measured[], rooms: number): Summary {
   };
 }
 
-/** Idle RSS: after start, once the process has settled and start-up garbage is collected. */
-async function idleRss(service: Service): Promise<number> {
+/** Rooms streamed for a second before idle memory is read (see idleRss). */
+const WARM_UP_ROOMS = 2;
+
+/**
+ * Idle RSS: after start and one short warm-up load (WARM_UP_ROOMS rooms joined, streamed and
+ * left), once start-up garbage is collected. The warm-up pays what a process pays once, not per
+ * room: the JIT's code for the join and relay paths and modules loaded on first use, which would
+ * otherwise be counted against the rooms of the measured run.
+ */
+async function idleRss(service: Service, kind: Kind, runId: string): Promise<number> {
+  await runGenerator({ target: kind, port: service.port, rooms: WARM_UP_ROOMS, seconds: 1, warmupSeconds: 0, frameBytes: 640, frameIntervalMs: 20, runId: `${runId}-warm`, setupConcurrency: 2 });
   await new Promise((resolve) => setTimeout(resolve, 1000));
   await service.collectGarbage();
   return rssMb(service.pid);
@@ -377,7 +386,7 @@ async function main(): Promise<void> {
     const heapSnapshot = last && options.heapSnapshotDir !== undefined;
     const server = await startServer({ speech: options.speech, cpuProfDir: last ? options.cpuProfDir : undefined, heapSnapshotDir: heapSnapshot ? options.heapSnapshotDir : undefined });
     try {
-      const rssIdle = await idleRss(server);
+      const rssIdle = await idleRss(server, "server", `${runId}-srv-${i}`);
       if (heapSnapshot) process.kill(server.pid, "SIGTTIN");
       progress(options, `server: streaming…${round}`);
       const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-srv-${i}`, last && options.cpuProfDir !== undefined, heapSnapshot);
