@@ -74,11 +74,11 @@ export class RoomView {
 
   private readonly linkPill = h("span", { class: "pill", "data-testid": "link-state" }, "connecting");
   private readonly people = h("ul", { class: "people", "data-testid": "participants" });
-  private readonly transcriptList = h("ol", { class: "transcript", "data-testid": "transcript" });
+  private readonly transcriptList = h("ol", { class: "transcript", "data-testid": "transcript", tabindex: 0, "aria-label": "What was said" });
   private readonly triggerBox = h("div", { class: "trigger", "data-testid": "trigger-state" });
   private readonly negotiationBox = h("div", { class: "negotiation", "data-testid": "negotiation" });
   private readonly timeline = h("ol", { class: "timeline", "data-testid": "timeline", "aria-label": "What has happened in the deal" });
-  private readonly agentBox = h("ol", { class: "agent", "data-testid": "agent-messages" });
+  private readonly agentBox = h("ol", { class: "agent", "data-testid": "agent-messages", tabindex: 0, "aria-label": "What your agent said" });
   private readonly contractSlot = h("div", { "data-testid": "contract-slot" });
   /** The contract in a sheet over the room, opened when it arrives and from the timeline. */
   private readonly sheet = h("dialog", { class: "sheet", "data-testid": "contract-sheet", "aria-label": "Contract" });
