@@ -7,6 +7,7 @@ import { create, toJson, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
+import { PaymentSetupSchema, PaymentsService, type PaymentSetup } from "../../gen/handshake/v1/payments_service_pb.js";
 import { BalanceSchema } from "../../gen/handshake/v1/money_pb.js";
 import { ContractSchema, MilestoneSchema, type Contract } from "../../gen/handshake/v1/deal_pb.js";
 import { ApprovalStatus, PanelEventSchema, type ApprovalRequest } from "../../gen/handshake/v1/events_pb.js";
@@ -59,6 +60,10 @@ commands:
   milestone approve <contract> <milestone> <amount>    (client; the proposed amount)
   milestone release <contract> <milestone>             (provider)
   balances                                your ledger balances
+  stripe onboard                          (to be paid) prints your Stripe onboarding link
+  stripe card                             (to pay) prints a Stripe page that saves your card
+  stripe status [--refresh]               what Stripe lets you do (--refresh: ask Stripe again)
+  stripe retry <contract> <line item> [pm_…]   try a declined payment again (your own saved card)
 
 connection:   --server URL (default $HANDSHAKE_SERVER or http://127.0.0.1:8080)
               --token USER_TOKEN (default $HANDSHAKE_TOKEN, else the --state file)
@@ -108,11 +113,22 @@ const OPTIONS = {
   "until-complete": { type: "boolean" },
   timeout: { type: "string" },
   json: { type: "boolean" },
+  refresh: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
 class UsageError extends Error {
   override readonly name = "UsageError";
+}
+
+/** One line saying what Stripe lets this person do. */
+function setupLine(setup: PaymentSetup): string {
+  const paid = !setup.payeeAccountCreated
+    ? "not set up to be paid (stripe onboard)"
+    : setup.chargesEnabled
+      ? `can be paid${setup.payoutsEnabled ? ", payouts on" : ", payouts not enabled yet"}`
+      : "Stripe onboarding not finished (stripe onboard)";
+  return `${paid}; ${setup.cardSaved ? "a card is saved to pay with" : "no card saved to pay with (stripe card)"}`;
 }
 
 /** A file given on the command line that cannot be used; exit 2 like bad usage, without the --help hint. */
@@ -150,6 +166,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       case "contract":
       case "milestone":
       case "balances":
+      case "stripe":
         return await contractCommand(command, args);
       default:
         throw new UsageError(`unknown command "${command}"`);
@@ -386,7 +403,45 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return EXIT.ok;
       }
     }
+    if (name === "stripe") return stripeCommand(createClient(PaymentsService, createGrpcTransport({ baseUrl: stateServer, interceptors: [auth] })), rest);
     throw new UsageError(`unknown command "${name}"`);
+  }
+
+  /** Stripe setup from the terminal: hosted pages to open in a browser, and retries. */
+  async function stripeCommand(payments: ReturnType<typeof createClient<typeof PaymentsService>>, rest: string[]): Promise<number> {
+    const [action, contractId, lineItemId, paymentMethodId = ""] = rest;
+    const show = (setup: PaymentSetup | undefined) => {
+      if (!setup) return;
+      if (values.json) out(toJsonString(PaymentSetupSchema, setup));
+      else out(setupLine(setup));
+    };
+    switch (action) {
+      case "onboard": {
+        const link = await payments.startPayeeOnboarding({});
+        out(`open this link to connect your Stripe account (valid until ${new Date(Number(link.expiresAtMs)).toISOString()}, once):`);
+        out(link.url);
+        return EXIT.ok;
+      }
+      case "card": {
+        const page = await payments.startCardSetup({ hosted: true });
+        out("open this Stripe page to save the card you pay with:");
+        out(page.hostedUrl);
+        return EXIT.ok;
+      }
+      case "status":
+        show((await payments.getPaymentSetup({ refresh: values.refresh ?? false })).setup);
+        return EXIT.ok;
+      case "retry": {
+        if (!contractId || !lineItemId) throw new UsageError("usage: stripe retry <contract id> <line item id> [payment method id]");
+        const { contract } = await payments.retryPayment({ contractId, lineItemId, paymentMethodId });
+        if (!contract) throw new Error("RetryPayment returned no contract");
+        if (values.json) out(toJsonString(ContractSchema, contract));
+        else out(`contract ${contract.id}: ${contractStatusText(contract.status)}`);
+        return EXIT.ok;
+      }
+      default:
+        throw new UsageError("usage: stripe onboard|card|status|retry");
+    }
   }
 
   async function speak(
