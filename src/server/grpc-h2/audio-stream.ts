@@ -8,6 +8,7 @@ import {
   type AudioStreamResponse,
 } from "../../../gen/handshake/v1/room_service_pb.js";
 import { InvalidArgumentError, ResourceExhaustedError } from "../../core/errors.js";
+import { audioFrameCounts } from "../../core/metrics.js";
 import type { AudioSink } from "../../room/room.js";
 import { applyAudioMessage } from "../audio-messages.js";
 import { PEER_AUDIO_QUEUE_FRAMES } from "../audio-sink.js";
@@ -72,6 +73,9 @@ class AudioCall extends RawGrpcCall<MemberScope> {
   private sink: FastAudioSink | undefined;
   private unregister: (() => void) | undefined;
   private closeStream: (() => void) | undefined;
+  /** The caller's room and user id, kept from the scope at open: every frame needs them. */
+  private room: MemberScope["room"] | undefined;
+  private userId = "";
 
   constructor(
     shared: RawCallShared<MemberScope>,
@@ -84,18 +88,20 @@ class AudioCall extends RawGrpcCall<MemberScope> {
 
   /** One gRPC message: the AudioStreamRequest at buf[start, end), flag byte `flags`. */
   protected message(buf: Buffer, start: number, end: number, flags: number): void {
-    const { room, userId } = this.scope;
+    const room = this.room!;
     if ((flags & 1) === 0 && this.formatSeen && parseFrame(buf, start, end, parsed)) {
       const pcmStart = parsed.pcmStart!;
       const pcm = parsed.pcmLength === 0 ? EMPTY : buf.subarray(pcmStart, pcmStart + parsed.pcmLength);
-      const frame = new WireAudioFrame(buf.subarray(start - 5, end), pcm, parsed.seq, parsed.capturedAtUs);
+      // A chunk that is exactly this message (the usual case: one DATA frame per frame) is forwarded as it is.
+      const wire = start === 5 && end === buf.length ? buf : buf.subarray(start - 5, end);
+      const frame = new WireAudioFrame(wire, pcm, parsed.seq, parsed.capturedAtUs);
       this.deps.audio.checkFrame(frame);
-      room.audioFrame(userId, frame);
+      room.audioFrame(this.userId, frame);
       return;
     }
     const request = this.decode(AudioStreamRequestSchema, buf, start, end, flags);
     if (!this.formatSeen) this.first(request.message);
-    else applyAudioMessage(room, userId, request.message, this.deps.audio);
+    else applyAudioMessage(room, this.userId, request.message, this.deps.audio);
   }
 
   /** The client ended its side: the call ends with OK, as connect-node's handler does. */
@@ -105,6 +111,8 @@ class AudioCall extends RawGrpcCall<MemberScope> {
 
   /** The stream counts from its open, so calls that never send their format header are limited too. */
   protected override opened(): void {
+    this.room = this.scope.room;
+    this.userId = this.scope.userId;
     this.closeStream = this.deps.scopes.openStream(this.scope);
   }
 
@@ -150,6 +158,8 @@ class FastAudioSink implements AudioSink {
     }
     if (this.pending >= PEER_AUDIO_QUEUE_FRAMES || this.call.queuedBytes > AUDIO_QUEUE_BYTES) {
       this.closedSink = true;
+      // This frame and the unwritten ones are lost with the stream.
+      audioFrameCounts.dropped += this.pending + 1;
       this.call.fail(new ResourceExhaustedError(`audio stream fell more than ${PEER_AUDIO_QUEUE_FRAMES} frames behind`));
       return;
     }
