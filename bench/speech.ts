@@ -245,8 +245,10 @@ async function runFixture(baseUrl: string, fixture: Fixture, repeat: number, run
         : [],
     );
     return lines.map((line, r) => {
-      const until = lines[r + 1]?.startMs ?? Infinity;
-      const mine = finals.filter((f) => f.entry.startMs >= line.startMs - 200 && f.entry.startMs < until);
+      // A word may be timed a little before its line starts (the recogniser's pre-speech frames).
+      const from = line.startMs - 200;
+      const until = (lines[r + 1]?.startMs ?? Infinity) - 200;
+      const mine = finals.filter((f) => f.entry.startMs >= from && f.entry.startMs < until);
       const last = mine.at(-1);
       return { text: mine.map((f) => f.entry.text).join(" "), finals: mine.map((f) => f.entry.text), latencyMs: last ? last.at - line.endWallMs : undefined };
     });

@@ -61,6 +61,10 @@ export interface Config {
     language: string;
     /** Local recogniser processes (≈80 MB each) at once; participants beyond it are told to send on-device transcripts. */
     maxProcesses: number;
+    /** PocketSphinx: quiet after speech that ends an utterance, ms (SPEECH_END_SILENCE_MS). */
+    endSilenceMs: number;
+    /** PocketSphinx: "money", the small deal-talk model (≈10 MB a process), or "debian", the full en-us one (≈90 MB). */
+    languageModel: "money" | "debian";
   };
   agents: { engine: "offline" | "claude"; anthropicApiKey: string; anthropicBaseUrl: string; model: string };
   payments: {
@@ -71,6 +75,8 @@ export interface Config {
     holdWarningMs: number;
     /** Stripe publishable key (pk_…) handed to browsers for Stripe.js (STRIPE_PUBLISHABLE_KEY). */
     stripePublishableKey: string;
+    /** Where browsers load Stripe.js from (STRIPE_JS_URL, default https://js.stripe.com/v3/). */
+    stripeJsUrl: string;
     /** Where Stripe's hosted onboarding and card pages send people back to (STRIPE_RETURN_URL). */
     stripeReturnUrl: string;
     /** Where an expired onboarding link sends people, to ask for a new one (STRIPE_REFRESH_URL). */
@@ -294,6 +300,8 @@ export function loadConfig(env: Env = process.env): Config {
       language: str(env, "SPEECH_LANGUAGE", "en"),
       // 16 × ≈80 MB ≈ 1.3 GB of recognisers at most, whatever the number of rooms.
       maxProcesses: int(env, "SPEECH_MAX_PROCESSES", 16, 1, 10_000),
+      endSilenceMs: int(env, "SPEECH_END_SILENCE_MS", 160, 60, 2000),
+      languageModel: oneOf(env, "SPEECH_LANGUAGE_MODEL", "money", ["money", "debian"]),
     },
     agents: {
       engine: oneOf(env, "AGENT_ENGINE", anthropicApiKey ? "claude" : "offline", ["offline", "claude"]),
@@ -308,6 +316,7 @@ export function loadConfig(env: Env = process.env): Config {
       stripeApiBase: url(env, "STRIPE_API_BASE", ""),
       holdWarningMs: int(env, "HOLD_WARNING_MS", 86_400_000, 60_000, 7 * 86_400_000),
       stripePublishableKey: str(env, "STRIPE_PUBLISHABLE_KEY", ""),
+      stripeJsUrl: url(env, "STRIPE_JS_URL", "https://js.stripe.com/v3/"),
       stripeReturnUrl: url(env, "STRIPE_RETURN_URL", "http://127.0.0.1:8080/?stripe=return"),
       stripeRefreshUrl: url(env, "STRIPE_REFRESH_URL", "http://127.0.0.1:8080/?stripe=refresh"),
       platformFeeBps: int(env, "PLATFORM_FEE_BPS", 0, 0, 10_000),

@@ -54,7 +54,10 @@ export async function createSpeechEngines(config: Config, log: Logger): Promise<
         return { ...base, name: "device", speechFactory: undefined };
       }
       // One recogniser process per participant, at most SPEECH_MAX_PROCESSES of them (speech-pool.ts).
-      const pool = boundSpeechEngines(createPocketSphinxEngineFactory({ log }), config.speech.maxProcesses);
+      const pool = boundSpeechEngines(
+        createPocketSphinxEngineFactory({ log, endSilenceMs: config.speech.endSilenceMs, languageModel: config.speech.languageModel }),
+        config.speech.maxProcesses,
+      );
       return { ...base, name: "pocketsphinx", speechFactory: pool.factory };
     }
   }
