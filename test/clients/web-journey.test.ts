@@ -88,6 +88,7 @@ describe("browser journey, spoken", () => {
       await homeowner.getByTestId("switch-side").click();
       for (const page of [plumber, homeowner]) await page.getByTestId("same-side").waitFor({ state: "hidden" });
       await homeowner.locator('[data-testid="trigger-state"] [data-armed="true"]').waitFor();
+      await homeowner.locator('[data-testid="agent-state"][data-state="listening"]', { hasText: "Your agent is listening" }).waitFor();
 
       // The plumber speaks: his level meter moves, she sees him here with good audio, and the
       // server's recogniser writes down what he said.
@@ -115,6 +116,8 @@ describe("browser journey, spoken", () => {
       await approval.waitFor({ timeout: 30_000 });
       expect(await approval.textContent()).toContain("Pay £200.00 to Sam Price");
       expect(await plumber.getByTestId("approval").count()).toBe(0);
+      await homeowner.locator('[data-testid="agent-state"][data-state="asking"]', { hasText: "waiting for your answer" }).waitFor();
+      expect(await plumber.getByTestId("agent-state").getAttribute("data-state")).toBe("negotiating");
       await shot(homeowner, "4-approval");
       await homeowner.getByTestId("approval-approve").click();
 

@@ -91,6 +91,8 @@ export class RoomView {
   private readonly reconnecting = h("p", { class: "reconnecting", "data-testid": "reconnecting", role: "status", hidden: true });
   private readonly sameSideBox = h("div", { class: "same-side", "data-testid": "same-side", role: "alert", hidden: true });
   private readonly balancesSlot = h("div", { "data-testid": "balances-slot" });
+  /** What this person's agent is doing now, in a word or two. */
+  private readonly agentState = h("span", { class: "pill agent-state", "data-testid": "agent-state", role: "status" });
 
   constructor(private readonly deps: RoomViewDeps) {
     this.player = new PeerPlayer(deps.audio);
@@ -146,7 +148,7 @@ export class RoomView {
         h(
           "div",
           { class: "col deal" },
-          h("div", { class: "deal-head" }, h("h2", {}, "Deal"), this.negotiationBox),
+          h("div", { class: "deal-head" }, h("h2", {}, "Deal"), this.agentState, this.negotiationBox),
           this.triggerBox,
           this.timeline,
           this.balancesSlot,
@@ -446,6 +448,7 @@ export class RoomView {
 
   /** Redraws the deal timeline from what the room has seen. */
   private renderTimeline(): void {
+    this.renderAgentState();
     const negotiating = Boolean(this.status?.activeNegotiationId) && (!this.negotiation || this.negotiation.status === NegotiationStatus.OPEN);
     const entries = timelineEntries(
       {
@@ -466,6 +469,27 @@ export class RoomView {
       },
     );
     replace(this.timeline, ...(entries.length > 0 ? entries : [h("li", { class: "event empty" }, h("p", { class: "muted" }, "Nothing yet. Talk it through; when you both agree, say the trigger word and your agents take it from there."))]));
+  }
+
+  private renderAgentState(): void {
+    const me = this.deps.session.userId;
+    const asking = [...this.approvals.values()].some((a) => a.userId === me && a.status === ApprovalStatus.PENDING);
+    const c = this.contract;
+    const mustSign = c?.status === ContractStatus.AWAITING_SIGNATURES && !c.signatures.some((s) => s.userId === me);
+    const [state, words] = !this.status?.paired
+      ? ["waiting", "Your agent waits for the other person"]
+      : asking
+        ? ["asking", "Your agent is waiting for your answer"]
+        : this.status.activeNegotiationId
+          ? ["negotiating", "Your agent is negotiating"]
+          : mustSign
+            ? ["signing", "Waiting for your signature"]
+            : this.status.triggerArmed
+              ? ["listening", "Your agent is listening"]
+              : ["idle", "Your agent is standing by"];
+    this.agentState.dataset.state = state;
+    this.agentState.className = `pill agent-state agent-${state}`;
+    this.agentState.textContent = words;
   }
 
   private openSheet(): void {
