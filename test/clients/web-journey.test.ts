@@ -117,7 +117,7 @@ describe("browser journey, spoken", () => {
       expect(await approval.textContent()).toContain("Pay £200.00 to Sam Price");
       expect(await plumber.getByTestId("approval").count()).toBe(0);
       await homeowner.locator('[data-testid="agent-state"][data-state="asking"]', { hasText: "waiting for your answer" }).waitFor();
-      expect(await plumber.getByTestId("agent-state").getAttribute("data-state")).toBe("negotiating");
+      await plumber.locator('[data-testid="agent-state"][data-state="negotiating"]').waitFor();
       await shot(homeowner, "4-approval");
       await homeowner.getByTestId("approval-approve").click();
 
