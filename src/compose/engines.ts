@@ -74,6 +74,7 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
     stripe: config.payments.rail === "stripe" ? createStripeConnect(stripeOptions) : undefined,
     urls: { returnUrl: config.payments.stripeReturnUrl, refreshUrl: config.payments.stripeRefreshUrl },
     publishableKey: config.payments.stripePublishableKey,
+    stripeJsUrl: config.payments.stripeJsUrl,
     log,
   });
 
