@@ -23,6 +23,8 @@ export interface PaymentSetupOptions {
   urls: PaymentSetupUrls;
   /** Stripe publishable key for Stripe.js (env STRIPE_PUBLISHABLE_KEY); "" when not set. */
   publishableKey: string;
+  /** Where browsers load Stripe.js from (env STRIPE_JS_URL). */
+  stripeJsUrl: string;
   log?: Logger;
 }
 
@@ -42,7 +44,7 @@ export interface PaymentSetupService {
   /** The user's setup; `refresh` reads the connected account from Stripe and records it first. */
   getSetup(userId: string, refresh: boolean): Promise<PaymentSetup>;
   /** Creates the customer once, then a SetupIntent (client secret) or a hosted setup page. */
-  startCardSetup(userId: string, hosted: boolean): Promise<{ clientSecret: string; hostedUrl: string; publishableKey: string }>;
+  startCardSetup(userId: string, hosted: boolean): Promise<{ clientSecret: string; hostedUrl: string; publishableKey: string; stripeJsUrl: string }>;
   /** Makes `paymentMethodId` the user's default, after checking at Stripe that it is attached to their own customer. */
   useOwnPaymentMethod(userId: string, paymentMethodId: string): Promise<void>;
   /** `account.updated`: records charges/payouts enabled on the account's owner. Returns what it did. */
@@ -55,7 +57,7 @@ export interface PaymentSetupService {
 
 /** Creates the service. */
 export function createPaymentSetupService(options: PaymentSetupOptions): PaymentSetupService {
-  const { store, stripe, urls, publishableKey } = options;
+  const { store, stripe, urls, publishableKey, stripeJsUrl } = options;
   const log = (options.log ?? silentLogger).child({ component: "payment-setup" });
 
   function requireStripe(): StripeConnect {
@@ -83,6 +85,7 @@ export function createPaymentSetupService(options: PaymentSetupOptions): Payment
       payoutsEnabled: profile.stripePayoutsEnabled,
       cardSaved: profile.stripePaymentMethodId !== "",
       publishableKey,
+      stripeJsUrl,
     });
   }
 
@@ -124,10 +127,10 @@ export function createPaymentSetupService(options: PaymentSetupOptions): Payment
       const connect = requireStripe();
       if (hosted) {
         const page = await connect.createSetupCheckout(profile.stripeCustomerId, userId, profile.currency || "GBP", urls.returnUrl, urls.refreshUrl);
-        return { clientSecret: "", hostedUrl: page.url, publishableKey };
+        return { clientSecret: "", hostedUrl: page.url, publishableKey, stripeJsUrl };
       }
       const intent = await connect.createSetupIntent(profile.stripeCustomerId, userId);
-      return { clientSecret: intent.clientSecret, hostedUrl: "", publishableKey };
+      return { clientSecret: intent.clientSecret, hostedUrl: "", publishableKey, stripeJsUrl };
     },
 
     async useOwnPaymentMethod(userId, paymentMethodId) {

@@ -7,7 +7,7 @@ import type { ContractExecutor } from "./execution.js";
 export interface PaymentsDesk {
   startOnboarding(userId: string): Promise<{ url: string; expiresAtMs: number; setup: PaymentSetup }>;
   getSetup(userId: string, refresh: boolean): Promise<PaymentSetup>;
-  startCardSetup(userId: string, hosted: boolean): Promise<{ clientSecret: string; hostedUrl: string; publishableKey: string }>;
+  startCardSetup(userId: string, hosted: boolean): Promise<{ clientSecret: string; hostedUrl: string; publishableKey: string; stripeJsUrl: string }>;
   /**
    * Tries the failed payment or hold of `lineItemId` again; with `paymentMethodId`, first makes it
    * the caller's default, which only one of their own saved cards can be (else PermissionDenied,
