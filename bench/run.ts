@@ -24,7 +24,7 @@ import { round2, spread, type Spread } from "./stats.js";
 
 /** Capacity: the largest room count meeting these. */
 const CAPACITY_P99_MS = 20;
-const CAPACITY_STEPS = [50, 100, 150, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000, 1200, 1500, 2000, 2500, 3000];
+const CAPACITY_STEPS = [25, 50, 100, 150, 200, 250, 300, 350, 400, 500, 600, 700, 800, 1000, 1200, 1500, 2000, 2500, 3000];
 
 /** The settings of one bench run. */
 interface Options {
@@ -108,6 +108,7 @@ function parseOptions(argv: string[]): Options {
         "  --capacity-max N      largest room count tried (default 2000)",
         "  --repeat N            run both floors and the server N times each; each figure is the median, with min and max (default 1)",
         "  --plot FILE           with --capacity: write an SVG of p99 and CPU against rooms for the server and both floors",
+        "                        (every step up to --capacity-max is run, past the first failure too)",
         "  --cpu-prof            write V8 CPU profiles of the server's and the floor's measurement windows to bench/profiles/",
         "                        (summarise it: node --import tsx bench/profile-summary.ts <file>)",
         "  --heap-snapshot       write heap snapshots of the last server, idle and with every room connected, to bench/profiles/",
@@ -311,12 +312,15 @@ async function findCapacity(kind: Kind, options: Options): Promise<{ rooms: numb
   let best = 0;
   let failedAt: number | undefined;
   for (const rooms of CAPACITY_STEPS.filter((n) => n <= options.capacityMax)) {
-    if (await tryRooms(rooms)) best = rooms;
+    // With --plot every step is run, so the picture shows each curve past its limit too.
+    if (failedAt !== undefined) await tryRooms(rooms);
+    else if (await tryRooms(rooms)) best = rooms;
     else {
       failedAt = rooms;
-      break;
+      if (!options.plotFile) break;
     }
   }
+  if (options.plotFile) return { rooms: best, steps };
   // Narrow down between the last pass and the first failure, to within 10% (at most 3 more runs).
   for (let tries = 0; failedAt !== undefined && tries < 3 && failedAt - best > Math.max(10, best * 0.1); tries++) {
     const middle = Math.round((best + failedAt) / 2 / 5) * 5;

@@ -17,13 +17,16 @@ const NUMBER_FIELDS = [
   "serverCpuPct",
   "floorCpuPct",
   "floorP99Ms",
+  "wsFloorCpuPct",
+  "wsFloorP99Ms",
+  "rssKbPerConnectedRoom",
   "rssMbIdle",
   "rssMbLoad",
   "generatorCpuPct",
   "generatorLoopDelayP99Ms",
 ] as const;
 /** Ratios are null when the floor measured 0; fan-out and pipeline are null when nothing completed. */
-const NUMBER_OR_NULL_FIELDS = ["cpuRatioToFloor", "p99RatioToFloor", "fanoutP99Ms", "pipelineP99Ms", "pipelineConcurrentP99Ms"] as const;
+const NUMBER_OR_NULL_FIELDS = ["cpuRatioToFloor", "p99RatioToFloor", "cpuRatioToWsFloor", "p99RatioToWsFloor", "fanoutP99Ms", "pipelineP99Ms", "pipelineConcurrentP99Ms"] as const;
 
 describe("npm run bench", () => {
   it("runs with tiny settings and prints one JSON line with every field", async () => {
@@ -42,9 +45,14 @@ describe("npm run bench", () => {
     }
     expect(result.rooms).toBe(2);
     expect(result.seconds).toBe(2);
-    // 2 rooms × 2 participants × 50 frames/s × 2 s, whatever the timing.
-    expect(result.sent).toBe(400);
+    // 2 rooms × 2 participants × 50 frames/s × 2 s, whatever the timing, through the server and both floors.
+    expect([result.sent, result.floorSent, result.wsFloorSent]).toEqual([400, 400, 400]);
     expect(result.received).toBe((result.sent as number) - (result.lost as number));
+    // One run: each figure's median, min and max are that run's figure.
+    const spreadOf = result.spread as Record<string, { median: number; min: number; max: number }>;
+    for (const [field, figure] of [["serverCpuPct", "serverCpuPct"], ["wsFloorP99Ms", "wsFloorP99Ms"], ["floorP99Ms", "floorP99Ms"]] as const) {
+      expect(spreadOf[field]).toEqual({ median: result[figure], min: result[figure], max: result[figure] });
+    }
     // The one pipeline room reaches payments in both runs (one at a time, then several at once).
     expect([result.pipelineCompleted, result.pipelineConcurrentCompleted]).toEqual([1, 1]);
     expect("capacityRooms" in result).toBe(false);
