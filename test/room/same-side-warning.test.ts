@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { describeEvent, sameSideText } from "../../clients/shared/format.js";
+import { createParticipant } from "../../clients/cli/participant.js";
 import { startTestApp, testProfile, type TestApp } from "../support/app.js";
 import { joinPerson } from "../support/people.js";
 
@@ -46,6 +47,28 @@ describe("same-side warning", () => {
       }
     } finally {
       await Promise.all([sam.panel.stop(), alex.panel.stop()]);
+    }
+  });
+
+  it("is printed by the command-line participant, in the words the CLI shows for every room event", async () => {
+    const lines: string[] = [];
+    const [sam, alex] = (["Sam", "Alex"] as const).map((name) =>
+      createParticipant({
+        serverUrl: t.baseUrl,
+        roomId: "same-side-cli",
+        profile: testProfile({ displayName: name, role: PartyRole.PROVIDER }),
+        onEvent: (event, p) => lines.push(`${name}: ${describeEvent(event, (id) => p.nameOf(id))}`),
+      }),
+    ) as [ReturnType<typeof createParticipant>, ReturnType<typeof createParticipant>];
+    try {
+      await sam.join();
+      await alex.join();
+      for (const p of [sam, alex]) await p.waitFor((e) => (e.event.case === "sameSide" ? true : undefined));
+      for (const name of ["Sam", "Alex"]) {
+        expect(lines.find((l) => l.startsWith(`${name}: `) && l.includes("warning:"))).toMatch(/warning: Sam and Alex are both set as being paid — one of you should switch, or the deal will fail\.$/);
+      }
+    } finally {
+      await Promise.all([sam.close(), alex.close()]);
     }
   });
 
