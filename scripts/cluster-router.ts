@@ -32,11 +32,28 @@ export interface RouterConfig {
   tlsPemFile?: string;
   /** A runtime API socket (`show table nodes`, `disable server nodes/<id>`); none when unset. */
   statsSocket?: string;
+  /** Connections one client address may hold open at the router (default 256, the node's own default). */
+  maxConnectionsPerAddress?: number;
   /** Log each call to stdout in HAProxy's HTTP format; off by default (tests read no router log). */
   logToStdout?: boolean;
 }
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** Connections per client address at the router unless configured: the node's own default (MAX_CONNECTIONS_PER_ADDRESS). */
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 256;
+
+/**
+ * What a node behind the router sets: its peer is always the router, so limits per address would
+ * count every client as one (and a ban would shut everyone out). The router limits per address.
+ */
+export const NODE_BEHIND_ROUTER_ENV: Readonly<Record<string, string>> = {
+  MAX_CONNECTIONS_PER_ADDRESS: "1000000",
+  MAX_STREAMS_PER_ADDRESS: "1000000",
+  HEALTH_WATCH_PER_ADDRESS: "10000",
+  H2_MAX_RESETS_PER_ADDRESS_PER_SECOND: "1000000",
+  ROOM_CREATES_PER_ADDRESS_PER_MINUTE: "1000000",
+  ABUSE_BAN_MS: "0",
+};
 
 /** The configuration text for `haproxy -f`. Throws on a node name or address HAProxy would misread. */
 export function renderRouterConfig(config: RouterConfig, template = readFileSync(ROUTER_TEMPLATE, "utf8")): string {
@@ -49,12 +66,15 @@ export function renderRouterConfig(config: RouterConfig, template = readFileSync
     if (!Number.isInteger(node.port) || node.port < 1 || node.port > 65535) throw new Error(`node ${node.id}: port ${node.port} is out of range`);
     ids.add(node.id);
   }
+  const perAddress = config.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS;
+  if (!Number.isInteger(perAddress) || perAddress < 1) throw new Error(`connections per address must be a positive integer, got ${perAddress}`);
   const address = (host: string, port: number) => (host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`);
   const tls = config.tlsPemFile ? ` ssl crt ${config.tlsPemFile} alpn h2,http/1.1` : "";
   const values: Record<string, string> = {
     global: config.statsSocket ? `    stats socket ${config.statsSocket} mode 600 level admin` : "",
     log: config.logToStdout ? "    log stdout format raw local0\n    option httplog" : "",
     bind: `    bind ${address(config.bindHost, config.bindPort)}${tls}`,
+    max_connections_per_address: String(perAddress),
     servers: config.nodes.map((node) => `    server ${node.id} ${address(node.host, node.port)}`).join("\n"),
   };
   return template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => {
@@ -79,6 +99,7 @@ function main(argv: string[]): void {
       node: { type: "string", multiple: true, default: [] },
       tls: { type: "string" },
       "stats-socket": { type: "string" },
+      "max-connections-per-address": { type: "string" },
       log: { type: "boolean", default: false },
       out: { type: "string" },
       help: { type: "boolean", default: false },
@@ -86,7 +107,7 @@ function main(argv: string[]): void {
   });
   if (values.help) {
     process.stdout.write(
-      "scripts/cluster-router.ts --bind [host]:port --node name=host:port ... [--tls pem] [--stats-socket path] [--log] [--out file]\n" +
+      "scripts/cluster-router.ts --bind [host]:port --node name=host:port ... [--tls pem] [--stats-socket path] [--max-connections-per-address N] [--log] [--out file]\n" +
         "  prints (or writes to --out) the router's HAProxy configuration: deploy/haproxy/haproxy.cfg filled in\n",
     );
     return;
@@ -100,6 +121,7 @@ function main(argv: string[]): void {
     ...(values.tls ? { tlsPemFile: values.tls } : {}),
     ...(values["stats-socket"] ? { statsSocket: values["stats-socket"] } : {}),
     logToStdout: values.log,
+    ...(values["max-connections-per-address"] ? { maxConnectionsPerAddress: Number(values["max-connections-per-address"]) } : {}),
   });
   if (values.out) writeFileSync(values.out, text);
   else process.stdout.write(text);

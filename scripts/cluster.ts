@@ -21,6 +21,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { freePort, waitForPort } from "../test/support/ports.js";
 import { startRedis, type TestRedis } from "../test/support/redis.js";
+import { NODE_BEHIND_ROUTER_ENV } from "./cluster-router.js";
 import { startRouter, type Router } from "../test/support/router.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -37,6 +38,7 @@ interface Options {
   tls: { certFile: string; keyFile: string } | undefined;
   env: Record<string, string>;
   json: boolean;
+  maxConnectionsPerAddress: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -49,6 +51,7 @@ function parseOptions(argv: string[]): Options {
       "tls-cert": { type: "string" },
       "tls-key": { type: "string" },
       env: { type: "string", multiple: true, default: [] },
+      "max-connections-per-address": { type: "string", default: "256" },
       json: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -62,6 +65,7 @@ function parseOptions(argv: string[]): Options {
         "  --dir D              where PostgreSQL's data and each node's DATA_DIR live (default .cluster)",
         "  --tls-cert, --tls-key  PEM files: the router terminates TLS (https, ALPN h2 + http/1.1)",
         "  --env NAME=value     a setting for every node (repeatable), e.g. --env LOG_LEVEL=debug",
+        "  --max-connections-per-address N  what one client address may hold open at the router (default 256)",
         "  --json               print one ready line as JSON (for scripts), no banner",
         "",
       ].join("\n"),
@@ -86,6 +90,7 @@ function parseOptions(argv: string[]): Options {
     tls: values["tls-cert"] ? { certFile: path.resolve(values["tls-cert"]), keyFile: path.resolve(values["tls-key"]!) } : undefined,
     env,
     json: values.json,
+    maxConnectionsPerAddress: Number(values["max-connections-per-address"]),
   };
 }
 
@@ -243,6 +248,7 @@ async function main(): Promise<void> {
           NODE_ID: id,
           DATABASE_URL: postgres.url,
           REDIS_URL: redis.url,
+          ...NODE_BEHIND_ROUTER_ENV,
           LOG_LEVEL: options.json ? "warn" : "info",
           ...options.env,
         },
@@ -251,7 +257,9 @@ async function main(): Promise<void> {
       );
       nodes.push({ id, port, pid: started.at(-1)!.child.pid!, dataDir });
     }
-    router = await startRouter({ nodes: nodes.map((n) => ({ id: n.id, port: n.port })), port: options.port === 0 ? undefined : options.port, ...(options.tls ? { tls: options.tls } : {}) });
+    router = await startRouter({ nodes: nodes.map((n) => ({ id: n.id, port: n.port })), port: options.port === 0 ? undefined : options.port,
+      maxConnectionsPerAddress: options.maxConnectionsPerAddress,
+      ...(options.tls ? { tls: options.tls } : {}) });
     // A node that dies is the router's and the directory's business (failover); say so and carry on.
     for (const r of started) {
       r.child.once("exit", (code, signal) => {

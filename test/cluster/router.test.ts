@@ -1,3 +1,4 @@
+import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
@@ -156,4 +157,33 @@ describe("two nodes behind the router", () => {
       client.close();
     }
   });
+});
+
+it("limits connections per client address at the router, where the client's address is known", async () => {
+  const node = await startTestApp({ NODE_ID: "limited" });
+  const router = await startRouter({ nodes: [{ id: "limited", port: node.port }], maxConnectionsPerAddress: 2 });
+  const sockets: net.Socket[] = [];
+  try {
+    /** A TCP connection to the router; resolves once it is open, or once the router ended it. */
+    const open = async () => {
+      const socket = net.connect(router.port, "127.0.0.1");
+      socket.on("error", () => {});
+      sockets.push(socket);
+      await new Promise((resolve) => {
+        socket.once("connect", resolve);
+        socket.once("close", resolve);
+      });
+      return socket;
+    };
+    const kept = [await open(), await open()];
+    const third = await open();
+    // The router resets the connection over the limit at once, before any request.
+    if (!third.destroyed) await new Promise((resolve) => third.once("close", resolve));
+    expect(third.destroyed).toBe(true);
+    expect(kept.map((s) => s.destroyed)).toEqual([false, false]);
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await router.stop();
+    await node.close();
+  }
 });

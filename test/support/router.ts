@@ -23,6 +23,8 @@ export interface RouterOptions {
   port?: number;
   /** Log every call to the router's stdout (scripts/cluster.ts); off in tests. */
   log?: boolean;
+  /** Connections one address may hold at the router; default 100 000, since every test client comes from 127.0.0.1. */
+  maxConnectionsPerAddress?: number;
 }
 
 /** A running HAProxy router (Debian's `haproxy`, deploy/haproxy/haproxy.cfg filled in). */
@@ -74,6 +76,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
         nodes: nodes.map((n): RouterNode => ({ id: n.id, host: n.host ?? "127.0.0.1", port: n.port })),
         statsSocket,
         logToStdout: options.log ?? false,
+        maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 100_000,
         ...(tlsPemFile ? { tlsPemFile } : {}),
       }),
     );
