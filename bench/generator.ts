@@ -74,6 +74,8 @@ export interface GeneratorResult {
 }
 
 const FLOOR_PATH = "/bench.Floor/Relay";
+/** Every room-scoped call names its room, so a router in front (bench/nodes.ts) keeps a room's calls on one node. */
+const ROOM_HEADER = "handshake-room";
 /** Phase groups spread over one interval, so participants do not all send at the same instant. */
 const PHASES = 20;
 /** Longest wait at the end for frames still in flight. */
@@ -170,7 +172,7 @@ async function main(): Promise<void> {
     if (!p.session) continue;
     const headers: http2.OutgoingHttpHeaders =
       config.target === "server"
-        ? { ":method": "POST", ":path": AUDIO_STREAM_PATH, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${p.token}` }
+        ? { ":method": "POST", ":path": AUDIO_STREAM_PATH, "content-type": "application/grpc", te: "trailers", authorization: `Bearer ${p.token}`, [ROOM_HEADER]: p.roomId }
         : { ":method": "POST", ":path": FLOOR_PATH, "content-type": "application/grpc", te: "trailers", "x-room": p.roomId };
     const stream = p.session.request(headers);
     p.stream = stream;
@@ -366,13 +368,13 @@ function connect(authority: string): Promise<http2.ClientHttp2Session> {
 /** JoinRoom as a unary gRPC call; returns the session token. */
 async function joinRoom(session: http2.ClientHttp2Session, roomId: string, name: string): Promise<string> {
   const request = create(JoinRoomRequestSchema, { roomId, profile: { displayName: name, role: PartyRole.CLIENT, currency: "GBP" } });
-  const body = await unary(session, "JoinRoom", toBinary(JoinRoomRequestSchema, request), {});
+  const body = await unary(session, "JoinRoom", toBinary(JoinRoomRequestSchema, request), { [ROOM_HEADER]: roomId });
   return fromBinary(JoinRoomResponseSchema, body).sessionToken;
 }
 
 /** LeaveRoom, as a person's app does when the call ends (so rooms do not linger into later phases). */
 async function leaveRoom(session: http2.ClientHttp2Session, roomId: string, token: string): Promise<void> {
-  await unary(session, "LeaveRoom", toBinary(LeaveRoomRequestSchema, create(LeaveRoomRequestSchema, { roomId })), { authorization: `Bearer ${token}` });
+  await unary(session, "LeaveRoom", toBinary(LeaveRoomRequestSchema, create(LeaveRoomRequestSchema, { roomId })), { authorization: `Bearer ${token}`, [ROOM_HEADER]: roomId });
 }
 
 /** One unary RoomService call in gRPC framing; resolves with the response message's bytes. */
