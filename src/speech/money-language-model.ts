@@ -60,7 +60,7 @@ export function moneyLanguageModel(modelDir: string, dir: string, options: Money
     .slice(0, 16);
   const lmPath = join(dir, `money-${key}.lm`);
   const dictPath = join(dir, `money-${key}.dict`);
-  const known = built.get(key);
+  const known = built.get(lmPath);
   if (known && existsSync(lmPath) && existsSync(dictPath)) return known;
 
   const pronunciations = readDictionary(dictFile);
@@ -76,7 +76,7 @@ export function moneyLanguageModel(modelDir: string, dir: string, options: Money
   writeOnce(lmPath, arpa);
   writeOnce(dictPath, `${dictLines.join("\n")}\n`);
   const model = { lmPath, dictPath, words: vocabulary.size };
-  built.set(key, model);
+  built.set(lmPath, model);
   return model;
 }
 

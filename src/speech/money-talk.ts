@@ -54,6 +54,7 @@ const THINGS = [
   "table", "laptop", "phone", "camera", "shower", "sink", "toilet", "lights", "wiring", "gutter", "drive", "patio", "deck", "wall",
   "ceiling", "floor", "carpet", "boxes", "parts", "materials", "paint", "tiles", "cake", "website", "logo", "haircut", "engine",
   "brakes", "tyres", "service", "repair", "job", "work", "labour", "delivery", "callout", "valve", "pipe", "lawn", "hedge", "shed",
+  "plumbing", "painting", "decorating", "gardening", "cleaning", "roofing", "plastering", "lessons", "flat", "house", "van",
 ];
 const TRADES = ["plumber", "painter", "electrician", "roofer", "gardener", "mechanic", "builder", "cleaner", "tutor", "designer", "decorator", "carpenter"];
 const DOING = ["fix", "fit", "paint", "replace", "clean", "service", "repair", "sell", "build", "install", "check", "sort", "do", "deliver", "mow", "tile"];
@@ -191,41 +192,19 @@ export function moneyTalkSentences(): string[] {
       for (const currency of CURRENCIES) amounts.push(`${spoken} ${currency}`);
     }
   }
-  const pick = <T>(list: readonly T[], i: number): T => list[i % list.length]!;
+  // A fixed xorshift sequence: varied fills, the same on every run.
+  let state = 0x2545f491;
+  const pick = <T>(list: readonly T[]): T => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return list[(state >>> 0) % list.length]!;
+  };
+  const slots: Record<string, readonly string[]> = { amount: amounts, n: bare, thing: THINGS, trade: TRADES, doing: DOING, time: TIMES, per: PER, small: SMALL_CHANGE };
   const sentences: string[] = [];
-  let i = 0;
   for (const template of TEMPLATES) {
     const fills = /\{/.test(template) ? 60 : 3;
-    for (let k = 0; k < fills; k++) {
-      i++;
-      let slot = 0;
-      sentences.push(
-        template.replace(/\{(\w+)\}/g, (_, name: string) => {
-          slot++;
-          const at = i * 7 + slot * 13 + k;
-          switch (name) {
-            case "amount":
-              return pick(amounts, at * 31);
-            case "n":
-              return pick(bare, at * 17);
-            case "thing":
-              return pick(THINGS, at);
-            case "trade":
-              return pick(TRADES, at);
-            case "doing":
-              return pick(DOING, at * 3);
-            case "time":
-              return pick(TIMES, at);
-            case "per":
-              return pick(PER, at);
-            case "small":
-              return pick(SMALL_CHANGE, at);
-            default:
-              return name;
-          }
-        }),
-      );
-    }
+    for (let k = 0; k < fills; k++) sentences.push(template.replace(/\{(\w+)\}/g, (_, name: string) => pick(slots[name] ?? [name])));
   }
   // Every price form at least once on its own and with each currency, so each n-gram of it is seen.
   for (const a of amounts) sentences.push(a);
