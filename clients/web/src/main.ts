@@ -7,6 +7,7 @@ import { byId, h, replace } from "./dom.js";
 import { loadSavedProfile, profileFields, saveProfile } from "./profile-form.js";
 import { RoomSession, contractClient } from "./room-session.js";
 import { RoomView } from "./room-view.js";
+import { createPaymentActions, stripeSettings } from "./stripe-setup.js";
 
 /*
  * The Handshake browser app: set up your agent, join a room by code or link, talk (microphone or
@@ -61,6 +62,7 @@ function showSetup(message?: string): void {
     h("summary", {}, "Settings", h("small", {}, " — your trade, rates, limits and escrow (defaults are fine)")),
     fields.settings,
     h("label", { class: "field" }, h("span", {}, "Invite code"), invite),
+    stripeSettings(endpoint, () => (identity(sessionStorage, TAB_TOKEN) ?? identity(localStorage, DEVICE_TOKEN))?.userToken),
   );
   const form = h(
     "form",
@@ -153,12 +155,16 @@ async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext
   }
   let view: RoomView | undefined;
   const pending: Parameters<RoomView["take"]>[0][] = [];
+  const paymentActions = createPaymentActions(endpoint, () => session.userToken);
   const session = new RoomSession(
     endpoint,
     roomId,
     profile,
     {
-      onEvent: (event) => (view ? view.take(event) : pending.push(event)),
+      onEvent: (event) => {
+        paymentActions.take(event);
+        return view ? view.take(event) : pending.push(event);
+      },
       onLink: (state) => view?.link(state),
       onPeerFormat: (format) => view?.peerAudio().setFormat(format),
       onPeerFrame: (frame) => {
@@ -188,7 +194,7 @@ async function enterRoom(roomId: string, inviteCode: string, audio: AudioContext
   });
   for (const event of pending.splice(0)) view.take(event);
   current = { session, view };
-  replace(app, view.element);
+  replace(app, view.element, paymentActions.element);
 }
 
 async function showContracts(): Promise<void> {
