@@ -1,3 +1,4 @@
+import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   ContractStatus,
@@ -21,7 +22,6 @@ import {
 import { AgentProfileSchema, PartyRole, type AgentProfile } from "../../../gen/handshake/v1/profile_pb.js";
 import type { TranscriptEntry, TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
 import { formatMoney, sameSideText, sessionStatusText, sideWords } from "../../shared/format.js";
-import { create } from "@bufbuild/protobuf";
 import { PeerPlayer } from "./audio.js";
 import { balancesView } from "./balances.js";
 import { CallPanel } from "./call-panel.js";
