@@ -27,10 +27,11 @@ export interface TelemetryOptions {
 /** Registers the SDK when configured (see above); undefined when tracing stays off. */
 export function startTelemetry(options: TelemetryOptions = {}): Telemetry | undefined {
   const env = options.env ?? process.env;
-  const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  if (!options.exporter && !endpoint) return undefined;
-  // The exporter reads the endpoint, headers and timeout from the same OTEL_* variables.
-  const exporter = options.exporter ?? new OTLPTraceExporter();
+  // The signal's own endpoint is used as it is; the general one gets /v1/traces (the OTLP spec).
+  const url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces` : "");
+  if (!options.exporter && !url) return undefined;
+  // Headers and timeout come from the same OTEL_* variables, read by the exporter.
+  const exporter = options.exporter ?? new OTLPTraceExporter({ url });
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME || "handshake", [ATTR_SERVICE_VERSION]: "0.1.0" }),
     spanProcessors: [new BatchSpanProcessor(exporter)],
