@@ -1,9 +1,10 @@
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ContractStatus, EscrowHoldStatus, LineItemKind, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
+import { ContractStatus, EscrowHoldStatus, LineItemKind, MilestoneStatus, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { createLedgerRail } from "../../src/payments/ledger-rail.js";
 import { createScriptedRail } from "../../src/payments/testing/scripted-rail.js";
 import { createContractExecutor } from "../../src/settlement/execution.js";
+import { createMilestoneService } from "../../src/settlement/milestones.js";
 import { createPostgresStore } from "../../src/store/postgres-store.js";
 import type { Store } from "../../src/store/store.js";
 import { startTestApp, type TestApp } from "../support/app.js";
@@ -109,6 +110,37 @@ describe.skipIf(skipReason !== undefined)("two nodes racing on one contract (Pos
     expect(stored.holds.map((h) => [h.lineItemId, h.status])).toEqual([["boiler", EscrowHoldStatus.HELD]]);
     expect(await storeB.getBalances(PROVIDER)).toMatchObject([{ currency: "GBP", receivedMinor: 6_000n }]);
     expect(await storeB.getBalances(CLIENT)).toMatchObject([{ currency: "GBP", availableMinor: -186_000n, heldMinor: 180_000n }]);
+    expect(await ledgerTotal(storeB, "GBP")).toBe(0n);
+  });
+
+  it("captures a milestone once when its two confirmations (each clicked twice) land on two nodes at once", async () => {
+    const storeA = await nodeStore();
+    const storeB = await nodeStore();
+    for (const id of [CLIENT, PROVIDER]) await storeA.createUser({ id, createdAtMs: 1 });
+    const railA = createScriptedRail(createLedgerRail(storeA));
+    const railB = createScriptedRail(createLedgerRail(storeB));
+    const executor = createContractExecutor({ store: storeA, rail: railA, onEvent: () => {}, lock: storeA.contractLock });
+    const contract = await executor.execute(await signedContract(storeA, items()));
+    executor.close();
+    const milestoneId = contract.milestones[0]!.id;
+    const nodeA = createMilestoneService({ store: storeA, rail: railA, onEvent: () => {}, lock: storeA.contractLock });
+    const nodeB = createMilestoneService({ store: storeB, rail: railB, onEvent: () => {}, lock: storeB.contractLock });
+
+    // With only a lock inside each node (as before PostgreSQL), the nodes read the milestone at once
+    // and both capture (tried: two capture calls); with none, a confirmation is lost instead.
+    await Promise.all([
+      nodeA.confirm(PROVIDER, contract.id, milestoneId),
+      nodeB.confirm(CLIENT, contract.id, milestoneId),
+      nodeA.confirm(CLIENT, contract.id, milestoneId),
+      nodeB.confirm(PROVIDER, contract.id, milestoneId),
+    ]);
+
+    const captures = [...railA.calls, ...railB.calls].filter((c) => c.method === "capture");
+    expect(captures).toHaveLength(1);
+    const done = (await storeB.getContract(contract.id))!;
+    expect(done.milestones[0]).toMatchObject({ status: MilestoneStatus.COMPLETED, providerConfirmed: true, clientConfirmed: true, capturedMinor: 180_000n });
+    expect(done.holds[0]!.status).toBe(EscrowHoldStatus.CAPTURED);
+    expect(await storeB.getBalances(PROVIDER)).toMatchObject([{ currency: "GBP", receivedMinor: 186_000n }]);
     expect(await ledgerTotal(storeB, "GBP")).toBe(0n);
   });
 
