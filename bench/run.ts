@@ -6,6 +6,7 @@
  *   npm run bench -- [--rooms N] [--seconds D] [--repeat N] [--json] [--capacity [--plot FILE]]
  *                    [--speech ENGINE] [--warmup S] [--fanout-rooms N] [--pipeline-rooms N]
  *                    [--capacity-seconds S] [--capacity-max N] [--cpu-prof]
+ *   npm run bench -- --nodes N [--capacity-seconds S]   (capacity through 1…N nodes behind the router: bench/nodes.ts)
  *
  * Every process is separate: the generator (bench/generator.ts), the floors
  * (bench/floor-relay.ts, bench/ws-floor-relay.ts) and our server (src/main.ts bundled, as
@@ -16,6 +17,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { GeneratorResult } from "./generator.js";
+import { runNodesBench } from "./nodes.js";
 import { measureFanout, measurePipeline, type FanoutResult, type PipelineResult } from "./pipeline.js";
 import { capacitySvg } from "./plot.js";
 import { ProcessSampler, rssMb } from "./proc.js";
@@ -109,7 +111,8 @@ function parseOptions(argv: string[]): Options {
         "  --repeat N            run both floors and the server N times each; each figure is the median, with min and max (default 1)",
         "  --plot FILE           with --capacity: write an SVG of p99 and CPU against rooms for the server and both floors",
         "                        (every step up to --capacity-max is run, past the first failure too)",
-        "  --cpu-prof            write V8 CPU profiles of the server's and the floor's measurement windows to bench/profiles/",
+        "  --cpu-prof            write V8 CPU profiles of the server's and the floors' measurement windows, and of the",
+        "                        server in the concurrent pipeline phase, to bench/profiles/",
         "                        (summarise it: node --import tsx bench/profile-summary.ts <file>)",
         "  --heap-snapshot       write heap snapshots of the last server, idle and with every room connected, to bench/profiles/",
         "                        (what a room holds: node --import tsx bench/heap-diff.ts <idle> <connected> 30 <rooms>);",
@@ -366,6 +369,8 @@ function ratio(a: number, b: number): number | null {
 }
 
 async function main(): Promise<void> {
+  // `--nodes N`: the relay through N nodes behind the router, a run of its own (bench/nodes.ts).
+  if (process.argv.includes("--nodes")) return runNodesBench(process.argv.slice(2));
   const options = parseOptions(process.argv.slice(2));
   for (const dir of [options.cpuProfDir, options.heapSnapshotDir]) if (dir) mkdirSync(dir, { recursive: true });
   const runId = `bench-${Date.now().toString(36)}`;
@@ -406,7 +411,10 @@ async function main(): Promise<void> {
         progress(options, "server: trigger → payments, one room at a time…");
         pipeline = await pipelinePhase(server, baseUrl, options.pipelineRooms, 1, `${runId}-seq`);
         progress(options, `server: trigger → payments, ${options.pipelineConcurrency} rooms at a time…`);
+        // With --cpu-prof the server's profile of this phase is written too (probe.mjs: SIGUSR2 starts, then writes).
+        if (options.cpuProfDir) process.kill(server.pid, "SIGUSR2");
         pipelineConcurrent = await pipelinePhase(server, baseUrl, options.pipelineRooms, options.pipelineConcurrency, `${runId}-par`);
+        if (options.cpuProfDir) process.kill(server.pid, "SIGUSR2");
       }
     } catch (err) {
       throw new Error(`${(err as Error).message}\nserver stderr:\n${server.stderrTail()}`);
