@@ -36,6 +36,7 @@ import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
 import { audioFrameCounts, type StageMetrics } from "../core/metrics.js";
 import { startStage, type StageSpan } from "../core/tracing.js";
+import { pcmDurationMs } from "../audio/audio-format.js";
 import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
 import { panelError, RoomEventLog, type PanelEventInit, type PersistEvent, type RestoredLog } from "../events/event-log.js";
@@ -116,6 +117,9 @@ interface Member {
   muted: boolean;
   openStreams: number;
   partialId: string | undefined;
+  /** Audio written to the member's speech engine so far (ms), and when the latest of it arrived (performance.now). */
+  heardMs: number;
+  heardAtMs: number;
 }
 
 /**
@@ -232,6 +236,8 @@ export class Room {
       muted: false,
       openStreams: 0,
       partialId: undefined,
+      heardMs: 0,
+      heardAtMs: 0,
     });
     if (this.members.size === MAX_PARTICIPANTS) this.pair();
     this.broadcastStatus();
@@ -385,7 +391,14 @@ export class Room {
         audioFrameCounts.relayed += peer.sinks.size;
       }
     }
-    if (member.speech && member.toSpeech) member.speech.write(member.toSpeech(frame.pcm));
+    if (member.speech && member.toSpeech) {
+      member.speech.write(member.toSpeech(frame.pcm));
+      // Where the audio stands on the member's clock, for the speech latency of the next final.
+      if (this.stages.metrics?.speechFinal && member.format) {
+        member.heardMs += pcmDurationMs(frame.pcm.byteLength, member.format.sampleRateHz);
+        member.heardAtMs = performance.now();
+      }
+    }
   }
 
   /** Mute, unmute or flush from a member. */
@@ -659,12 +672,18 @@ export class Room {
 
   private startSpeech(member: Member): void {
     if (member.speech || !this.stages.speechFactory) return;
+    // A new engine hears from now on: its clock starts at zero.
+    member.heardMs = 0;
+    member.heardAtMs = 0;
     try {
       member.speech = this.stages.speechFactory(
         { roomId: this.id, userId: member.userId },
         {
           onPartial: (speech) => this.guard("speech", () => this.transcript(member.userId, speech, TranscriptSource.SERVER)),
-          onFinal: (speech) => this.guard("speech", () => this.transcript(member.userId, speech, TranscriptSource.SERVER)),
+          onFinal: (speech) => {
+            this.observeSpeechFinal(member, speech);
+            this.guard("speech", () => this.transcript(member.userId, speech, TranscriptSource.SERVER));
+          },
           onError: (error) =>
             this.emit(panelError("speech", error.code, error.message, error.retryable)),
         },
@@ -673,6 +692,18 @@ export class Room {
       this.log.warn({ err, userId: member.userId }, "speech engine unavailable");
       this.emit(panelError("speech", "speech_unavailable", (err as Error).message, false));
     }
+  }
+
+  /**
+   * End of utterance → final: the time since the audio at the final's end arrived, which is the
+   * time since the latest frame plus the audio heard after the utterance ended.
+   */
+  private observeSpeechFinal(member: Member, speech: RecognisedSpeech): void {
+    const record = this.stages.metrics?.speechFinal;
+    if (!record || !member.speech || member.heardAtMs === 0) return;
+    const latencyMs = performance.now() - member.heardAtMs + (member.heardMs - speech.endMs);
+    // A final whose end lies outside the audio this engine heard (a clock it does not share) says nothing.
+    if (latencyMs >= 0 && speech.endMs <= member.heardMs) record(member.speech.name, latencyMs / 1000);
   }
 
   private async stopMember(member: Member): Promise<void> {
