@@ -1,6 +1,7 @@
 import type { Database } from "better-sqlite3";
 import type pg from "pg";
 import { MIGRATIONS_TABLE_SQL, migrations, type Migration } from "./migrations.js";
+import { holdConnection } from "./pg-connection.js";
 
 /** The database was written by a newer version of this code; opening it could corrupt it. */
 export class SchemaTooNewError extends Error {
@@ -79,14 +80,9 @@ export async function migratePostgres(
   checkOrder(list);
   const target = options.targetVersion ?? list[list.length - 1]?.version ?? 0;
   const nowMs = options.nowMs ?? Date.now;
-  const client = await pool.connect();
+  const held = await holdConnection(pool);
+  const client = held.client;
   let broken: Error | undefined;
-  // pg does not listen for a checked-out connection's errors: a session ended between two
-  // statements is noted here (the next statement fails with it) instead of crashing the process.
-  const onError = (err: Error) => {
-    broken = err;
-  };
-  client.on("error", onError);
   try {
     await client.query("SELECT pg_advisory_lock($1)", [PG_MIGRATION_LOCK]);
     try {
@@ -123,8 +119,7 @@ export async function migratePostgres(
     throw err;
   } finally {
     // A session that failed part-way is dropped rather than reused: it may still hold the lock.
-    client.removeListener("error", onError);
-    client.release(broken);
+    held.release(broken);
   }
 }
 

@@ -22,7 +22,8 @@ import { silentLogger } from "../core/log.js";
 import { fromContractCursor, toContractCursor } from "./cursor.js";
 import { ledgerAccounts } from "./ledger-accounts.js";
 import { withKillPoint } from "./kill-point.js";
-import { asStoreUnavailable, StoreUnavailableError } from "./store-errors.js";
+import { holdConnection, inTransaction } from "./pg-connection.js";
+import { StoreUnavailableError } from "./store-errors.js";
 import { migratePostgres } from "./migrate.js";
 import {
   assembleContract,
@@ -182,59 +183,6 @@ export function createPostgresContractLock(lockPool: pg.Pool, log: Logger): Keye
 }
 
 type Client = pg.PoolClient;
-
-/**
- * A connection with `begin` run on it. An idle pooled session the server ended (a restart, a
- * failover, pg_terminate_backend) fails at its first statement; nothing has run yet then, so one
- * fresh connection is tried before the caller is told.
- */
-async function beginTransaction(pool: pg.Pool, begin: string): Promise<Held> {
-  for (let attempt = 0; ; attempt++) {
-    const held = await holdConnection(pool);
-    try {
-      await held.client.query(begin);
-      return held;
-    } catch (err) {
-      const failure = err instanceof Error ? err : new Error(String(err));
-      held.release(failure);
-      if (attempt > 0 || asStoreUnavailable(failure)?.reason !== "storage cannot be reached") throw failure;
-    }
-  }
-}
-
-/** A pooled connection checked out for a while (a transaction, a held lock). */
-interface Held {
-  client: Client;
-  /** The connection error that arrived between queries, if one did. */
-  lost(): Error | undefined;
-  /** Gives the connection back; one that failed (`err`, or lost) is closed instead of reused. */
-  release(err?: Error): void;
-}
-
-/**
- * Checks a connection out. pg stops listening for a checked-out connection's errors, so a session
- * ended between two queries (a database restart, an operator's pg_terminate_backend) would be an
- * unhandled 'error' event: it is noted here instead, and the next query fails with it.
- */
-export async function holdConnection(pool: pg.Pool): Promise<Held> {
-  const client = await pool.connect();
-  let lost: Error | undefined;
-  const onError = (err: Error) => {
-    lost = err;
-  };
-  client.on("error", onError);
-  let released = false;
-  return {
-    client,
-    lost: () => lost,
-    release(err) {
-      if (released) return;
-      released = true;
-      client.removeListener("error", onError);
-      client.release(err ?? lost);
-    },
-  };
-}
 
 /** Runs one statement, prepared once per connection under its name. */
 async function run<R extends pg.QueryResultRow = pg.QueryResultRow>(client: Client | pg.Pool, name: keyof typeof SQL, values: unknown[] = []): Promise<pg.QueryResult<R>> {
@@ -398,44 +346,15 @@ class PostgresStore implements Store {
   ) {}
 
   /** Runs `fn` in one read-write transaction; a throw rolls it back. */
-  private async write<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+  private write<T>(fn: (client: Client) => Promise<T>): Promise<T> {
     this.live();
-    const held = await beginTransaction(this.pool, "BEGIN");
-    const client = held.client;
-    let broken: Error | undefined;
-    try {
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (err) {
-      await client.query("ROLLBACK").catch((rollbackErr: unknown) => {
-        // A connection that cannot even roll back is not given to the next caller.
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw err;
-    } finally {
-      held.release(broken);
-    }
+    return inTransaction(this.pool, "BEGIN", fn);
   }
 
   /** Runs `fn` in one read-only snapshot, so a contract and its parts are read as of one moment. */
-  private async read<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+  private read<T>(fn: (client: Client) => Promise<T>): Promise<T> {
     this.live();
-    const held = await beginTransaction(this.pool, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    const client = held.client;
-    let broken: Error | undefined;
-    try {
-      const result = await fn(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (err) {
-      await client.query("ROLLBACK").catch((rollbackErr: unknown) => {
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw err;
-    } finally {
-      held.release(broken);
-    }
+    return inTransaction(this.pool, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", fn);
   }
 
   /** One statement on its own (autocommit). */
@@ -883,27 +802,16 @@ class PostgresStore implements Store {
     this.live();
     // A fresh session's answer: a standby in recovery or a read-only default refuses writes, and a
     // database that stopped taking connections fails the connect. Nothing is written.
-    const held = await beginTransaction(this.pool, "BEGIN");
-    const client = held.client;
-    let broken: Error | undefined;
-    try {
+    const state = await inTransaction(this.pool, "BEGIN", async (client) => {
       await client.query(`SET LOCAL statement_timeout = ${CHECK_TIMEOUT_MS}`);
-      const state = (
+      return (
         await client.query<{ recovery: boolean; read_only: string }>(
           "SELECT pg_is_in_recovery() AS recovery, current_setting('transaction_read_only') AS read_only",
         )
       ).rows[0];
-      await client.query("ROLLBACK");
-      if (state?.recovery) throw new StoreUnavailableError("storage is read-only: the database is a standby in recovery");
-      if (state?.read_only === "on") throw new StoreUnavailableError("storage is read-only: the database refuses writes (default_transaction_read_only)");
-    } catch (err) {
-      await client.query("ROLLBACK").catch((rollbackErr: unknown) => {
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw err;
-    } finally {
-      held.release(broken);
-    }
+    });
+    if (state?.recovery) throw new StoreUnavailableError("storage is read-only: the database is a standby in recovery");
+    if (state?.read_only === "on") throw new StoreUnavailableError("storage is read-only: the database refuses writes (default_transaction_read_only)");
   }
 
   async close(): Promise<void> {
