@@ -2,11 +2,12 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { chmod } from "node:fs/promises";
 import { createInterface } from "node:readline";
-import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { expect, it } from "vitest";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { testProfile } from "../support/app.js";
+import { roomHeader } from "../support/people.js";
 import { tempDir } from "../support/store.js";
 
 /** The line `npm run cluster -- --json` prints once everything is up. */
@@ -16,13 +17,6 @@ interface ClusterReady {
   nodes: { id: string; port: number; pid: number }[];
   postgres: { url: string; pid: number };
   redis: { url: string };
-}
-
-function roomHeader(roomId: string): Interceptor {
-  return (next) => (req) => {
-    req.header.set("handshake-room", roomId);
-    return next(req);
-  };
 }
 
 const isRunning = (pid: number) => {

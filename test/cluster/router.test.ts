@@ -1,24 +1,16 @@
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { bearer, startTestApp, testProfile, type TestApp } from "../support/app.js";
 import { grpcJsRoomClient, type GrpcJsPanelAnswer } from "../support/grpc-js.js";
+import { ROOM_HEADER, roomHeader } from "../support/people.js";
 import { startRouter, type Router } from "../support/router.js";
 
-/** The header clients send on every room-scoped call, and the one the router answers with. */
-const ROOM_HEADER = "handshake-room";
+/** The response header in which the router names the node that served a call. */
 const NODE_HEADER = "handshake-node";
-
-/** Adds the room header to every call, as clients do for the router. */
-function roomHeader(roomId: string): Interceptor {
-  return (next) => (req) => {
-    req.header.set(ROOM_HEADER, roomId);
-    return next(req);
-  };
-}
 
 /** Reads a grpc-js PanelStream until `count` events arrived; resolves with their seqs and cases. */
 function firstEvents(stream: grpc.ClientReadableStream<GrpcJsPanelAnswer>, count: number): Promise<{ seqs: number[]; cases: string[] }> {

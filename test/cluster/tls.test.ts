@@ -5,6 +5,7 @@ import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestApp, type TestApp } from "../support/app.js";
 import { grpcJsRoomClient, type GrpcJsPanelAnswer } from "../support/grpc-js.js";
+import { ROOM_HEADER } from "../support/people.js";
 import { startRouter, type Router } from "../support/router.js";
 import { browserJoinAndRead, launchTrustingChromium, makeCertificate, type TestCertificate } from "../support/tls.js";
 
@@ -48,7 +49,7 @@ function getHttp1(port: number, path: string): Promise<{ status: number; alpn: s
 async function grpcJsOverTls(port: number, roomId: string, rootCert: Buffer | null): Promise<{ seqs: number[]; cases: string[] }> {
   const client = grpcJsRoomClient(`localhost:${port}`, grpc.credentials.createSsl(rootCert));
   try {
-    const room = { "handshake-room": roomId };
+    const room = { [ROOM_HEADER]: roomId };
     const joined = await client.joinRoom(roomId, "Ada", room);
     const panel = client.panelStream(roomId, { ...room, authorization: `Bearer ${joined.session_token}` });
     const first = await new Promise<GrpcJsPanelAnswer>((resolve, reject) => {
@@ -84,7 +85,7 @@ describe.each([
   });
 
   it("serves Connect-Web in Chromium over https, the certificate trusted by its key", async () => {
-    const result = await browserJoinAndRead(browser, `https://localhost:${port()}`, `${roomId}-web`, { "handshake-room": `${roomId}-web` });
+    const result = await browserJoinAndRead(browser, `https://localhost:${port()}`, `${roomId}-web`, { [ROOM_HEADER]: `${roomId}-web` });
     expect(result.userId).toMatch(/^usr_/);
     expect(result).toMatchObject({ seqs: [1], cases: ["roomStatus"] });
   });
