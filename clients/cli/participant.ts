@@ -3,6 +3,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { roomRouting } from "../shared/room-routing.js";
 import { AudioControl, AudioEncoding, AudioFormatSchema, DeviceTranscriptSchema } from "../../gen/handshake/v1/audio_pb.js";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import {
@@ -248,7 +249,8 @@ export class Participant {
       if (token) req.header.set("authorization", `Bearer ${token}`);
       return next(req);
     };
-    const transport = createGrpcTransport({ baseUrl: options.serverUrl, interceptors: [auth] });
+    // The room header (gRPC metadata) keeps this room's calls on its node behind a router.
+    const transport = createGrpcTransport({ baseUrl: options.serverUrl, interceptors: [auth, roomRouting(() => options.roomId)] });
     this.room = createClient(RoomService, transport);
     this.contracts = createClient(ContractService, transport);
   }

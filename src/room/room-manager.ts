@@ -26,11 +26,16 @@ export interface RoomManagerSettings extends RoomSettings {
 export interface RoomPlacement {
   directory: RoomDirectory;
   bus: RoomBus;
+  /**
+   * A room call for a room no node hosts rebuilds it here (another node died: its members never
+   * joined this one). One node on its own answers NotFound instead, and its clients join again.
+   */
+  rebuildsOnCall: boolean;
 }
 
 /** Placement for one node on its own: every room is its own, messages stay in the process. */
 export function singleNodePlacement(nodeId = "local"): RoomPlacement {
-  return { directory: createLocalDirectory(nodeId), bus: createLocalBus() };
+  return { directory: createLocalDirectory(nodeId), bus: createLocalBus(), rebuildsOnCall: false };
 }
 
 /** Where a join comes from, for the creation rate limit. */
@@ -158,10 +163,10 @@ export class RoomManager {
   }
 
   /**
-   * Makes sure a room call of `userId` is served here. A room live here passes; a room no node
-   * hosts, whose pair `userId` is still in, is claimed and rebuilt here from the store (its node
-   * died, or this one restarted); one another node holds throws RoomOnOtherNodeError. Anything
-   * else is left to the member check (NotFound, PermissionDenied).
+   * Makes sure a room call of `userId` is served here. A room live here passes; in a cluster, a
+   * room no node hosts, whose pair `userId` is still in, is claimed and rebuilt here from the
+   * store (its node died), and one another node holds throws RoomOnOtherNodeError. Anything else
+   * is left to the member check (NotFound, PermissionDenied).
    */
   async host(roomId: string, userId: string): Promise<void> {
     const pending = this.creating.get(roomId);
@@ -169,7 +174,7 @@ export class RoomManager {
       await pending.catch(() => undefined);
       return;
     }
-    if (this.rooms.has(roomId) || this.closed) return;
+    if (this.rooms.has(roomId) || this.closed || !this.placement.rebuildsOnCall) return;
     const record = await this.store.getRoomRecord(roomId);
     if (!record || !currentMembers(record).some((m) => m.userId === userId)) return;
     await this.create(roomId, record.inviteCode, userId);

@@ -13,6 +13,9 @@ import { peerAddressKey } from "./connection-guard.js";
 import type { ServerDeps } from "./deps.js";
 import { checkContractId, checkControl, checkInviteCode, checkKeyword, checkProfile, checkRoomId, newRoomId, withServerStripeIds } from "./validate.js";
 
+/** The header naming a call's room, which a router routes by (clients/shared/room-routing.ts sends it). */
+const ROOM_HEADER = "handshake-room";
+
 /** Frames per SendAudio call. */
 const MAX_FRAMES_PER_SEND = 50;
 
@@ -61,6 +64,8 @@ export function registerRoomRoutes(router: ConnectRouter, deps: ServerDeps, scop
       // A join (a new member, or a reloaded page joining again) starts its browser audio afresh.
       browserAudio.forget(room, userId);
       const session = await tokens.issueSessionToken(userId, roomId);
+      // Names the room a new-room join was given, so a router can keep its later calls on this node.
+      ctx.responseHeader.set(ROOM_HEADER, roomId);
       return {
         userId,
         userToken: await tokens.issueUserToken(userId),

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Redis } from "ioredis";
 import pg from "pg";
@@ -11,6 +11,7 @@ import { ContractStatus, MilestoneStatus, type Contract } from "../../gen/handsh
 import type { PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
 import { bearer } from "../support/app.js";
+import { retryWhileMoving } from "../support/cluster.js";
 import { sha256Hex } from "../support/hash.js";
 import { recordPanel, type PanelRecorder } from "../support/panel.js";
 import { roomHeader } from "../support/people.js";
@@ -87,20 +88,14 @@ function roomClient(baseUrl: string, sessionToken: string, roomId: string): Clie
   return createClient(RoomService, createGrpcTransport({ baseUrl, interceptors: [bearer(sessionToken), roomHeader(roomId)] }));
 }
 
-/**
- * A call as a client makes it while a room moves: UNAVAILABLE (the old owner's lease has not
- * lapsed, or the router still tries the dead node) is retried after a short pause, like the clients do.
- */
-async function retrying<T>(call: () => Promise<T>, limitMs = 15_000): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    try {
-      return await call();
-    } catch (err) {
-      const code = ConnectError.from(err).code;
-      if ((code !== Code.Unavailable && code !== Code.Unknown && code !== Code.Internal) || Date.now() > deadline) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+/** `promise`, or a failure naming `what` after 20 s: a stuck step says which one it was. */
+async function step<T>(what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`stuck: ${what}`)), 20_000)));
+  try {
+    return await Promise.race([promise, stuck]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -161,14 +156,14 @@ describe.skipIf(skip)("three nodes, one lost mid-deal", () => {
       const owner = nodes.get(ownerId ?? "");
       expect(owner, `the room's owner in the directory: ${ownerId}`).toBeDefined();
 
-      await roofDeal.talk(provider, client);
-      const contract = (run.contract = await draftedContract(provider));
+      await step("the talk", roofDeal.talk(provider, client));
+      const contract = (run.contract = await step("the drafted contract", draftedContract(provider)));
       await provider.room.signContract({ contractId: contract.id, textSha256: sha256Hex(contract.text) });
-      await client.panel.waitFor((e) => e.event.case === "executionStep" && e.event.value.step === "signature", "the first signature");
+      await step("the first signature", client.panel.waitFor((e) => e.event.case === "executionStep" && e.event.value.step === "signature", "the first signature"));
 
       // The owner dies between the two signatures.
       await owner!.stop("SIGKILL");
-      await Promise.all([streamFailed(provider.panel), streamFailed(client.panel)]);
+      await step("the streams failing", Promise.all([streamFailed(provider.panel), streamFailed(client.panel)]));
       const seenBefore = new Map([
         [provider.userId, [...provider.panel.events]],
         [client.userId, [...client.panel.events]],
@@ -179,7 +174,7 @@ describe.skipIf(skip)("three nodes, one lost mid-deal", () => {
       // Their clients call again through the router: the room is claimed and rebuilt on another node.
       const providerRoom = roomClient(router.url, provider.sessionToken, roomId);
       const clientRoom = roomClient(router.url, client.sessionToken, roomId);
-      const status = await retrying(() => providerRoom.getRoom({}));
+      const status = await retryWhileMoving(() => providerRoom.getRoom({}));
       expect(status.contract?.id).toBe(contract.id);
       expect(status.room?.participants.map((p) => p.userId).sort()).toEqual([provider.userId, client.userId].sort());
       const newOwnerId = await directory.get(`handshake:room:${roomId}:owner`);
@@ -190,9 +185,9 @@ describe.skipIf(skip)("three nodes, one lost mid-deal", () => {
       const providerPanel = recordPanel(providerRoom, roomId, lastSeq(provider.userId));
       const clientPanel = recordPanel(clientRoom, roomId, lastSeq(client.userId));
       try {
-        const signed = await retrying(() => clientRoom.signContract({ contractId: contract.id, textSha256: sha256Hex(contract.text) }));
+        const signed = await retryWhileMoving(() => clientRoom.signContract({ contractId: contract.id, textSha256: sha256Hex(contract.text) }));
         expect(signed.contract?.signatures.map((s) => s.userId).sort()).toEqual([provider.userId, client.userId].sort());
-        const active = await clientPanel.waitFor((e) => e.event.case === "contract" && e.event.value.status === ContractStatus.ACTIVE, "the contract active");
+        const active = await step("the contract active", clientPanel.waitFor((e) => e.event.case === "contract" && e.event.value.status === ContractStatus.ACTIVE, "the contract active"));
         expect(active.seq).toBeGreaterThan(lastSeq(client.userId));
 
         // The milestone is settled through ContractService on a node that does not host the room.
@@ -205,9 +200,9 @@ describe.skipIf(skip)("three nodes, one lost mid-deal", () => {
         await contractsOf(client.userToken).approveMilestoneAmount({ contractId: contract.id, milestoneId: milestone.id, amountMinor });
         // Heard in the room on its new node, through the bus.
         for (const panel of [providerPanel, clientPanel]) {
-          await panel.waitFor((e) => e.event.case === "milestone" && e.event.value.status === MilestoneStatus.COMPLETED, "the settled milestone on the panel");
+          await step("the settled milestone on the panel", panel.waitFor((e) => e.event.case === "milestone" && e.event.value.status === MilestoneStatus.COMPLETED, "the settled milestone"));
         }
-        await clientPanel.waitFor((e) => e.event.case === "contract" && e.event.value.status === ContractStatus.COMPLETED, "the contract completed");
+        await step("the contract completed", clientPanel.waitFor((e) => e.event.case === "contract" && e.event.value.status === ContractStatus.COMPLETED, "the contract completed"));
       } finally {
         await providerPanel.stop();
         await clientPanel.stop();
@@ -221,7 +216,7 @@ describe.skipIf(skip)("three nodes, one lost mid-deal", () => {
         const seqs = [...seenBefore.get(person.userId)!, ...after].map((e: PanelEvent) => e.seq);
         expect(new Set(seqs).size).toBe(seqs.length);
         const whole = recordPanel(roomClient(router.url, person.sessionToken, roomId), roomId);
-        await whole.waitFor((e) => e.seq >= seqs.at(-1)!, "the whole log");
+        await step("the whole log", whole.waitFor((e) => e.seq >= seqs.at(-1)!, "the whole log"));
         await whole.stop();
         expect(whole.events.map((e) => e.seq).filter((s) => s <= seqs.at(-1)!)).toEqual(seqs);
       }

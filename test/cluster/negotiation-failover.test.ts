@@ -6,15 +6,17 @@ import { ContractStatus, NegotiationStatus } from "../../gen/handshake/v1/deal_p
 import { ApprovalStatus, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { clients } from "../support/app.js";
+import { retryWhileMoving } from "../support/cluster.js";
 import { recordPanel } from "../support/panel.js";
 import { joinPerson } from "../support/people.js";
+import { startRedis } from "../support/redis.js";
 import { startChildServer, type ChildServer } from "../support/restart.js";
 
 /**
  * A node dies while a negotiation is open (the paying agent waits on its person's approval): the
  * room is rebuilt from the store on the next room call, with the open negotiation where it stood,
- * and the people's streams resume from their last seq. One node restarted on the same data folder
- * takes the same path as another node taking over (test/cluster/failover.test.ts).
+ * and the people's streams resume from their last seq. A cluster node (REDIS_URL) restarted on the
+ * same data folder takes the same path as another node taking over (test/cluster/failover.test.ts).
  */
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -22,8 +24,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function node(dataDir: string): Promise<ChildServer> {
-  const server = await startChildServer({ DATA_DIR: dataDir, NEGOTIATION_ROUND_TIMEOUT_MS: "30000", NEGOTIATION_TOTAL_TIMEOUT_MS: "60000" });
+async function node(dataDir: string, redisUrl: string, nodeId: string): Promise<ChildServer> {
+  const server = await startChildServer({
+    DATA_DIR: dataDir,
+    REDIS_URL: redisUrl,
+    NODE_ID: nodeId,
+    ROOM_LEASE_MS: "600",
+    NEGOTIATION_ROUND_TIMEOUT_MS: "30000",
+    NEGOTIATION_TOTAL_TIMEOUT_MS: "60000",
+  });
   cleanups.push(() => server.stop("SIGKILL"));
   return server;
 }
@@ -34,8 +43,10 @@ describe("a node lost while a negotiation is open", () => {
   it("rebuilds the room with the negotiation where it stood: the agent asks its person again, and the approved deal is drafted", async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-negotiation-failover-"));
     cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
     const roomId = "gutter-failover";
-    const first = await node(dataDir);
+    const first = await node(dataDir, redis.url, "node-first");
     const sam = await joinPerson(first.baseUrl, roomId, { displayName: "Sam", role: PartyRole.PROVIDER, trade: "roofer" });
     const alex = await joinPerson(first.baseUrl, roomId, { displayName: "Alex", role: PartyRole.CLIENT, maxAutoApproveMinor: 10_000n });
     await alex.say("Can you fix the gutter?");
@@ -56,9 +67,11 @@ describe("a node lost while a negotiation is open", () => {
     const [alexSeen, samSeen] = [[...alex.panel.events], [...sam.panel.events]];
 
     // The same session tokens, on the node that takes over.
-    const second = await node(dataDir);
+    const second = await node(dataDir, redis.url, "node-second");
     const alexAgain = clients(second.baseUrl, alex.sessionToken);
     const samAgain = clients(second.baseUrl, sam.sessionToken);
+    // The first call rebuilds the room here, once the dead node's lease has lapsed.
+    await retryWhileMoving(() => alexAgain.room.getRoom({}));
     const alexPanel = recordPanel(alexAgain.room, roomId, lastSeen(alexSeen));
     const samPanel = recordPanel(samAgain.room, roomId, lastSeen(samSeen));
     cleanups.push(async () => {

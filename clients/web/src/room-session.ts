@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { roomRouting } from "../../shared/room-routing.js";
 import { AudioControl, AudioEncoding, AudioFormatSchema, DeviceTranscriptSchema, type AudioFormat, type AudioFrame } from "../../../gen/handshake/v1/audio_pb.js";
 import { ContractService } from "../../../gen/handshake/v1/contract_service_pb.js";
 import type { Contract } from "../../../gen/handshake/v1/deal_pb.js";
@@ -91,7 +92,8 @@ export class RoomSession {
       if (token) req.header.set("authorization", `Bearer ${token}`);
       return next(req);
     };
-    const transport = createConnectTransport({ baseUrl: endpoint.baseUrl || location.origin, useBinaryFormat: true, interceptors: [auth] });
+    // The room header keeps this room's calls on its node behind a router.
+    const transport = createConnectTransport({ baseUrl: endpoint.baseUrl || location.origin, useBinaryFormat: true, interceptors: [auth, roomRouting(() => this.roomId)] });
     this.room = createClient(RoomService, transport);
     this.contracts = createClient(ContractService, transport);
   }
