@@ -46,6 +46,10 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       ? { oidc: { issuer: config.auth.oidcIssuer, jwksUrl: config.auth.oidcJwksUrl, ...(config.auth.oidcAudience ? { audience: config.auth.oidcAudience } : {}) } }
       : {}),
   });
+  let rooms: RoomManager | undefined;
+  // Read at each scrape, so it may be made before the room manager it reads.
+  const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
+  const stageMetrics = metrics?.stages ?? noopStageMetrics;
   const engines = await createEngines(config, store, log, stageMetrics);
   const checkedDesk = createContractDesk({
     store,
