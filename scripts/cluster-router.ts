@@ -84,6 +84,11 @@ export function renderRouterConfig(config: RouterConfig, template = readFileSync
   });
 }
 
+/** HAProxy's `crt` file: the certificate (chain) and then its private key, from their PEM texts. */
+export function routerPem(certPem: string, keyPem: string): string {
+  return `${certPem.trimEnd()}\n${keyPem.trimEnd()}\n`;
+}
+
 /** `name=host:port` → a node. */
 function parseNode(text: string): RouterNode {
   const match = /^([^=]+)=(.+):(\d+)$/.exec(text);

@@ -4,7 +4,7 @@ import { readFile, rm, writeFile, mkdtemp } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { renderRouterConfig, type RouterNode } from "../../scripts/cluster-router.js";
+import { renderRouterConfig, routerPem, type RouterNode } from "../../scripts/cluster-router.js";
 import { freePort, waitForPort } from "./ports.js";
 
 /** A node the router sends calls to: its NODE_ID and its port (on 127.0.0.1 unless `host`). */
@@ -65,7 +65,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
     // HAProxy's `crt` takes the certificate and its key in one file.
     tlsPemFile = path.join(dir, "router.pem");
     const [cert, key] = await Promise.all([readFile(options.tls.certFile, "utf8"), readFile(options.tls.keyFile, "utf8")]);
-    await writeFile(tlsPemFile, `${cert.trimEnd()}\n${key.trimEnd()}\n`, { mode: 0o600 });
+    await writeFile(tlsPemFile, routerPem(cert, key), { mode: 0o600 });
   }
   const write = (nodes: RouterTarget[]) =>
     writeFile(
