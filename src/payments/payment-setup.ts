@@ -116,6 +116,7 @@ export function createPaymentSetupService(options: PaymentSetupOptions): Payment
     },
 
     async getSetup(userId, refresh) {
+      requireStripe();
       const profile = await profileOf(userId);
       if (!refresh || !profile.stripeAccountId) return setupOf(profile);
       const account = await requireStripe().retrieveAccount(profile.stripeAccountId);
