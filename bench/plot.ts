@@ -36,16 +36,20 @@ export function capacitySvg(input: { title: string; series: readonly PlotSeries[
     `<rect width="100%" height="100%" fill="#ffffff"/>`,
     `<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15" font-weight="600">${escape(input.title)}</text>`,
   ];
+  // p99 spans milliseconds to seconds once a machine saturates: a log scale keeps both readable.
   const charts = [
-    { label: "p99 latency (ms)", value: (p: PlotStep) => p.p99Ms, limit: input.p99LimitMs },
-    { label: "CPU (% of one core)", value: (p: PlotStep) => p.cpuPct, limit: undefined },
+    { label: "p99 latency (ms, log scale)", value: (p: PlotStep) => p.p99Ms, limit: input.p99LimitMs, log: true },
+    { label: "CPU (% of one core)", value: (p: PlotStep) => p.cpuPct, limit: undefined, log: false },
   ];
   charts.forEach((chart, c) => {
     const top = MARGIN.top + c * (CHART_HEIGHT + GAP);
     const maxValue = niceCeiling(Math.max(1, chart.limit ?? 0, ...all.map(chart.value)));
-    const y = (v: number) => top + CHART_HEIGHT - (Math.min(v, maxValue) / maxValue) * CHART_HEIGHT;
+    const minValue = chart.log ? niceFloor(Math.max(0.01, Math.min(maxValue / 10, ...all.map(chart.value).filter((v) => v > 0)))) : 0;
+    const share = (v: number) =>
+      chart.log ? (Math.log10(Math.max(minValue, Math.min(v, maxValue))) - Math.log10(minValue)) / (Math.log10(maxValue) - Math.log10(minValue)) : Math.min(v, maxValue) / maxValue;
+    const y = (v: number) => top + CHART_HEIGHT - share(v) * CHART_HEIGHT;
     parts.push(`<rect x="${MARGIN.left}" y="${top}" width="${plotWidth}" height="${CHART_HEIGHT}" fill="none" stroke="#d0d7de"/>`);
-    for (const tick of ticks(maxValue)) {
+    for (const tick of chart.log ? logTicks(minValue, maxValue) : ticks(maxValue)) {
       parts.push(
         `<line x1="${MARGIN.left}" x2="${MARGIN.left + plotWidth}" y1="${y(tick)}" y2="${y(tick)}" stroke="#eaeef2"/>`,
         `<text x="${MARGIN.left - 6}" y="${y(tick) + 4}" text-anchor="end" fill="#57606a">${tick}</text>`,
@@ -88,6 +92,25 @@ function niceCeiling(n: number): number {
   const power = 10 ** Math.floor(Math.log10(n));
   for (const m of [1, 2, 5, 10]) if (m * power >= n) return m * power;
   return 10 * power;
+}
+
+/** The largest 1, 2 or 5 × 10^k at or below `n`. */
+function niceFloor(n: number): number {
+  const power = 10 ** Math.floor(Math.log10(n));
+  for (const m of [5, 2, 1]) if (m * power <= n) return m * power;
+  return power;
+}
+
+/** 1, 2, 5 × 10^k ticks from `min` to `max`. */
+function logTicks(min: number, max: number): number[] {
+  const out: number[] = [];
+  for (let power = 10 ** Math.floor(Math.log10(min)); power <= max; power *= 10) {
+    for (const m of [1, 2, 5]) {
+      const v = Math.round(m * power * 1000) / 1000;
+      if (v >= min && v <= max) out.push(v);
+    }
+  }
+  return out;
 }
 
 /** Five evenly spaced ticks from 0 to `max`. */

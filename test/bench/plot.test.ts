@@ -30,6 +30,18 @@ describe("capacity plot", () => {
     expect(svg.match(/<circle /g)).toHaveLength(6);
   });
 
+  it("draws p99 on a log scale: each tenfold step is the same height", () => {
+    const tenfold = capacitySvg({
+      title: "t",
+      p99LimitMs: 20,
+      series: [{ name: "s", color: "#000", steps: [{ rooms: 25, p99Ms: 1, cpuPct: 5 }, { rooms: 50, p99Ms: 10, cpuPct: 10 }, { rooms: 100, p99Ms: 100, cpuPct: 20 }] }],
+    });
+    const first = /<polyline points="([^"]+)"/.exec(tenfold)![1]!;
+    const ys = first.split(" ").map((p) => Number(p.split(",")[1]));
+    expect(ys[0]! - ys[1]!).toBeCloseTo(ys[1]! - ys[2]!, 0);
+    expect(tenfold).toContain("p99 latency (ms, log scale)");
+  });
+
   it("marks the capacity limit on the p99 chart", () => {
     expect(svg).toContain("capacity limit 20 ms");
     expect(svg.match(/stroke-dasharray/g)).toHaveLength(1);
