@@ -5,6 +5,8 @@ import { ConfigError, type Config } from "../config.js";
 import type { ContractDrafter } from "../deal/contract-drafter.js";
 import { createOfflineSmartTriggerDetector } from "../trigger/offline-smart.js";
 import type { SmartTriggerDetector } from "../trigger/trigger-detector.js";
+import { noopStageMetrics, type StageMetrics } from "../core/metrics.js";
+import { createTimedFetch } from "./external-metrics.js";
 
 /** The agent engine, smart trigger and contract drafter picked by configuration. */
 export interface AgentEngines {
@@ -20,7 +22,7 @@ export interface AgentEngines {
  * With Claude, the configured model is checked with the Models API first: an unknown or
  * retired ANTHROPIC_MODEL, or a refused key, stops start-up with a ConfigError naming it.
  */
-export async function createAgentEngines(config: Config, log: Logger): Promise<AgentEngines> {
+export async function createAgentEngines(config: Config, log: Logger, metrics: StageMetrics = noopStageMetrics): Promise<AgentEngines> {
   if (config.agents.engine === "claude") {
     const [{ createClaudeAgentFactory }, { createClaudeContractDrafter }, { createClaudeSmartTrigger }, { checkClaudeModel }] = await Promise.all([
       import("../agents/claude/claude-agent.js"),
@@ -32,6 +34,8 @@ export async function createAgentEngines(config: Config, log: Logger): Promise<A
       apiKey: config.agents.anthropicApiKey,
       model: config.agents.model,
       ...(config.agents.anthropicBaseUrl ? { baseURL: config.agents.anthropicBaseUrl } : {}),
+      // Every request the SDK makes (retries too) is timed by outcome.
+      fetch: createTimedFetch("anthropic", metrics),
     };
     const check = await checkClaudeModel(claude, claude.model);
     if (check.ok) {

@@ -14,6 +14,7 @@ import { createMonzoBank } from "../payments/monzo.js";
 import type { PaymentRail } from "../payments/rail.js";
 import { noopStageMetrics, type StageMetrics } from "../core/metrics.js";
 import { withRailMetrics } from "./rail-metrics.js";
+import { createTimedFetch } from "./external-metrics.js";
 import { checkStripeKey, createStripeRail, type StripeRailOptions } from "../payments/stripe-rail.js";
 import { createStripeWebhookHandler } from "../payments/stripe-webhook.js";
 import { createStripeConnect } from "../payments/stripe-connect.js";
@@ -93,7 +94,8 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
     });
   }
 
-  const agents = await createAgentEngines(config, log);
+  const agents = await createAgentEngines(config, log, metrics);
+  const monzoFetch = createTimedFetch("monzo", metrics);
   const speech = await createSpeechEngines(config, log);
   const webRoot = config.webRoot || path.resolve("clients/web/dist");
   log.info(
@@ -110,7 +112,7 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
     paymentSetup,
     payments: createPaymentsDesk(paymentSetup, executor),
     bankFor: (profile) =>
-      profile.monzoAccessToken ? createMonzoBank({ accessToken: profile.monzoAccessToken, baseUrl: config.monzoApiBase }) : undefined,
+      profile.monzoAccessToken ? createMonzoBank({ accessToken: profile.monzoAccessToken, baseUrl: config.monzoApiBase, fetch: monzoFetch }) : undefined,
     httpEndpoints,
     webRoot: existsSync(webRoot) ? webRoot : undefined,
     onRoomEvent(listener) {

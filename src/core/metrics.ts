@@ -24,7 +24,12 @@ export interface StageMetrics {
   speechFinal?(engine: string, seconds: number): void;
   /** One store call (`method` is the Store interface's method name), `seconds` long. */
   storeCall?(method: string, outcome: "ok" | "error", seconds: number): void;
+  /** One HTTP request to an outside service (`service` anthropic | monzo | …), by outcome (`ok`, `http_4xx`, `http_429`, `http_5xx`, `network`). */
+  externalCall?(service: string, outcome: ExternalCallOutcome, seconds: number): void;
 }
+
+/** How an outside service's HTTP request ended: answered well, refused (by class), or no answer. */
+export type ExternalCallOutcome = "ok" | "http_4xx" | "http_429" | "http_5xx" | "network";
 
 /**
  * Audio frames counted on the hot path as plain integer increments (no label look-up, no call):

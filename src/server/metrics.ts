@@ -146,6 +146,13 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
       this.inc(audioFrameCounts.dropped);
     },
   });
+  const externalCalls = new Histogram({
+    name: "handshake_external_call_duration_seconds",
+    help: "HTTP requests to outside services (anthropic, monzo) by service and outcome (ok, http_4xx, http_429, http_5xx, network: no answer); SDK retries are separate requests.",
+    labelNames: ["service", "outcome"] as const,
+    buckets: RAIL_BUCKETS_S,
+    registers: [registry],
+  });
   const panelResets = new Counter({
     name: "handshake_panel_stream_resets_total",
     help: "PanelStreams ended with RESOURCE_EXHAUSTED, by path: almost always a reader that fell too far behind (it resumes from its last seq), else a stream limit.",
@@ -166,6 +173,7 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
       },
       speechFinal: (engine, seconds) => speechFinal.observe({ engine }, seconds),
       storeCall: (method, outcome, seconds) => storeCalls.observe({ method, outcome }, seconds),
+      externalCall: (service, outcome, seconds) => externalCalls.observe({ service, outcome }, seconds),
     },
     callEnded(path, method, code, durationMs) {
       duration.observe({ method, path, code }, durationMs / 1000);

@@ -19,6 +19,8 @@ export interface AnthropicConnection {
   timeoutMs?: number;
   /** SDK retries for 408/409/429/5xx (incl. 529 overloaded) and connection errors; default 2. */
   maxRetries?: number;
+  /** The fetch the SDK uses (the composition root's timed one); default the global fetch. */
+  fetch?: typeof fetch;
 }
 
 /** Makes an SDK client; retries and backoff are the SDK's (it honours retry-after). */
@@ -28,6 +30,7 @@ export function createAnthropicClient(connection: AnthropicConnection): Anthropi
     ...(connection.baseURL ? { baseURL: connection.baseURL } : {}),
     timeout: connection.timeoutMs ?? 60_000,
     maxRetries: connection.maxRetries ?? 2,
+    ...(connection.fetch ? { fetch: connection.fetch } : {}),
   });
 }
 
