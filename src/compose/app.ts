@@ -17,6 +17,7 @@ import type { ServerDeps } from "../server/deps.js";
 import { createServerMetrics } from "../server/metrics.js";
 import { noopStageMetrics } from "../core/metrics.js";
 import { openStore } from "../store/open-store.js";
+import { withStoreMetrics } from "./store-metrics.js";
 import { createTriggerDetector } from "../trigger/trigger-detector.js";
 import { EventLogClosedError, panelError } from "../events/event-log.js";
 import { startLogRetention } from "../events/retention.js";
@@ -35,8 +36,13 @@ export interface App {
 /** Builds every part from the configuration and starts listening on config.host:config.port. */
 export async function startApp(config: Config, log: Logger): Promise<App> {
   await mkdir(path.dirname(config.databasePath), { recursive: true });
+  let rooms: RoomManager | undefined;
+  // Read at each scrape, so it may be made before the room manager it reads.
+  const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
+  const stageMetrics = metrics?.stages ?? noopStageMetrics;
   // DATABASE_URL picks PostgreSQL (nodes share it); else SQLite in DATA_DIR, locked to this process.
-  const store = await openStore(config, log);
+  // Each store call is timed when metrics are on.
+  const store = withStoreMetrics(await openStore(config, log), stageMetrics);
   const secret = config.auth.jwtSecret || (await store.getOrCreateSecret("jwt_secret", randomBytes(32).toString("base64url")));
   const tokens = createTokenService({
     secret: new TextEncoder().encode(secret.padEnd(32, "\u0000")),
@@ -46,10 +52,6 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
       ? { oidc: { issuer: config.auth.oidcIssuer, jwksUrl: config.auth.oidcJwksUrl, ...(config.auth.oidcAudience ? { audience: config.auth.oidcAudience } : {}) } }
       : {}),
   });
-  let rooms: RoomManager | undefined;
-  // Read at each scrape, so it may be made before the room manager it reads.
-  const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
-  const stageMetrics = metrics?.stages ?? noopStageMetrics;
   const engines = await createEngines(config, store, log, stageMetrics);
   const checkedDesk = createContractDesk({
     store,

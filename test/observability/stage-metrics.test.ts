@@ -45,6 +45,8 @@ describe("stage histograms after one deal through the real server (offline engin
     expect(moved("handshake_negotiation_rounds_count", { outcome: "agreed" })).toBe(1);
     expect(moved("handshake_negotiation_rounds_sum", { outcome: "agreed" })).toBeGreaterThanOrEqual(1);
     expect(moved("handshake_negotiation_duration_seconds_count", { outcome: "agreed" })).toBe(1);
+    // Every store call is timed by Store method: the contract's signatures among them.
+    expect(moved("handshake_store_call_duration_seconds_count", { method: "addSignature", outcome: "ok" })).toBeGreaterThanOrEqual(2);
     expect(moved("handshake_payment_rail_call_duration_seconds_count", { rail: "ledger", action: "pay", outcome: "succeeded" })).toBeGreaterThanOrEqual(1);
     // Every event the panel showed was committed first: at least as many writes as events seen.
     expect(moved("handshake_event_log_write_seconds_count")).toBeGreaterThanOrEqual(alex.panel.events.length);
