@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { PanelEventSchema, RoomStatusSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
-import { EventLogClosedError, RoomEventLog } from "../../src/events/event-log.js";
+import { EventLogClosedError, MAX_UNCOMMITTED_EVENTS, RoomEventLog } from "../../src/events/event-log.js";
 import { migratePostgres, SchemaMismatchError, SchemaTooNewError } from "../../src/store/migrate.js";
 import { LATEST_SCHEMA_VERSION, migrations } from "../../src/store/migrations.js";
 import { createPostgresStore } from "../../src/store/postgres-store.js";
@@ -182,6 +182,36 @@ describe.skipIf(skipReason !== undefined)("PostgreSQL store", () => {
       expect(log.since(198n, "u1").map((e) => e.seq)).toEqual([199n, 200n]);
       expect((await store.loadRoomEvents("r1", 0n)).map((e) => e.seq)).toEqual(numbered);
       expect(await store.lastRoomSeq("r1")).toBe(200n);
+    });
+
+    it("holds events back while the database stalls, refuses more past its bound, and delivers the held ones in order once it goes on", async () => {
+      const store = await open();
+      await store.appendRoomEvents("r3", [create(PanelEventSchema, { seq: 1n, roomId: "r3", atMs: 1n })], 100);
+      // An operator's transaction locks the room's log row: the store's next write waits behind it.
+      const admin = await sql();
+      await admin.query("BEGIN");
+      await admin.query("SELECT last_seq FROM room_logs WHERE room_id = 'r3' FOR UPDATE");
+      const log = new RoomEventLog({
+        roomId: "r3",
+        capacity: 100,
+        subscriberQueueSize: 10_000,
+        restored: { lastSeq: 1n, events: [] },
+        persist: (event, kept) => store.recordRoomEvent("r3", event, { keep: 100, markOnly: !kept }) as Promise<void>,
+      });
+      const seen: bigint[] = [];
+      log.listen(1n, "u1", { queued: () => 0, event: (e) => seen.push(e.seq), ended: () => {} });
+      // One write in flight, MAX_UNCOMMITTED_EVENTS waiting behind it, then no more.
+      for (let i = 0; i <= MAX_UNCOMMITTED_EVENTS; i++) log.append(status(i));
+      expect(() => log.append(status(-1))).toThrow(/waiting for the store/);
+      expect(log.latestSeq).toBe(BigInt(MAX_UNCOMMITTED_EVENTS + 2));
+      expect(seen).toEqual([]);
+      const last = new Promise<void>((resolve) =>
+        log.listen(1n, "u2", { queued: () => 0, event: (e) => e.seq === log.latestSeq && resolve(), ended: () => {} }),
+      );
+      await admin.query("COMMIT");
+      await last;
+      expect(seen).toEqual(Array.from({ length: MAX_UNCOMMITTED_EVENTS + 1 }, (_, i) => BigInt(i + 2)));
+      log.close(new EventLogClosedError("done"));
     });
 
     it("closes the log with the error of a failed write and shows nobody that event or any after it", async () => {
