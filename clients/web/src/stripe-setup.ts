@@ -99,13 +99,24 @@ export function stripeSettings(endpoint: Endpoint, token: () => string | undefin
     error.textContent = messageOf(err);
   };
   const returned = new URLSearchParams(location.search).get("stripe") === "return";
-  payments.getPaymentSetup({ refresh: returned }).then(
-    (res) => show(res.setup),
-    (err: unknown) => {
-      status.textContent = messageOf(err);
-      onboard.hidden = addCard.hidden = true;
-    },
-  );
+  let asked = false;
+  const ask = () => {
+    if (asked) return;
+    asked = true;
+    payments.getPaymentSetup({ refresh: returned }).then(
+      (res) => show(res.setup),
+      (err: unknown) => {
+        status.textContent = messageOf(err);
+        onboard.hidden = addCard.hidden = true;
+      },
+    );
+  };
+  // Asked when the sheet it sits in is first opened, not on every visit to the join screen.
+  setTimeout(() => {
+    const sheet = section.closest("details");
+    if (!sheet || sheet.open) return ask();
+    sheet.addEventListener("toggle", () => sheet.open && ask());
+  }, 0);
   onboard.addEventListener("click", () => {
     error.textContent = "";
     payments.startPayeeOnboarding({}).then((link) => location.assign(link.url), fail);
