@@ -34,7 +34,7 @@ export type ExternalCallOutcome = "ok" | "http_4xx" | "http_429" | "http_5xx" | 
 /**
  * Audio frames counted on the hot path as plain integer increments (no label look-up, no call):
  * `relayed` once per frame handed to a listener's stream, `dropped` per frame a listener's stream
- * could not take (it fell behind and lost its stream). Read by the metrics at each scrape; one
+ * refused because it fell behind (the stream is then ended). Read by the metrics at each scrape; one
  * count for the process, like Node's own metrics.
  */
 export const audioFrameCounts = { relayed: 0, dropped: 0 };

@@ -27,8 +27,7 @@ export class QueuedAudioSink implements AudioSink {
       this.queue.push({ case: "peerFormat", value: format });
     }
     if (this.queue.size >= this.limit) {
-      // This frame and the queued ones are lost with the stream.
-      audioFrameCounts.dropped += this.queue.size + 1;
+      audioFrameCounts.dropped++;
       this.fail(new ResourceExhaustedError(`audio stream fell more than ${this.limit} frames behind`));
       return;
     }

@@ -139,7 +139,7 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
   });
   new Counter({
     name: "handshake_audio_frames_dropped_total",
-    help: "Audio frames a listener's stream could not take: it fell behind and lost its stream (this process).",
+    help: "Audio frames a listener's stream refused because it fell behind (the stream is then ended with RESOURCE_EXHAUSTED; this process).",
     registers: [registry],
     collect() {
       this.reset();

@@ -158,8 +158,7 @@ class FastAudioSink implements AudioSink {
     }
     if (this.pending >= PEER_AUDIO_QUEUE_FRAMES || this.call.queuedBytes > AUDIO_QUEUE_BYTES) {
       this.closedSink = true;
-      // This frame and the unwritten ones are lost with the stream.
-      audioFrameCounts.dropped += this.pending + 1;
+      audioFrameCounts.dropped++;
       this.call.fail(new ResourceExhaustedError(`audio stream fell more than ${PEER_AUDIO_QUEUE_FRAMES} frames behind`));
       return;
     }
