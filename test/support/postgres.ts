@@ -75,30 +75,21 @@ export async function startPostgres(): Promise<PostgresServer> {
     throw new Error(`initdb failed (${init.status}): ${init.stderr}`);
   }
 
-  const port = await freePort();
-  const args = [
-    "-D", dataDir, "-k", root, "-p", String(port),
-    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-    "-c", "max_connections=200",
-  ];
-  const child: ChildProcess = spawn(path.join(PG_BIN, "postgres"), args, { stdio: ["ignore", "ignore", "pipe"], cwd: root, ...user });
-  let log = "";
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stderr!.on("data", (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes("database system is ready to accept connections")) resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`postgres exited (${code}) before it was ready:\n${log}`)));
-  });
-  const timeout = setTimeout(() => child.kill("SIGKILL"), 30_000);
-  try {
-    await ready;
-  } catch (err) {
-    await rm(root, { recursive: true, force: true });
-    throw err;
-  } finally {
-    clearTimeout(timeout);
+  let started: { child: ChildProcess; port: number } | undefined;
+  // The free port can be taken between our probe and postgres's bind (other tests start servers
+  // too): a bind failure is tried again on another port.
+  for (let attempt = 1; !started; attempt++) {
+    const port = await freePort();
+    try {
+      started = { child: await launch(dataDir, root, port, user), port };
+    } catch (err) {
+      if (attempt >= 3 || !/could not bind|Address already in use/.test(String(err))) {
+        await rm(root, { recursive: true, force: true });
+        throw err;
+      }
+    }
   }
+  const { child, port } = started;
 
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   let stopping: Promise<void> | undefined;
@@ -130,6 +121,37 @@ export async function startPostgres(): Promise<PostgresServer> {
       return stopping;
     },
   };
+}
+
+/** Runs postgres on `port` and resolves once it accepts connections; rejects with its log if it exits first. */
+async function launch(dataDir: string, socketDir: string, port: number, user: { uid: number; gid: number } | undefined): Promise<ChildProcess> {
+  const args = [
+    "-D", dataDir, "-k", socketDir, "-p", String(port),
+    "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+    "-c", "max_connections=200",
+  ];
+  const child = spawn(path.join(PG_BIN, "postgres"), args, { stdio: ["ignore", "ignore", "pipe"], cwd: socketDir, ...user });
+  let log = "";
+  let ready = false;
+  const readiness = new Promise<void>((resolve, reject) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
+      // Read to the end (a full pipe would stall the server), kept only until it is ready.
+      if (ready) return;
+      log += chunk.toString();
+      if (log.includes("database system is ready to accept connections")) {
+        ready = true;
+        resolve();
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`postgres exited (${code}) before it was ready:\n${log}`)));
+  });
+  const timeout = setTimeout(() => child.kill("SIGKILL"), 30_000);
+  try {
+    await readiness;
+  } finally {
+    clearTimeout(timeout);
+  }
+  return child;
 }
 
 let databases = 0;
