@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { existsSync } from "node:fs";
 import { readFile, rm, writeFile, mkdtemp } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -48,6 +49,7 @@ export interface Router {
   stop(): Promise<void>;
 }
 
+const SETPRIV = "/usr/bin/setpriv";
 /** Longest HAProxy may take to start or to apply a reload. */
 const START_TIMEOUT_MS = 15_000;
 
@@ -82,7 +84,10 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
     );
   await write(options.nodes);
 
-  const child: ChildProcess = spawn("haproxy", ["-W", "-db", "-f", cfgFile], {
+  // setpriv (util-linux) asks the kernel to kill the router when this process dies, however it
+  // dies (a test runner's SIGKILL skips every exit handler); the worker follows its master.
+  const command = existsSync(SETPRIV) ? [SETPRIV, "--pdeathsig", "KILL", "--", "haproxy"] : ["haproxy"];
+  const child: ChildProcess = spawn(command[0]!, [...command.slice(1), "-W", "-db", "-f", cfgFile], {
     stdio: ["ignore", options.log ? "inherit" : "ignore", "pipe"],
   });
   // A test runner that dies without stop() must not leave a router behind.
