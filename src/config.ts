@@ -214,11 +214,18 @@ function tlsFiles(env: Env): Config["tls"] {
   return certFile ? { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile) } : undefined;
 }
 
-/** DATABASE_URL: empty, or a postgres:// (postgresql://) URL. */
+/** DATABASE_URL: empty, or a postgres:// (postgresql://) URL. A refusal never repeats it: it may hold a password. */
 function databaseUrl(env: Env): string {
-  const raw = url(env, "DATABASE_URL", "");
-  if (raw !== "" && !/^postgres(ql)?:$/.test(new URL(raw).protocol)) {
-    throw new ConfigError(`DATABASE_URL must be a postgres:// URL (or unset for SQLite in DATA_DIR), got "${new URL(raw).protocol}//…"`);
+  const raw = str(env, "DATABASE_URL", "");
+  if (raw === "") return raw;
+  let protocol: string;
+  try {
+    protocol = new URL(raw).protocol;
+  } catch {
+    throw new ConfigError("DATABASE_URL must be a postgres:// URL (or unset for SQLite in DATA_DIR), got something that is not a URL");
+  }
+  if (!/^postgres(ql)?:$/.test(protocol)) {
+    throw new ConfigError(`DATABASE_URL must be a postgres:// URL (or unset for SQLite in DATA_DIR), got a ${protocol}// one`);
   }
   return raw;
 }

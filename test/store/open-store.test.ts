@@ -19,8 +19,10 @@ describe("choosing the store", () => {
     expect(loadConfig({ DATABASE_URL: "postgresql://u@db:5432/h" }).databaseUrl).toBe("postgresql://u@db:5432/h");
     expect(() => loadConfig({ DATABASE_URL: "mysql://u:secret@db/h" })).toThrow(ConfigError);
     expect(() => loadConfig({ DATABASE_URL: "mysql://u:secret@db/h" })).toThrow(/DATABASE_URL must be a postgres:\/\/ URL/);
-    // The refusal does not echo the password.
+    // A refusal does not echo the URL, which may hold a password.
     expect(() => loadConfig({ DATABASE_URL: "mysql://u:secret@db/h" })).not.toThrow(/secret/);
+    expect(() => loadConfig({ DATABASE_URL: "u:secret@db h" })).toThrow(/DATABASE_URL must be a postgres:\/\/ URL/);
+    expect(() => loadConfig({ DATABASE_URL: "u:secret@db h" })).not.toThrow(/secret/);
   });
 
   it("opens SQLite in DATA_DIR when DATABASE_URL is empty", async () => {
