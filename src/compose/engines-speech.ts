@@ -8,6 +8,7 @@ import { toRecognisedSpeech } from "../speech/device-transcripts.js";
 import { createPocketSphinxEngineFactory, detectPocketSphinx } from "../speech/pocketsphinx.js";
 import type { SpeechEngineFactory } from "../speech/speech-engine.js";
 import { boundSpeechEngines } from "../speech/speech-pool.js";
+import { keywordVocabulary } from "../trigger/keyword.js";
 
 /** The speech engine picked by configuration and the audio checks at the boundary. */
 export interface SpeechEngines {
@@ -55,7 +56,13 @@ export async function createSpeechEngines(config: Config, log: Logger): Promise<
       }
       // One recogniser process per participant, at most SPEECH_MAX_PROCESSES of them (speech-pool.ts).
       const pool = boundSpeechEngines(
-        createPocketSphinxEngineFactory({ log, endSilenceMs: config.speech.endSilenceMs, languageModel: config.speech.languageModel }),
+        createPocketSphinxEngineFactory({
+          log,
+          endSilenceMs: config.speech.endSilenceMs,
+          languageModel: config.speech.languageModel,
+          // The configured trigger keyword is always in the recogniser's vocabulary.
+          extraWords: keywordVocabulary(config.trigger.keyword),
+        }),
         config.speech.maxProcesses,
       );
       return { ...base, name: "pocketsphinx", speechFactory: pool.factory };

@@ -691,9 +691,17 @@ export function createPocketSphinxEngine(
 
 /**
  * Local speech: each participant gets a `pocketsphinx_continuous` process fed 16 kHz PCM16 on
- * stdin; utterances come back as finals with word timings (no partials). Check availability
- * first with `detectPocketSphinx`; a missing binary is also reported through `onError`.
+ * stdin; utterances come back as finals with word timings (this CLI gives no partials). Check
+ * availability first with `detectPocketSphinx`; a missing binary is also reported through `onError`.
  */
 export function createPocketSphinxEngineFactory(options: PocketSphinxOptions = {}): SpeechEngineFactory {
+  if (options.languageModel !== "debian") {
+    // Built now, at start-up, so the first speaker's stream does not wait for it (≈ 0.5 s once).
+    try {
+      moneyLanguageModel(options.modelDir ?? DEFAULT_POCKETSPHINX_MODEL_DIR, privateDir(), { generalWords: options.generalWords, extraWords: options.extraWords });
+    } catch {
+      // Each engine reports it as engine_unavailable.
+    }
+  }
   return (participant, events) => createPocketSphinxEngine(participant, events, options);
 }

@@ -117,3 +117,14 @@ function isNegated(words: readonly Word[], at: number, length: number): boolean 
   }
   return false;
 }
+
+/**
+ * The spotting hook: the words a speech recogniser must know for `keyword` to be heard at all (a
+ * small vocabulary drops unknown words). Dictionary forms, apostrophes kept ("let's"); a phrase or
+ * a hyphenated keyword also closed up, as `findKeyword` matches it ("hand-shake" → hand, shake,
+ * handshake).
+ */
+export function keywordVocabulary(keyword: string): string[] {
+  const words = keyword.toLowerCase().replace(/[’‘`]/g, "'").split(/[^\p{L}\p{N}']+/u).filter((w) => /[\p{L}\p{N}]/u.test(w));
+  return [...new Set(words.length > 1 ? [...words, words.join("")] : words)];
+}

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_POCKETSPHINX_MODEL_DIR } from "../../src/speech/pocketsphinx.js";
 import { moneyLanguageModel } from "../../src/speech/money-language-model.js";
+import { keywordVocabulary } from "../../src/trigger/keyword.js";
 import { tempDirPerTest } from "../support/temp-dir.js";
 
 const dir = tempDirPerTest();
@@ -63,5 +64,15 @@ describe("the money-biased language model", () => {
     expect(again).toEqual(first);
     expect(other.lmPath).not.toBe(first.lmPath);
     expect(other.words).toBe(first.words + 1);
+  });
+});
+
+describe("the trigger keyword's words (keywordVocabulary, the spotting hook)", () => {
+  it("puts a keyword the everyday vocabulary lacks into the model, as said and closed up", () => {
+    expect(keywordVocabulary("Ship-shape")).toEqual(["ship", "shape", "shipshape"]);
+    expect(keywordVocabulary("let's shake on it")).toEqual(["let's", "shake", "on", "it", "let'sshakeonit"]);
+    const model = moneyLanguageModel(DEFAULT_POCKETSPHINX_MODEL_DIR, dir(), { generalWords: 500, extraWords: keywordVocabulary("Ship-shape") });
+    const unigrams = readArpa(readFileSync(model.lmPath, "utf8")).grams[0]!.map((g) => g.words[0]);
+    expect(unigrams).toEqual(expect.arrayContaining(["ship", "shape", "shipshape"]));
   });
 });
