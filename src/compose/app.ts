@@ -38,7 +38,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
   await mkdir(path.dirname(config.databasePath), { recursive: true });
   let rooms: RoomManager | undefined;
   // Read at each scrape, so it may be made before the room manager it reads.
-  const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0 }) : undefined;
+  const metrics = config.metrics ? createServerMetrics({ roomsLive: () => rooms?.size ?? 0, panelQueueDepth: () => rooms?.panelQueueDepth() ?? 0 }) : undefined;
   const stageMetrics = metrics?.stages ?? noopStageMetrics;
   // DATABASE_URL picks PostgreSQL (nodes share it); else SQLite in DATA_DIR, locked to this process.
   // Each store call is timed when metrics are on.

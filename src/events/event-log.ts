@@ -297,6 +297,13 @@ export class RoomEventLog {
     return this.subscribers.size;
   }
 
+  /** Events queued for the subscriber furthest behind (0 with none), for the metrics. */
+  get deepestQueue(): number {
+    let deepest = 0;
+    for (const sub of this.subscribers) deepest = Math.max(deepest, sub.listener ? sub.listener.queued() : (sub.queue?.size ?? 0));
+    return deepest;
+  }
+
   /** Ends every subscriber with `reason` and refuses further appends; safe to call twice. */
   close(reason: Error = new EventLogClosedError("room closed")): void {
     if (this.closed) return;

@@ -79,6 +79,13 @@ export class RoomManager {
     return this.rooms.size;
   }
 
+  /** Events queued for the PanelStream reader furthest behind on this node, for the metrics. */
+  panelQueueDepth(): number {
+    let deepest = 0;
+    for (const room of this.rooms.values()) deepest = Math.max(deepest, room.events.deepestQueue);
+    return deepest;
+  }
+
   get(roomId: string): Room | undefined {
     return this.rooms.get(roomId);
   }

@@ -48,6 +48,8 @@ export interface ServerMetrics {
 export interface MetricsSources {
   /** Live rooms now (RoomManager.size). */
   roomsLive(): number;
+  /** Events queued for the PanelStream reader furthest behind (RoomManager.panelQueueDepth). */
+  panelQueueDepth?(): number;
 }
 
 /** Creates the metrics of one server on a registry of its own (two servers in one process do not collide). */
@@ -152,6 +154,14 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
     labelNames: ["service", "outcome"] as const,
     buckets: RAIL_BUCKETS_S,
     registers: [registry],
+  });
+  new Gauge({
+    name: "handshake_panel_stream_queue_depth_max",
+    help: "Events queued for the PanelStream reader furthest behind on this node; at PANEL_QUEUE_SIZE it is reset.",
+    registers: [registry],
+    collect() {
+      this.set(sources.panelQueueDepth?.() ?? 0);
+    },
   });
   const panelResets = new Counter({
     name: "handshake_panel_stream_resets_total",
