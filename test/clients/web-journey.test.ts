@@ -162,6 +162,7 @@ describe("browser journey, spoken", () => {
       await plumber.getByTestId("close-contract").click();
       await plumber.getByTestId("balances").getByText("You were paid £185.00.").waitFor();
       await homeowner.locator('[data-testid="timeline"] [data-kind="completed"]').waitFor();
+      await homeowner.locator('[data-testid="timeline"] [data-kind="contract"]', { hasText: "Total £185.00 as settled (agreed £200.00)" }).waitFor();
       await shot(homeowner, "8-balances");
 
       // Saved contracts, in a new tab of her browser: who with, its state, and a row that opens it.

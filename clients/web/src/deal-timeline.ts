@@ -15,6 +15,7 @@ import {
 import { ExecutionStepStatus, type ExecutionStep } from "../../../gen/handshake/v1/events_pb.js";
 import type { TriggerEvent } from "../../../gen/handshake/v1/transcript_pb.js";
 import { formatMoney } from "../../shared/format.js";
+import { settledTotalOf } from "./contract-view.js";
 import { h, type Child } from "./dom.js";
 import { icon, type IconName } from "./icons.js";
 
@@ -188,7 +189,9 @@ export function timelineEntries(state: TimelineState, deps: TimelineDeps): HTMLE
   }
   const c = state.contract;
   if (c) {
-    const total = c.terms ? formatMoney(c.terms.totalMinor, c.terms.currency) : "";
+    // Once a ranged item settled below its maximum, the total says what the deal came to.
+    const settled = settledTotalOf(c, state.milestones.length > 0 ? state.milestones : c.milestones);
+    const total = !c.terms ? "" : settled !== c.terms.totalMinor ? `${formatMoney(settled, c.terms.currency)} as settled (agreed ${formatMoney(c.terms.totalMinor, c.terms.currency)})` : formatMoney(c.terms.totalMinor, c.terms.currency);
     const open = h("button", { type: "button", class: "primary", "data-testid": "open-contract", onclick: () => deps.openContract() }, c.status === ContractStatus.AWAITING_SIGNATURES ? "Read and sign" : "View contract");
     out.push(entry("contract", "document", "info", `Contract drafted: ${c.title}`, total ? `Total ${total}` : undefined, c.createdAtMs, open));
     for (const s of c.signatures) out.push(entry("signature", "pen", "good", `${nameOf(s.userId)} signed`, undefined, s.signedAtMs));

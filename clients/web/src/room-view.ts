@@ -371,7 +371,7 @@ export class RoomView {
           "li",
           { class: p.connected ? "here" : "away" },
           h("strong", {}, p.userId === this.deps.session.userId ? `${p.displayName} (you)` : p.displayName),
-          ` — ${sessionStatusText(p.sessionStatus)}${p.connected ? "" : ", away"}${p.muted ? ", muted" : ""}`,
+          ` — ${p.role === PartyRole.UNSPECIFIED ? "" : `${sideWords(p.role)}, `}${sessionStatusText(p.sessionStatus)}${p.connected ? "" : ", away"}${p.muted ? ", muted" : ""}`,
         ),
       ),
       status.participants.length < 2 ? h("li", { class: "waiting" }, "Waiting for the other person — send them the link.") : undefined,
