@@ -175,4 +175,20 @@ describe("two nodes on one Redis", () => {
     expect(first.app.deps.rooms.get(roomId)).toBeUndefined();
     await expect(ada.panel.waitFor(() => false, "nothing")).rejects.toThrow(/UNAVAILABLE|unavailable|moved/i);
   });
+
+  it("hands what another node raises about a room to the node that hosts it, which writes it into the room's log", async () => {
+    const [host, other] = [await node("node-host"), await node("node-other")];
+    const roomId = newRoomId();
+    const ada = await joinPerson(host.baseUrl, roomId, { displayName: "Ada" });
+    cleanups.push(() => ada.panel.stop());
+    await ada.panel.waitFor((e) => e.event.case === "roomStatus", "the room's status");
+    // What the settlement does on a node without the room (a milestone settled through ContractService there).
+    const milestone = create(MilestoneSchema, { id: "m1", contractId: "ctr_elsewhere", status: MilestoneStatus.COMPLETED, capturedMinor: 500n });
+    other.app.deps.rooms.publish(roomId, { visibleToUserId: ada.userId, event: { case: "milestone", value: milestone } });
+    const heard = await ada.panel.waitFor((e) => e.event.case === "milestone", "the milestone from the other node");
+    expect(heard.event.value).toEqual(milestone);
+    expect(heard).toMatchObject({ roomId, visibleToUserId: ada.userId });
+    expect(heard.seq).toBe(ada.panel.events.at(-2)!.seq + 1n);
+    expect(other.app.deps.rooms.get(roomId)).toBeUndefined();
+  });
 });
