@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- --nodes N`: the audio relay through 1, 2, … N Handshake nodes behind the HAProxy
  * router, as `npm run cluster` runs them (PostgreSQL, Redis, the router, each node its own process),
- * and the http2 floor (a bare byte relay, one process) beside them. For each it finds the capacity:
+ * and the http2 floor (a bare byte relay, one process) and one node without the router beside them
+ * (what the router costs). For each it finds the capacity:
  * the largest room count R (2 participants each, 640-byte frames every 20 ms) with relay p99 ≤ 20 ms
  * and no frame lost.
  *
@@ -257,6 +258,12 @@ export async function runNodesBench(argv: string[]): Promise<void> {
     try {
       const nodePids = cluster.ready.nodes.map((node) => node.pid);
       const routerPid = routerWorkerPid(cluster.ready.router.pid);
+      if (n === 1) {
+        // The same node without the router in between: what the router itself costs.
+        const node = cluster.ready.nodes[0]!;
+        progress(options, "capacity: 1 node direct (no router)…");
+        results.push(await findCapacity("1 node direct", 1, options, (rooms) => step("server", node.port, rooms, options.capacitySeconds, nodePids, undefined, `${runId}-direct-${rooms}`)));
+      }
       results.push(
         await findCapacity(label, n, options, (rooms) => step("server", cluster.ready.router.port, rooms, options.capacitySeconds, nodePids, routerPid, `${runId}-n${n}-${rooms}`)),
       );
@@ -287,7 +294,7 @@ export async function runNodesBench(argv: string[]): Promise<void> {
         cell(ofFloor, 10),
         cell(at ? `${at.p99Ms} ms` : "-", 10),
         cell(at ? `${at.nodesCpuPct}%` : "-", 11),
-        cell(at && r !== floor ? `${at.routerCpuPct}%` : "", 12),
+        cell(at && r.label.includes("router") ? `${at.routerCpuPct}%` : "", 12),
         cell(at ? `${at.generatorCpuPct}%` : "-", 9),
       ].join("");
     }),
