@@ -298,6 +298,15 @@ const SQL = {
     WHERE account IN ($1, $2, $3) GROUP BY account, currency ORDER BY currency, account`,
 
   insertEvent: "INSERT INTO room_events (room_id, seq, at_ms, event) VALUES ($1, $2, $3, $4)",
+  // One event and its room's seq mark in one statement ($5: the event is kept, not only numbered).
+  recordEvent: `WITH kept AS (
+      INSERT INTO room_events (room_id, seq, at_ms, event) SELECT $1::text, $2::bigint, $3::bigint, $4::bytea WHERE $5::boolean RETURNING 1
+    )
+    INSERT INTO room_logs (room_id, last_seq, trimmed_through_seq, updated_at_ms, stored_events)
+      VALUES ($1::text, $2::bigint, 0, $3::bigint, (SELECT count(*) FROM kept))
+    ON CONFLICT (room_id) DO UPDATE SET last_seq = GREATEST(room_logs.last_seq, excluded.last_seq), updated_at_ms = excluded.updated_at_ms,
+      stored_events = room_logs.stored_events + excluded.stored_events
+    RETURNING stored_events`,
   keepCutoff: "SELECT seq FROM room_events WHERE room_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2",
   trimEvents: "DELETE FROM room_events WHERE room_id = $1 AND seq < $2",
   eventsAfter: "SELECT event FROM room_events WHERE room_id = $1 AND seq > $2 ORDER BY seq",
@@ -674,16 +683,26 @@ class PostgresStore implements Store {
     return [...byCurrency.values()];
   }
 
-  /** Asynchronous: the promise settles once the event is committed (the event log waits for it). */
-  recordRoomEvent(roomId: string, event: PanelEvent, write: RoomEventWrite): Promise<void> {
+  /**
+   * Asynchronous: the promise settles once the event is committed (the event log waits for it).
+   * The event and the room's seq mark are one statement, so one round trip; trimming, once per
+   * batch of appends, is a transaction of its own after it (it only removes what is past `keep`).
+   */
+  async recordRoomEvent(roomId: string, event: PanelEvent, write: RoomEventWrite): Promise<void> {
     this.live();
     requireText("room id", roomId);
     requireKeep(write.keep);
-    return this.write(async (c) => {
-      const stored = await this.insertRoomEvents(c, roomId, [event], write.markOnly === true);
-      // Trimming counts the room's newest `keep` (O(keep)), so it runs once per batch of appends.
-      if (stored > BigInt(write.keep + trimSlack(write.keep))) await this.trimRoomEvents(c, roomId, write.keep);
-    });
+    if (event.seq < 1n) throw new RangeError(`room ${roomId}: event seq must be at least 1, got ${event.seq}`);
+    const kept = write.markOnly !== true;
+    let stored: bigint;
+    try {
+      stored = (await this.single<{ stored_events: bigint }>("recordEvent", [roomId, event.seq, event.atMs, kept ? toBinary(PanelEventSchema, event) : null, kept])).rows[0]!
+        .stored_events;
+    } catch (err) {
+      throw conflictOr(err, `room ${roomId} already has event ${event.seq}`);
+    }
+    // Trimming counts the room's newest `keep` (O(keep)), so it runs once per batch of appends.
+    if (stored > BigInt(write.keep + trimSlack(write.keep))) await this.write((c) => this.trimRoomEvents(c, roomId, write.keep));
   }
 
   async appendRoomEvents(roomId: string, events: PanelEvent[], keep: number): Promise<void> {
