@@ -83,6 +83,7 @@ export class CallPanel {
   private readonly timer = h("span", { class: "call-timer", role: "timer", "data-testid": "call-timer", "aria-label": "Time on the call" }, "—");
   private readonly peer = h("p", { class: "peer", "data-testid": "peer-presence", "data-quality": "absent", "data-frames": "0" });
   private peerFrames = 0;
+  private readonly onDeviceChange = () => void this.refreshDevices();
 
   constructor(private readonly deps: CallPanelDeps) {
     const playPeer = h("input", { type: "checkbox", checked: true, "data-testid": "play-peer" });
@@ -93,7 +94,7 @@ export class CallPanel {
       // Switching microphones while talking restarts capture on the chosen one.
       if (this.mic) void this.restartMic();
     });
-    navigator.mediaDevices?.addEventListener?.("devicechange", () => void this.refreshDevices());
+    navigator.mediaDevices?.addEventListener?.("devicechange", this.onDeviceChange);
     void this.refreshDevices();
     this.element = h(
       "div",
@@ -124,6 +125,7 @@ export class CallPanel {
   /** Stops the microphone and the indicators; the room calls it when leaving. */
   stop(): void {
     clearInterval(this.ticker);
+    navigator.mediaDevices?.removeEventListener?.("devicechange", this.onDeviceChange);
     this.stopMic();
   }
 
