@@ -1,6 +1,6 @@
 import net from "node:net";
 import * as grpc from "@grpc/grpc-js";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
@@ -122,9 +122,24 @@ describe("two nodes behind the router", () => {
     // The node of sticky-0 stops: the room's next call goes to the other node (redispatch), and stays there.
     const lost = placed.get("sticky-0")!;
     const survivor = lost === "n1" ? "n2" : "n1";
-    await nodes[lost === "n1" ? 0 : 1]!.close();
+    const lostIndex = lost === "n1" ? 0 : 1;
+    const lostPort = nodes[lostIndex]!.port;
+    await nodes[lostIndex]!.close();
     expect(await joinVia(router.url, "sticky-0", "Cy")).toBe(survivor);
     expect(await joinVia(router.url, "sticky-0", "Di")).toBe(survivor);
+    expect(await router.runtime("show table nodes")).toMatch(new RegExp(`key=sticky-0 .*server_key=${survivor}`));
+
+    // The lost node comes back on its address: the room stays where it moved to (its new home holds it now).
+    nodes[lostIndex] = await startTestApp({ NODE_ID: lost, PORT: String(lostPort) });
+    await router.waitForNodes([lost, survivor]);
+    const again = createClient(RoomService, createConnectTransport({ baseUrl: router.url, interceptors: [roomHeader("sticky-0")] }));
+    // No token, so the node refuses the call; the router's header on the refusal says who refused it.
+    const refusal = await again.getRoom({ roomId: "sticky-0" }).then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
+    expect(refusal?.code).toBe(Code.Unauthenticated);
+    expect(refusal?.metadata.get(NODE_HEADER)).toBe(survivor);
   });
 
   it("takes a node list on reload without dropping an open stream", async () => {

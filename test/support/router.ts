@@ -43,6 +43,8 @@ export interface Router {
   runtime(command: string): Promise<string>;
   /** Which nodes the router counts as up, by id. */
   upNodes(): Promise<string[]>;
+  /** Resolves once the health checks count every one of `ids` as up (rejects after 15 s). */
+  waitForNodes(ids: string[]): Promise<void>;
   /** The router's recent stderr (warnings, alerts), for failure messages. */
   stderrTail(): string;
   /** Stops the router and removes its files; safe to call twice. */
@@ -171,6 +173,7 @@ export async function startRouter(options: RouterOptions): Promise<Router> {
     },
     runtime,
     upNodes,
+    waitForNodes,
     stderrTail: () => stderr,
     stop,
   };
