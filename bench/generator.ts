@@ -131,6 +131,8 @@ async function main(): Promise<void> {
     return { index, roomId, session: undefined, stream: undefined, socket: undefined, token: "", peer: undefined, sent: 0, received: 0, highestSeq: -1, reordered: 0, duplicates: 0, ended: false };
   }
 
+  /** Set once the generator itself starts closing connections. */
+  let closing = false;
   const histogram = new LatencyHistogram();
   let measuring = false;
   const frame: ParsedFrame = { seq: 0, capturedAtUs: 0, pcmLength: 0 };
@@ -152,8 +154,10 @@ async function main(): Promise<void> {
       // Each message is one whole gRPC message, as the generator sends them.
       socket.on("message", (data: Buffer) => onFrame(p, data, 5, data.length));
       socket.on("error", (err) => noteError(`socket error: ${err.message}`));
-      socket.on("close", () => {
+      socket.on("close", (code: number) => {
         p.ended = true;
+        // Closed by the relay before the generator closed it: that participant's frames stop.
+        if (!closing) noteError(`socket closed by the relay (code ${code})`);
       });
       return;
     }
@@ -291,6 +295,7 @@ async function main(): Promise<void> {
     streamErrors,
     errors,
   };
+  closing = true;
   for (const p of participants) p.stream?.end();
   if (config.target === "server") {
     await inBatches(participants, config.setupConcurrency, (p) =>
