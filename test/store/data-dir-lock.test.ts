@@ -1,13 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { existsSync, writeFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { buildServer } from "../../scripts/build-server.js";
 import { acquireFileLock, DataDirLockedError } from "../../src/store/file-lock.js";
 import { createSqliteStore } from "../../src/store/sqlite-store.js";
+import { startChildServer, type ChildServer } from "../support/restart.js";
 
 /*
  * One SQLite DATA_DIR, one process: a second server on the same folder stops at start and says
@@ -15,78 +13,43 @@ import { createSqliteStore } from "../../src/store/sqlite-store.js";
  */
 
 let dataDir: string;
-/** Our own bundle of the server (as `npm start` runs it): starting it costs less than tsx. */
-let bundle: string;
-const started: ChildProcess[] = [];
+const started: ChildServer[] = [];
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(os.tmpdir(), "handshake-lock-"));
-  // Packages stay external to the bundle: they are found through a link to node_modules.
-  const pkg = path.join(dataDir, "pkg");
-  await mkdir(pkg);
-  await symlink(path.resolve("node_modules"), path.join(pkg, "node_modules"), "dir");
-  bundle = await buildServer(path.join(pkg, "dist", "main.mjs"));
 });
-afterEach(() => {
-  for (const child of started.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+afterEach(async () => {
+  for (const server of started.splice(0)) await server.stop("SIGKILL");
 });
 afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true });
 });
 
-interface Run {
-  child: ChildProcess;
-  /** Resolves with the "listening" line, or rejects with what the process printed when it exits first. */
-  listening: Promise<{ port: number }>;
-  exit: Promise<[number | null, NodeJS.Signals | null]>;
-  output: () => string;
-}
-
-/** The real server process on DATA_DIR `dataDir`, port 0, 127.0.0.1. */
-function startServer(): Run {
-  const child = spawn(process.execPath, [bundle], {
-    env: { ...process.env, HOST: "127.0.0.1", PORT: "0", DATA_DIR: dataDir, DATABASE_URL: "", LOG_LEVEL: "info", SPEECH_ENGINE: "device", WEB_ROOT: dataDir },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  started.push(child);
-  let out = "";
-  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  const exit = once(child, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
-  const listening = new Promise<{ port: number }>((resolve, reject) => {
-    child.stdout!.on("data", () => {
-      const line = out.split("\n").find((l) => l.includes('"msg":"listening"'));
-      if (line) resolve(JSON.parse(line) as { port: number });
-    });
-    void exit.then(([code]) => reject(new Error(`server exited ${code} before listening:\n${out}`)));
-  });
-  listening.catch(() => undefined);
-  return { child, listening, exit, output: () => out };
+/** The real server process on DATA_DIR `dataDir` (SQLite: DATABASE_URL empty). */
+async function startServer(): Promise<ChildServer> {
+  const server = await startChildServer({ DATA_DIR: dataDir, DATABASE_URL: "", WEB_ROOT: dataDir });
+  started.push(server);
+  return server;
 }
 
 describe("the SQLite data folder lock", () => {
   it("stops a second server on the same DATA_DIR with the folder and the first one's pid, and lets a server in after one was killed", { timeout: 60_000 }, async () => {
-    const first = startServer();
-    await first.listening;
+    const first = await startServer();
     expect(existsSync(path.join(dataDir, "handshake.db.lock"))).toBe(true);
 
-    const second = startServer();
-    const [code] = await second.exit;
-    expect(code).not.toBe(0);
-    expect(second.output()).toContain(`the data folder ${dataDir} is in use by process ${first.child.pid}`);
+    // It exits before listening, saying why on stderr.
+    await expect(startServer()).rejects.toThrow(`the data folder ${dataDir} is in use by process ${first.process.pid}`);
     // The first one is untouched and still serving.
-    expect(first.child.exitCode).toBeNull();
+    expect(first.process.exitCode).toBeNull();
 
     // SIGKILL leaves the lock file behind; its pid is gone, so the next server takes it over.
-    first.child.kill("SIGKILL");
-    await first.exit;
+    await first.stop("SIGKILL");
     expect(existsSync(path.join(dataDir, "handshake.db.lock"))).toBe(true);
-    const third = startServer();
-    await third.listening;
+    const third = await startServer();
 
     // A clean shutdown removes the lock.
-    third.child.kill("SIGTERM");
-    expect((await third.exit)[0]).toBe(0);
+    await third.stop("SIGTERM");
+    expect(third.process.exitCode).toBe(0);
     expect(existsSync(path.join(dataDir, "handshake.db.lock"))).toBe(false);
   });
 
