@@ -38,6 +38,20 @@ export class RoomOnOtherNodeError extends Error {
   }
 }
 
+/** The directory could not be asked (Redis down or unreachable): the call may succeed later. */
+export class RoomDirectoryUnavailableError extends Error {
+  override readonly name = "RoomDirectoryUnavailableError";
+}
+
+/** `work`, its failure turned into RoomDirectoryUnavailableError (the cause goes with it, for the log). */
+async function asked<T>(what: string, work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (cause) {
+    throw new RoomDirectoryUnavailableError(`the room directory could not be reached (${what}); retry`, { cause });
+  }
+}
+
 const keyOf = (roomId: string) => `handshake:room:${roomId}:owner`;
 
 /** Extends the lease only while it is ours: compare, then pexpire, in one step. */
@@ -53,17 +67,17 @@ export function createRedisDirectory(options: { redis: Redis; nodeId: string; le
     nodeId,
     leaseMs,
     async claim(roomId) {
-      const set = await redis.set(keyOf(roomId), nodeId, "PX", leaseMs, "NX");
+      const set = await asked("claim", redis.set(keyOf(roomId), nodeId, "PX", leaseMs, "NX"));
       return set === "OK" || (await directory.renew(roomId));
     },
     async renew(roomId) {
-      return (await redis.eval(RENEW, 1, keyOf(roomId), nodeId, String(leaseMs))) === 1;
+      return (await asked("renew", redis.eval(RENEW, 1, keyOf(roomId), nodeId, String(leaseMs)))) === 1;
     },
     async release(roomId) {
-      await redis.eval(RELEASE, 1, keyOf(roomId), nodeId);
+      await asked("release", redis.eval(RELEASE, 1, keyOf(roomId), nodeId));
     },
     async owner(roomId) {
-      return (await redis.get(keyOf(roomId))) ?? undefined;
+      return (await asked("owner", redis.get(keyOf(roomId)))) ?? undefined;
     },
     async close() {
       if (redis.status !== "end") redis.disconnect();

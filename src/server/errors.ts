@@ -12,7 +12,7 @@ import {
 } from "../core/errors.js";
 import { NegotiationMoveError } from "../deal/negotiation.js";
 import { SubscriberOverflowError, EventLogClosedError } from "../events/event-log.js";
-import { RoomOnOtherNodeError } from "../room/placement.js";
+import { RoomDirectoryUnavailableError, RoomOnOtherNodeError } from "../room/placement.js";
 import { InvalidCursorError } from "../store/cursor.js";
 import { asStoreUnavailable } from "../store/store-errors.js";
 import { InvalidFieldError } from "./validate.js";
@@ -81,6 +81,7 @@ function codeOf(err: unknown): Code | undefined {
   if (err instanceof SubscriberOverflowError) return Code.ResourceExhausted;
   if (err instanceof EventLogClosedError) return Code.Unavailable;
   if (err instanceof RoomOnOtherNodeError) return Code.Unavailable;
+  if (err instanceof RoomDirectoryUnavailableError) return Code.Unavailable;
   return undefined;
 }
 

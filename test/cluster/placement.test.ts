@@ -25,8 +25,8 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function connection(): Redis {
-  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+function connection(url = redis.url): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
   cleanups.push(() => client.disconnect());
   return client;
 }
@@ -174,6 +174,30 @@ describe("two nodes on one Redis", () => {
     expect((again as ConnectError).rawMessage).toContain("node-elsewhere");
     expect(first.app.deps.rooms.get(roomId)).toBeUndefined();
     await expect(ada.panel.waitFor(() => false, "nothing")).rejects.toThrow(/UNAVAILABLE|unavailable|moved/i);
+  });
+
+  it("answers UNAVAILABLE while the directory cannot be reached, and serves again once it can", async () => {
+    const own = await startRedis();
+    cleanups.push(() => own.stop());
+    const app = await startTestApp({ REDIS_URL: own.url, NODE_ID: "node-alone", ROOM_LEASE_MS: "600" });
+    cleanups.push(() => app.close());
+    await own.stop();
+    const refused = await joinPerson(app.baseUrl, newRoomId(), { displayName: "Ada" }).then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
+    expect(refused?.code).toBe(Code.Unavailable);
+    expect(refused?.rawMessage).toMatch(/room directory could not be reached/);
+    // Back where the node looks for it: the node reconnects by itself.
+    const back = await startRedis({ port: own.port });
+    cleanups.push(() => back.stop());
+    let joined: Awaited<ReturnType<typeof joinPerson>> | undefined;
+    await until(async () => {
+      joined = await joinPerson(app.baseUrl, newRoomId(), { displayName: "Ada" }).catch(() => undefined);
+      return joined !== undefined;
+    }, "a join once the directory is back");
+    cleanups.push(() => joined!.panel.stop());
+    expect(await connection(back.url).get(`handshake:room:${joined!.roomId}:owner`)).toBe("node-alone");
   });
 
   it("hands what another node raises about a room to the node that hosts it, which writes it into the room's log", async () => {

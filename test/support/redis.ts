@@ -22,9 +22,12 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-/** Starts `redis-server --port <free> --save '' --appendonly no --bind 127.0.0.1` and resolves once it accepts connections. */
-export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
+/**
+ * Starts `redis-server --port <free> --save '' --appendonly no --bind 127.0.0.1` and resolves once
+ * it accepts connections; on `port` when given (a Redis brought back where its clients look for it).
+ */
+export async function startRedis(options: { port?: number } = {}): Promise<TestRedis> {
+  const port = options.port ?? (await freePort());
   const child = spawn("redis-server", ["--port", String(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
