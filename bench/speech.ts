@@ -349,6 +349,7 @@ async function main(): Promise<void> {
       const row = {
         name: fixture.name,
         ...latencyFigures(latencies),
+        latenciesMs: latencies.map(round2),
         wer: round2(fixtureErrors / (ref.length * runs.length)),
         amountsRight: fixture.amounts.length > 0 ? `${fixtureRight}/${runs.length}` : "-",
         heard: runs[0]?.text ?? "",
