@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readdirSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -199,9 +200,10 @@ describe("Python client on Debian's python3-grpcio", () => {
   });
 });
 
-const PROTO_FILES = ["money", "profile", "transcript", "deal", "audio", "events", "room_service", "contract_service"].map(
-  (f) => `handshake/v1/${f}.proto`,
-);
+/** Every contract file, as the README's snippet compiles them: a new import is never missed. */
+const PROTO_FILES = readdirSync("proto/handshake/v1")
+  .filter((f) => f.endsWith(".proto"))
+  .map((f) => `handshake/v1/${f}`);
 
 const PYTHON_CLIENT = `
 import sys, grpc
