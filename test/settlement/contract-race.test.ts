@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ContractStatus, EscrowHoldStatus, LineItemKind, MilestoneStatus, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
@@ -7,7 +10,7 @@ import { createContractExecutor } from "../../src/settlement/execution.js";
 import { createMilestoneService } from "../../src/settlement/milestones.js";
 import { createPostgresStore } from "../../src/store/postgres-store.js";
 import type { Store } from "../../src/store/store.js";
-import { startTestApp, type TestApp } from "../support/app.js";
+import { startChildServer, type ChildServer } from "../support/restart.js";
 import { CLIENT, PROVIDER, item, ledgerTotal, signedContract } from "../support/payment-fixtures.js";
 import { postgresUnavailable, startPostgres, uniqueDatabaseName, type PostgresServer } from "../support/postgres.js";
 
@@ -39,7 +42,8 @@ describe.skipIf(skipReason !== undefined)("two nodes racing on one contract (Pos
   let server: PostgresServer;
   let url: string;
   const stores: Store[] = [];
-  const apps: TestApp[] = [];
+  const nodes: ChildServer[] = [];
+  const folders: string[] = [];
 
   beforeAll(async () => {
     server = await startPostgres();
@@ -51,7 +55,8 @@ describe.skipIf(skipReason !== undefined)("two nodes racing on one contract (Pos
     url = await server.createDatabase(uniqueDatabaseName("race"));
   });
   afterEach(async () => {
-    for (const app of apps.splice(0)) await app.close();
+    for (const node of nodes.splice(0)) await node.stop("SIGTERM");
+    for (const folder of folders.splice(0)) await rm(folder, { recursive: true, force: true });
     for (const store of stores.splice(0)) await store.close();
   });
 
@@ -144,13 +149,16 @@ describe.skipIf(skipReason !== undefined)("two nodes racing on one contract (Pos
     expect(await ledgerTotal(storeB, "GBP")).toBe(0n);
   });
 
-  it("two server nodes started together on one database both resume the same signed contract: one ledger movement per item", { timeout: 60_000 }, async () => {
+  it("two server processes started together on one database both resume the same signed contract: one ledger movement per item", { timeout: 90_000 }, async () => {
     const seed = await nodeStore();
     for (const id of [CLIENT, PROVIDER]) await seed.createUser({ id, createdAtMs: 1 });
     // Signed by both and EXECUTING: what a node that died mid-execution leaves for start-up recovery.
     const contract = await signedContract(seed, items());
 
-    apps.push(...(await Promise.all([startTestApp({ DATABASE_URL: url }), startTestApp({ DATABASE_URL: url })])));
+    // Two processes: nothing in memory is shared, only PostgreSQL. Each gets its own (unused) DATA_DIR.
+    const dataDirs = await Promise.all([0, 1].map(() => mkdtemp(path.join(os.tmpdir(), "handshake-race-"))));
+    folders.push(...dataDirs);
+    nodes.push(...(await Promise.all(dataDirs.map((dir) => startChildServer({ DATABASE_URL: url, DATA_DIR: dir, WEB_ROOT: dir })))));
     await until("the contract is carried out", async () => (await seed.getContract(contract.id))?.status === ContractStatus.ACTIVE);
 
     const done = (await seed.getContract(contract.id))!;
