@@ -178,5 +178,15 @@ describe.skipIf(skipReason !== undefined)("two nodes racing on one contract (Pos
     expect(await seed.getBalances(PROVIDER)).toMatchObject([{ currency: "GBP", receivedMinor: 6_000n }]);
     expect(await seed.getBalances(CLIENT)).toMatchObject([{ currency: "GBP", availableMinor: -186_000n, heldMinor: 180_000n }]);
     expect(await ledgerTotal(seed, "GBP")).toBe(0n);
+
+    // The rail was called once per item by the two processes together (each call is one "money
+    // movement" log line): the one that got the contract's lock second found it carried out.
+    // Stopped first, so every line they wrote has been read.
+    for (const node of nodes) await node.stop("SIGTERM");
+    const movements = nodes.flatMap((node) => node.logs.filter((line) => line.msg === "money movement").map((line) => [line.action, line.lineItemId]));
+    expect(movements.sort()).toEqual([
+      ["hold", "boiler"],
+      ["pay", "callout"],
+    ]);
   });
 });
