@@ -24,6 +24,15 @@ afterEach(async () => {
   server = undefined;
 });
 
+describe("local speech settings", () => {
+  it("reads SPEECH_END_SILENCE_MS and SPEECH_LANGUAGE_MODEL, with the money model and 160 ms by default", () => {
+    expect(loadConfig({}).speech).toMatchObject({ endSilenceMs: 160, languageModel: "money" });
+    expect(loadConfig({ SPEECH_END_SILENCE_MS: "240", SPEECH_LANGUAGE_MODEL: "debian" }).speech).toMatchObject({ endSilenceMs: 240, languageModel: "debian" });
+    expect(() => loadConfig({ SPEECH_LANGUAGE_MODEL: "huge" })).toThrow(/SPEECH_LANGUAGE_MODEL/);
+    expect(() => loadConfig({ SPEECH_END_SILENCE_MS: "10" })).toThrow(/SPEECH_END_SILENCE_MS/);
+  });
+});
+
 describe("createSpeechEngines", () => {
   it("gives the production Scribe engine the server's logger, with engine, room and user on each line", async () => {
     server = await FakeScribeServer.start("right-key");

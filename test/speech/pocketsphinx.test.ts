@@ -130,6 +130,14 @@ describe("PocketSphinx engine", () => {
     expect(next.startMs).toBeGreaterThanOrEqual(final.endMs);
   });
 
+  it("still runs on Debian's full language model when asked (SPEECH_LANGUAGE_MODEL=debian)", async () => {
+    const { engine, rec } = start({ languageModel: "debian" });
+    writeAll(engine, fixture("provider-offer-16k").pcm);
+    engine.flush();
+    const final = await rec.until(() => rec.finals[0]);
+    expect(words(final)).toEqual(expect.arrayContaining(["boiler", "hundred", "twenty", "pounds"]));
+  });
+
   it("recognises 48 kHz audio after the resampler", async () => {
     const { engine, rec } = start();
     const line = fixture("provider-parts-48k");
