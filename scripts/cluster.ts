@@ -127,7 +127,7 @@ async function stopProcess(running: Running): Promise<void> {
  * trust auth for local TCP: this is a machine's own cluster, not a deployment) and the `handshake`
  * database; resolves with the process and DATABASE_URL.
  */
-async function startPostgres(dir: string): Promise<{ running: Running; url: string }> {
+async function startPostgres(dir: string, started: Running[]): Promise<{ running: Running; url: string }> {
   const dataDir = path.join(dir, "pg");
   const socketDir = path.join(dir, "pg-socket");
   const user = postgresUser();
@@ -151,6 +151,7 @@ async function startPostgres(dir: string): Promise<{ running: Running; url: stri
   });
   // SIGINT is PostgreSQL's fast shutdown: sessions are ended, the data is kept.
   const running: Running = { name: "postgres", child, stopSignal: "SIGINT" };
+  started.push(running);
   let log = "";
   await new Promise<void>((resolve, reject) => {
     child.stderr!.setEncoding("utf8");
@@ -228,10 +229,16 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  if (options.json) {
+    // Started by a program (the bench, a test): when it is gone, however it went, so is the cluster.
+    const parent = process.ppid;
+    setInterval(() => {
+      if (process.ppid !== parent) onSignal("SIGHUP");
+    }, 500).unref();
+  }
 
   try {
-    const postgres = await startPostgres(options.dir);
-    started.push(postgres.running);
+    const postgres = await startPostgres(options.dir, started);
     redis = await startRedis();
     const nodes: { id: string; port: number; pid: number; dataDir: string }[] = [];
     // One at a time: each runs the store's migrations under PostgreSQL's lock, and 2 cores start faster in turn.
