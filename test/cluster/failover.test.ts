@@ -40,7 +40,7 @@ import { startRouter, type Router } from "../support/router.js";
  */
 
 const skip = postgresUnavailable();
-const LEASE_MS = 1_000;
+const LEASE_MS = 1_500;
 
 let postgres: PostgresServer;
 let redis: TestRedis;

@@ -29,7 +29,7 @@ async function node(dataDir: string, redisUrl: string, nodeId: string): Promise<
     DATA_DIR: dataDir,
     REDIS_URL: redisUrl,
     NODE_ID: nodeId,
-    ROOM_LEASE_MS: "600",
+    ROOM_LEASE_MS: "1500",
     NEGOTIATION_ROUND_TIMEOUT_MS: "30000",
     NEGOTIATION_TOTAL_TIMEOUT_MS: "60000",
   });

@@ -80,20 +80,20 @@ describe("the Redis room directory", () => {
   });
 
   it("keeps a live node's lease past many lease lengths, and reports it lost when another node took it", async () => {
-    const holder = directory("node-holder", 300);
-    const other = directory("node-other", 300);
+    const holder = directory("node-holder", 500);
+    const other = directory("node-other", 500);
     const roomId = newRoomId();
     const lost: { roomId: string; owner: string | undefined }[] = [];
     const keeper = keepLeases(holder, (id, owner) => lost.push({ roomId: id, owner }), silentLogger);
     cleanups.push(() => keeper.close());
     expect(await holder.claim(roomId)).toBe(true);
     keeper.hold(roomId);
-    // Ten renewal periods; the other node is refused every time it asks.
+    // Some four leases' worth of asking (every 20 ms); the other node is refused every time.
     let refusals = 0;
     await until(async () => {
       expect(await other.claim(roomId)).toBe(false);
-      return ++refusals >= 50;
-    }, "fifty refused claims");
+      return ++refusals >= 100;
+    }, "a hundred refused claims");
     expect(lost).toEqual([]);
     // Taken by force (an operator, a split): the holder must give the room up at its next renewal.
     await connection().set(`handshake:room:${roomId}:owner`, "node-other", "PX", 5_000);
@@ -146,7 +146,7 @@ describe("the Redis room bus", () => {
 
 describe("two nodes on one Redis", () => {
   async function node(nodeId: string): Promise<TestApp> {
-    const app = await startTestApp({ REDIS_URL: redis.url, NODE_ID: nodeId, ROOM_LEASE_MS: "600" });
+    const app = await startTestApp({ REDIS_URL: redis.url, NODE_ID: nodeId, ROOM_LEASE_MS: "1500" });
     cleanups.push(() => app.close());
     return app;
   }
@@ -179,7 +179,7 @@ describe("two nodes on one Redis", () => {
   it("answers UNAVAILABLE while the directory cannot be reached, and serves again once it can", async () => {
     const own = await startRedis();
     cleanups.push(() => own.stop());
-    const app = await startTestApp({ REDIS_URL: own.url, NODE_ID: "node-alone", ROOM_LEASE_MS: "600" });
+    const app = await startTestApp({ REDIS_URL: own.url, NODE_ID: "node-alone", ROOM_LEASE_MS: "1500" });
     cleanups.push(() => app.close());
     await own.stop();
     const refused = await joinPerson(app.baseUrl, newRoomId(), { displayName: "Ada" }).then(
