@@ -8,6 +8,7 @@ import { recordingLogger, repeatedKeys, type LogLine } from "../support/log-line
 
 const SIGN = "handshake.v1.RoomService/SignContract";
 const SEND_AUDIO = "handshake.v1.RoomService/SendAudio";
+const PANEL = "handshake.v1.RoomService/PanelStream";
 
 /** Every attribute value of a span and of its events, as text. */
 function attributeTexts(span: ReadableSpan): string[] {
@@ -32,14 +33,16 @@ describe("one deal's trace through the real server (in-memory span exporter)", (
     const { provider, client, contract } = await paidDeal(t, "trace-room");
     contractId = contract.id;
     secrets = [provider.sessionToken, provider.userToken, client.sessionToken, client.userToken, "Sam", "Alex", "boiler", "hundred", "Handshake.", contract.text];
-    // The deal's root span ends once its payments ran, just after the payment event: wait for it, bounded.
+    await Promise.all([provider.panel.stop(), client.panel.stop()]);
+    // The deal's root span ends once its payments ran, just after the payment event, and the panels'
+    // spans when the server has seen them cancelled: wait for both, bounded.
     for (let i = 0; i < 200; i++) {
       await telemetry.flush();
-      if (exporter.getFinishedSpans().some((s) => s.name === "deal")) break;
+      const names = exporter.getFinishedSpans().map((s) => s.name);
+      if (names.includes("deal") && names.filter((n) => n === PANEL).length === 2) break;
       await delay(25);
     }
     spans = exporter.getFinishedSpans();
-    await Promise.all([provider.panel.stop(), client.panel.stop()]);
   });
   afterAll(async () => {
     await t?.close();
@@ -90,6 +93,14 @@ describe("one deal's trace through the real server (in-memory span exporter)", (
       expect(signIds.has(signature.links[0]!.context.spanId)).toBe(true);
     }
     for (const rpc of rpcSpans(SIGN)) expect(rpc.attributes).toMatchObject({ "rpc.service": "handshake.v1.RoomService", "rpc.method": "SignContract", "rpc.grpc.status_code": 0 });
+  });
+
+  it("has a server span for each PanelStream the native gRPC fast path served, ended with the call's status, and its log line names that trace", () => {
+    const panels = named(PANEL);
+    expect(panels).toHaveLength(2);
+    for (const panel of panels) expect(panel.attributes).toMatchObject({ "handshake.path": "grpc-h2", "rpc.system": "grpc", "rpc.grpc.status_code": 1 });
+    const panelLines = lines.filter((l) => l.fields.msg === "rpc" && l.fields.method === PANEL);
+    expect(panelLines.map((l) => l.fields.traceId).sort()).toEqual(panels.map((p) => p.spanContext().traceId).sort());
   });
 
   it("puts no transcript text, token, name or contract text in any span name or attribute", () => {
