@@ -51,6 +51,8 @@ export const NODE_BEHIND_ROUTER_ENV: Readonly<Record<string, string>> = {
   MAX_STREAMS_PER_ADDRESS: "1000000",
   HEALTH_WATCH_PER_ADDRESS: "10000",
   H2_MAX_RESETS_PER_ADDRESS_PER_SECOND: "1000000",
+  // The router multiplexes many clients' streams on each of its HTTP/2 connections: their cancels add up.
+  H2_MAX_RESETS_PER_SECOND: "100000",
   ROOM_CREATES_PER_ADDRESS_PER_MINUTE: "1000000",
   ABUSE_BAN_MS: "0",
 };
