@@ -124,15 +124,16 @@ export function createLoggingInterceptor(log: Logger, metrics?: ServerMetrics): 
       return {
         ...res,
         message: (async function* () {
+          // connect-node reads the stream outside the call's context: its end is logged inside it again.
           try {
             yield* messages;
           } catch (err) {
-            throw done(err);
+            throw span.run(() => done(err));
           } finally {
             // A response that connect-node stops reading (return(), not throw) still closes its stream.
             closeStream?.();
           }
-          done(undefined);
+          span.run(() => done(undefined));
         })(),
       };
     });
