@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { AgentProfile } from "../../gen/handshake/v1/profile_pb.js";
+import { ContractStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { PermissionDeniedError, ResourceExhaustedError } from "../core/errors.js";
 import { createLocalBus, type RoomBus, type RoomBusMessage } from "../events/bus.js";
 import { EventLogClosedError, type PanelEventInit } from "../events/event-log.js";
@@ -296,6 +297,8 @@ export class RoomManager {
       if (continues) {
         await this.rejoinPair(room, record);
         await this.resumeNegotiation(room);
+        // One node on its own finishes them at start (recoverSettlement); a cluster's nodes live on.
+        if (this.placement.rebuildsOnCall) await this.resumeExecution(room);
       }
     } catch (err) {
       await room.destroy();
@@ -334,6 +337,14 @@ export class RoomManager {
     const stored = await this.store.getNegotiation(openId);
     const latest = stored && (!logged || stored.rounds.length >= logged.rounds.length) ? stored : logged;
     if (latest) room.resumeNegotiation(latest);
+  }
+
+  /** A contract the room's dead node was paying, as the store has it, is paid on here. */
+  private async resumeExecution(room: Room): Promise<void> {
+    const contractId = room.deal().contract?.id;
+    if (!contractId) return;
+    const stored = await this.store.getContract(contractId);
+    if (stored?.status === ContractStatus.EXECUTING) room.resumeExecution(stored);
   }
 
   /** A message another node sent to a room live here. */

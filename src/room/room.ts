@@ -581,6 +581,16 @@ export class Room {
     if (initiator?.agent && this.restoredTrigger) initiator.agent.startNegotiation(this.restoredTrigger, [...initiator.transcript]);
   }
 
+  /**
+   * Runs again the payments of the room's contract that an earlier life of the room left
+   * executing (its node died mid-way): execution is idempotent, so what was paid stays paid once.
+   */
+  resumeExecution(contract: Contract): void {
+    if (this.contract?.id !== contract.id || contract.status !== ContractStatus.EXECUTING) return;
+    this.contract = contract;
+    this.startExecution(contract);
+  }
+
   private saveNegotiation(negotiation: Negotiation): void {
     const save = this.stages.saveNegotiation;
     if (!save) return;
