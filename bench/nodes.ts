@@ -206,7 +206,7 @@ async function findCapacity(label: string, nodes: number, options: NodesOptions,
     if (result.p99Ms >= 0) {
       progress(
         options,
-        `  ${label} ${rooms} rooms: p99 ${result.p99Ms} ms, lost ${result.lost}, nodes CPU ${result.nodesCpuPct}%, router CPU ${result.routerCpuPct}%, generator CPU ${result.generatorCpuPct}% ${result.pass ? "pass" : "FAIL"}`,
+        `  ${label} ${rooms} rooms: p99 ${result.p99Ms} ms, lost ${result.lost}${result.streamErrors ? `, stream errors ${result.streamErrors}` : ""}, nodes CPU ${result.nodesCpuPct}%, router CPU ${result.routerCpuPct}%, generator CPU ${result.generatorCpuPct}% ${result.pass ? "pass" : "FAIL"}`,
       );
     }
     return result.pass;
