@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -90,6 +90,12 @@ export async function startPostgres(): Promise<PostgresServer> {
     }
   }
   const { child, port } = started;
+  // A test process that ends without stop() (a crash, process.exit) takes its cluster with it.
+  const killOnExit = () => {
+    child.kill("SIGKILL");
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once("exit", killOnExit);
 
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   let stopping: Promise<void> | undefined;
@@ -108,6 +114,7 @@ export async function startPostgres(): Promise<PostgresServer> {
     },
     stop() {
       stopping ??= (async () => {
+        process.removeListener("exit", killOnExit);
         if (child.exitCode === null && child.signalCode === null) {
           const exited = once(child, "exit");
           // SIGINT is PostgreSQL's fast shutdown: open sessions are ended, nothing is waited for.
