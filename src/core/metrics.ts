@@ -22,6 +22,8 @@ export interface StageMetrics {
   negotiationEnded?(outcome: string, rounds: number, seconds: number): void;
   /** A server speech engine's final transcript, `seconds` after the end of the utterance it covers. */
   speechFinal?(engine: string, seconds: number): void;
+  /** A server speech engine reported a failure (`code` one of the engines' fixed codes: rate_limited, auth_failed, …). */
+  speechError?(engine: string, code: string): void;
   /** One store call (`method` is the Store interface's method name), `seconds` long. */
   storeCall?(method: string, outcome: "ok" | "error", seconds: number): void;
   /** One HTTP request to an outside service (`service` anthropic | monzo | …), by outcome (`ok`, `http_4xx`, `http_429`, `http_5xx`, `network`). */

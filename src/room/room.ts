@@ -694,8 +694,10 @@ export class Room {
             this.observeSpeechFinal(member, speech);
             this.guard("speech", () => this.transcript(member.userId, speech, TranscriptSource.SERVER));
           },
-          onError: (error) =>
-            this.emit(panelError("speech", error.code, error.message, error.retryable)),
+          onError: (error) => {
+            this.stages.metrics?.speechError?.(member.speech?.name ?? "unknown", error.code);
+            this.emit(panelError("speech", error.code, error.message, error.retryable));
+          },
         },
       );
     } catch (err) {

@@ -123,6 +123,12 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
     buckets: SPEECH_BUCKETS_S,
     registers: [registry],
   });
+  const speechErrors = new Counter({
+    name: "handshake_speech_errors_total",
+    help: "Failures server speech engines reported (ElevenLabs Scribe, PocketSphinx), by engine and code (rate_limited, auth_failed, server_error, …).",
+    labelNames: ["engine", "code"] as const,
+    registers: [registry],
+  });
   const storeCalls = new Histogram({
     name: "handshake_store_call_duration_seconds",
     help: "Store calls (SQLite or PostgreSQL queries and transactions) by Store method and outcome (ok, error).",
@@ -182,6 +188,8 @@ export function createServerMetrics(sources: MetricsSources): ServerMetrics {
         negotiationDuration.observe({ outcome }, seconds);
       },
       speechFinal: (engine, seconds) => speechFinal.observe({ engine }, seconds),
+      // Codes are the engines' own fixed words; anything else is folded so the label set stays bounded.
+      speechError: (engine, code) => speechErrors.inc({ engine, code: /^[a-z_]{1,40}$/.test(code) ? code : "other" }),
       storeCall: (method, outcome, seconds) => storeCalls.observe({ method, outcome }, seconds),
       externalCall: (service, outcome, seconds) => externalCalls.observe({ service, outcome }, seconds),
     },

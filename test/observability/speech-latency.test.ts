@@ -40,4 +40,16 @@ describe("speech latency (end of utterance → final) by engine", () => {
     engine.final("later", { startMs: 900, endMs: 5_000 });
     expect(recorded).toHaveLength(1);
   });
+
+  it("counts each failure a server engine reports by engine and code, as the panel shows it", () => {
+    const errors: { engine: string; code: string }[] = [];
+    const fakes = createFakeRoomStages();
+    fakes.stages.metrics = { ...noopStageMetrics, speechError: (engine, code) => errors.push({ engine, code }) };
+    room = new Room("room-speech-errors", undefined, fakes.stages, testRoomSettings(), silentLogger, undefined, () => {});
+    room.join(SAM, providerProfile());
+    room.join(ALEX, clientProfile());
+    fakes.speech.engineFor(SAM)!.error({ code: "rate_limited", message: "slow down", retryable: true });
+    expect(errors).toEqual([{ engine: "fake", code: "rate_limited" }]);
+    expect(room.events.since(0n, SAM).some((e) => e.event.case === "error" && e.event.value.code === "rate_limited")).toBe(true);
+  });
 });
