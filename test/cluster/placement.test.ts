@@ -176,6 +176,20 @@ describe("two nodes on one Redis", () => {
     await expect(ada.panel.waitFor(() => false, "nothing")).rejects.toThrow(/UNAVAILABLE|unavailable|moved/i);
   });
 
+  it("gives its rooms up at shutdown, so another node can take them without waiting for the leases to lapse", async () => {
+    const leaving = await startTestApp({ REDIS_URL: redis.url, NODE_ID: "node-leaving", ROOM_LEASE_MS: "60000" });
+    cleanups.push(() => leaving.close());
+    const roomId = newRoomId();
+    const ada = await joinPerson(leaving.baseUrl, roomId, { displayName: "Ada" });
+    await ada.panel.waitFor((e) => e.event.case === "roomStatus", "the room's status");
+    const key = `handshake:room:${roomId}:owner`;
+    expect(await connection().get(key)).toBe("node-leaving");
+    await leaving.close();
+    await expect(ada.panel.waitFor(() => false, "nothing")).rejects.toThrow(/shutting down/);
+    await ada.panel.stop();
+    expect(await connection().get(key)).toBeNull();
+  });
+
   it("answers UNAVAILABLE while the directory cannot be reached, and serves again once it can", async () => {
     const own = await startRedis();
     cleanups.push(() => own.stop());
