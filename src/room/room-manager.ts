@@ -301,6 +301,7 @@ export class RoomManager {
         if (this.placement.rebuildsOnCall) await this.resumeExecution(room);
       }
     } catch (err) {
+      this.pairs.delete(roomId);
       await room.destroy();
       await this.placement.bus.unlisten(roomId).catch(() => undefined);
       throw err;
