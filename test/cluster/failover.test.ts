@@ -29,6 +29,7 @@ import {
   type MoneyRecords,
 } from "../support/restart.js";
 import { startRouter, type Router } from "../support/router.js";
+import { NODE_BEHIND_ROUTER_ENV } from "../../scripts/cluster-router.js";
 
 /**
  * Three real nodes on one PostgreSQL database and one Redis, behind the HAProxy router: two people
@@ -53,6 +54,8 @@ async function startNode(id: string): Promise<ChildServer> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), `handshake-${id}-`));
   dataDirs.push(dataDir);
   const node = await startChildServer({
+    // Behind the router every call comes from its one address: per-address limits are the router's.
+    ...NODE_BEHIND_ROUTER_ENV,
     DATA_DIR: dataDir,
     DATABASE_URL: databaseUrl,
     REDIS_URL: redis.url,
