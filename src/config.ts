@@ -59,7 +59,7 @@ export interface Config {
     elevenLabsApiKey: string;
     elevenLabsBaseUrl: string;
     language: string;
-    /** Local recogniser processes (≈80 MB each) at once; participants beyond it are told to send on-device transcripts. */
+    /** Local recogniser processes (≈20 MB each with the money model, ≈100 MB with Debian's full one) at once; participants beyond it are told to send on-device transcripts. */
     maxProcesses: number;
     /** PocketSphinx: quiet after speech that ends an utterance, ms (SPEECH_END_SILENCE_MS). */
     endSilenceMs: number;
@@ -305,7 +305,7 @@ export function loadConfig(env: Env = process.env): Config {
       elevenLabsApiKey,
       elevenLabsBaseUrl: url(env, "ELEVENLABS_BASE_URL", "wss://api.elevenlabs.io"),
       language: str(env, "SPEECH_LANGUAGE", "en"),
-      // 16 × ≈80 MB ≈ 1.3 GB of recognisers at most, whatever the number of rooms.
+      // 16 × ≈20 MB (≈100 MB with the full model) of recognisers at most, whatever the number of rooms.
       maxProcesses: int(env, "SPEECH_MAX_PROCESSES", 16, 1, 10_000),
       endSilenceMs: int(env, "SPEECH_END_SILENCE_MS", 160, 60, 2000),
       languageModel: oneOf(env, "SPEECH_LANGUAGE_MODEL", "money", ["money", "debian"]),
