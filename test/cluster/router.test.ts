@@ -142,6 +142,20 @@ describe("two nodes behind the router", () => {
     expect(refusal?.metadata.get(NODE_HEADER)).toBe(survivor);
   });
 
+  it("pins a room whose code the node chose to that node, from the code in JoinRoom's answer", async () => {
+    nodes = [await startTestApp({ NODE_ID: "n1" }), await startTestApp({ NODE_ID: "n2" })];
+    router = await startRouter({ nodes: [{ id: "n1", port: nodes[0]!.port }, { id: "n2", port: nodes[1]!.port }] });
+    const anonymous = createClient(RoomService, createConnectTransport({ baseUrl: router.url }));
+    // Several new rooms, so some codes' hash points at the other node than the one that made them.
+    for (let i = 0; i < 6; i++) {
+      let madeBy = "";
+      const made = await anonymous.joinRoom({ roomId: "", profile: testProfile({ displayName: "Ada" }) }, { onHeader: (h) => (madeBy = h.get(NODE_HEADER) ?? "") });
+      const code = made.room!.roomId;
+      expect(code).not.toBe("");
+      expect(await joinVia(router.url, code, "Bo")).toBe(madeBy);
+    }
+  });
+
   it("takes a node list on reload without dropping an open stream", async () => {
     nodes = [await startTestApp({ NODE_ID: "n1" })];
     router = await startRouter({ nodes: [{ id: "n1", port: nodes[0]!.port }] });
