@@ -4,6 +4,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ContractService } from "../../gen/handshake/v1/contract_service_pb.js";
 import type { AgentProfileSchema } from "../../gen/handshake/v1/profile_pb.js";
 import { RoomService } from "../../gen/handshake/v1/room_service_pb.js";
+import { ROOM_HEADER } from "../../clients/shared/room-routing.js";
 import { bearer, grpcTransport, testProfile } from "./app.js";
 import { recordPanel, type PanelRecorder } from "./panel.js";
 
@@ -35,8 +36,7 @@ export interface JoinOptions {
   contractsWith?: "session" | "user";
 }
 
-/** The header every room-scoped call carries, as the clients send it: the router keeps a room's calls on one node by it. */
-export const ROOM_HEADER = "handshake-room";
+export { ROOM_HEADER };
 
 /** Adds `handshake-room: <roomId>` to every call. */
 export function roomHeader(roomId: string): Interceptor {

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
+import { freePort } from "./ports.js";
 
 /** A real `redis-server` on 127.0.0.1, no persistence, started by a test. */
 export interface TestRedis {
@@ -11,16 +11,6 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** A port nothing listens on right now (the kernel's pick for port 0, released again). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 /**
  * Starts `redis-server --port <free> --save '' --appendonly no --bind 127.0.0.1` and resolves once
