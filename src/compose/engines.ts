@@ -85,7 +85,7 @@ export async function createEngines(config: Config, store: Store, log: Logger, m
       store,
       secret: config.payments.stripeWebhookSecret,
       setup: paymentSetup,
-      onUpdate: (update) => void executor.reconcile(update.contractId).catch((err: unknown) => log.error({ err }, "reconcile after webhook failed")),
+      onUpdate: (update) => void executor.reconcile(update.contractId, { reported: update.kind === "payment" ? update.payment : update.hold }).catch((err: unknown) => log.error({ err }, "reconcile after webhook failed")),
       log,
     });
     httpEndpoints.set("/webhooks/stripe", (body, headers) => {

@@ -259,18 +259,27 @@ async function runStep<R extends Payment | EscrowHold>(
     const retryable = answer instanceof PaymentRailError && answer.retryable;
     events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.FAILED, detail: `${spec.label} of ${money} failed: ${result.failureReason}` });
     events.panelError(contract, "payment_failed", `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, retryable);
-    // A declined card is the payer's to fix: they hear why, and may try again (RetryPayment).
-    const declineCode = answer instanceof PaymentRailError ? answer.declineCode : (answer.declineCode ?? "");
-    events.paymentAction(contract, result.payerUserId, {
-      lineItemId: item.id,
-      kind: "retry",
-      clientSecret: "",
+    offerRetry(events, contract, result.payerUserId, item.id, `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, {
+      declineCode: answer instanceof PaymentRailError ? answer.declineCode : (answer.declineCode ?? ""),
       paymentMethodId: answer instanceof PaymentRailError ? "" : (answer.paymentMethodId ?? ""),
-      message: `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`,
-      declineCode,
     });
     log.warn({ contractId: contract.id, lineItemId: item.id, reason: result.failureReason }, `${noun} failed`);
   }
+}
+
+/**
+ * A declined card (or a 3-D Secure the payer did not complete) is the payer's to fix: they alone
+ * hear why, and may try again (RetryPayment).
+ */
+export function offerRetry(
+  events: SettlementEvents,
+  contract: Contract,
+  payerUserId: string,
+  lineItemId: string,
+  message: string,
+  card: { declineCode: string; paymentMethodId: string } = { declineCode: "", paymentMethodId: "" },
+): void {
+  events.paymentAction(contract, payerUserId, { lineItemId, kind: "retry", clientSecret: "", message, ...card });
 }
 
 /** The rail's record of a pending movement, if it can find one; a rail error other than "still processing" means "look again later by key". */

@@ -162,6 +162,25 @@ describe("Stripe Connect onboarding, saved cards, 3-D Secure and declines throug
     expect(fake.intents.get(after.holds[0]!.railReference)).toMatchObject({ status: "requires_capture", capture_method: "manual" });
   }, 60_000);
 
+  it("3-D Secure the payer fails: the movement fails through the webhook and the payer alone is offered a retry", async () => {
+    const { fake, app } = await start();
+    const { provider, payer } = await pair(app, "connect-sca-fail");
+    await onboard(fake, app, provider);
+    const card = await saveCard(fake, app, payer, "pm_card_authenticationRequired");
+    const contract = await signedByBoth(provider, payer);
+    await expect.poll(() => actionsOf(payer).length, { timeout: 15_000 }).toBe(2);
+    const [first] = actionsOf(payer);
+    await completeAuthentication(fake, first!.clientSecret, card, false);
+    await fake.webhooksSettled();
+    await expect.poll(() => actionsOf(payer).filter((a) => a.kind === "retry").length, { timeout: 15_000 }).toBe(1);
+    const seen = (await provider.contracts.getContract({ contractId: contract.id })).contract!;
+    const movements = [...seen.payments.map((p) => p.status === PaymentStatus.FAILED), ...seen.holds.map((h) => h.status === EscrowHoldStatus.FAILED)];
+    expect(movements.filter(Boolean)).toHaveLength(1);
+    const retry = actionsOf(payer).find((a) => a.kind === "retry")!;
+    expect(retry).toMatchObject({ lineItemId: first!.lineItemId, clientSecret: "", message: expect.stringContaining("authenticate") });
+    expect(actionsOf(provider)).toEqual([]);
+  }, 60_000);
+
   it("a decline shows the payer why; another user's card is PERMISSION_DENIED and nothing is charged; a retry on a new card of their own succeeds", async () => {
     const { fake, app } = await start();
     const { provider, payer } = await pair(app, "connect-decline");
