@@ -104,6 +104,8 @@ export interface ConnectionGuard {
    * call has been answered with RESOURCE_EXHAUSTED and false is returned.
    */
   admitCall(req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse): boolean;
+  /** `admitCall` for a gRPC call served on its raw HTTP/2 stream (the fast path), with no compat request/response. */
+  admitStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean;
   stats(): GuardStats;
 }
 
@@ -143,6 +145,20 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger, now
   };
   const forgetIfEmpty = (address: string, state: AddressState) => {
     if (state.connections === 0 && state.calls === 0 && state.watches === 0 && state.sessions.size === 0) addresses.delete(address);
+  };
+  /** One call against its address's limits, whichever way it is served; `onClose` registers its release. */
+  const countCall = (address: string, watch: boolean, onClose: (release: () => void) => void, refuse: (message: string) => false): boolean => {
+    const state = stateOf(address);
+    if (state.calls >= limits.maxStreamsPerAddress) return refuse(`at most ${limits.maxStreamsPerAddress} calls open at once per address`);
+    if (watch && state.watches >= limits.maxHealthWatchesPerAddress) return refuse(`at most ${limits.maxHealthWatchesPerAddress} Health/Watch calls per address`);
+    state.calls++;
+    if (watch) state.watches++;
+    onClose(() => {
+      state.calls--;
+      if (watch) state.watches--;
+      forgetIfEmpty(address, state);
+    });
+    return true;
   };
   const isBanned = (address: string): boolean => {
     const until = banned.get(address);
@@ -237,21 +253,21 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger, now
     },
 
     admitCall(req, res) {
-      const address = req.socket?.remoteAddress ?? "";
-      const state = stateOf(address);
-      const watch = req.url === HEALTH_WATCH_PATH;
-      if (state.calls >= limits.maxStreamsPerAddress) return refuseCall(req, res, `at most ${limits.maxStreamsPerAddress} calls open at once per address`, counters);
-      if (watch && state.watches >= limits.maxHealthWatchesPerAddress) {
-        return refuseCall(req, res, `at most ${limits.maxHealthWatchesPerAddress} Health/Watch calls per address`, counters);
-      }
-      state.calls++;
-      if (watch) state.watches++;
-      res.once("close", () => {
-        state.calls--;
-        if (watch) state.watches--;
-        forgetIfEmpty(address, state);
-      });
-      return true;
+      return countCall(
+        req.socket?.remoteAddress ?? "",
+        req.url === HEALTH_WATCH_PATH,
+        (release) => res.once("close", release),
+        (message) => refuseCall(req, res, message, counters),
+      );
+    },
+
+    admitStream(stream, headers) {
+      return countCall(
+        stream.session?.socket?.remoteAddress ?? "",
+        headers[":path"] === HEALTH_WATCH_PATH,
+        (release) => stream.once("close", release),
+        (message) => refuseStream(stream, headers, message, counters),
+      );
     },
 
     stats() {
@@ -259,6 +275,18 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger, now
       return { connections, addresses: addresses.size, ...counters, bannedAddresses: banned.size };
     },
   };
+}
+
+/** Answers a refused gRPC call on its raw HTTP/2 stream with a trailers-only RESOURCE_EXHAUSTED. */
+function refuseStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, message: string, counters: { refusedCalls: number }): false {
+  counters.refusedCalls++;
+  if (!stream.destroyed) {
+    stream.respond(
+      { ":status": 200, "content-type": headers["content-type"] ?? "application/grpc", "grpc-status": "8", "grpc-message": encodeURIComponent(message), "retry-after": "1" },
+      { endStream: true },
+    );
+  }
+  return false;
 }
 
 /** Answers a refused call with RESOURCE_EXHAUSTED in the protocol it came in (gRPC trailers-only, or Connect JSON with 429). */

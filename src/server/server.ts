@@ -135,7 +135,6 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     if ("stream" in req && (req.stream.closed || req.stream.destroyed)) return;
     // Calls and Health/Watch streams per address, over all of its connections.
     if (!guard.admitCall(req, res)) return;
-    if (isFastPathCall(req, fastPathNames)) return fastPaths.get(req.url)!.handle(req, res as http2.Http2ServerResponse);
     const origin = req.headers.origin;
     if (typeof origin === "string" && config.corsOrigins.includes(origin)) {
       res.setHeader("access-control-allow-origin", origin);
@@ -166,6 +165,22 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   // maxSessionRejectedStreams (Node's default 100): a client that keeps opening streams past
   // maxConcurrentStreams is ended with ENHANCE_YOUR_CALM by Node itself.
   const h2 = http2.createServer({ maxSessionMemory: 64, settings: { maxConcurrentStreams: limits.maxStreamsPerConnection } }, withCors);
+  // With a 'request' listener, Node's http2 server runs its compat handler on every stream, which
+  // wraps it in an Http2ServerRequest and Response (~4 KB, and work on each frame) even when we
+  // serve the raw stream. So its compat 'stream' listener is taken out and called, with the same
+  // arguments, only for the streams the fast paths do not serve.
+  const compatListeners = h2.listeners("stream");
+  if (compatListeners.length !== 1) throw new Error(`expected Node's one compat 'stream' listener on the HTTP/2 server, found ${compatListeners.length}`);
+  const compat = compatListeners[0]!;
+  h2.removeListener("stream", compat as never);
+  h2.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+    if (!isFastPathCall(headers, fastPathNames)) return void Reflect.apply(compat, h2, [stream, headers, flags, rawHeaders]);
+    // A reset from the client ends in "close"; listening keeps the error from being thrown.
+    stream.on("error", ignoreError);
+    if (stream.closed || stream.destroyed) return;
+    if (!guard.admitStream(stream, headers)) return;
+    fastPaths.get(headers[":path"]!)!.handle(stream, headers);
+  });
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     guard.watchSession(session);
@@ -264,6 +279,8 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     },
   };
 }
+
+function ignoreError(): void {}
 
 const CONTENT_TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

@@ -30,7 +30,7 @@ export interface PanelStreamDeps {
 
 /** Creates the PanelStream fast path; `options.authorize` must return the caller's member scope. */
 export function createPanelFastPath(options: FastPathOptions<MemberScope>, deps: PanelStreamDeps): FastPath {
-  return createFastPath(METHOD, options, (shared, req, res) => new PanelCall(shared, req, res, deps));
+  return createFastPath(METHOD, options, (shared, stream, headers) => new PanelCall(shared, stream, headers, deps));
 }
 
 /** Each event's response message, encoded once for all its subscribers. */
@@ -64,11 +64,11 @@ class PanelCall extends RawGrpcCall<MemberScope> {
 
   constructor(
     shared: RawCallShared<MemberScope>,
-    req: http2.Http2ServerRequest,
-    res: http2.Http2ServerResponse,
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
     private readonly deps: PanelStreamDeps,
   ) {
-    super(shared, req, res);
+    super(shared, stream, headers);
   }
 
   protected message(buf: Buffer, start: number, end: number, flags: number): void {

@@ -69,15 +69,15 @@ export interface RawCallShared<Scope> extends FastPathOptions<Scope> {
 
 /** A method served on `node:http2` directly; one per server. */
 export interface FastPath {
-  /** Serves one call; `req` must be a native gRPC call of the method (see routing.ts). */
-  handle(req: http2.Http2ServerRequest, res: http2.Http2ServerResponse): void;
+  /** Serves one call on its raw stream; `headers` must be a native gRPC call of the method (see routing.ts). */
+  handle(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
 }
 
 /** Creates a fast path for `method` (`Service/Method`) whose calls `newCall` makes. */
 export function createFastPath<Scope>(
   method: string,
   options: FastPathOptions<Scope>,
-  newCall: (shared: RawCallShared<Scope>, req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => RawGrpcCall<Scope>,
+  newCall: (shared: RawCallShared<Scope>, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => RawGrpcCall<Scope>,
 ): FastPath {
   const shared: RawCallShared<Scope> = { ...options, method, calls: new Set() };
   const { shutdownSignal } = options;
@@ -90,8 +90,8 @@ export function createFastPath<Scope>(
     { once: true },
   );
   return {
-    handle(req, res) {
-      const call = newCall(shared, req, res);
+    handle(stream, headers) {
+      const call = newCall(shared, stream, headers);
       if (shutdownSignal.aborted) {
         call.fail(new ConnectError("server is shutting down", Code.Unavailable));
         return;
@@ -117,8 +117,10 @@ export abstract class RawGrpcCall<Scope> {
   private decompress: ((body: Buffer) => Buffer) | undefined;
   private readonly reader: GrpcMessageReader;
   private linger: NodeJS.Timeout | undefined;
-  /** Response headers are out (kept here: the compat response's getter costs a lookup per frame). */
+  /** Response headers are out (kept here rather than asking the stream on every frame). */
   private headersSent = false;
+  /** The status trailers, sent when the stream asks for them ("wantTrailers"). */
+  private trailers: http2.OutgoingHttpHeaders = OK_TRAILERS;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
   private readonly onEnd = () =>
     this.reader.pendingBytes > 0 ? this.finish(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument)) : this.requestEnded();
@@ -126,10 +128,10 @@ export abstract class RawGrpcCall<Scope> {
 
   constructor(
     protected readonly shared: RawCallShared<Scope>,
-    private readonly req: http2.Http2ServerRequest,
-    private readonly res: http2.Http2ServerResponse,
+    stream: http2.ServerHttp2Stream,
+    private readonly headers: http2.IncomingHttpHeaders,
   ) {
-    this.stream = res.stream;
+    this.stream = stream;
     const max = shared.maxMessageBytes;
     this.reader = new GrpcMessageReader(
       (buf, start, end, flags) => {
@@ -140,9 +142,8 @@ export abstract class RawGrpcCall<Scope> {
       (length) => tooLarge(length, max),
     );
     shared.calls.add(this);
+    // Stream errors (a reset from the client) end in "close"; the server's dispatcher listens for them.
     this.stream.on("close", this.onClose);
-    // Stream errors (a reset from the client) end in "close"; listening keeps them from throwing.
-    this.stream.on("error", () => {});
   }
 
   /** One gRPC message of the request: its body at buf[start, end) and its flag byte. */
@@ -163,7 +164,7 @@ export abstract class RawGrpcCall<Scope> {
 
   /** Reads the call's headers, authorizes it, then reads its messages. */
   start(): void {
-    const headers = this.req.headers;
+    const headers = this.headers;
     const encoding = headers["grpc-encoding"];
     if (typeof encoding === "string" && encoding !== "identity") {
       // The encodings connect-node accepts, so clients see no difference.
@@ -261,7 +262,10 @@ export abstract class RawGrpcCall<Scope> {
 
   private sendHeaders(): void {
     this.headersSent = true;
-    this.res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING });
+    if (this.stream.destroyed) return;
+    // waitForTrailers: the stream stays open after end() until the status trailers are sent.
+    this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    this.stream.once("wantTrailers", () => this.stream.sendTrailers(this.trailers));
   }
 
   /** Sends the trailers (status OK when `err` is undefined) and lets go of what the call holds. */
@@ -277,10 +281,8 @@ export abstract class RawGrpcCall<Scope> {
     this.stream.off("end", this.onEnd);
     this.stream.resume();
     if (!this.headersSent) this.sendHeaders();
-    this.res.addTrailers(
-      mapped ? { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage), ...statusDetails(mapped) } : { "grpc-status": "0" },
-    );
-    this.res.end();
+    if (mapped) this.trailers = { "grpc-status": String(mapped.code), "grpc-message": encodeGrpcMessage(mapped.rawMessage), ...statusDetails(mapped) };
+    this.stream.end();
     // A client that neither reads what is queued nor closes loses the stream after a while.
     this.linger = setTimeout(() => {
       if (!this.stream.closed) this.stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -308,6 +310,9 @@ export abstract class RawGrpcCall<Scope> {
     this.shared.ended({ method: this.shared.method, values: this.values, status, durationMs: performance.now() - this.started, aborted });
   }
 }
+
+const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING };
+const OK_TRAILERS: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
 
 /**
  * Percent-encodes a status message as the gRPC spec says: only bytes outside printable ASCII,

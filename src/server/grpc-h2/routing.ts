@@ -1,4 +1,3 @@
-import type http from "node:http";
 import type http2 from "node:http2";
 
 /**
@@ -12,9 +11,10 @@ import type http2 from "node:http2";
 
 const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/i;
 
-/** True for a native gRPC call (HTTP/2 POST, binary protobuf) to one of `paths`. */
-export function isFastPathCall(req: http.IncomingMessage | http2.Http2ServerRequest, paths: ReadonlySet<string>): req is http2.Http2ServerRequest {
-  if (req.httpVersionMajor !== 2 || req.method !== "POST" || req.url === undefined || !paths.has(req.url)) return false;
-  const type = req.headers["content-type"];
+/** True when an HTTP/2 stream's request headers are a native gRPC call (POST, binary protobuf) to one of `paths`. */
+export function isFastPathCall(headers: http2.IncomingHttpHeaders, paths: ReadonlySet<string>): boolean {
+  const path = headers[":path"];
+  if (headers[":method"] !== "POST" || path === undefined || !paths.has(path)) return false;
+  const type = headers["content-type"];
   return typeof type === "string" && GRPC_CONTENT_TYPE.test(type);
 }
