@@ -1,4 +1,5 @@
-import { SignJWT, jwtVerify, createRemoteJWKSet, errors as joseErrors, type JWTPayload } from "jose";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { jwtVerify, createRemoteJWKSet, type JWTPayload } from "jose";
 import { UnauthenticatedError } from "../core/errors.js";
 
 /** Who is calling, as established from a token. */
@@ -26,68 +27,100 @@ export interface TokenService {
 }
 
 const ISSUER = "handshake";
-/**
- * Verified tokens remembered, so a client's every RPC costs a map lookup instead of an HMAC
- * (a WebCrypto job on the thread pool). Oldest entries go first beyond this many.
- */
+/** Verified tokens remembered, so a client's every RPC costs a map lookup instead of an HMAC. Oldest entries go first beyond this many. */
 const VERIFIED_CACHE_SIZE = 10_000;
 const AUDIENCE = "handshake-api";
+/** The protected header of every token this service signs, as jose's SignJWT wrote it. */
+const HEADER = Buffer.from(JSON.stringify({ alg: "HS256", typ: "JWT" })).toString("base64url");
 
-/** Creates the token service. User ids of OIDC callers are prefixed `oidc:` so they never collide. */
+/** Why one of our tokens was refused; `foreign` when it may be the external issuer's instead (another algorithm or key). */
+interface Refusal {
+  error: UnauthenticatedError;
+  foreign: boolean;
+}
+
+/**
+ * Creates the token service. User ids of OIDC callers are prefixed `oidc:` so they never collide.
+ * Our own tokens are compact HS256 JWTs signed and checked with node:crypto's HMAC, in the call:
+ * WebCrypto's HMAC was a thread-pool job and a promise hop at every join.
+ */
 export function createTokenService(options: TokenServiceOptions): TokenService {
   if (options.secret.byteLength < 32) throw new Error("token secret must be at least 32 bytes");
   const now = options.now ?? Date.now;
   const jwks = options.oidc ? createRemoteJWKSet(new URL(options.oidc.jwksUrl)) : undefined;
-  // Imported once: jose would import a raw secret again on every sign and verify.
-  const key = crypto.subtle.importKey("raw", new Uint8Array(options.secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
+  const secret = Buffer.from(options.secret);
+  const mac = (input: string) => createHmac("sha256", secret).update(input).digest();
   const verified = new Map<string, { caller: Caller; expiresAtMs: number }>();
 
-  async function sign(claims: JWTPayload, subject: string, ttlMs: number): Promise<string> {
+  function sign(claims: JWTPayload, subject: string, ttlMs: number): string {
     const iat = Math.floor(now() / 1000);
-    return new SignJWT(claims)
-      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setSubject(subject)
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + Math.ceil(ttlMs / 1000))
-      .sign(await key);
+    // The claims in the order jose's SignJWT wrote them, so tokens are the same bytes as before.
+    const payload = { ...claims, iss: ISSUER, aud: AUDIENCE, sub: subject, iat, exp: iat + Math.ceil(ttlMs / 1000) };
+    const input = `${HEADER}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;
+    return `${input}.${mac(input).toString("base64url")}`;
+  }
+
+  /** Checks one of our tokens as jose's jwtVerify did (HS256 only, issuer, audience, exp required, nbf, iat). */
+  function verifyOwn(token: string, nowMs: number): { caller: Caller; expiresAtMs: number } | Refusal {
+    const [header, body, signature] = token.split(".") as [string, string, string];
+    const headerJson = parseJson(header);
+    if (headerJson?.alg !== "HS256" || headerJson.crit !== undefined) return { error: new UnauthenticatedError("token is invalid"), foreign: true };
+    const expected = mac(`${header}.${body}`);
+    const given = Buffer.from(signature, "base64url");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { error: new UnauthenticatedError("token signature is invalid"), foreign: true };
+    const payload = parseJson(body);
+    if (!payload) return { error: new UnauthenticatedError("token is invalid"), foreign: true };
+    const claim = (name: string): Refusal => ({ error: new UnauthenticatedError(`token claim "${name}" is invalid`), foreign: false });
+    const nowS = Math.floor(nowMs / 1000);
+    if (payload.iss !== ISSUER) return claim("iss");
+    if (payload.aud !== AUDIENCE && !(Array.isArray(payload.aud) && payload.aud.includes(AUDIENCE))) return claim("aud");
+    if (typeof payload.exp !== "number") return claim("exp");
+    if (payload.iat !== undefined && typeof payload.iat !== "number") return claim("iat");
+    if (payload.nbf !== undefined && (typeof payload.nbf !== "number" || payload.nbf > nowS)) return claim("nbf");
+    if (payload.exp <= nowS) return { error: new UnauthenticatedError("token has expired"), foreign: false };
+    try {
+      return { caller: toCaller(payload), expiresAtMs: payload.exp * 1000 };
+    } catch (err) {
+      return { error: err as UnauthenticatedError, foreign: true };
+    }
   }
 
   return {
-    issueUserToken: (userId) => sign({ typ: "user" }, userId, options.userTtlMs),
+    issueUserToken: async (userId) => sign({ typ: "user" }, userId, options.userTtlMs),
     async issueSessionToken(userId, roomId) {
-      const token = await sign({ typ: "session", room: roomId }, userId, options.sessionTtlMs);
+      const token = sign({ typ: "session", room: roomId }, userId, options.sessionTtlMs);
       return { token, expiresAtMs: Math.floor(now() / 1000) * 1000 + Math.ceil(options.sessionTtlMs / 1000) * 1000 };
     },
     async verify(token) {
       if (!token || token.split(".").length !== 3) throw new UnauthenticatedError("token is malformed");
+      const nowMs = now();
       const known = verified.get(token);
-      if (known && now() < known.expiresAtMs) return { ...known.caller };
+      if (known && nowMs < known.expiresAtMs) return { ...known.caller };
       if (known) verified.delete(token);
-      const currentDate = new Date(now());
-      try {
-        const { payload } = await jwtVerify(token, await key, {
-          issuer: ISSUER,
-          audience: AUDIENCE,
-          algorithms: ["HS256"],
-          currentDate,
-          requiredClaims: ["exp"],
-        });
-        const caller = toCaller(payload);
+      const result = verifyOwn(token, nowMs);
+      if ("caller" in result) {
         if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value!);
-        verified.set(token, { caller, expiresAtMs: payload.exp! * 1000 });
-        return { ...caller };
-      } catch (err) {
-        // Not one of ours (wrong algorithm or key): it may be the external issuer's.
-        if (jwks && options.oidc && !(err instanceof joseErrors.JWTClaimValidationFailed)) {
-          const external = await verifyExternal(token, jwks, options.oidc, currentDate);
-          if (external) return external;
-        }
-        throw asUnauthenticated(err);
+        verified.set(token, result);
+        return { ...result.caller };
       }
+      // Not one of ours (another algorithm or key): it may be the external issuer's.
+      if (jwks && options.oidc && result.foreign) {
+        const external = await verifyExternal(token, jwks, options.oidc, new Date(nowMs));
+        if (external) return external;
+      }
+      throw result.error;
     },
   };
+}
+
+/** A base64url JSON object, or undefined when it is not one. */
+function parseJson(part: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(part, "base64url").toString("utf8"));
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function verifyExternal(
@@ -115,12 +148,4 @@ function toCaller(payload: JWTPayload): Caller {
   if (payload.typ === "session" && typeof payload.room === "string") return { kind: "session", userId, roomId: payload.room };
   if (payload.typ === "user") return { kind: "user", userId };
   throw new UnauthenticatedError("token is of an unknown kind");
-}
-
-function asUnauthenticated(err: unknown): UnauthenticatedError {
-  if (err instanceof UnauthenticatedError) return err;
-  if (err instanceof joseErrors.JWTExpired) return new UnauthenticatedError("token has expired");
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new UnauthenticatedError("token signature is invalid");
-  if (err instanceof joseErrors.JWTClaimValidationFailed) return new UnauthenticatedError(`token claim "${err.claim}" is invalid`);
-  return new UnauthenticatedError("token is invalid");
 }
