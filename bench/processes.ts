@@ -47,6 +47,8 @@ export interface ServerOptions {
   cpuProfDir: string | undefined;
   /** Folder for V8 heap snapshots, written on SIGTTIN (bench/probe.mjs). */
   heapSnapshotDir?: string | undefined;
+  /** Settings added to the server's environment (--observability: METRICS, OTEL_EXPORTER_OTLP_ENDPOINT). */
+  env?: NodeJS.ProcessEnv;
 }
 
 let serverBundle: Promise<string> | undefined;
@@ -78,6 +80,7 @@ export async function startServer(options: ServerOptions): Promise<Service> {
     ANTHROPIC_API_KEY: "",
     STRIPE_SECRET_KEY: "",
     ELEVENLABS_API_KEY: "",
+    ...options.env,
   };
   serverBundle ??= buildServerBundle();
   const args = ["--enable-source-maps", "--import", PROBE];

@@ -7,6 +7,7 @@
  *                    [--speech ENGINE] [--warmup S] [--fanout-rooms N] [--pipeline-rooms N]
  *                    [--capacity-seconds S] [--capacity-max N] [--cpu-prof]
  *   npm run bench -- --nodes N [--capacity-seconds S]   (capacity through 1…N nodes behind the router: bench/nodes.ts)
+ *   npm run bench -- --observability [--rooms N] [--seconds D] [--repeat N] [--json]   (metrics and tracing on vs off)
  *
  * Every process is separate: the generator (bench/generator.ts), the floors
  * (bench/floor-relay.ts, bench/ws-floor-relay.ts) and our server (src/main.ts bundled, as
@@ -18,6 +19,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import type { GeneratorResult } from "./generator.js";
 import { runNodesBench } from "./nodes.js";
+import { startOtlpSink } from "./otlp-sink.js";
 import { measureFanout, measurePipeline, type FanoutResult, type PipelineResult } from "./pipeline.js";
 import { capacitySvg } from "./plot.js";
 import { ProcessSampler, rssMb } from "./proc.js";
@@ -375,6 +377,91 @@ function pipelineLines(title: string, { result: run, serverCpuPct, dealsPerSecon
   ];
 }
 
+/** What metrics and tracing may cost on the audio hot path: 5 % of the server's CPU with both off. */
+const OBSERVABILITY_BUDGET_PCT = 5;
+/** How often the --observability "on" runs scrape /metrics, milliseconds. */
+const OBSERVABILITY_SCRAPE_MS = 5_000;
+
+/**
+ * `--observability`: the same relay load against the server with metrics and tracing both off
+ * (METRICS=off, no OTEL_EXPORTER_OTLP_ENDPOINT) and both on (/metrics scraped every
+ * OBSERVABILITY_SCRAPE_MS, a third of the repo's 15 s scrape interval so a short run sees several,
+ * spans exported over OTLP to bench/otlp-sink.ts), alternating in the same run,
+ * each in a fresh process, --repeat times; prints the server's CPU of each and the difference.
+ */
+async function runObservabilityBench(argv: string[]): Promise<void> {
+  const options = parseOptions(argv);
+  const runId = `bench-obs-${Date.now().toString(36)}`;
+  const modes = ["off", "on"] as const;
+  const cpu: Record<(typeof modes)[number], number[]> = { off: [], on: [] };
+  const p99: Record<(typeof modes)[number], number[]> = { off: [], on: [] };
+  let spans = 0;
+  let scrapes = 0;
+  progress(options, `observability: ${options.rooms} rooms × 2 participants, ${options.seconds} s, metrics and tracing off vs on, ${options.repeat}×`);
+  for (let i = 0; i < options.repeat; i++) {
+    // Alternating which goes first, so a machine that warms up or gets busier favours neither.
+    for (const mode of i % 2 === 0 ? modes : [...modes].reverse()) {
+      progress(options, `observability ${mode}: streaming… (${i + 1}/${options.repeat})`);
+      const sink = mode === "on" ? await startOtlpSink() : undefined;
+      const server = await startServer({
+        speech: options.speech,
+        cpuProfDir: undefined,
+        env: sink ? { METRICS: "on", OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : { METRICS: "off", OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "" },
+      });
+      const scraper = sink
+        ? setInterval(() => void fetch(`http://127.0.0.1:${server.port}/metrics`).then((r) => r.text()).then(() => scrapes++, () => undefined), OBSERVABILITY_SCRAPE_MS)
+        : undefined;
+      try {
+        await idleRss(server, "server", `${runId}-${mode}-${i}`);
+        const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-${mode}-${i}`);
+        cpu[mode].push(run.cpuPct);
+        p99[mode].push(run.gen.p99Ms);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\nserver stderr:\n${server.stderrTail()}`);
+      } finally {
+        clearInterval(scraper);
+        // The server flushes its spans as it stops.
+        await server.stop();
+        spans += sink?.spanNames.length ?? 0;
+        await sink?.close();
+      }
+    }
+  }
+  const off = spread(cpu.off);
+  const on = spread(cpu.on);
+  const deltaPct = round2(on.median - off.median);
+  const relativePct = off.median > 0 ? round2((deltaPct / off.median) * 100) : null;
+  const result = {
+    rooms: options.rooms,
+    seconds: options.seconds,
+    repeat: options.repeat,
+    serverCpuPctOff: off,
+    serverCpuPctOn: on,
+    cpuDeltaPct: deltaPct,
+    cpuDeltaRelativePct: relativePct,
+    withinBudget: relativePct === null ? null : relativePct <= OBSERVABILITY_BUDGET_PCT,
+    p99MsOff: spread(p99.off),
+    p99MsOn: spread(p99.on),
+    spansExported: spans,
+    scrapes,
+  };
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return;
+  }
+  const fmt = (s: Spread, unit: string) => (options.repeat > 1 ? `${s.median}${unit} (${s.min}–${s.max})` : `${s.median}${unit}`);
+  process.stdout.write(
+    [
+      `observability cost, ${options.rooms} rooms × 2 participants, ${options.seconds} s, ${options.repeat} run(s) each (median, min–max):`,
+      `  server CPU, metrics and tracing off: ${fmt(off, "%")}`,
+      `  server CPU, metrics and tracing on:  ${fmt(on, "%")}  (/metrics scraped every ${OBSERVABILITY_SCRAPE_MS / 1000} s: ${scrapes} scrapes; ${spans} spans exported over OTLP)`,
+      `  delta: ${deltaPct} points of one core, ${relativePct ?? "n/a"} % of the server's CPU with both off (budget ${OBSERVABILITY_BUDGET_PCT} %: ${result.withinBudget === null ? "n/a" : result.withinBudget ? "within" : "OVER"})`,
+      `  p99 relay latency: off ${fmt(spread(p99.off), " ms")}, on ${fmt(spread(p99.on), " ms")}`,
+      "",
+    ].join("\n"),
+  );
+}
+
 function ratio(a: number, b: number): number | null {
   return b > 0 ? round2(a / b) : null;
 }
@@ -382,6 +469,8 @@ function ratio(a: number, b: number): number | null {
 async function main(): Promise<void> {
   // `--nodes N`: the relay through N nodes behind the router, a run of its own (bench/nodes.ts).
   if (process.argv.includes("--nodes")) return runNodesBench(process.argv.slice(2));
+  // `--observability`: the relay with metrics and tracing both on, then both off, a run of its own.
+  if (process.argv.includes("--observability")) return runObservabilityBench(process.argv.slice(2).filter((a) => a !== "--observability"));
   const options = parseOptions(process.argv.slice(2));
   for (const dir of [options.cpuProfDir, options.heapSnapshotDir]) if (dir) mkdirSync(dir, { recursive: true });
   const runId = `bench-${Date.now().toString(36)}`;
