@@ -139,6 +139,7 @@ export async function startApp(config: Config, log: Logger): Promise<App> {
     audio: engines.audioInput,
     httpEndpoints: engines.httpEndpoints,
     webRoot: engines.webRoot,
+    ...(config.cluster.redisUrl ? { readinessProbes: [{ name: "redis", check: () => placement.directory.checkReachable(1_000) }] } : {}),
     ...(metrics ? { metrics } : {}),
   };
   const server = buildServer(deps);

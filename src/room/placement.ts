@@ -23,6 +23,8 @@ export interface RoomDirectory {
   release(roomId: string): Promise<void>;
   /** The node holding the room's lease, undefined when none does. */
   owner(roomId: string): Promise<string | undefined>;
+  /** Throws RoomDirectoryUnavailableError unless the directory answers within `timeoutMs` (readiness). */
+  checkReachable(timeoutMs: number): Promise<void>;
   /** Closes the directory's connection (not its leases: they lapse); safe twice. */
   close(): Promise<void>;
 }
@@ -79,6 +81,18 @@ export function createRedisDirectory(options: { redis: Redis; nodeId: string; le
     async owner(roomId) {
       return (await asked("owner", redis.get(keyOf(roomId)))) ?? undefined;
     },
+    async checkReachable(timeoutMs) {
+      // ioredis queues commands while it reconnects: a readiness probe must not wait that long.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        await asked("ping", Promise.race([redis.ping(), late]));
+      } finally {
+        clearTimeout(timer);
+      }
+    },
     async close() {
       if (redis.status !== "end") redis.disconnect();
     },
@@ -105,6 +119,7 @@ export function createLocalDirectory(nodeId: string): RoomDirectory {
     async owner(roomId) {
       return held.has(roomId) ? nodeId : undefined;
     },
+    async checkReachable() {},
     async close() {},
   };
 }

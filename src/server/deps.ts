@@ -8,6 +8,7 @@ import type { RoomManager } from "../room/room-manager.js";
 import type { RecognisedSpeech } from "../room/room.js";
 import type { Store } from "../store/store.js";
 import type { ConnectionLimits } from "./connection-guard.js";
+import type { ReadinessProbe } from "./health.js";
 import type { ServerMetrics } from "./metrics.js";
 
 /**
@@ -61,6 +62,8 @@ export interface ServerDeps {
   webRoot: string | undefined;
   /** PaymentsService: Stripe onboarding, saved cards, payment retries; undefined: the service answers FAILED_PRECONDITION. */
   payments?: PaymentsDesk;
+  /** What readiness depends on besides the store (Redis in cluster mode). */
+  readinessProbes?: readonly ReadinessProbe[];
   /** RPC and stage metrics, served on `GET /metrics`; undefined when METRICS=off. */
   metrics?: ServerMetrics;
 }

@@ -17,13 +17,23 @@ export interface Readiness {
 /** Asks what readiness depends on, each time it is called (no cache: a probe sees the state now). */
 export type ReadinessCheck = () => Promise<Readiness>;
 
-/** Readiness of a server: not shutting down, and its store able to take a write now. */
-export function createReadinessCheck(store: Pick<Store, "checkWritable">, shutdown: AbortSignal): ReadinessCheck {
+/** Something else readiness depends on (Redis in cluster mode): `check` throws, with the reason, when it is not there. */
+export interface ReadinessProbe {
+  name: string;
+  check(): Promise<void>;
+}
+
+/** Readiness of a server: not shutting down, its store able to take a write now, and every probe answering. */
+export function createReadinessCheck(store: Pick<Store, "checkWritable">, shutdown: AbortSignal, probes: readonly ReadinessProbe[] = []): ReadinessCheck {
+  const reason = (err: unknown) => (err instanceof Error ? err.message : String(err));
   return async () => {
     const reasons: string[] = [];
     if (shutdown.aborted) reasons.push("shutting down");
     else {
-      await store.checkWritable().catch((err: unknown) => reasons.push(`store not writable: ${err instanceof Error ? err.message : String(err)}`));
+      await Promise.all([
+        store.checkWritable().catch((err: unknown) => reasons.push(`store not writable: ${reason(err)}`)),
+        ...probes.map((probe) => probe.check().catch((err: unknown) => reasons.push(`${probe.name} not reachable: ${reason(err)}`))),
+      ]);
     }
     return { ready: reasons.length === 0, reasons };
   };

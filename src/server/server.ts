@@ -65,7 +65,7 @@ export function createRoutes(deps: ServerDeps, scopes: CallScopes, shutdownSigna
     registerRoomRoutes(router, deps, scopes);
     registerContractRoutes(router, deps, scopes);
     registerPaymentRoutes(router, deps, scopes);
-    registerHealthRoutes(router, shutdownSignal, createReadinessCheck(deps.store, shutdownSignal), deps.config.healthWatchIntervalMs);
+    registerHealthRoutes(router, shutdownSignal, createReadinessCheck(deps.store, shutdownSignal, deps.readinessProbes), deps.config.healthWatchIntervalMs);
     registerReflectionRoutes(
       router,
       createRegistry(file_handshake_v1_room_service, file_handshake_v1_contract_service, file_handshake_v1_payments_service, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection),
@@ -89,7 +89,7 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
   const limits = config.connections ?? DEFAULT_CONNECTION_LIMITS;
   const guard = createConnectionGuard(limits, log);
   const scopes = createServerScopes(deps);
-  const readiness = createReadinessCheck(deps.store, shutdown.signal);
+  const readiness = createReadinessCheck(deps.store, shutdown.signal, deps.readinessProbes);
   // Every call links its signal to the shutdown signal; hundreds of open streams are normal.
   setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({

@@ -195,7 +195,16 @@ describe("two nodes on one Redis", () => {
     cleanups.push(() => own.stop());
     const app = await startTestApp({ REDIS_URL: own.url, NODE_ID: "node-alone", ROOM_LEASE_MS: "1500" });
     cleanups.push(() => app.close());
+    const readyz = async () => {
+      const answer = await fetch(`${app.baseUrl}/readyz`);
+      return { status: answer.status, body: (await answer.json()) as { reasons: string[] } };
+    };
+    expect((await readyz()).status).toBe(200);
     await own.stop();
+    // The router stops sending calls here: /readyz names Redis.
+    const down = await readyz();
+    expect(down.status).toBe(503);
+    expect(down.body.reasons.join("; ")).toMatch(/^redis not reachable: the room directory could not be reached/);
     const refused = await joinPerson(app.baseUrl, newRoomId(), { displayName: "Ada" }).then(
       () => undefined,
       (err: unknown) => ConnectError.from(err),
@@ -212,6 +221,7 @@ describe("two nodes on one Redis", () => {
     }, "a join once the directory is back");
     cleanups.push(() => joined!.panel.stop());
     expect(await connection(back.url).get(`handshake:room:${joined!.roomId}:owner`)).toBe("node-alone");
+    expect((await readyz()).status).toBe(200);
   });
 
   it("hands what another node raises about a room to the node that hosts it, which writes it into the room's log", async () => {
