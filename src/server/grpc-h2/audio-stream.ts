@@ -61,7 +61,7 @@ export class WireAudioFrame implements AudioFrame {
 
 /** Creates the AudioStream fast path; `options.authorize` must return the caller's member scope. */
 export function createAudioFastPath(options: FastPathOptions<MemberScope>, deps: AudioStreamDeps): FastPath {
-  return createFastPath(METHOD, options, (shared, stream, headers) => new AudioCall(shared, stream, headers, deps));
+  return createFastPath(METHOD, options, (shared, stream) => new AudioCall(shared, stream, deps));
 }
 
 /** The one parse result reused for every frame (the hot path allocates only the frame). */
@@ -80,10 +80,9 @@ class AudioCall extends RawGrpcCall<MemberScope> {
   constructor(
     shared: RawCallShared<MemberScope>,
     stream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
     private readonly deps: AudioStreamDeps,
   ) {
-    super(shared, stream, headers);
+    super(shared, stream);
   }
 
   /** One gRPC message: the AudioStreamRequest at buf[start, end), flag byte `flags`. */

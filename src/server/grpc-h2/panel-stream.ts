@@ -30,7 +30,7 @@ export interface PanelStreamDeps {
 
 /** Creates the PanelStream fast path; `options.authorize` must return the caller's member scope. */
 export function createPanelFastPath(options: FastPathOptions<MemberScope>, deps: PanelStreamDeps): FastPath {
-  return createFastPath(METHOD, options, (shared, stream, headers) => new PanelCall(shared, stream, headers, deps));
+  return createFastPath(METHOD, options, (shared, stream) => new PanelCall(shared, stream, deps));
 }
 
 /** Each event's response message, encoded once for all its subscribers. */
@@ -65,10 +65,9 @@ class PanelCall extends RawGrpcCall<MemberScope> {
   constructor(
     shared: RawCallShared<MemberScope>,
     stream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
     private readonly deps: PanelStreamDeps,
   ) {
-    super(shared, stream, headers);
+    super(shared, stream);
   }
 
   protected message(buf: Buffer, start: number, end: number, flags: number): void {

@@ -77,7 +77,7 @@ export interface FastPath {
 export function createFastPath<Scope>(
   method: string,
   options: FastPathOptions<Scope>,
-  newCall: (shared: RawCallShared<Scope>, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => RawGrpcCall<Scope>,
+  newCall: (shared: RawCallShared<Scope>, stream: http2.ServerHttp2Stream) => RawGrpcCall<Scope>,
 ): FastPath {
   const shared: RawCallShared<Scope> = { ...options, method, calls: new Set() };
   const { shutdownSignal } = options;
@@ -91,12 +91,12 @@ export function createFastPath<Scope>(
   );
   return {
     handle(stream, headers) {
-      const call = newCall(shared, stream, headers);
+      const call = newCall(shared, stream);
       if (shutdownSignal.aborted) {
         call.fail(new ConnectError("server is shutting down", Code.Unavailable));
         return;
       }
-      call.start();
+      call.start(headers);
     },
   };
 }
@@ -129,7 +129,6 @@ export abstract class RawGrpcCall<Scope> {
   constructor(
     protected readonly shared: RawCallShared<Scope>,
     stream: http2.ServerHttp2Stream,
-    private readonly headers: http2.IncomingHttpHeaders,
   ) {
     this.stream = stream;
     const max = shared.maxMessageBytes;
@@ -162,9 +161,8 @@ export abstract class RawGrpcCall<Scope> {
     return this.authorized.scope;
   }
 
-  /** Reads the call's headers, authorizes it, then reads its messages. */
-  start(): void {
-    const headers = this.headers;
+  /** Reads the call's headers (not kept: a call can last as long as its room), authorizes it, then reads its messages. */
+  start(headers: http2.IncomingHttpHeaders): void {
     const encoding = headers["grpc-encoding"];
     if (typeof encoding === "string" && encoding !== "identity") {
       // The encodings connect-node accepts, so clients see no difference.
