@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ContractStatus, EscrowHoldStatus, LineItemKind, MilestoneStatus, PaymentStatus } from "../../gen/handshake/v1/deal_pb.js";
 import { createLedgerRail } from "../../src/payments/ledger-rail.js";
 import { createScriptedRail } from "../../src/payments/testing/scripted-rail.js";
@@ -12,7 +12,7 @@ import { createPostgresStore } from "../../src/store/postgres-store.js";
 import type { Store } from "../../src/store/store.js";
 import { startChildServer, type ChildServer } from "../support/restart.js";
 import { CLIENT, PROVIDER, item, ledgerTotal, signedContract } from "../support/payment-fixtures.js";
-import { postgresUnavailable, startPostgres, uniqueDatabaseName, type PostgresServer } from "../support/postgres.js";
+import { postgresUnavailable, usePostgresDatabase } from "../support/postgres.js";
 
 /*
  * Two nodes, one PostgreSQL: both try to carry out the same signed contract. The store's contract
@@ -39,21 +39,15 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15
 }
 
 describe.skipIf(skipReason !== undefined)("two nodes racing on one contract (PostgreSQL)", () => {
-  let server: PostgresServer;
+  const database = usePostgresDatabase("race");
   let url: string;
+  beforeEach(() => {
+    url = database();
+  });
   const stores: Store[] = [];
   const nodes: ChildServer[] = [];
   const folders: string[] = [];
 
-  beforeAll(async () => {
-    server = await startPostgres();
-  }, 60_000);
-  afterAll(async () => {
-    await server?.stop();
-  });
-  beforeEach(async () => {
-    url = await server.createDatabase(uniqueDatabaseName("race"));
-  });
   afterEach(async () => {
     for (const node of nodes.splice(0)) await node.stop("SIGTERM");
     for (const folder of folders.splice(0)) await rm(folder, { recursive: true, force: true });

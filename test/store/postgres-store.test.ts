@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { PanelEventSchema, RoomStatusSchema, type PanelEvent } from "../../gen/handshake/v1/events_pb.js";
 import { EventLogClosedError, MAX_UNCOMMITTED_EVENTS, RoomEventLog } from "../../src/events/event-log.js";
 import { migratePostgres, SchemaMismatchError, SchemaTooNewError } from "../../src/store/migrate.js";
@@ -8,7 +8,7 @@ import { LATEST_SCHEMA_VERSION, migrations } from "../../src/store/migrations.js
 import { createPostgresStore } from "../../src/store/postgres-store.js";
 import { asStoreUnavailable, StoreUnavailableError } from "../../src/store/store-errors.js";
 import { StoreConflictError, type Store } from "../../src/store/store.js";
-import { postgresUnavailable, startPostgres, uniqueDatabaseName, type PostgresServer } from "../support/postgres.js";
+import { postgresUnavailable, usePostgresDatabase } from "../support/postgres.js";
 import { sampleContract } from "../support/store.js";
 
 /*
@@ -22,20 +22,14 @@ const skipReason = postgresUnavailable();
 if (skipReason) console.warn(`skipping PostgreSQL store cases: ${skipReason}`);
 
 describe.skipIf(skipReason !== undefined)("PostgreSQL store", () => {
-  let server: PostgresServer;
+  const database = usePostgresDatabase("pgs");
   let url: string;
+  beforeEach(() => {
+    url = database();
+  });
   const opened: Store[] = [];
   const clients: pg.Client[] = [];
 
-  beforeAll(async () => {
-    server = await startPostgres();
-  }, 60_000);
-  afterAll(async () => {
-    await server?.stop();
-  });
-  beforeEach(async () => {
-    url = await server.createDatabase(uniqueDatabaseName("pgs"));
-  });
   afterEach(async () => {
     for (const store of opened.splice(0)) await store.close();
     for (const client of clients.splice(0)) await client.end();

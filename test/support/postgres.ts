@@ -5,6 +5,7 @@ import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { freePort } from "./ports.js";
 
 /** Where Debian's postgresql package puts initdb and postgres; PG_BIN overrides it. */
@@ -157,4 +158,26 @@ let databases = 0;
 export function uniqueDatabaseName(prefix = "t"): string {
   databases += 1;
   return `${prefix}_${process.pid}_${databases}`;
+}
+
+/**
+ * One throwaway PostgreSQL server for the describe block this is called in, and a database of its
+ * own for each test; returns the running test's database URL.
+ */
+export function usePostgresDatabase(prefix: string): () => string {
+  let server: PostgresServer | undefined;
+  let url: string | undefined;
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    url = await server!.createDatabase(uniqueDatabaseName(prefix));
+  });
+  return () => {
+    if (url === undefined) throw new Error("usePostgresDatabase: a database exists only while a test runs");
+    return url;
+  };
 }

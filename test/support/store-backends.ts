@@ -1,8 +1,8 @@
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe } from "vitest";
+import { afterEach, beforeEach, describe } from "vitest";
 import { openStore, type StoreLocation } from "../../src/store/open-store.js";
 import type { Store } from "../../src/store/store.js";
-import { postgresUnavailable, startPostgres, uniqueDatabaseName, type PostgresServer } from "./postgres.js";
+import { postgresUnavailable, usePostgresDatabase } from "./postgres.js";
 import { tempDir } from "./store.js";
 
 /** Which implementation of Store a test runs against. */
@@ -38,16 +38,10 @@ export function describeEachStore(body: (target: StoreTarget) => void): void {
     body(target("sqlite", () => current?.location));
   });
   describe.skipIf(skipReason !== undefined)("postgres", () => {
-    let server: PostgresServer | undefined;
+    const database = usePostgresDatabase("t");
     let location: StoreLocation | undefined;
-    beforeAll(async () => {
-      server = await startPostgres();
-    }, 60_000);
-    afterAll(async () => {
-      await server?.stop();
-    });
-    beforeEach(async () => {
-      location = { databaseUrl: await server!.createDatabase(uniqueDatabaseName()), databasePath: "" };
+    beforeEach(() => {
+      location = { databaseUrl: database(), databasePath: "" };
     });
     body(target("postgres", () => location));
   });
