@@ -7,7 +7,7 @@
  *                    [--speech ENGINE] [--warmup S] [--fanout-rooms N] [--pipeline-rooms N]
  *                    [--capacity-seconds S] [--capacity-max N] [--cpu-prof]
  *   npm run bench -- --nodes N [--capacity-seconds S]   (capacity through 1…N nodes behind the router: bench/nodes.ts)
- *   npm run bench -- --observability [--rooms N] [--seconds D] [--repeat N] [--json]   (metrics and tracing on vs off)
+ *   npm run bench -- --observability [--rooms N] [--seconds D] [--repeat N] [--json] [--cpu-prof]   (metrics and tracing on vs off)
  *
  * Every process is separate: the generator (bench/generator.ts), the floors
  * (bench/floor-relay.ts, bench/ws-floor-relay.ts) and our server (src/main.ts bundled, as
@@ -391,6 +391,7 @@ const OBSERVABILITY_SCRAPE_MS = 5_000;
  */
 async function runObservabilityBench(argv: string[]): Promise<void> {
   const options = parseOptions(argv);
+  for (const mode of ["off", "on"]) if (options.cpuProfDir) mkdirSync(path.join(options.cpuProfDir, `observability-${mode}`), { recursive: true });
   const runId = `bench-obs-${Date.now().toString(36)}`;
   const modes = ["off", "on"] as const;
   const cpu: Record<(typeof modes)[number], number[]> = { off: [], on: [] };
@@ -403,9 +404,11 @@ async function runObservabilityBench(argv: string[]): Promise<void> {
     for (const mode of i % 2 === 0 ? modes : [...modes].reverse()) {
       progress(options, `observability ${mode}: streaming… (${i + 1}/${options.repeat})`);
       const sink = mode === "on" ? await startOtlpSink() : undefined;
+      // With --cpu-prof the last repeat of each mode writes a profile (the file name says which).
+      const profiled = options.cpuProfDir !== undefined && i === options.repeat - 1;
       const server = await startServer({
         speech: options.speech,
-        cpuProfDir: undefined,
+        cpuProfDir: profiled ? path.join(options.cpuProfDir!, `observability-${mode}`) : undefined,
         env: sink ? { METRICS: "on", OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : { METRICS: "off", OTEL_EXPORTER_OTLP_ENDPOINT: "", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "" },
       });
       const scraper = sink
@@ -413,7 +416,7 @@ async function runObservabilityBench(argv: string[]): Promise<void> {
         : undefined;
       try {
         await idleRss(server, "server", `${runId}-${mode}-${i}`);
-        const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-${mode}-${i}`);
+        const run = await load(server, "server", options.rooms, options.seconds, options.warmupSeconds, `${runId}-${mode}-${i}`, profiled);
         cpu[mode].push(run.cpuPct);
         p99[mode].push(run.gen.p99Ms);
       } catch (err) {
