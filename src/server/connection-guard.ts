@@ -265,7 +265,8 @@ export function createConnectionGuard(limits: ConnectionLimits, log: Logger, now
       return countCall(
         stream.session?.socket?.remoteAddress ?? "",
         headers[":path"] === HEALTH_WATCH_PATH,
-        (release) => stream.once("close", release),
+        // A stream closes once: `on` spares the wrapper `once` would keep for its life.
+        (release) => stream.on("close", release),
         (message) => refuseStream(stream, headers, message, counters),
       );
     },

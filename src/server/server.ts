@@ -218,7 +218,8 @@ export function buildServer(deps: ServerDeps, shutdown: AbortController = new Ab
     if (secure) return void secure.emit("connection", socket);
     // Half-open: a socket that never says which protocol it speaks holds a descriptor for nothing.
     const handshakeTimer = setTimeout(() => socket.destroy(), limits.handshakeTimeoutMs).unref();
-    socket.once("close", () => clearTimeout(handshakeTimer));
+    // "close" comes once: `on` spares the wrapper `once` keeps per socket for the connection's life.
+    socket.on("close", () => clearTimeout(handshakeTimer));
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);

@@ -263,7 +263,8 @@ export abstract class RawGrpcCall<Scope> {
     if (this.stream.destroyed) return;
     // waitForTrailers: the stream stays open after end() until the status trailers are sent.
     this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    this.stream.once("wantTrailers", () => this.stream.sendTrailers(this.trailers));
+    // Emitted once per stream; `on` spares the wrapper `once` would keep for the call's life.
+    this.stream.on("wantTrailers", () => this.stream.sendTrailers(this.trailers));
   }
 
   /** Sends the trailers (status OK when `err` is undefined) and lets go of what the call holds. */
