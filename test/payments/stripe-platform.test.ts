@@ -109,8 +109,9 @@ describe("PaymentsService on the embedded ledger, and what a profile may not cla
     const person = await joinRoom(app.baseUrl, "ledger-payments", roofDeal.provider);
     cleanups.push(() => person.panel.stop());
     const payments = paymentsClient(app.baseUrl, person.userToken);
-    for (const call of [payments.startPayeeOnboarding({}), payments.startCardSetup({}), payments.getPaymentSetup({ refresh: true })]) {
-      const err = await refusal(call);
+    // Each call made when it is awaited: a refusal nobody awaits yet is an unhandled rejection.
+    for (const call of [() => payments.startPayeeOnboarding({}), () => payments.startCardSetup({}), () => payments.getPaymentSetup({ refresh: true })]) {
+      const err = await refusal(call());
       expect(err.code).toBe(Code.FailedPrecondition);
       expect(err.rawMessage).toContain("embedded ledger");
     }
