@@ -68,7 +68,9 @@ describe("participant library", () => {
       );
     }
     expect([provider.userId, client.userId]).toEqual(userIds);
-    expect(notices.some((n) => n.startsWith("provider: rejoined room resume-room"))).toBe(true);
+    // The first one back finds no live room and joins again; the other may then find the room
+    // rebuilt with both members and resume its stream without a join.
+    expect(notices.some((n) => /^(provider|client): rejoined room resume-room/.test(n))).toBe(true);
 
     const rest = dialogue.slice(3);
     const [outcome] = await Promise.all([provider.waitForDeal(), client.waitForDeal(), provider.runDialogue(rest), client.runDialogue(rest)]);
