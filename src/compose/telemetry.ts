@@ -37,7 +37,7 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry | unde
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: env.OTEL_SERVICE_NAME || "handshake", [ATTR_SERVICE_VERSION]: "0.1.0" }),
     spanProcessors: [new BatchSpanProcessor(exporter)],
   });
-  // Also registers the W3C traceparent propagator.
+  // With the context manager below (not the SDK default) and the W3C traceparent propagator.
   provider.register({ contextManager: new ScopedContextManager() });
   let stopped: Promise<void> | undefined;
   return {
