@@ -44,6 +44,8 @@ export interface StageOptions {
   root?: boolean;
   /** Links the active span (the RPC that fed this stage) instead of parenting under it. */
   linkActive?: boolean;
+  /** Further calls that fed this stage, taken earlier with `activeLink` (a stream whose audio the speech engine heard). */
+  links?: readonly (TraceLink | undefined)[];
   attributes?: SpanAttributes;
 }
 
@@ -78,10 +80,22 @@ class OtelStageSpan implements StageSpan {
   }
 }
 
+/** A span to link to later, kept by whoever outlives the call (opaque outside this module). */
+export type TraceLink = Link;
+
 /** The link to the active span, if one is recording (the RPC being served). */
-function activeLinks(): Link[] {
+export function activeLink(): TraceLink | undefined {
   const active = trace.getActiveSpan()?.spanContext();
-  return active && isSpanContextValid(active) ? [{ context: active }] : [];
+  return active && isSpanContextValid(active) ? { context: active } : undefined;
+}
+
+/** The active span's link and the given ones, each span once. */
+function linksOf(options: StageOptions): Link[] {
+  const links: Link[] = [];
+  for (const link of [options.linkActive ? activeLink() : undefined, ...(options.links ?? [])]) {
+    if (link && !links.some((l) => l.context.spanId === link.context.spanId)) links.push(link);
+  }
+  return links;
 }
 
 /** Starts a span named after a deal's stage (`deal`, `negotiation`, `contract.signature`, `payment.pay`). */
@@ -89,7 +103,7 @@ export function startStage(name: string, options: StageOptions = {}): StageSpan 
   const parent = options.root ? ROOT_CONTEXT : options.parent instanceof OtelStageSpan ? options.parent.context : context.active();
   const span = tracer.startSpan(
     name,
-    { kind: SpanKind.INTERNAL, ...(options.attributes ? { attributes: options.attributes } : {}), ...(options.linkActive ? { links: activeLinks() } : {}) },
+    { kind: SpanKind.INTERNAL, ...(options.attributes ? { attributes: options.attributes } : {}), links: linksOf(options) },
     parent,
   );
   return new OtelStageSpan(span, parent);

@@ -35,7 +35,7 @@ import type { Agent, AgentFactory } from "../agents/agent.js";
 import type { ContractDesk } from "../deal/contracts.js";
 import { ResourceExhaustedError } from "../core/errors.js";
 import { audioFrameCounts, type StageMetrics } from "../core/metrics.js";
-import { startStage, type StageSpan } from "../core/tracing.js";
+import { activeLink, startStage, type StageSpan, type TraceLink } from "../core/tracing.js";
 import { pcmDurationMs } from "../audio/audio-format.js";
 import { createApprovalBook, type ApprovalBook } from "../deal/approvals.js";
 import type { NegotiationSession, NegotiationTransition } from "../deal/negotiation.js";
@@ -120,6 +120,8 @@ interface Member {
   /** Audio written to the member's speech engine so far (ms), and when the latest of it arrived (performance.now). */
   heardMs: number;
   heardAtMs: number;
+  /** The audio call whose sound this member's speech engine hears, for the deal's trace to link to. */
+  audioCallLink: TraceLink | undefined;
 }
 
 /**
@@ -238,6 +240,7 @@ export class Room {
       partialId: undefined,
       heardMs: 0,
       heardAtMs: 0,
+      audioCallLink: undefined,
     });
     if (this.members.size === MAX_PARTICIPANTS) this.pair();
     this.broadcastStatus();
@@ -373,6 +376,7 @@ export class Room {
     member.format = format;
     member.toSpeech = toSpeech;
     member.speechFormat = format;
+    member.audioCallLink = activeLink();
   }
 
   /**
@@ -734,9 +738,10 @@ export class Room {
     if (!initiator?.agent) return;
     this.trigger.disarm();
     this.triggeredAtMs = performance.now();
-    // A new trace per deal, linked to the call whose words triggered it.
+    // A new trace per deal, linked to the call whose words triggered it: the one being served (a
+    // transcript sent from the device), else the audio stream the speech engine heard them on.
     this.endDeal("superseded");
-    this.dealSpan = startStage("deal", { root: true, linkActive: true, attributes: { "handshake.trigger.kind": TriggerKind[event.kind] ?? "unknown" } });
+    this.dealSpan = startStage("deal", { root: true, links: [activeLink() ?? initiator.audioCallLink], attributes: { "handshake.trigger.kind": TriggerKind[event.kind] ?? "unknown" } });
     this.negotiationSpan = startStage("negotiation", { parent: this.dealSpan });
     this.emit({ event: { case: "trigger", value: event } });
     const [a, b] = [...this.members.keys()] as [string, string];

@@ -163,6 +163,10 @@ export function createFastPathHooks(log: Logger, scopes: CallScopes, metrics?: S
       return scopes.placedMember(values);
     },
     toStatus: (err) => toConnectError(err, log),
+    within: (values, work) => {
+      const span = values.get(rpcSpanKey);
+      return span ? span.run(work) : work();
+    },
     ended: (end) => {
       end.values.get(openStreamKey)?.();
       const call: CallRecord = { path: "grpc-h2", ...end };

@@ -2,13 +2,19 @@ import { setTimeout as delay } from "node:timers/promises";
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTelemetry, type Telemetry } from "../../src/compose/telemetry.js";
-import { startTestApp, type TestApp } from "../support/app.js";
+import { AudioEncoding } from "../../gen/handshake/v1/audio_pb.js";
+import { bearerHeaders, startTestApp, type TestApp } from "../support/app.js";
+import { connectRaw, rawAudioCall } from "../support/raw-grpc.js";
+import { joinAs } from "../support/security.js";
+import { PartyRole } from "../../gen/handshake/v1/profile_pb.js";
 import { paidDeal } from "../support/deal-run.js";
+import { sha256Hex } from "../support/hash.js";
 import { recordingLogger, repeatedKeys, type LogLine } from "../support/log-lines.js";
 
 const SIGN = "handshake.v1.RoomService/SignContract";
 const SEND_AUDIO = "handshake.v1.RoomService/SendAudio";
 const PANEL = "handshake.v1.RoomService/PanelStream";
+const AUDIO_STREAM = "handshake.v1.RoomService/AudioStream";
 
 /** Every attribute value of a span and of its events, as text. */
 function attributeTexts(span: ReadableSpan): string[] {
@@ -42,7 +48,8 @@ describe("one deal's trace through the real server (in-memory span exporter)", (
       if (names.includes("deal") && names.filter((n) => n === PANEL).length === 2) break;
       await delay(25);
     }
-    spans = exporter.getFinishedSpans();
+    // A copy: the exporter keeps adding to its own array as later tests run.
+    spans = [...exporter.getFinishedSpans()];
   });
   afterAll(async () => {
     await t?.close();
@@ -128,5 +135,45 @@ describe("one deal's trace through the real server (in-memory span exporter)", (
     }
     expect(lines.length).toBeGreaterThan(10);
     for (const line of lines) expect(repeatedKeys(line.raw), line.raw).toEqual([]);
+  });
+  // Last: it adds spans and log lines the tests above read.
+  it("links a deal triggered over a native AudioStream (transcripts from the device, on the fast path) to the AudioStream call that carried the words", async () => {
+    const roomId = "trace-native";
+    const provider = await joinAs(t, roomId, { displayName: "Sam the plumber", role: PartyRole.PROVIDER, trade: "plumber", rates: [{ description: "boiler repair", amountMinor: 12_000n }] });
+    const client = await joinAs(t, roomId, { displayName: "Alex", role: PartyRole.CLIENT, maxAutoApproveMinor: 20_000n });
+    const session = connectRaw(t.port);
+    const open = (token: string) => {
+      const call = rawAudioCall(session, { ...bearerHeaders(token), "handshake-room": roomId });
+      call.send({ message: { case: "format", value: { encoding: AudioEncoding.PCM16LE, sampleRateHz: 16000, channels: 1 } } });
+      return call;
+    };
+    const providerAudio = open(provider.sessionToken);
+    const clientAudio = open(client.sessionToken);
+    providerAudio.send({ message: { case: "transcript", value: { text: "I can fix the boiler for one hundred and twenty pounds.", isFinal: true, confidence: 0.9 } } });
+    await client.panel.waitFor((e) => e.event.case === "transcript" && e.event.value.text.includes("boiler"), "the offer");
+    clientAudio.send({ message: { case: "transcript", value: { text: "That sounds fair. Handshake.", isFinal: true, confidence: 0.9 } } });
+    const drafted = await provider.panel.waitFor((e) => e.event.case === "contract", "contract");
+    if (drafted.event.case !== "contract") throw new Error("unreachable");
+    const textSha256 = sha256Hex(drafted.event.value.text);
+    await provider.room.signContract({ contractId: drafted.event.value.id, textSha256 });
+    await client.room.signContract({ contractId: drafted.event.value.id, textSha256 });
+    await client.panel.waitFor((e) => e.event.case === "payment", "payment");
+    for (const call of [providerAudio, clientAudio]) call.stream.end();
+    await Promise.all([providerAudio.status, clientAudio.status, provider.panel.stop(), client.panel.stop()]);
+    session.close();
+    const finished = async (check: (all: ReadableSpan[]) => boolean) => {
+      for (let i = 0; i < 200; i++) {
+        await telemetry.flush();
+        if (check(exporter.getFinishedSpans())) break;
+        await delay(25);
+      }
+      return exporter.getFinishedSpans();
+    };
+    const all = await finished((found) => found.filter((s) => s.name === AUDIO_STREAM).length === 2 && found.filter((s) => s.name === "deal").length === 2);
+    const audioIds = new Set(all.filter((s) => s.name === AUDIO_STREAM).map((s) => s.spanContext().spanId));
+    expect(audioIds.size).toBe(2);
+    const nativeDeal = all.filter((s) => s.name === "deal").find((s) => s.spanContext().traceId !== one("deal").spanContext().traceId)!;
+    expect(nativeDeal.links).toHaveLength(1);
+    expect(audioIds.has(nativeDeal.links[0]!.context.spanId)).toBe(true);
   });
 });

@@ -99,8 +99,10 @@ class AudioCall extends RawGrpcCall<MemberScope> {
       return;
     }
     const request = this.decode(AudioStreamRequestSchema, buf, start, end, flags);
-    if (!this.formatSeen) this.first(request.message);
-    else applyAudioMessage(room, this.userId, request.message, this.deps.audio);
+    const apply = () => (this.formatSeen ? applyAudioMessage(room, this.userId, request.message, this.deps.audio) : this.first(request.message));
+    // Inside the call's span: a transcript may trigger a deal, whose trace links to this call.
+    if (this.shared.within) this.shared.within(this.values, apply);
+    else apply();
   }
 
   /** The client ended its side: the call ends with OK, as connect-node's handler does. */

@@ -51,6 +51,11 @@ export interface FastPathHooks<Scope> {
   toStatus(err: unknown): ConnectError;
   /** Told once per call when it ends (the log line). */
   ended(call: RawCallEnd): void;
+  /**
+   * Runs `work` as part of the call (its trace span active), for messages that may feed a deal
+   * (transcripts, the format header); never per audio frame, which stays off the tracing path.
+   */
+  within?<T>(values: ContextValues, work: () => T): T;
 }
 
 /** What one fast path needs: the hooks, the message size limit and the server's shutdown signal. */
