@@ -102,7 +102,9 @@ export function connectWebScript(): Promise<string> {
             for await (const answer of room.panelStream({ roomId, afterSeq: 0n }, { signal: controller.signal })) {
               seqs.push(Number(answer.event.seq));
               cases.push(answer.event.event.case);
+              // Events already on the wire may still be yielded after an abort: stop at the first.
               controller.abort();
+              break;
             }
           } catch (err) {
             if (!controller.signal.aborted) throw err;
