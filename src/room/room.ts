@@ -112,6 +112,14 @@ interface Member {
   toSpeech: ((pcm: Uint8Array) => Buffer) | undefined;
   transcript: TranscriptEntry[];
   sinks: Set<AudioSink>;
+  /**
+   * The other members' sinks: where this member's frames go. Rebuilt (a new array, so a sink
+   * that unregisters while a frame is being relayed does not disturb that loop) whenever a member
+   * or a sink comes or goes, so the relay of a frame is one loop over an array.
+   */
+  relayTo: readonly AudioSink[];
+  /** Set when the member leaves or the room closes: an `audioInput` holding it looks again. */
+  left: boolean;
   /** Format of this member's audio; sent to the peer's sinks before frames. */
   format: AudioFormat | undefined;
   muted: boolean;
@@ -234,6 +242,8 @@ export class Room {
       // After a restart the conversation so far comes back from the log, for their agent and contract.
       transcript: [...this.restoredConversation],
       sinks: new Set(),
+      relayTo: [],
+      left: false,
       format: undefined,
       muted: false,
       openStreams: 0,
@@ -242,6 +252,7 @@ export class Room {
       heardAtMs: 0,
       audioCallLink: undefined,
     });
+    this.refreshRelays();
     if (this.members.size === MAX_PARTICIPANTS) this.pair();
     this.broadcastStatus();
     this.warnSameSide();
@@ -270,6 +281,8 @@ export class Room {
     if (!member) return;
     this.touch();
     this.members.delete(userId);
+    member.left = true;
+    this.refreshRelays();
     // An agent waiting on its person's answer would hold up its own stop: the deal is over for both.
     this.approvals.expire();
     await this.stopMember(member);
@@ -362,7 +375,18 @@ export class Room {
     const member = this.members.get(userId);
     if (!member) return () => {};
     member.sinks.add(sink);
-    return () => member.sinks.delete(sink);
+    this.refreshRelays();
+    return () => {
+      if (member.sinks.delete(sink)) this.refreshRelays();
+    };
+  }
+
+  private refreshRelays(): void {
+    for (const member of this.members.values()) {
+      const relayTo: AudioSink[] = [];
+      for (const peer of this.members.values()) if (peer !== member) relayTo.push(...peer.sinks);
+      member.relayTo = relayTo;
+    }
   }
 
   /**
@@ -387,13 +411,26 @@ export class Room {
    */
   audioFrame(userId: string, frame: AudioFrame): void {
     const member = this.members.get(userId);
-    if (!member) return;
+    if (member) this.memberFrame(member, frame);
+  }
+
+  /**
+   * `audioFrame` for the frames of one audio call: the member is looked up once rather than per
+   * frame, and again only once they have left (a rejoin makes a new member).
+   */
+  audioInput(userId: string): (frame: AudioFrame) => void {
+    let member = this.members.get(userId);
+    return (frame) => {
+      if (!member || member.left) member = this.members.get(userId);
+      if (member) this.memberFrame(member, frame);
+    };
+  }
+
+  private memberFrame(member: Member, frame: AudioFrame): void {
     if (!member.muted) {
-      for (const peer of this.members.values()) {
-        if (peer === member) continue;
-        for (const sink of peer.sinks) sink.push(frame, member.format);
-        audioFrameCounts.relayed += peer.sinks.size;
-      }
+      const relayTo = member.relayTo;
+      for (let i = 0; i < relayTo.length; i++) relayTo[i]!.push(frame, member.format);
+      audioFrameCounts.relayed += relayTo.length;
     }
     if (member.speech && member.toSpeech) {
       member.speech.write(member.toSpeech(frame.pcm));
@@ -622,6 +659,10 @@ export class Room {
     this.trigger.close();
     const members = [...this.members.values()];
     this.members.clear();
+    for (const member of members) {
+      member.relayTo = [];
+      member.left = true;
+    }
     await Promise.allSettled(members.map((m) => this.stopMember(m)));
     this.events.close(reason);
   }
@@ -724,6 +765,7 @@ export class Room {
 
   private async stopMember(member: Member): Promise<void> {
     member.sinks.clear();
+    this.refreshRelays();
     const work: Promise<void>[] = [];
     if (member.agent) work.push(member.agent.stop());
     if (member.speech) work.push(member.speech.stop());

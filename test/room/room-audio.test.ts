@@ -48,6 +48,32 @@ describe("Room: audio and mute", () => {
     expect([engine.bytesHeard, engine.bytesMuted]).toEqual([1280, 640]);
   });
 
+  it("relays through an audio call's input to the sinks there are at each frame, across a sink leaving mid-frame and the member rejoining", async () => {
+    const fromSam = room.audioInput(SAM);
+    const heardBySecond: bigint[] = [];
+    // A sink that unregisters itself while a frame is being relayed: the other sink still gets that frame.
+    const unregisterFirst = room.addAudioSink(ALEX, { push: () => unregisterFirst() });
+    room.addAudioSink(ALEX, { push: (f) => void heardBySecond.push(f.seq) });
+    fromSam(frame(1));
+    fromSam(frame(2));
+    expect(heardByAlex.map((h) => h.frame.seq)).toEqual([1n, 2n]);
+    expect(heardBySecond).toEqual([1n, 2n]);
+
+    // Sam leaves: the input holds a member who is gone and relays nothing.
+    await room.leave(SAM);
+    fromSam(frame(3));
+    expect(heardBySecond).toEqual([1n, 2n]);
+    // Sam rejoins (a new member) with the same input still open: it finds them again.
+    room.join(SAM, providerProfile());
+    room.setAudioFormat(SAM, FORMAT);
+    fromSam(frame(4));
+    expect(heardBySecond).toEqual([1n, 2n, 4n]);
+    // Alex leaves: nobody is left to hear Sam.
+    await room.leave(ALEX);
+    fromSam(frame(5));
+    expect(heardBySecond).toEqual([1n, 2n, 4n]);
+  });
+
   it("checks a format once, in the speech converter, and keeps the old one when it is refused", () => {
     const bad = create(AudioFormatSchema, { ...FORMAT, sampleRateHz: 12_345 });
     const converter = fakes.stages.toSpeechPcm;
