@@ -42,7 +42,11 @@ export function checkAudioFormat(format: AudioFormat | undefined): CheckedAudioF
 
 /** Validates one frame's PCM payload: non-empty, whole 16-bit samples, at most 32,000 bytes. */
 export function checkPcmFrame(pcm: Uint8Array): void {
-  const n = pcm.byteLength;
+  checkPcmBytes(pcm.byteLength);
+}
+
+/** `checkPcmFrame` on the payload's length alone, for a frame parsed in place from the wire. */
+export function checkPcmBytes(n: number): void {
   if (n === 0) throw new AudioFormatError("frame is empty");
   if (n % 2 !== 0) throw new AudioFormatError(`frame has an odd byte count (${n})`);
   if (n > MAX_FRAME_BYTES) throw new AudioFormatError(`frame has ${n} bytes; at most ${MAX_FRAME_BYTES} are allowed`);

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { checkAudioFrame } from "../audio/audio-format.js";
+import { checkAudioFrame, checkPcmBytes } from "../audio/audio-format.js";
 import { createSpeechPcmConverter } from "../audio/resampler.js";
 import type { Config } from "../config.js";
 import type { SpeechPcmConverter } from "../room/room.js";
@@ -25,6 +25,7 @@ export interface SpeechEngines {
 export async function createSpeechEngines(config: Config, log: Logger): Promise<SpeechEngines & { name: string }> {
   const audioInput: AudioInput = {
     checkFrame: (frame) => checkAudioFrame(frame),
+    checkPcmBytes: (bytes) => checkPcmBytes(bytes),
     deviceTranscript: (transcript) => toRecognisedSpeech(transcript),
   };
   const base = { toSpeechPcm: createSpeechPcmConverter, audioInput, close: async () => {} };

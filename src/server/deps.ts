@@ -17,6 +17,11 @@ import type { ServerMetrics } from "./metrics.js";
  */
 export interface AudioInput {
   checkFrame(frame: AudioFrame): void;
+  /**
+   * `checkFrame` for a frame parsed in place on the fast path, whose number the parser already
+   * bounded below 2^53: only the PCM payload's length is left to check.
+   */
+  checkPcmBytes(bytes: number): void;
   deviceTranscript(transcript: DeviceTranscript): RecognisedSpeech;
 }
 

@@ -40,17 +40,24 @@ export interface AudioStreamDeps {
 /**
  * A frame parsed in place from the wire: an `AudioFrame` to the room and its sinks, plus the
  * exact gRPC message it arrived in, which a native peer's sink writes out unchanged.
- * `seq` and `capturedAtUs` become bigints only when someone reads them.
+ * `seq`, `capturedAtUs` and `pcm` are made only when someone reads them (a relay to native
+ * peers reads none of them).
  */
 export class WireAudioFrame implements AudioFrame {
   readonly $typeName = "handshake.v1.AudioFrame" as const;
+  private pcmView: Uint8Array | undefined;
   constructor(
     /** The whole gRPC message (5-byte prefix and an AudioStreamRequest holding only `frame`). */
-    readonly wire: Uint8Array,
-    readonly pcm: Uint8Array,
+    readonly wire: Buffer,
+    private readonly pcmStart: number,
+    private readonly pcmLength: number,
     private readonly seqNumber: number,
     private readonly capturedAtUsNumber: number,
   ) {}
+  get pcm(): Uint8Array {
+    this.pcmView ??= this.pcmLength === 0 ? EMPTY : this.wire.subarray(this.pcmStart, this.pcmStart + this.pcmLength);
+    return this.pcmView;
+  }
   get seq(): bigint {
     return BigInt(this.seqNumber);
   }
@@ -73,9 +80,10 @@ class AudioCall extends RawGrpcCall<MemberScope> {
   private sink: FastAudioSink | undefined;
   private unregister: (() => void) | undefined;
   private closeStream: (() => void) | undefined;
-  /** The caller's room and user id, kept from the scope at open: every frame needs them. */
+  /** The caller's room and user id, kept from the scope at open, and where their frames go. */
   private room: MemberScope["room"] | undefined;
   private userId = "";
+  private frameInput: ((frame: AudioFrame) => void) | undefined;
 
   constructor(
     shared: RawCallShared<MemberScope>,
@@ -87,17 +95,15 @@ class AudioCall extends RawGrpcCall<MemberScope> {
 
   /** One gRPC message: the AudioStreamRequest at buf[start, end), flag byte `flags`. */
   protected message(buf: Buffer, start: number, end: number, flags: number): void {
-    const room = this.room!;
     if ((flags & 1) === 0 && this.formatSeen && parseFrame(buf, start, end, parsed)) {
-      const pcmStart = parsed.pcmStart!;
-      const pcm = parsed.pcmLength === 0 ? EMPTY : buf.subarray(pcmStart, pcmStart + parsed.pcmLength);
+      // parseFrame read the number as below 2^53, so only the payload's length is left to check.
+      this.deps.audio.checkPcmBytes(parsed.pcmLength);
       // A chunk that is exactly this message (the usual case: one DATA frame per frame) is forwarded as it is.
       const wire = start === 5 && end === buf.length ? buf : buf.subarray(start - 5, end);
-      const frame = new WireAudioFrame(wire, pcm, parsed.seq, parsed.capturedAtUs);
-      this.deps.audio.checkFrame(frame);
-      room.audioFrame(this.userId, frame);
+      this.frameInput!(new WireAudioFrame(wire, parsed.pcmStart! - (start - 5), parsed.pcmLength, parsed.seq, parsed.capturedAtUs));
       return;
     }
+    const room = this.room!;
     const request = this.decode(AudioStreamRequestSchema, buf, start, end, flags);
     const apply = () => (this.formatSeen ? applyAudioMessage(room, this.userId, request.message, this.deps.audio) : this.first(request.message));
     // Inside the call's span: a transcript may trigger a deal, whose trace links to this call.
@@ -114,6 +120,7 @@ class AudioCall extends RawGrpcCall<MemberScope> {
   protected override opened(): void {
     this.room = this.scope.room;
     this.userId = this.scope.userId;
+    this.frameInput = this.room.audioInput(this.userId);
     this.closeStream = this.deps.scopes.openStream(this.scope);
   }
 
@@ -139,15 +146,14 @@ class AudioCall extends RawGrpcCall<MemberScope> {
 /**
  * The peer audio of one fast-path call. Frames parsed in place go out as the exact bytes they
  * came in; others (from connect-path or browser peers) are encoded. A reader that falls more than
- * PEER_AUDIO_QUEUE_FRAMES behind loses its own stream with RESOURCE_EXHAUSTED, as with QueuedAudioSink.
+ * PEER_AUDIO_QUEUE_FRAMES behind loses its own stream with RESOURCE_EXHAUSTED, as with
+ * QueuedAudioSink. Frames behind are counted from the bytes the stream still holds (nothing per
+ * frame is kept for it: no completion callback, no counter): more than that many frames of the
+ * size of the one being sent.
  */
 class FastAudioSink implements AudioSink {
-  private pending = 0;
   private closedSink = false;
   private lastFormat: AudioFormat | undefined;
-  private readonly written = () => {
-    this.pending--;
-  };
 
   constructor(private readonly call: RawGrpcCall<MemberScope>) {}
 
@@ -157,13 +163,14 @@ class FastAudioSink implements AudioSink {
       this.lastFormat = format;
       this.send(encodeResponse({ case: "peerFormat", value: format }));
     }
-    if (this.pending >= PEER_AUDIO_QUEUE_FRAMES || this.call.queuedBytes > AUDIO_QUEUE_BYTES) {
+    const bytes = frame instanceof WireAudioFrame ? frame.wire : encodeResponse({ case: "peerFrame", value: frame });
+    if (this.call.queuedBytes > Math.min(AUDIO_QUEUE_BYTES, PEER_AUDIO_QUEUE_FRAMES * bytes.length)) {
       this.closedSink = true;
       audioFrameCounts.dropped++;
       this.call.fail(new ResourceExhaustedError(`audio stream fell more than ${PEER_AUDIO_QUEUE_FRAMES} frames behind`));
       return;
     }
-    this.send(frame instanceof WireAudioFrame ? frame.wire : encodeResponse({ case: "peerFrame", value: frame }));
+    this.send(bytes);
   }
 
   close(): void {
@@ -171,11 +178,7 @@ class FastAudioSink implements AudioSink {
   }
 
   private send(bytes: Uint8Array): void {
-    this.pending++;
-    if (!this.call.write(bytes, this.written)) {
-      this.pending--;
-      this.closedSink = true;
-    }
+    if (!this.call.write(bytes)) this.closedSink = true;
   }
 }
 

@@ -230,11 +230,14 @@ export abstract class RawGrpcCall<Scope> {
     }
   }
 
-  /** Writes one whole gRPC message to the client; returns false when the call is over. */
-  write(bytes: Uint8Array, done: () => void): boolean {
+  /**
+   * Writes one whole gRPC message to the client whatever the stream holds already (the caller
+   * limits that with `queuedBytes`); returns false when the call is over.
+   */
+  write(bytes: Uint8Array): boolean {
     if (this.finished) return false;
     if (!this.headersSent) this.sendHeaders();
-    this.stream.write(bytes, done);
+    this.stream.write(bytes);
     return true;
   }
 

@@ -2,7 +2,8 @@ import http2 from "node:http2";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { create, fromBinary } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -13,7 +14,7 @@ import { TranscriptSource } from "../../../gen/handshake/v1/transcript_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { createAsyncQueue } from "../../../src/core/async-queue.js";
 import { encodeFrameMessage } from "../../../src/server/grpc-h2/wire.js";
-import { bearerHeaders, clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
+import { bearer as bearerInterceptor, bearerHeaders, clients, startTestApp, testProfile, type TestApp } from "../../support/app.js";
 import { recordPanel, type PanelRecorder } from "../../support/panel.js";
 import { audioRequest, connectRaw, rawAudioCall, type RawAudioCall } from "../../support/raw-grpc.js";
 
@@ -168,6 +169,43 @@ describe("AudioStream on the fast path keeps its contract", () => {
     callB.stream.end();
     expect((await callA.status).code).toBe(S.OK);
     expect((await callB.status).code).toBe(S.OK);
+    await panel.stop();
+  });
+
+  it("relays each frame of a chunk holding several, with its own PCM, to a connect-node peer and a native one", async () => {
+    const { a, b, panel } = await pair();
+    const callNative = await openAudio(b, panel);
+    const bOut = createAsyncQueue<MessageInitShape<typeof AudioStreamRequestSchema>>();
+    bOut.push({ message: { case: "format", value: FORMAT } });
+    // The Connect protocol is served by connect-node, whose sink reads the frame's fields.
+    const connectB = createClient(RoomService, createConnectTransport({ baseUrl: t.baseUrl, httpVersion: "2", interceptors: [bearerInterceptor(b.token)] }));
+    bOut.push({ message: { case: "transcript", value: { text: "B on the Connect protocol", isFinal: true, confidence: 0.9 } } });
+    const bIn = connectB.audioStream(bOut.drain())[Symbol.asyncIterator]();
+    const peerFormat = bIn.next();
+    await panel.waitFor((e) => e.event.case === "transcript" && e.event.value.text === "B on the Connect protocol", "B's Connect stream");
+    const callA = await openAudio(a, panel);
+    const pcms = [0x11, 0x22, 0x33].map((fill, i) => Buffer.alloc(320 + 2 * i, fill));
+    const wires = pcms.map((pcm, i) => encodeFrameMessage(100 + i, pcm, 1_000 + i));
+    // One write holding all three messages, then one split across two writes.
+    callA.sendRaw(Buffer.concat(wires));
+    const split = encodeFrameMessage(103, Buffer.alloc(640, 0x44), 1_003);
+    callA.sendRaw(split.subarray(0, 200));
+    callA.sendRaw(split.subarray(200));
+
+    expect((await peerFormat).value?.message.case).toBe("peerFormat");
+    for (const [i, pcm] of [...pcms, Buffer.alloc(640, 0x44)].entries()) {
+      const got = (await bIn.next()).value?.message;
+      expect(got?.case).toBe("peerFrame");
+      if (got?.case !== "peerFrame") throw new Error("unreachable");
+      expect([got.value.seq, got.value.capturedAtUs]).toEqual([BigInt(100 + i), BigInt(1_000 + i)]);
+      expect(Buffer.from(got.value.pcm).equals(pcm)).toBe(true);
+    }
+    for (const [i, wire] of [...wires, split].entries()) expect((await callNative.message(i + 2)).equals(wire)).toBe(true);
+
+    bOut.end();
+    callA.stream.end();
+    callNative.stream.end();
+    expect((await callA.status).code).toBe(S.OK);
     await panel.stop();
   });
 
