@@ -7,7 +7,7 @@ import { formatMoney, minorDigits } from "../../core/money.js";
 import { dealRoles, dealTerms, initialDealState, nextDealState, type AgreedItem, type DealParty, type DealState, type DealTerms } from "../../language/deal-state.js";
 import { looksLikeGoods } from "../../language/phrases.js";
 import type { Agent, AgentDeps, AgentFactory } from "../agent.js";
-import { createAgentTools, escrowPreferenceProblem, type LineItemInput, type ProposalInput, type ToolResult } from "../tools.js";
+import { createAgentTools, escrowPreferenceProblem, type AgentToolSet, type LineItemInput, type ProposalInput, type ToolResult } from "../tools.js";
 import { ceilTo, floorTo, negotiationTime, offerAt, STYLE_BETA, type Position } from "./concession.js";
 
 /** Options of the offline (embedded, model-free) negotiator. */
@@ -56,7 +56,8 @@ interface Plan {
 }
 
 function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
-  const tools = createAgentTools(deps);
+  /** Made at the first decision: a room whose pair never strikes a deal does not hold them. */
+  let tools: AgentToolSet | undefined;
   const conversation: TranscriptEntry[] = [];
   /** The deal state of every final transcript pushed so far (folded as they arrive). */
   let talk: DealState | undefined;
@@ -91,6 +92,7 @@ function createOfflineAgent(deps: AgentDeps, settings: Settings): Agent {
   }
 
   async function call(name: string, input: unknown): Promise<ToolResult> {
+    tools ??= createAgentTools(deps);
     return tools.call(name, input);
   }
 
