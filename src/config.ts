@@ -307,7 +307,7 @@ export function loadConfig(env: Env = process.env): Config {
       language: str(env, "SPEECH_LANGUAGE", "en"),
       // 16 × ≈20 MB (≈100 MB with the full model) of recognisers at most, whatever the number of rooms.
       maxProcesses: int(env, "SPEECH_MAX_PROCESSES", 16, 1, 10_000),
-      endSilenceMs: int(env, "SPEECH_END_SILENCE_MS", 130, 60, 2000),
+      endSilenceMs: int(env, "SPEECH_END_SILENCE_MS", 160, 60, 2000),
       languageModel: oneOf(env, "SPEECH_LANGUAGE_MODEL", "money", ["money", "debian"]),
     },
     agents: {

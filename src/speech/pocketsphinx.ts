@@ -44,7 +44,7 @@ export interface PocketSphinxOptions {
    * Quiet after speech before the utterance is ended, in ms (10 ms steps): the engine's own
    * endpointer then pads the recogniser's input so it decodes at once, instead of waiting for
    * its VAD and its 128 ms reads. Shorter gives finals sooner but splits sentences at longer
-   * pauses (commas). Default 130.
+   * pauses (commas). Default 160.
    */
   endSilenceMs?: number;
   /**
@@ -303,7 +303,7 @@ class PocketSphinxEngineImpl implements PocketSphinxEngine {
   ) {
     this.binary = options.binary ?? "pocketsphinx_continuous";
     this.modelDir = options.modelDir ?? DEFAULT_POCKETSPHINX_MODEL_DIR;
-    this.endSilenceMs = Math.max(60, Math.round((options.endSilenceMs ?? 130) / 10) * 10);
+    this.endSilenceMs = Math.max(60, Math.round((options.endSilenceMs ?? 160) / 10) * 10);
     this.maxQueuedBytes = options.maxQueuedBytes ?? 5 * BYTES_PER_SECOND;
     this.dither = options.ditherAmplitude ?? 16;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 5000;

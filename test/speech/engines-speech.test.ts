@@ -25,8 +25,8 @@ afterEach(async () => {
 });
 
 describe("local speech settings", () => {
-  it("reads SPEECH_END_SILENCE_MS and SPEECH_LANGUAGE_MODEL, with the money model and 130 ms by default", () => {
-    expect(loadConfig({}).speech).toMatchObject({ endSilenceMs: 130, languageModel: "money" });
+  it("reads SPEECH_END_SILENCE_MS and SPEECH_LANGUAGE_MODEL, with the money model and 160 ms by default", () => {
+    expect(loadConfig({}).speech).toMatchObject({ endSilenceMs: 160, languageModel: "money" });
     expect(loadConfig({ SPEECH_END_SILENCE_MS: "240", SPEECH_LANGUAGE_MODEL: "debian" }).speech).toMatchObject({ endSilenceMs: 240, languageModel: "debian" });
     expect(() => loadConfig({ SPEECH_LANGUAGE_MODEL: "huge" })).toThrow(/SPEECH_LANGUAGE_MODEL/);
     expect(() => loadConfig({ SPEECH_END_SILENCE_MS: "10" })).toThrow(/SPEECH_END_SILENCE_MS/);
