@@ -2,14 +2,13 @@ import type { Logger } from "pino";
 import { ContractStatus, EscrowHoldStatus, LineItemKind, PaymentStatus, type Contract, type EscrowHold, type Payment } from "../../gen/handshake/v1/deal_pb.js";
 import { NotFoundError, PermissionDeniedError } from "../core/errors.js";
 import { silentLogger } from "../core/log.js";
-import { formatMoney } from "../core/money.js";
 import type { PaymentRail } from "../payments/rail.js";
 import type { Store } from "../store/store.js";
 import type { KeyedLock } from "../core/keyed-lock.js";
 import { sharedContractLock } from "./contract-lock.js";
 import { settleStatus } from "./contract-status.js";
 import { createHoldWatcher } from "./hold-watch.js";
-import { offerRetry, retryMoneyStep, type StepContext } from "./money-step.js";
+import { offerRetryIfFailed, retryMoneyStep, type StepContext } from "./money-step.js";
 import { partiesOf } from "../deal/milestones-rules.js";
 import { railPartiesFor } from "./rail-call.js";
 import { squareHoldsWithRail, syncMilestones } from "./reconciliation.js";
@@ -136,14 +135,7 @@ export function createContractExecutor(options: ContractExecutorOptions): Contra
   async function reconcileLocked(contractId: string, options: ReconcileOptions = {}): Promise<Contract> {
     if (options.checkRail) await squareHoldsWithRail(store, rail, events, now, log, await load(contractId));
     await syncMilestones(store, events, now, await load(contractId));
-    const reported = options.reported;
-    if (reported && (reported.$typeName === "handshake.v1.Payment" ? reported.status === PaymentStatus.FAILED : reported.status === EscrowHoldStatus.FAILED)) {
-      const contract = await load(contractId);
-      const item = contract.terms?.lineItems.find((i) => i.id === reported.lineItemId);
-      const what = reported.$typeName === "handshake.v1.Payment" ? "Payment" : "Escrow hold";
-      const money = formatMoney(reported.amountMinor, reported.currency);
-      offerRetry(events, contract, reported.payerUserId, reported.lineItemId, `${what} of ${money} for "${item?.description ?? reported.lineItemId}" failed: ${reported.failureReason}`);
-    }
+    if (options.reported) offerRetryIfFailed(events, await load(contractId), options.reported);
     return settle(contractId, false);
   }
 

@@ -257,9 +257,10 @@ async function runStep<R extends Payment | EscrowHold>(
     events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.SUCCEEDED, detail: spec.succeeded(money, parties, item) });
   } else if (outcome === "failed") {
     const retryable = answer instanceof PaymentRailError && answer.retryable;
+    const failed = failureMessage(spec.label, result, item.description);
     events.step(contract, { step: spec.stepName, lineItemId: item.id, userId: result.payerUserId, status: ExecutionStepStatus.FAILED, detail: `${spec.label} of ${money} failed: ${result.failureReason}` });
-    events.panelError(contract, "payment_failed", `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, retryable);
-    offerRetry(events, contract, result.payerUserId, item.id, `${spec.label} of ${money} for "${item.description}" failed: ${result.failureReason}`, {
+    events.panelError(contract, "payment_failed", failed, retryable);
+    offerRetry(events, contract, result.payerUserId, item.id, failed, {
       declineCode: answer instanceof PaymentRailError ? answer.declineCode : (answer.declineCode ?? ""),
       paymentMethodId: answer instanceof PaymentRailError ? "" : (answer.paymentMethodId ?? ""),
     });
@@ -267,11 +268,27 @@ async function runStep<R extends Payment | EscrowHold>(
   }
 }
 
+/** The one wording of a failed movement: `Payment of £40.00 for "Parts" failed: card declined`. */
+function failureMessage(label: string, movement: Payment | EscrowHold, description: string): string {
+  return `${label} of ${formatMoney(movement.amountMinor, movement.currency)} for "${description}" failed: ${movement.failureReason}`;
+}
+
+/**
+ * A movement the rail reported on by itself (a webhook): when it failed — a decline, a 3-D Secure
+ * the payer abandoned — the payer is offered a retry, as when the rail call itself answered so.
+ */
+export function offerRetryIfFailed(events: SettlementEvents, contract: Contract, reported: Payment | EscrowHold): void {
+  const isPayment = reported.$typeName === "handshake.v1.Payment";
+  if (reported.status !== (isPayment ? PaymentStatus.FAILED : EscrowHoldStatus.FAILED)) return;
+  const description = contract.terms?.lineItems.find((i) => i.id === reported.lineItemId)?.description ?? reported.lineItemId;
+  offerRetry(events, contract, reported.payerUserId, reported.lineItemId, failureMessage((isPayment ? pay : hold).label, reported, description));
+}
+
 /**
  * A declined card (or a 3-D Secure the payer did not complete) is the payer's to fix: they alone
  * hear why, and may try again (RetryPayment).
  */
-export function offerRetry(
+function offerRetry(
   events: SettlementEvents,
   contract: Contract,
   payerUserId: string,
