@@ -4,6 +4,7 @@ import http2 from "node:http2";
 import type net from "node:net";
 import { createContextKey } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { encodeGrpcMessage } from "./grpc-h2/wire.js";
 
 /**
  * The front door's limits against denial of service: connections per address and in all (below
@@ -283,7 +284,7 @@ function refuseStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHt
   counters.refusedCalls++;
   if (!stream.destroyed) {
     stream.respond(
-      { ":status": 200, "content-type": headers["content-type"] ?? "application/grpc", "grpc-status": "8", "grpc-message": encodeURIComponent(message), "retry-after": "1" },
+      { ":status": 200, "content-type": headers["content-type"] ?? "application/grpc", "grpc-status": "8", "grpc-message": encodeGrpcMessage(message), "retry-after": "1" },
       { endStream: true },
     );
   }
@@ -301,7 +302,7 @@ function refuseCall(
   const contentType = req.headers["content-type"] ?? "";
   // The body is not read: the connection (HTTP/1.1) is closed after the answer.
   if (contentType.startsWith("application/grpc")) {
-    res.writeHead(200, { "content-type": contentType, "grpc-status": "8", "grpc-message": encodeURIComponent(message), "retry-after": "1" });
+    res.writeHead(200, { "content-type": contentType, "grpc-status": "8", "grpc-message": encodeGrpcMessage(message), "retry-after": "1" });
   } else {
     res.writeHead(429, { "content-type": "application/json", "retry-after": "1", ...("stream" in req ? {} : { connection: "close" }) });
   }

@@ -22,7 +22,7 @@ import { createAudioFastPath } from "./grpc-h2/audio-stream.js";
 import { createPanelFastPath } from "./grpc-h2/panel-stream.js";
 import type { FastPath } from "./grpc-h2/raw-grpc-call.js";
 import { isFastPathCall } from "./grpc-h2/routing.js";
-import { AUDIO_STREAM_PATH, PANEL_STREAM_PATH } from "./grpc-h2/wire.js";
+import { AUDIO_STREAM_PATH, encodeGrpcMessage, PANEL_STREAM_PATH } from "./grpc-h2/wire.js";
 import { createReadinessCheck, registerHealthRoutes, type ReadinessCheck } from "./health.js";
 import { createAuthInterceptor, createFastPathHooks, createLoggingInterceptor } from "./interceptors.js";
 import { registerReflectionRoutes } from "./reflection.js";
@@ -354,7 +354,7 @@ async function serveHttp(
     const contentType = req.headers["content-type"] ?? "";
     if (contentType.startsWith("application/grpc")) {
       // A trailers-only gRPC answer, so every gRPC client reads the exact status.
-      res.writeHead(200, { "content-type": contentType, "grpc-status": "12", "grpc-message": encodeURIComponent(`unknown method ${url.pathname}`) });
+      res.writeHead(200, { "content-type": contentType, "grpc-status": "12", "grpc-message": encodeGrpcMessage(`unknown method ${url.pathname}`) });
       res.end();
       return;
     }

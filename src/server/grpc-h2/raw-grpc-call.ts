@@ -3,7 +3,7 @@ import zlib from "node:zlib";
 import { fromBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { GrpcMessageReader } from "./wire.js";
+import { encodeGrpcMessage, GrpcMessageReader } from "./wire.js";
 
 /**
  * The part of a native gRPC call served straight on `node:http2` (the fast paths, see
@@ -320,21 +320,6 @@ export abstract class RawGrpcCall<Scope> {
 
 const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": "application/grpc+proto", "grpc-accept-encoding": ACCEPT_ENCODING };
 const OK_TRAILERS: http2.OutgoingHttpHeaders = { "grpc-status": "0" };
-
-/**
- * Percent-encodes a status message as the gRPC spec says: only bytes outside printable ASCII,
- * and "%". (encodeURIComponent would also encode ",", ";" and others, which grpc-js, decoding
- * with decodeURI, then shows still encoded.)
- */
-function encodeGrpcMessage(message: string): string {
-  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
-    try {
-      return encodeURIComponent(c);
-    } catch {
-      return "%EF%BF%BD";
-    }
-  });
-}
 
 /** The error's google.rpc details as connect-node sends them (grpc-status-details-bin), when it has any. */
 function statusDetails(err: ConnectError): Record<string, string> {

@@ -224,3 +224,18 @@ export class GrpcMessageReader {
     this.partNeeded = 5 + length;
   }
 }
+
+/**
+ * Percent-encodes a status message as the gRPC spec says: only bytes outside printable ASCII,
+ * and "%". (encodeURIComponent would also encode ",", ";" and others, which grpc-js, decoding
+ * with decodeURI, then shows still encoded.)
+ */
+export function encodeGrpcMessage(message: string): string {
+  return message.replace(/[^\x20-\x24\x26-\x7e]/gu, (c) => {
+    try {
+      return encodeURIComponent(c);
+    } catch {
+      return "%EF%BF%BD";
+    }
+  });
+}
