@@ -659,10 +659,7 @@ export class Room {
     this.trigger.close();
     const members = [...this.members.values()];
     this.members.clear();
-    for (const member of members) {
-      member.relayTo = [];
-      member.left = true;
-    }
+    for (const member of members) member.left = true;
     await Promise.allSettled(members.map((m) => this.stopMember(m)));
     this.events.close(reason);
   }
